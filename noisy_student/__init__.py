@@ -1,0 +1,1 @@
+"""Noisy Student self-training on TensorFlow 2."""

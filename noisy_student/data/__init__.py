@@ -1,0 +1,1 @@
+"""TFRecord codecs and tf.data input pipelines."""

@@ -1,0 +1,31 @@
+"""Package metadata for efficientnet_tf (models) and noisy_student (self-training system)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="efficientnet-noisy-student",
+    version="0.1.0",
+    description="EfficientNet (B0-B8, L2, any compound scaling) in Keras 3 and Noisy Student "
+    "self-training on TF2 tf.distribute.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["efficientnet_tf*", "noisy_student*", "tools*"]),
+    include_package_data=True,
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3",
+        "tensorflow-datasets",
+        "absl-py",
+        "numpy",
+        "pillow",
+        "matplotlib",
+    ],
+    extras_require={"test": ["pytest", "ruff"]},
+    entry_points={"console_scripts": ["noisy-student=noisy_student.main:run"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: Apache Software License",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
