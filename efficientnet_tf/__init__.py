@@ -1,1 +1,55 @@
-"""EfficientNet in Keras 3."""
+"""EfficientNet B0-B8, L2 and any compound-scaled variant, in Keras 3 (any backend)."""
+
+from efficientnet_tf.blocks import DropConnect, InputNormalization, MBConvBlock, SqueezeExcite
+from efficientnet_tf.model import (
+    DEFAULT_BLOCKS,
+    BlockArgs,
+    EfficientNet,
+    EfficientNetB0,
+    EfficientNetB1,
+    EfficientNetB2,
+    EfficientNetB3,
+    EfficientNetB4,
+    EfficientNetB5,
+    EfficientNetB6,
+    EfficientNetB7,
+    EfficientNetB8,
+    EfficientNetL2,
+    create_model,
+    decode_block_string,
+    encode_block_string,
+    feature_endpoints,
+    model_config,
+    scaled_blocks,
+)
+from efficientnet_tf.scaling import PRESETS, compound_scaling, round_filters, round_repeats
+
+__all__ = [
+    "DEFAULT_BLOCKS",
+    "PRESETS",
+    "BlockArgs",
+    "DropConnect",
+    "EfficientNet",
+    "EfficientNetB0",
+    "EfficientNetB1",
+    "EfficientNetB2",
+    "EfficientNetB3",
+    "EfficientNetB4",
+    "EfficientNetB5",
+    "EfficientNetB6",
+    "EfficientNetB7",
+    "EfficientNetB8",
+    "EfficientNetL2",
+    "InputNormalization",
+    "MBConvBlock",
+    "SqueezeExcite",
+    "compound_scaling",
+    "create_model",
+    "decode_block_string",
+    "encode_block_string",
+    "feature_endpoints",
+    "model_config",
+    "round_filters",
+    "round_repeats",
+    "scaled_blocks",
+]
