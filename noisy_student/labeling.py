@@ -1,0 +1,166 @@
+"""The teacher labels unlabeled TFRecord shards (offline pseudo labels).
+
+Input shards (the sorted files matching a pattern) are split over workers: shard i goes to worker
+i % N. Each input shard gives one output shard with the same index, `pseudo-%05d-of-%05d`, holding
+for every decodable image its encoded bytes, the teacher's distribution, argmax label and top-1
+probability (`records.encode_pseudo_labeled`), in input order. Records that cannot be parsed or
+decoded are skipped and counted; their indices go to `info/pseudo-%05d-of-%05d.json`, which is
+written after the shard and marks it complete, so a rerun skips finished shards and redoes the
+rest (each output is renamed into place only when whole).
+
+The teacher runs in inference mode on eval-preprocessed images (center crop at its resolution);
+pass a model that holds the EMA weights. Keep soft labels (T=1, the reference setting) when the
+data is to be filtered: hard labels store one-hot vectors, so every confidence becomes 1.0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import tensorflow as tf
+
+from noisy_student.atomic_io import read_json, write_json_atomic
+from noisy_student.distributed_work import shards_for_worker, worker_info
+
+OUTPUT_FORMAT = "pseudo-%05d-of-%05d"
+INFO_DIR = "info"
+MAX_LISTED_SKIPS = 1000
+
+log = logging.getLogger(__name__)
+
+
+def pseudo_label_pattern(output_dir: str) -> str:
+    """Glob matching the pseudo-labeled shards that `label_shards` writes (for filtering)."""
+    return os.path.join(output_dir, "pseudo-?????-of-?????")
+
+
+def model_outputs_logits(model) -> bool:
+    """True if the model's last layer has no activation, False if it ends in a softmax."""
+    activation = getattr(model.layers[-1], "activation", None)
+    name = getattr(activation, "__name__", "")
+    if name == "linear":
+        return True
+    if name == "softmax":
+        return False
+    raise ValueError(f"cannot tell whether {model.name} outputs logits or probabilities (last "
+                     f"layer activation {name or None!r}); pass from_logits explicitly")
+
+
+def make_label_fn(teacher, *, temperature: float = 1.0, hard: bool = False,
+                  from_logits: bool | None = None):
+    """Compiled images -> pseudo-label distribution [B, C] (float32).
+
+    Soft: softmax(logits / T); for a model that outputs probabilities p this is p^(1/T)
+    renormalized. Hard: one-hot of the argmax.
+    """
+    if not hard and temperature <= 0:
+        raise ValueError(f"temperature must be > 0 for soft labels, got {temperature}")
+    if from_logits is None:
+        from_logits = model_outputs_logits(teacher)
+
+    @tf.function(reduce_retracing=True)
+    def label(images):
+        outputs = tf.cast(teacher(images, training=False), tf.float32)
+        if hard:
+            return tf.one_hot(tf.argmax(outputs, axis=-1), tf.shape(outputs)[-1])
+        if from_logits:
+            return tf.nn.softmax(outputs / temperature, axis=-1)
+        if temperature == 1.0:
+            return outputs / tf.reduce_sum(outputs, axis=-1, keepdims=True)
+        return tf.nn.softmax(tf.math.log(tf.maximum(outputs, 1e-30)) / temperature, axis=-1)
+
+    return label
+
+
+def _count_records(path: str) -> int:
+    try:
+        return int(tf.data.TFRecordDataset(path).reduce(tf.constant(0, tf.int64),
+                                                        lambda n, _: n + 1))
+    except tf.errors.DataLossError as err:
+        raise ValueError(f"{path} is not a readable TFRecord file ({err.message}); rewrite or "
+                         f"remove that shard") from err
+
+
+def _decoded_batches(path: str, *, image_size: int, small_image: bool, crop_padding: int,
+                     batch_size: int) -> tf.data.Dataset:
+    """(record index, image bytes, preprocessed image) batches in file order; records that fail
+    to parse or decode are dropped (the caller finds them from the missing indices)."""
+    from noisy_student.data.preprocessing import preprocess_for_eval
+    from noisy_student.data.records import parse_unlabeled
+
+    def prepare(index, serialized):
+        image_bytes = parse_unlabeled(serialized)["image"]
+        image = preprocess_for_eval(image_bytes, image_size, small_image=small_image,
+                                    crop_padding=crop_padding)
+        return index, image_bytes, image
+
+    return (tf.data.TFRecordDataset(path).enumerate()
+            .map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .ignore_errors()
+            .batch(batch_size)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def _label_shard(label_fn, input_path: str, output_path: str, *, storage: str,
+                 **pipeline) -> dict:
+    from noisy_student.data.records import atomic_tfrecord_writer, encode_pseudo_labeled
+
+    num_records = _count_records(input_path)
+    seen = []
+    with atomic_tfrecord_writer(output_path) as writer:
+        for indices, image_bytes, images in _decoded_batches(input_path, **pipeline):
+            probabilities = label_fn(images).numpy()
+            for data, probs in zip(image_bytes.numpy(), probabilities, strict=True):
+                writer.write(encode_pseudo_labeled(data, probs, storage))
+            seen.extend(indices.numpy().tolist())
+    skipped = sorted(set(range(num_records)) - set(seen))
+    if skipped:
+        log.warning("%s: %d of %d records could not be parsed or decoded and were skipped",
+                    input_path, len(skipped), num_records)
+    return {"num_records": num_records, "num_labeled": len(seen),
+            "num_undecodable": len(skipped), "undecodable_indices": skipped[:MAX_LISTED_SKIPS]}
+
+
+def label_shards(teacher, input_pattern: str, output_dir: str, *, image_size: int,
+                 small_image: bool = False, batch_size: int = 128, temperature: float = 1.0,
+                 hard: bool = False, from_logits: bool | None = None,
+                 worker_index: int | None = None, num_workers: int | None = None,
+                 storage: str = "float32", crop_padding: int = 32) -> dict:
+    """Labels this worker's share of the unlabeled shards; returns a summary dict.
+
+    `worker_index`/`num_workers` default to TF_CONFIG (or a single worker). `from_logits=None`
+    reads it from the teacher's last layer. `storage` is the probability storage of
+    `encode_pseudo_labeled` ("float32", "float16" or "topk:K").
+    """
+    files = sorted(tf.io.gfile.glob(input_pattern))
+    if not files:
+        raise FileNotFoundError(f"no unlabeled files match {input_pattern!r}")
+    worker = worker_info(worker_index, num_workers)
+    label_fn = make_label_fn(teacher, temperature=temperature, hard=hard, from_logits=from_logits)
+    settings = {"image_size": image_size, "small_image": small_image, "crop_padding": crop_padding,
+                "temperature": temperature, "hard": hard, "storage": storage}
+    tf.io.gfile.makedirs(os.path.join(output_dir, INFO_DIR))
+    summary = {"worker_index": worker.index, "num_workers": worker.count, "labeled_shards": [],
+               "skipped_complete_shards": [], "num_labeled": 0, "num_undecodable": 0}
+    for index, input_path in shards_for_worker(files, worker.index, worker.count):
+        name = OUTPUT_FORMAT % (index, len(files))
+        output_path = os.path.join(output_dir, name)
+        info_path = os.path.join(output_dir, INFO_DIR, name + ".json")
+        info = read_json(info_path)
+        if info is not None and tf.io.gfile.exists(output_path):
+            if info["settings"] != settings or info["input"] != os.path.basename(input_path):
+                raise ValueError(f"{output_path} was labeled from {info['input']} with settings "
+                                 f"{info['settings']}; use a new output_dir or delete it")
+            summary["skipped_complete_shards"].append(name)
+            continue
+        log.info("labeling %s -> %s", input_path, output_path)
+        info = _label_shard(label_fn, input_path, output_path, storage=storage,
+                            image_size=image_size, small_image=small_image,
+                            crop_padding=crop_padding, batch_size=batch_size)
+        info.update(input=os.path.basename(input_path), settings=settings)
+        write_json_atomic(info_path, info)
+        summary["labeled_shards"].append(name)
+        summary["num_labeled"] += info["num_labeled"]
+        summary["num_undecodable"] += info["num_undecodable"]
+    return summary

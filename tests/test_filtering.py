@@ -1,0 +1,157 @@
+"""Filter-and-balance rule (reference filter_unlabel.py) and the TFRecord stage around it."""
+
+import math
+
+import numpy as np
+import pytest
+
+from noisy_student.filtering import (
+    NUM_BINS,
+    bin_counts,
+    class_thresholds,
+    confidence_bins,
+    copies_per_image,
+)
+
+# ----------------------------------------------------------------------------- independent model
+
+
+def brute_force_thresholds(labels, probs, num_classes, num_image, min_threshold, max_prob,
+                           use_all=False):
+    """Threshold/total per class by direct counting (no bins): for each grid threshold t from
+    1.00 down, count images with p >= t whose own bin lies below max_prob."""
+    grid = [j / 100 for j in range(101)]
+    # Images in a bin whose threshold is >= max_prob are never counted: those with p >= cap.
+    cap = next((t for t in grid if t >= max_prob), math.inf)
+    lowest = round(min_threshold * 100)
+    out = []
+    for c in range(num_classes):
+        p_c = [float(p) for p, y in zip(probs, labels, strict=True) if y == c]
+        chosen = None
+        for j in range(100, lowest - 1, -1):
+            n = sum(1 for p in p_c if grid[j] <= p < cap)
+            if not use_all and n >= num_image:
+                chosen = (grid[j], n)
+                break
+        if chosen is None:
+            chosen = (grid[lowest], sum(1 for p in p_c if grid[lowest] <= p < cap))
+        out.append(chosen)
+    return out
+
+
+def test_bins_follow_float64_comparison_with_grid():
+    # 0.29 in float32 is 0.2899999916..., below 29/100: it belongs to bin 28, as in the reference
+    # (float64 comparison with j/100). 1.0000001 (float overshoot) lands in bin 100.
+    probs = np.array([0.0, 0.29, 0.3, 0.999, 1.0, 1.0000001], dtype=np.float64)
+    assert confidence_bins(probs).tolist() == [0, 29, 30, 99, 100, 100]
+    assert confidence_bins(np.float32([0.29])).tolist() == [28]
+    with pytest.raises(ValueError, match="NaN"):
+        confidence_bins(np.array([0.5, np.nan]))
+
+
+def test_bin_counts_against_numpy_histogram():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 4, 500)
+    probs = rng.uniform(0, 1, 500)
+    counts = bin_counts(labels, probs, 4)
+    assert counts.shape == (4, NUM_BINS)
+    for c in range(4):
+        # Independent: integer floor of 100*p is the bin away from edges (uniform draws never
+        # hit an edge exactly).
+        expected = np.bincount(np.floor(probs[labels == c] * 100).astype(int), minlength=101)
+        np.testing.assert_array_equal(counts[c], expected)
+    with pytest.raises(ValueError, match="num_classes"):
+        bin_counts(np.array([4]), np.array([0.5]), 4)
+
+
+@pytest.mark.parametrize("num_image,min_threshold,max_prob,use_all", [
+    (50, 0.3, 2.0, False), (5, 0.3, 2.0, False), (400, 0.3, 2.0, False),
+    (50, 0.0, 0.9, False), (30, 0.55, 0.955, False), (50, 0.3, 2.0, True),
+])
+def test_thresholds_match_brute_force(num_image, min_threshold, max_prob, use_all):
+    rng = np.random.default_rng(7)
+    n, num_classes = 1500, 5
+    labels = rng.integers(0, num_classes, n)
+    # Skewed confidences per class, plus exact grid values and overshoots above 1.
+    probs = rng.beta(2 + labels, 2, n)
+    probs[:40] = rng.integers(0, 101, 40) / 100
+    probs[40:45] = 1.0 + 1e-7
+    counts = bin_counts(labels, probs, num_classes)
+    thresholds, totals = class_thresholds(counts, num_image, min_threshold=min_threshold,
+                                          max_prob=max_prob, use_all=use_all)
+    expected = brute_force_thresholds(labels, probs, num_classes, num_image, min_threshold,
+                                      max_prob, use_all)
+    assert [(float(t), int(n)) for t, n in zip(thresholds, totals, strict=True)] == expected
+
+
+def test_hand_made_big_and_small_classes():
+    # Class 0: 5 images at .955 (bin 95), 5 at .905 (bin 90), 10 at .805, num_image=8:
+    # the walk reaches 5 at bin 95 and 10 at bin 90 -> threshold .90, total 10, 0.8 copies.
+    # Class 1: 3 images at .5 and one at .2 (< min_threshold): never reaches 8 ->
+    # threshold .30, total 3, 8/3 copies. Class 2: only .25 -> nothing kept.
+    probs = np.array([.955] * 5 + [.905] * 5 + [.805] * 10 + [.5] * 3 + [.2] + [.25] * 2)
+    labels = np.array([0] * 20 + [1] * 4 + [2] * 2)
+    counts = bin_counts(labels, probs, 3)
+    thresholds, totals = class_thresholds(counts, 8, min_threshold=0.3)
+    assert thresholds.tolist() == [0.9, 0.3, 0.3]
+    assert totals.tolist() == [10, 3, 0]
+    uniforms = np.array([.1, .9, .5, .79, .81] * 2 + [0.0] * 10 + [.1, .7, .5, .0] + [.0, .0])
+    copies = copies_per_image(labels, probs, thresholds, totals, 8, uniforms)
+    # Rate .8: copy iff u < .8. Rate 2.667: 2 copies + 1 iff u < .667.
+    assert copies.tolist() == ([1, 0, 1, 1, 0] * 2 + [0] * 10 + [3, 2, 3, 0] + [0, 0])
+    capped = copies_per_image(labels, probs, thresholds, totals, 8, uniforms, upsample=False)
+    assert capped.tolist() == ([1, 0, 1, 1, 0] * 2 + [0] * 10 + [1, 1, 1, 0] + [0, 0])
+
+
+def test_use_all_keeps_everything_above_min_threshold_once():
+    probs = np.array([.99, .95, .31, .3, .29, .1])
+    labels = np.zeros(6, dtype=int)
+    counts = bin_counts(labels, probs, 1)
+    thresholds, totals = class_thresholds(counts, 2, min_threshold=0.3, use_all=True)
+    assert thresholds.tolist() == [0.3] and totals.tolist() == [4]
+    copies = copies_per_image(labels, probs, thresholds, totals, 2, np.full(6, .5), use_all=True)
+    assert copies.tolist() == [1, 1, 1, 1, 0, 0]
+
+
+def test_max_prob_excludes_top_bins_from_totals():
+    # max_prob=0.95: bins 95..100 are skipped in the walk; images with p <= .95 are still kept.
+    probs = np.array([1.0, .97, .95, .93, .92])
+    labels = np.zeros(5, dtype=int)
+    thresholds, totals = class_thresholds(bin_counts(labels, probs, 1), 2, max_prob=0.95)
+    assert thresholds.tolist() == [0.92] and totals.tolist() == [2]
+    copies = copies_per_image(labels, probs, thresholds, totals, 2, np.zeros(5), max_prob=0.95)
+    assert copies.tolist() == [0, 0, 1, 1, 1]
+
+
+def test_balancing_statistics_on_large_sample():
+    """A big class is subsampled to ~num_image; a small one duplicated ~num_image/total times."""
+    rng = np.random.default_rng(3)
+    big = rng.uniform(0.3, 1.0, 20000)
+    small = rng.uniform(0.3, 1.0, 300)
+    probs = np.concatenate([big, small])
+    labels = np.array([0] * len(big) + [1] * len(small))
+    num_image = 2000
+    thresholds, totals = class_thresholds(bin_counts(labels, probs, 2), num_image)
+    copies = copies_per_image(labels, probs, thresholds, totals, num_image,
+                              rng.uniform(size=len(probs)))
+    # Big class: the threshold is the highest grid value with >= 2000 images above it.
+    above = (big >= thresholds[0]).sum()
+    assert above >= num_image and (big >= thresholds[0] + 0.01).sum() < num_image
+    written_big = copies[:len(big)].sum()
+    sd = math.sqrt(above * (num_image / above) * (1 - num_image / above))
+    assert abs(written_big - num_image) < 5 * sd + 1
+    assert copies[:len(big)].max() == 1
+    # Small class: every image kept 6 or 7 times (2000/300 = 6.67), about 2000 in total.
+    kept_small = copies[len(big):]
+    assert thresholds[1] == 0.3 and set(kept_small.tolist()) <= {6, 7}
+    assert abs(kept_small.mean() - num_image / 300) < 0.15
+
+
+def test_invalid_settings_are_rejected():
+    counts = np.zeros((2, NUM_BINS), dtype=np.int64)
+    with pytest.raises(ValueError, match="grid"):
+        class_thresholds(counts, 10, min_threshold=0.305)
+    with pytest.raises(ValueError, match="max_prob"):
+        class_thresholds(counts, 10, min_threshold=0.3, max_prob=0.3)
+    with pytest.raises(ValueError, match="num_image"):
+        class_thresholds(counts, 0)
