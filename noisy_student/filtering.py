@@ -159,8 +159,8 @@ def _read_batches(path: str, num_classes: int, with_records: bool, batch_size: i
     try:
         yield from dataset.as_numpy_iterator()
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
-        raise ValueError(f"{path}: not a readable pseudo-labeled TFRecord file ({err.message}); "
-                         f"relabel that shard") from err
+        raise ValueError(f"{path}: cannot read pseudo-labeled records ({err.message}); check "
+                         f"num_classes, or relabel that shard if the file is damaged") from err
 
 
 def _checked(path: str, labels: np.ndarray, probs: np.ndarray, num_classes: int) -> None:
@@ -196,13 +196,14 @@ def _save_histogram(path: str, counts: np.ndarray, thresholds: np.ndarray,
     if num_classes <= max_panels:
         cols = math.ceil(math.sqrt(num_classes))
         rows = math.ceil(num_classes / cols)
-        fig = Figure(figsize=(2.6 * cols, 1.9 * rows), dpi=80)
+        fig = Figure(figsize=(2.6 * cols, 2.2 * rows + 0.4), dpi=80)
         for c in range(num_classes):
             ax = fig.add_subplot(rows, cols, c + 1)
-            ax.bar(BIN_EDGES, counts[c], width=0.01, align="edge")
+            ax.stairs(counts[c], np.append(BIN_EDGES, 1.01), fill=True)
             ax.axvline(thresholds[c], color="red", linewidth=1)
             ax.set_title(f"class {c}: {int(counts[c].sum())} images", fontsize=8)
             ax.tick_params(labelsize=6)
+        fig.subplots_adjust(hspace=0.6, wspace=0.35, top=1 - 0.75 / (2.2 * rows + 0.4))
     else:
         fig = Figure(figsize=(8, 6), dpi=80)
         ax = fig.add_subplot(1, 1, 1)
@@ -213,7 +214,6 @@ def _save_histogram(path: str, counts: np.ndarray, thresholds: np.ndarray,
         ax.set_ylabel("class")
         fig.colorbar(image, ax=ax, label="log(1 + images)")
     fig.suptitle("Teacher confidence per class (red: threshold)", fontsize=9)
-    fig.tight_layout()
     buffer = io.BytesIO()
     FigureCanvasAgg(fig).print_png(buffer)
     write_bytes_atomic(path, buffer.getvalue())

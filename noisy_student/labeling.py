@@ -37,11 +37,13 @@ def pseudo_label_pattern(output_dir: str) -> str:
 
 def model_outputs_logits(model) -> bool:
     """True if the model's last layer has no activation, False if it ends in a softmax."""
-    activation = getattr(model.layers[-1], "activation", None)
-    name = getattr(activation, "__name__", "")
+    import keras
+
+    last = model.layers[-1]
+    name = getattr(getattr(last, "activation", None), "__name__", "")
     if name == "linear":
         return True
-    if name == "softmax":
+    if name == "softmax" or isinstance(last, keras.layers.Softmax):
         return False
     raise ValueError(f"cannot tell whether {model.name} outputs logits or probabilities (last "
                      f"layer activation {name or None!r}); pass from_logits explicitly")
@@ -102,6 +104,12 @@ def _decoded_batches(path: str, *, image_size: int, small_image: bool, crop_padd
             .prefetch(tf.data.AUTOTUNE))
 
 
+def _remove_stale_temps(output_dir: str, name: str) -> None:
+    """Deletes temp files a killed run left for this shard (each shard has one owner)."""
+    for stale in tf.io.gfile.glob(os.path.join(output_dir, f".{name}.tmp-*")):
+        tf.io.gfile.remove(stale)
+
+
 def _label_shard(label_fn, input_path: str, output_path: str, *, storage: str,
                  **pipeline) -> dict:
     from noisy_student.data.records import atomic_tfrecord_writer, encode_pseudo_labeled
@@ -154,6 +162,7 @@ def label_shards(teacher, input_pattern: str, output_dir: str, *, image_size: in
                                  f"{info['settings']}; use a new output_dir or delete it")
             summary["skipped_complete_shards"].append(name)
             continue
+        _remove_stale_temps(output_dir, name)
         log.info("labeling %s -> %s", input_path, output_path)
         info = _label_shard(label_fn, input_path, output_path, storage=storage,
                             image_size=image_size, small_image=small_image,

@@ -1,6 +1,7 @@
 """Filter-and-balance rule (reference filter_unlabel.py) and the TFRecord stage around it."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -155,3 +156,114 @@ def test_invalid_settings_are_rejected():
         class_thresholds(counts, 10, min_threshold=0.3, max_prob=0.3)
     with pytest.raises(ValueError, match="num_image"):
         class_thresholds(counts, 0)
+
+
+# ----------------------------------------------------------------------------- TFRecord stage
+
+
+def _png(image):
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def pseudo_input(tmp_path_factory):
+    """240 real CIFAR-10 PNGs with synthetic teacher distributions, in two files: class 0 is
+    big and confident, class 1 small, the rest in between (some below min_threshold)."""
+    import tensorflow as tf
+    from cifar_data import cifar_test_images
+
+    from noisy_student.data.records import encode_pseudo_labeled
+
+    rng = np.random.default_rng(5)
+    images = [_png(im) for im in cifar_test_images(240)]
+    labels = np.where(np.arange(240) < 120, 0, rng.integers(1, 10, 240))
+    labels[rng.choice(np.arange(120, 240), 110, replace=False)] = rng.integers(2, 10, 110)
+    top = np.where(labels == 0, rng.uniform(0.6, 1.0, 240), rng.uniform(0.15, 0.95, 240))
+    serialized = []
+    for y, p, data in zip(labels, top, images, strict=True):
+        probs = np.full(10, (1 - p) / 9)
+        probs[y] = p
+        serialized.append(encode_pseudo_labeled(data, probs.astype(np.float32)))
+    directory = tmp_path_factory.mktemp("pseudo")
+    for s in range(2):
+        with tf.io.TFRecordWriter(str(directory / f"pseudo-{s:05d}-of-00002")) as writer:
+            for record in serialized[s * 120:(s + 1) * 120]:
+                writer.write(record)
+    # The confidence the filter sees is the stored float32 `prob`.
+    stored = np.array([np.float32(p) for p in top])
+    return {"pattern": str(directory / "pseudo-*"), "serialized": serialized,
+            "labels": labels, "probs": stored}
+
+
+def _read_outputs(directory):
+    import glob
+
+    import tensorflow as tf
+
+    shards = sorted(glob.glob(str(directory / "train-*")))
+    return [[r.numpy() for r in tf.data.TFRecordDataset(s)] for s in shards]
+
+
+def test_filter_and_balance_stage(tmp_path, pseudo_input):
+    import json
+
+    from PIL import Image
+
+    from noisy_student.filtering import filter_and_balance
+
+    num_image = 15
+    out = tmp_path / "filtered"
+    stats = filter_and_balance(pseudo_input["pattern"], str(out), num_classes=10,
+                               num_image_per_class=num_image, num_output_shards=3,
+                               chunk_size=40, seed=1)
+    labels, probs = pseudo_input["labels"], pseudo_input["probs"]
+    expected = brute_force_thresholds(labels, probs, 10, num_image, 0.3, 2.0)
+    assert list(zip(stats["thresholds"], stats["totals"], strict=True)) == expected
+    shards = _read_outputs(out)
+    assert len(shards) == 3 and max(map(len, shards)) - min(map(len, shards)) <= 1
+    index_of = {record: i for i, record in enumerate(pseudo_input["serialized"])}
+    written = [index_of[record] for shard in shards for record in shard]  # bytes unchanged
+    copies = np.bincount(written, minlength=len(labels))
+    for i, (y, p) in enumerate(zip(labels, probs, strict=True)):
+        threshold, total = expected[y]
+        rate = num_image / total if total else 0
+        if p < threshold:
+            assert copies[i] == 0
+        else:
+            assert copies[i] in (math.floor(rate), math.ceil(rate)), (i, rate, copies[i])
+    per_class = np.bincount(labels[written], minlength=10)
+    assert per_class.tolist() == stats["written_per_class"]
+    assert abs(per_class[0] - num_image) <= 6  # the big class is subsampled to ~num_image
+    assert stats["num_written"] == len(written) and stats["num_input_records"] == 240
+    assert written[:40] != sorted(written[:40])  # shuffled in chunks
+    with open(out / "stats.json") as f:
+        assert json.load(f)["thresholds"] == stats["thresholds"]
+    Image.open(out / stats["histogram"]).verify()
+
+    # Same seed -> identical files; a rerun skips; other settings on the same dir are refused.
+    again = tmp_path / "again"
+    filter_and_balance(pseudo_input["pattern"], str(again), num_classes=10,
+                       num_image_per_class=num_image, num_output_shards=3, chunk_size=40, seed=1)
+    assert _read_outputs(again) == shards
+    mtime = os.path.getmtime(out / "train-00000-of-00003")
+    assert filter_and_balance(pseudo_input["pattern"], str(out), num_classes=10,
+                              num_image_per_class=num_image, num_output_shards=3,
+                              chunk_size=40, seed=1) == stats
+    assert os.path.getmtime(out / "train-00000-of-00003") == mtime
+    with pytest.raises(ValueError, match="other inputs or settings"):
+        filter_and_balance(pseudo_input["pattern"], str(out), num_classes=10,
+                           num_image_per_class=num_image + 1, num_output_shards=3)
+
+
+def test_filter_rejects_labels_beyond_num_classes(tmp_path, pseudo_input):
+    from noisy_student.filtering import filter_and_balance
+
+    with pytest.raises(Exception, match="num_classes"):
+        filter_and_balance(pseudo_input["pattern"], str(tmp_path / "o"), num_classes=5,
+                           num_image_per_class=10)
