@@ -134,18 +134,23 @@ def label_shards(teacher, input_pattern: str, output_dir: str, *, image_size: in
                  small_image: bool = False, batch_size: int = 128, temperature: float = 1.0,
                  hard: bool = False, from_logits: bool | None = None,
                  worker_index: int | None = None, num_workers: int | None = None,
-                 storage: str = "float32", crop_padding: int = 32) -> dict:
+                 storage: str = "float32", crop_padding: int = 32,
+                 label_fn=None) -> dict:
     """Labels this worker's share of the unlabeled shards; returns a summary dict.
 
     `worker_index`/`num_workers` default to TF_CONFIG (or a single worker). `from_logits=None`
     reads it from the teacher's last layer. `storage` is the probability storage of
-    `encode_pseudo_labeled` ("float32", "float16" or "topk:K").
+    `encode_pseudo_labeled` ("float32", "float16" or "topk:K"). `label_fn` (from
+    `make_label_fn`, built with the same teacher and settings) reuses an already traced function
+    across calls; by default one is built per call.
     """
     files = sorted(tf.io.gfile.glob(input_pattern))
     if not files:
         raise FileNotFoundError(f"no unlabeled files match {input_pattern!r}")
     worker = worker_info(worker_index, num_workers)
-    label_fn = make_label_fn(teacher, temperature=temperature, hard=hard, from_logits=from_logits)
+    if label_fn is None:
+        label_fn = make_label_fn(teacher, temperature=temperature, hard=hard,
+                                 from_logits=from_logits)
     settings = {"image_size": image_size, "small_image": small_image, "crop_padding": crop_padding,
                 "temperature": temperature, "hard": hard, "storage": storage}
     tf.io.gfile.makedirs(os.path.join(output_dir, INFO_DIR))

@@ -1,0 +1,131 @@
+"""Throughput of `label_shards` against a plain `model.predict` on the same images, same run.
+
+label_shards does the whole job: read TFRecords, decode and preprocess (tf.data, parallel),
+run the teacher, softmax, encode and write pseudo-labeled records. The peer only runs
+`model.predict` on the same images already decoded into one NumPy array (decoding excluded), so
+a ratio near 1 means the pipeline around the model costs little. Tracing is excluded from both
+(one warm-up each); the two alternate and each figure is the median of --repeats runs.
+
+    python benchmarks/labeling_throughput.py            # 32x32 CIFAR-10 PNGs, B0 small-image
+    python benchmarks/labeling_throughput.py --resolution 224 --images 256   # 224 JPEG path
+On a shared CPU the figures move with the load of other processes; compare the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from cifar_data import cifar_test_images  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from efficientnet_tf import create_model  # noqa: E402
+from noisy_student.data.records import encode_unlabeled  # noqa: E402
+from noisy_student.labeling import label_shards, make_label_fn  # noqa: E402
+
+
+def encoded_images(count: int, resolution: int) -> list[bytes]:
+    """CIFAR-10 test images: PNG at 32x32, else upscaled to resolution/0.875 JPEG (q90), so the
+    eval center crop takes the image back to `resolution`."""
+    out = []
+    for image in cifar_test_images(count):
+        buffer = io.BytesIO()
+        if resolution <= 32:
+            Image.fromarray(image).save(buffer, format="PNG")
+        else:
+            side = round(resolution / 0.875)
+            Image.fromarray(image).resize((side, side), Image.BICUBIC).save(
+                buffer, format="JPEG", quality=90)
+        out.append(buffer.getvalue())
+    return out
+
+
+def write_shards(directory: str, encoded: list[bytes], num_shards: int) -> str:
+    per_shard = -(-len(encoded) // num_shards)
+    for s in range(num_shards):
+        path = os.path.join(directory, f"unlabeled-{s:05d}-of-{num_shards:05d}")
+        with tf.io.TFRecordWriter(path) as writer:
+            for data in encoded[s * per_shard:(s + 1) * per_shard]:
+                writer.write(encode_unlabeled(data))
+    return os.path.join(directory, "unlabeled-*")
+
+
+def decoded(encoded: list[bytes], resolution: int) -> np.ndarray:
+    """The peer's input: Pillow decode plus the same center crop fraction, bicubic resize."""
+    images = []
+    for data in encoded:
+        image = Image.open(io.BytesIO(data)).convert("RGB")
+        if image.size != (resolution, resolution):
+            side = min(image.size) * resolution // (resolution + 32)
+            left, top = (image.width - side + 1) // 2, (image.height - side + 1) // 2
+            image = image.crop((left, top, left + side, top + side)).resize(
+                (resolution, resolution), Image.BICUBIC)
+        images.append(np.asarray(image))
+    return np.stack(images).astype("float32")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument("--images", type=int, default=2048)
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", default="b0")
+    args = parser.parse_args()
+    keras.utils.disable_interactive_logging()
+
+    small = args.resolution <= 32
+    model = create_model(args.model, input_shape=(args.resolution, args.resolution, 3),
+                         classes=10 if small else 1000, small_images=small,
+                         classifier_activation=None)
+    encoded = encoded_images(args.images, args.resolution)
+    pixels = decoded(encoded, args.resolution)
+    label_fn = make_label_fn(model)
+    work = tempfile.mkdtemp(prefix="labeling_bench_")
+    try:
+        pattern = write_shards(work, encoded, args.shards)
+
+        def run_ours() -> float:
+            out = tempfile.mkdtemp(dir=work)
+            start = time.perf_counter()
+            summary = label_shards(model, pattern, out, image_size=args.resolution,
+                                   small_image=small, batch_size=args.batch, label_fn=label_fn)
+            elapsed = time.perf_counter() - start
+            assert summary["num_labeled"] == args.images
+            return args.images / elapsed
+
+        def run_predict() -> float:
+            start = time.perf_counter()
+            model.predict(pixels, batch_size=args.batch, verbose=0)
+            return args.images / (time.perf_counter() - start)
+
+        run_ours(), run_predict()  # warm-up: tracing and first-call costs
+        ours, peer = [], []
+        for _ in range(args.repeats):
+            ours.append(run_ours())
+            peer.append(run_predict())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    ours_m, peer_m = statistics.median(ours), statistics.median(peer)
+    print(f"{args.model} {args.resolution}x{args.resolution}, {args.images} images in "
+          f"{args.shards} shards, batch {args.batch}, median of {args.repeats}:")
+    print(f"  label_shards (read+decode+teacher+encode+write): {ours_m:8.1f} img/s")
+    print(f"  model.predict on pre-decoded arrays:             {peer_m:8.1f} img/s")
+    print(f"  ratio label_shards / predict: {ours_m / peer_m:.2f}")
+
+
+if __name__ == "__main__":
+    main()
