@@ -1,0 +1,111 @@
+"""Throughput of our EfficientNet-B0 against keras.applications.EfficientNetB0, same run.
+
+Prints images/second for each case and the ratio ours/keras:
+  - training at 32x32, batch 128
+  - training at 224x224, batch 32
+  - inference at 224x224, batch 32
+Both models are built with weights=None, the same optimizer and loss; XLA is off on CPU (it is
+5-7x slower there for depthwise convolutions) and on elsewhere unless --jit says otherwise.
+Warm-up steps are excluded; each figure is the median over --repeats timed runs, and the two
+models alternate so that background load hits both alike.
+
+    python benchmarks/model_throughput.py             # full run (~3-5 min on 2 CPU cores)
+    python benchmarks/model_throughput.py --quick     # fewer steps
+    KERAS_BACKEND=jax python benchmarks/model_throughput.py   # other backends (no TF needed)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from efficientnet_tf import EfficientNetB0  # noqa: E402
+
+CASES = (  # (label, training, resolution, batch)
+    ("train 32x32 b128", True, 32, 128),
+    ("train 224x224 b32", True, 224, 32),
+    ("infer 224x224 b32", False, 224, 32),
+)
+
+
+def build(kind: str, resolution: int, jit: bool, training: bool) -> keras.Model:
+    shape = (resolution, resolution, 3)
+    if kind == "ours":
+        model = EfficientNetB0(weights=None, input_shape=shape, classes=1000)
+    else:
+        model = keras.applications.EfficientNetB0(weights=None, input_shape=shape, classes=1000)
+    if training:
+        model.compile(
+            optimizer=keras.optimizers.RMSprop(1e-3, rho=0.9, momentum=0.9, epsilon=1e-3),
+            loss="categorical_crossentropy",
+            jit_compile=jit,
+        )
+    return model
+
+
+def images_per_second(model, training: bool, batch: int, resolution: int, steps: int) -> float:
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (batch, resolution, resolution, 3)).astype("float32")
+    y = keras.utils.to_categorical(rng.integers(0, 1000, batch), 1000)
+    if training:
+        start = time.perf_counter()
+        for _ in range(steps):
+            model.train_on_batch(x, y)
+    else:
+        start = time.perf_counter()
+        for _ in range(steps):
+            model.predict_on_batch(x)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="fewer steps per repeat")
+    parser.add_argument("--jit", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument("--cases", default="all", help="comma-separated case indices, e.g. 0,2")
+    args = parser.parse_args()
+    on_cpu = keras.backend.backend() != "jax" or "cpu" in str(_jax_device()).lower()
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        on_cpu = not tf.config.list_physical_devices("GPU")
+    jit = {"on": True, "off": False}.get(args.jit, not on_cpu)
+    chosen = range(len(CASES)) if args.cases == "all" else map(int, args.cases.split(","))
+    print(f"backend={keras.backend.backend()} jit_compile={jit} repeats={args.repeats}")
+    print(f"{'case':<20}{'ours img/s':>12}{'keras img/s':>13}{'ours/keras':>12}")
+    for index in chosen:
+        label, training, resolution, batch = CASES[index]
+        steps = 2 if (args.quick or resolution > 100) else 8
+        if not on_cpu:
+            steps *= 10
+        models = {kind: build(kind, resolution, jit, training) for kind in ("ours", "keras")}
+        for model in models.values():  # warm-up: tracing and first-step allocation
+            images_per_second(model, training, batch, resolution, 1)
+        rates: dict[str, list[float]] = {"ours": [], "keras": []}
+        for _ in range(args.repeats):
+            for kind, model in models.items():
+                rates[kind].append(images_per_second(model, training, batch, resolution, steps))
+        ours, theirs = (statistics.median(rates[k]) for k in ("ours", "keras"))
+        print(f"{label:<20}{ours:>12.1f}{theirs:>13.1f}{ours / theirs:>12.2f}", flush=True)
+        del models
+        keras.backend.clear_session()
+
+
+def _jax_device():
+    if keras.backend.backend() != "jax":
+        return "cpu"
+    import jax
+
+    return jax.devices()[0]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,435 @@
+"""RandAugment (Cubuk et al., 2019) on core TensorFlow ops, as used by Noisy Student.
+
+Works inside `tf.data` and under `tf.function`: every random draw is a TF op, so each image gets
+its own ops and signs, and a `seed` makes the result reproducible (stateless RNG).
+
+Semantics follow the reference (tensorflow/tpu `efficientnet/autoaugment.py` and its copy in
+google-research/noisystudent `randaugment.py`):
+- N layers; each picks one of the 16 ops uniformly and always applies it (the reference draws a
+  per-op probability but none of the 16 ops takes it, so the chosen op is applied with
+  probability 1; we do the same).
+- Fixed magnitude M on a scale whose maximum level is 10; larger M extrapolates linearly
+  (see `_apply_op` for each op's level-to-argument rule). Rotate, shear and translate get a
+  random sign.
+- Affine ops use nearest-neighbour sampling and fill uncovered pixels with 128; Cutout fills 128.
+
+Where the TF reference meant "the equivalent of PIL" but differs from PIL, we follow Pillow
+(and the tests check against Pillow):
+- Color/Contrast grayscale is Pillow's ITU-R 601-2 luma with fixed-point rounding (the reference's
+  `tf.image.rgb_to_grayscale` differs by at most 1 gray level).
+- Contrast blends towards the mean gray level of the image, as Pillow does. The reference computes
+  sum(histogram)/256, i.e. (number of pixels)/256, a constant that depends only on the image size
+  (196 at 224 px, 4 at 32 px); we treat that as a bug.
+- Sharpness rounds the SMOOTH-filtered image to nearest (the reference truncates); border pixels
+  keep their original values in both.
+- AutoContrast computes floor((v - lo) * 255 / (hi - lo)) exactly (reference: float32, Pillow:
+  double; each can land one level lower where the exact value is an integer).
+- Translate shifts by whole pixels, floor(pixels + 0.5), as Pillow's nearest sampling does; the
+  reference's projective transform rounds half away from zero, which differs only for
+  half-integer shifts at the image edge.
+- Posterize clamps bits to [1, 8]: the same result as the reference's clamped bit shifts.
+
+Speed (CPU, tf.data): one `tf.switch_case` per layer, so only the chosen op runs; full-image
+`tf.where`/`tf.gather` are avoided where arithmetic does the same job (they cost several times an
+elementwise op on CPU); Equalize builds all three histograms with one bincount.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+MAX_LEVEL = 10.0
+FILL_VALUE = 128
+
+# Reference constants at 224 px (tensorflow/tpu RandAugment hparams).
+REFERENCE_IMAGE_SIZE = 224
+REFERENCE_TRANSLATE_CONST = 100.0
+REFERENCE_CUTOUT_CONST = 40.0
+
+OP_NAMES = (
+    "AutoContrast",
+    "Equalize",
+    "Invert",
+    "Rotate",
+    "Posterize",
+    "Solarize",
+    "Color",
+    "Contrast",
+    "Brightness",
+    "Sharpness",
+    "ShearX",
+    "ShearY",
+    "TranslateX",
+    "TranslateY",
+    "Cutout",
+    "SolarizeAdd",
+)
+
+# Pillow's RGB -> L weights in 16-bit fixed point (299/587/114 per mille, rounded).
+_LUMA_WEIGHTS = (19595, 38470, 7471)
+_CHANNEL_OFFSETS = (0, 256, 512)
+
+
+def randaugment_constants(image_size: int, *, small_image: bool = False) -> tuple[float, float]:
+    """(translate_const, cutout_const) for square images of side `image_size`.
+
+    Default: the reference's 100 and 40 at 224 px, scaled in proportion to the side.
+    `small_image=True`: the Noisy Student rule for 32x32 data, `image_size // 8` for both.
+    """
+    if image_size <= 0:
+        raise ValueError(f"image_size must be positive, got {image_size}")
+    if small_image:
+        return float(image_size // 8), float(image_size // 8)
+    scale = image_size / REFERENCE_IMAGE_SIZE
+    return REFERENCE_TRANSLATE_CONST * scale, REFERENCE_CUTOUT_CONST * scale
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers. Elementwise arithmetic is used instead of tf.where/tf.gather where possible: on CPU a
+# full-image tf.where or gather costs 5-10x an elementwise op (see benchmarks/input_pipeline.py).
+
+
+def _to_float(image: tf.Tensor) -> tf.Tensor:
+    return tf.cast(image, tf.float32)
+
+
+def _blend(degenerate: tf.Tensor, image: tf.Tensor, factor) -> tf.Tensor:
+    """Pillow's Image.blend: degenerate + factor * (image - degenerate), clipped, truncated."""
+    degenerate = _to_float(degenerate)
+    factor = tf.cast(factor, tf.float32)
+    blended = degenerate + factor * (_to_float(image) - degenerate)
+    return tf.cast(tf.clip_by_value(blended, 0.0, 255.0), tf.uint8)
+
+
+def _grayscale(image: tf.Tensor) -> tf.Tensor:
+    """Pillow's RGB -> L conversion (fixed-point luma), HxWx1 float32 holding integers.
+
+    All partial sums are integers below 2**24, so float32 arithmetic is exact.
+    """
+    weights = tf.constant([[_LUMA_WEIGHTS[0]], [_LUMA_WEIGHTS[1]], [_LUMA_WEIGHTS[2]]], tf.float32)
+    shape = tf.shape(image)
+    weighted = tf.matmul(tf.reshape(_to_float(image), [-1, 3]), weights) + 32768.0
+    return tf.reshape(tf.floor(weighted / 65536.0), [shape[0], shape[1], 1])
+
+
+def _transform(image: tf.Tensor, transform, replace) -> tf.Tensor:
+    """Projective transform, nearest sampling, constant fill.
+
+    `transform` = [a0, a1, a2, b0, b1, b2, c0, c1] maps output pixel (x, y) to input
+    ((a0 x + a1 y + a2) / k, (b0 x + b1 y + b2) / k), k = c0 x + c1 y + 1, in pixel indices.
+    """
+    transform = tf.reshape(tf.cast(tf.stack(transform), tf.float32), [1, 8])
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[tf.newaxis],
+        transforms=transform,
+        output_shape=tf.shape(image)[:2],
+        fill_value=tf.cast(replace, tf.float32),
+        interpolation="NEAREST",
+        fill_mode="CONSTANT",
+    )[0]
+    return tf.ensure_shape(out, image.shape)
+
+
+def _shift(image: tf.Tensor, pixels, axis: int, replace) -> tf.Tensor:
+    """out[i] = image[i + s] along `axis` (fill where out of range), s = floor(pixels + 0.5)."""
+    length = tf.shape(image)[axis]
+    s = tf.cast(tf.floor(tf.cast(pixels, tf.float64) + 0.5), tf.int32)
+    start = tf.clip_by_value(s, 0, length)
+    stop = tf.clip_by_value(length + s, 0, length)
+    before = tf.clip_by_value(-s, 0, length)
+    after = length - before - (stop - start)
+    kept = image[:, start:stop] if axis == 1 else image[start:stop]
+    other = tf.shape(image)[1 - axis]
+
+    def fill(n):
+        shape = tf.stack([other, n, 3]) if axis == 1 else tf.stack([n, other, 3])
+        return tf.fill(shape, tf.cast(replace, tf.uint8))
+
+    return tf.ensure_shape(tf.concat([fill(before), kept, fill(after)], axis), image.shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# The 16 operations. Each takes and returns a uint8 HxWx3 tensor.
+
+
+def auto_contrast(image: tf.Tensor) -> tf.Tensor:
+    """Pillow ImageOps.autocontrast (cutoff 0): stretch each channel's [min, max] to [0, 255].
+
+    Computed exactly as floor((v - lo) * 255 / (hi - lo)); Pillow evaluates the same line in
+    double precision and lands one level lower where the exact value is an integer.
+    """
+    lo = _to_float(tf.reduce_min(image, axis=[0, 1]))
+    hi = _to_float(tf.reduce_max(image, axis=[0, 1]))
+    stretch = hi > lo
+    lo = tf.where(stretch, lo, 0.0)  # constant channels stay as they are
+    span = tf.where(stretch, hi - lo, 255.0)
+    # Integers below 2**24 and a correctly rounded division: the floor is exact.
+    return tf.cast((_to_float(image) - lo) * 255.0 / span, tf.uint8)
+
+
+def equalize(image: tf.Tensor) -> tf.Tensor:
+    """Pillow ImageOps.equalize: per-channel histogram equalization (one vectorized histogram)."""
+    index = tf.cast(image, tf.int32) + _CHANNEL_OFFSETS
+    hist = tf.reshape(
+        tf.math.bincount(tf.reshape(index, [-1]), minlength=768, maxlength=768), [3, 256]
+    )
+    values = tf.range(256, dtype=tf.int32)
+    last_value = tf.reduce_max(tf.where(hist > 0, values, -1), axis=1)
+    last_count = tf.gather(hist, last_value, batch_dims=1)
+    step = (tf.reduce_sum(hist, axis=1) - last_count) // 255
+    safe_step = tf.maximum(step, 1)[:, tf.newaxis]
+    below = tf.cumsum(hist, axis=1, exclusive=True)
+    lut = tf.clip_by_value((below + safe_step // 2) // safe_step, 0, 255)
+    lut = tf.where(step[:, tf.newaxis] > 0, lut, values[tf.newaxis, :])
+    return tf.gather(tf.reshape(tf.cast(lut, tf.uint8), [-1]), index)
+
+
+def invert(image: tf.Tensor) -> tf.Tensor:
+    """255 - pixel."""
+    return tf.constant(255, tf.uint8) - image
+
+
+def posterize(image: tf.Tensor, bits) -> tf.Tensor:
+    """Pillow ImageOps.posterize: keep the top `bits` bits (clamped to [1, 8])."""
+    bits = tf.clip_by_value(tf.cast(bits, tf.int32), 1, 8)
+    mask = tf.cast(tf.bitwise.left_shift(255, 8 - bits) % 256, tf.uint8)
+    return tf.bitwise.bitwise_and(image, mask)
+
+
+def solarize(image: tf.Tensor, threshold=128) -> tf.Tensor:
+    """Pillow ImageOps.solarize: invert pixels >= threshold (255 - v == v ^ 255)."""
+    threshold = tf.clip_by_value(tf.cast(threshold, tf.int32), 0, 256)
+    any_inverted = tf.cast(tf.where(threshold <= 255, 255, 0), tf.uint8)
+    above = tf.cast(image >= tf.cast(tf.minimum(threshold, 255), tf.uint8), tf.uint8)
+    return tf.bitwise.bitwise_xor(image, above * any_inverted)
+
+
+def solarize_add(image: tf.Tensor, addition, threshold=128) -> tf.Tensor:
+    """Add `addition` to pixels below `threshold`, saturating at 0 and 255."""
+    addition = tf.clip_by_value(tf.cast(addition, tf.int32), -255, 255)
+    # clip(v, lo, hi) + addition stays in [0, 255]; uint8 wrap-around makes negative additions work.
+    lo = tf.cast(tf.maximum(0, -addition), tf.uint8)
+    hi = tf.cast(tf.minimum(255, 255 - addition), tf.uint8)
+    added = tf.clip_by_value(image, lo, hi) + tf.cast(addition % 256, tf.uint8)
+    threshold = tf.clip_by_value(tf.cast(threshold, tf.int32), 0, 256)
+    below = tf.cast(image < tf.cast(tf.minimum(threshold, 255), tf.uint8), tf.uint8)
+    below = tf.bitwise.bitwise_or(below, tf.cast(tf.where(threshold > 255, 1, 0), tf.uint8))
+    return image + below * (added - image)  # modulo-256 arithmetic: exact
+
+
+def color(image: tf.Tensor, factor) -> tf.Tensor:
+    """Pillow ImageEnhance.Color: blend the grayscale image with the image."""
+    return _blend(_grayscale(image), image, factor)
+
+
+def contrast(image: tf.Tensor, factor) -> tf.Tensor:
+    """Pillow ImageEnhance.Contrast: blend a constant image of the mean gray level (rounded)."""
+    gray = _grayscale(image)
+    total = tf.reduce_sum(tf.cast(gray, tf.float64))
+    mean = tf.floor(total / tf.cast(tf.size(gray), tf.float64) + 0.5)
+    return _blend(tf.cast(mean, tf.float32), image, factor)
+
+
+def brightness(image: tf.Tensor, factor) -> tf.Tensor:
+    """Pillow ImageEnhance.Brightness: blend with black."""
+    return _blend(tf.zeros([], tf.float32), image, factor)
+
+
+def sharpness(image: tf.Tensor, factor) -> tf.Tensor:
+    """Pillow ImageEnhance.Sharpness: blend the SMOOTH-filtered image (border pixels unchanged)."""
+    pixels = _to_float(image)
+    kernel = tf.constant([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]])
+    kernel = tf.tile(kernel[:, :, tf.newaxis, tf.newaxis], [1, 1, 3, 1])
+    summed = tf.nn.depthwise_conv2d(pixels[tf.newaxis], kernel, [1, 1, 1, 1], "VALID")[0]
+    inner = tf.floor(summed / 13.0 + 0.5)  # integer sums: no ties, so this is exact rounding
+    middle = tf.concat([pixels[1:-1, :1], inner, pixels[1:-1, -1:]], axis=1)
+    smooth = tf.concat([pixels[:1], middle, pixels[-1:]], axis=0)
+    return _blend(smooth, image, factor)
+
+
+def rotate(image: tf.Tensor, degrees, replace=FILL_VALUE) -> tf.Tensor:
+    """Rotate counter-clockwise by `degrees` about the image centre (as Pillow Image.rotate)."""
+    radians = tf.cast(degrees, tf.float32) * (math.pi / 180.0)
+    cos, sin = tf.cos(radians), tf.sin(radians)
+    size = tf.cast(tf.shape(image)[:2], tf.float32)
+    cy, cx = (size[0] - 1.0) / 2.0, (size[1] - 1.0) / 2.0
+    # Input = centre + R(angle) (output - centre), with y pointing down.
+    return _transform(
+        image,
+        [cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, 0.0, 0.0],
+        replace,
+    )
+
+
+def shear_x(image: tf.Tensor, level, replace=FILL_VALUE) -> tf.Tensor:
+    """Output (x, y) samples input (x + level * y, y)."""
+    level = tf.cast(level, tf.float32)
+    return _transform(image, [1.0, level, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0], replace)
+
+
+def shear_y(image: tf.Tensor, level, replace=FILL_VALUE) -> tf.Tensor:
+    """Output (x, y) samples input (x, level * x + y)."""
+    level = tf.cast(level, tf.float32)
+    return _transform(image, [1.0, 0.0, 0.0, level, 1.0, 0.0, 0.0, 0.0], replace)
+
+
+def translate_x(image: tf.Tensor, pixels, replace=FILL_VALUE) -> tf.Tensor:
+    """Output (x, y) samples input (x + pixels, y), nearest: content moves left for pixels > 0."""
+    return _shift(image, pixels, 1, replace)
+
+
+def translate_y(image: tf.Tensor, pixels, replace=FILL_VALUE) -> tf.Tensor:
+    """Output (x, y) samples input (x, y + pixels), nearest: content moves up for pixels > 0."""
+    return _shift(image, pixels, 0, replace)
+
+
+def cutout(image: tf.Tensor, pad_size, replace=FILL_VALUE, *, center=None, seed=None) -> tf.Tensor:
+    """Fill rows [cy - pad, cy + pad) x cols [cx - pad, cx + pad) (clipped) with `replace`.
+
+    `center` = (cy, cx); if None it is drawn uniformly over the image (stateless if `seed`).
+    """
+    shape = tf.shape(image)
+    if center is None:
+        center = _uniform_ints(shape[:2], _as_seed(seed))
+    cy, cx = tf.unstack(tf.cast(center, tf.int32))
+    pad = tf.maximum(tf.cast(pad_size, tf.int32), 0)
+    y0, y1 = tf.clip_by_value(cy - pad, 0, shape[0]), tf.clip_by_value(cy + pad, 0, shape[0])
+    x0, x1 = tf.clip_by_value(cx - pad, 0, shape[1]), tf.clip_by_value(cx + pad, 0, shape[1])
+    band = image[y0:y1]
+    patch = tf.fill(tf.stack([y1 - y0, x1 - x0, 3]), tf.cast(replace, tf.uint8))
+    band = tf.concat([band[:, :x0], patch, band[:, x1:]], axis=1)
+    return tf.ensure_shape(tf.concat([image[:y0], band, image[y1:]], axis=0), image.shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# Random policy
+
+
+def _as_seed(seed) -> tf.Tensor:
+    """A shape-[2] int32 seed for stateless RNG; None draws one from the stateful RNG."""
+    if seed is None:
+        return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
+    if isinstance(seed, int):
+        return tf.constant([seed, 0], tf.int32)
+    seed = tf.convert_to_tensor(seed)
+    if seed.shape.rank == 0:
+        return tf.stack([tf.cast(seed, tf.int32), 0])
+    return tf.ensure_shape(tf.cast(seed, tf.int32), [2])
+
+
+def _uniform_ints(maxvals: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Independent uniform ints in [0, maxvals[i])."""
+    u = tf.random.stateless_uniform(tf.shape(maxvals), seed=seed)
+    values = tf.cast(u * tf.cast(maxvals, tf.float32), tf.int32)
+    return tf.minimum(values, maxvals - 1)
+
+
+def _apply_op(
+    index: int, image: tf.Tensor, magnitude, translate_const, cutout_const, sign, center
+) -> tf.Tensor:
+    """Apply op OP_NAMES[index] at `magnitude` (level / 10 as in the reference, float64)."""
+    level = magnitude / MAX_LEVEL
+    name = OP_NAMES[index]
+    enhance = level * 1.8 + 0.1
+    if name == "AutoContrast":
+        return auto_contrast(image)
+    if name == "Equalize":
+        return equalize(image)
+    if name == "Invert":
+        return invert(image)
+    if name == "Rotate":
+        return rotate(image, sign * level * 30.0)
+    if name == "Posterize":
+        return posterize(image, tf.cast(level * 4.0, tf.int32))
+    if name == "Solarize":
+        return solarize(image, tf.cast(level * 256.0, tf.int32))
+    if name == "Color":
+        return color(image, enhance)
+    if name == "Contrast":
+        return contrast(image, enhance)
+    if name == "Brightness":
+        return brightness(image, enhance)
+    if name == "Sharpness":
+        return sharpness(image, enhance)
+    if name == "ShearX":
+        return shear_x(image, sign * level * 0.3)
+    if name == "ShearY":
+        return shear_y(image, sign * level * 0.3)
+    if name == "TranslateX":
+        return translate_x(image, sign * level * translate_const)
+    if name == "TranslateY":
+        return translate_y(image, sign * level * translate_const)
+    if name == "Cutout":
+        return cutout(image, tf.cast(level * cutout_const, tf.int32), center=center)
+    if name == "SolarizeAdd":
+        return solarize_add(image, tf.cast(level * 110.0, tf.int32))
+    raise ValueError(f"unknown RandAugment op {name!r}")
+
+
+def distort_image_with_randaugment(
+    image: tf.Tensor,
+    num_layers: int,
+    magnitude: float,
+    *,
+    translate_const: float | None = None,
+    cutout_const: float | None = None,
+    seed=None,
+) -> tf.Tensor:
+    """Apply `num_layers` RandAugment ops, each uniform over the 16, at magnitude `magnitude`.
+
+    Args:
+      image: uint8 HxWx3 tensor.
+      num_layers: N, a Python int >= 0 (0 returns the image unchanged).
+      magnitude: M >= 0 (reference scale: max level 10, larger values extrapolate linearly).
+      translate_const / cutout_const: translate pixels and cutout half-size at level 10.
+        None: the reference's 100 / 40 scaled to min(height, width) / 224 (see
+        `randaugment_constants`, which also gives the 32 px Noisy Student values).
+      seed: None (stateful RNG), an int, or a shape-[2] int tensor for deterministic results
+        (e.g. one per element from `tf.data.Dataset.random()`).
+
+    Returns:
+      uint8 tensor of the same shape.
+    """
+    if not isinstance(num_layers, int) or num_layers < 0:
+        raise ValueError(f"num_layers must be a Python int >= 0, got {num_layers!r}")
+    if isinstance(magnitude, (int, float)) and magnitude < 0:
+        raise ValueError(f"magnitude must be >= 0, got {magnitude}")
+    image = tf.convert_to_tensor(image)
+    if image.dtype != tf.uint8:
+        raise TypeError(
+            f"distort_image_with_randaugment expects a uint8 image, got {image.dtype.name}; "
+            "convert with tf.cast(tf.clip_by_value(image, 0, 255), tf.uint8) first"
+        )
+    if image.shape.rank is not None and (image.shape.rank != 3 or image.shape[-1] not in (3, None)):
+        raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
+    if num_layers == 0:
+        return image
+
+    magnitude = tf.cast(magnitude, tf.float64)
+    size = tf.cast(tf.reduce_min(tf.shape(image)[:2]), tf.float64)
+    if translate_const is None:
+        translate_const = size * (REFERENCE_TRANSLATE_CONST / REFERENCE_IMAGE_SIZE)
+    if cutout_const is None:
+        cutout_const = size * (REFERENCE_CUTOUT_CONST / REFERENCE_IMAGE_SIZE)
+    translate_const = tf.cast(translate_const, tf.float64)
+    cutout_const = tf.cast(cutout_const, tf.float64)
+
+    layer_seeds = tf.random.experimental.stateless_split(_as_seed(seed), num_layers)
+    hw = tf.shape(image)[:2]
+    for layer in range(num_layers):
+        # One draw per layer: op index, sign, cutout centre (y, x).
+        u = tf.random.stateless_uniform([4], seed=layer_seeds[layer], dtype=tf.float64)
+        op_index = tf.minimum(tf.cast(u[0] * len(OP_NAMES), tf.int32), len(OP_NAMES) - 1)
+        sign = tf.where(u[1] < 0.5, tf.constant(-1.0, tf.float64), 1.0)
+        center = tf.minimum(tf.cast(u[2:] * tf.cast(hw, tf.float64), tf.int32), hw - 1)
+
+        def branch(i: int, current=image, sign=sign, center=center):
+            return lambda: _apply_op(
+                i, current, magnitude, translate_const, cutout_const, sign, center
+            )
+
+        image = tf.switch_case(op_index, [branch(i) for i in range(len(OP_NAMES))])
+        image = tf.ensure_shape(image, [None, None, 3])
+    return image

@@ -1,0 +1,102 @@
+"""Writing sharded TFRecord sets (ImageNet naming) and label files, atomically."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import numpy as np
+import tensorflow as tf
+
+from noisy_student.data.records import atomic_tfrecord_writer
+
+LABELS_FILE = "labels.txt"
+T = TypeVar("T")
+
+
+def shard_name(split: str, index: int, num_shards: int) -> str:
+    """``<split>-%05d-of-%05d``, the ImageNet TFRecord naming."""
+    return f"{split}-{index:05d}-of-{num_shards:05d}"
+
+
+def check_no_stale_shards(output_dir: str, split: str, num_shards: int) -> None:
+    """Refuses to mix shard sets: ``<split>-*`` globs would read both the old and the new one."""
+    pattern = re.compile(re.escape(split) + r"-\d{5}-of-(\d{5})$")
+    if not tf.io.gfile.isdir(output_dir):
+        return
+    stale = sorted(name for name in tf.io.gfile.listdir(output_dir)
+                   if (m := pattern.match(name)) and int(m.group(1)) != num_shards)
+    if stale:
+        raise FileExistsError(
+            f"{output_dir} already holds '{split}' shards of another set ({stale[0]}, ...); "
+            f"remove them or choose another --split/--output_dir")
+
+
+def write_sharded(output_dir: str, split: str, items: Sequence[T], num_shards: int,
+                  encode: Callable[[T], bytes | None], *, num_threads: int = 1,
+                  on_item: Callable[[], None] | None = None) -> list[str]:
+    """Writes ``encode(item)`` for items in order into ``num_shards`` contiguous, near-equal
+    shards (``None`` results are left out). Items are encoded on ``num_threads`` threads, one
+    shard at a time, so memory stays bounded; each shard is written atomically."""
+    if num_shards < 1:
+        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+    check_no_stale_shards(output_dir, split, num_shards)
+    tf.io.gfile.makedirs(output_dir)
+    bounds = np.linspace(0, len(items), num_shards + 1).round().astype(int)
+    paths = []
+    with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
+        for index in range(num_shards):
+            path = os.path.join(output_dir, shard_name(split, index, num_shards))
+            with atomic_tfrecord_writer(path) as writer:
+                for record in pool.map(encode, items[bounds[index]:bounds[index + 1]]):
+                    if record is not None:
+                        writer.write(record)
+                    if on_item is not None:
+                        on_item()
+            paths.append(path)
+    return paths
+
+
+def format_labels(class_names: Sequence[str], label_base: int) -> str:
+    """One ``<label> <class name>`` line per class, label = index + label_base."""
+    return "".join(f"{i + label_base} {name}\n" for i, name in enumerate(class_names))
+
+
+def read_labels(path: str) -> dict[int, str]:
+    """Parses a labels file written by :func:`write_labels`: {label: class name}."""
+    labels = {}
+    with tf.io.gfile.GFile(path) as f:
+        for line in f:
+            if line.strip():
+                label, name = line.rstrip("\n").split(" ", 1)
+                labels[int(label)] = name
+    return labels
+
+
+def write_labels(output_dir: str, class_names: Sequence[str], label_base: int) -> str:
+    """Writes ``labels.txt`` atomically; an existing one must hold the same classes (another
+    split of the same data set), otherwise the splits would disagree on label numbers."""
+    path = os.path.join(output_dir, LABELS_FILE)
+    text = format_labels(class_names, label_base)
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            if f.read() != text:
+                raise FileExistsError(
+                    f"{path} lists other classes or labels than this input; splits written to "
+                    "one directory must share their classes (remove it or use another dir)")
+        return path
+    tf.io.gfile.makedirs(output_dir)
+    write_text_atomic(path, text)
+    return path
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Writes a text file via a temporary name and a rename."""
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(text)
+    tf.io.gfile.rename(tmp, path, overwrite=True)

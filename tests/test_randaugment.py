@@ -1,0 +1,350 @@
+"""RandAugment: each op against Pillow / NumPy on real CIFAR-10 images, and the random policy.
+
+Pillow is the independent reference: the RandAugment ops were defined on Pillow (the TF reference
+calls them "equivalent of PIL ..."). Images are CIFAR-10 test images at 32 px and upscaled with
+Pillow's bicubic resize (64, 96 and a non-square 61x97) to exercise interpolation and centres.
+"""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import SHARED_DATA
+from PIL import Image, ImageEnhance, ImageOps
+
+from noisy_student.data import randaugment as ra
+
+# The shared data beside the checkout, or CIFAR10_DIR (the folder of cifar10_test.npz).
+CIFAR_TEST = os.path.join(
+    os.environ.get("CIFAR10_DIR") or os.path.join(SHARED_DATA, "cifar10"), "cifar10_test.npz"
+)
+GRAY = (128, 128, 128)
+
+# Nearest-neighbour affine ops: TF rounds sample positions (float32) half away from zero, Pillow
+# floors position + 0.5 (double). They may pick different pixels only where a sample position is
+# within float error of a half pixel (e.g. shear 0.3 on every 5th row), so those output pixels are
+# excluded and all others must match exactly. TIE_MARGIN is far above float32 error at these sizes
+# (about 1e-5 px) and far below the spacing of non-tie positions.
+TIE_MARGIN = 1e-3
+
+
+def _load_images() -> list[np.ndarray]:
+    if not os.path.exists(CIFAR_TEST):
+        pytest.skip(f"{CIFAR_TEST} missing: set CIFAR10_DIR to the folder of cifar10_test.npz")
+    with np.load(CIFAR_TEST, allow_pickle=False) as data:
+        small = data["images"][:6]
+
+    def up(a, width, height):
+        return np.asarray(Image.fromarray(a).resize((width, height), Image.BICUBIC))
+
+    return [small[0], small[1], up(small[2], 64, 64), up(small[3], 96, 96), up(small[4], 61, 97)]
+
+
+@pytest.fixture(scope="module")
+def images():
+    return _load_images()
+
+
+def _ours(fn, image, *args, **kwargs) -> np.ndarray:
+    out = fn(tf.constant(image), *args, **kwargs)
+    assert out.dtype == tf.uint8 and tuple(out.shape) == image.shape
+    return out.numpy()
+
+
+def _max_diff(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.abs(a.astype(np.int32) - b.astype(np.int32)).max())
+
+
+def _pil_affine(image: np.ndarray, matrix) -> np.ndarray:
+    """Pillow nearest affine for the index-space map input = (a x + b y + tx, d x + e y + ty),
+    matrix = (a, b, tx, d, e, ty). Pillow puts pixel centres at +0.5, so its offsets are
+    t + 0.5 - 0.5 * (row sum)."""
+    a, b, tx, d, e, ty = matrix
+    im = Image.fromarray(image)
+    coeffs = (a, b, tx + 0.5 - 0.5 * (a + b), d, e, ty + 0.5 - 0.5 * (d + e))
+    out = im.transform(im.size, Image.AFFINE, coeffs, resample=Image.NEAREST, fillcolor=GRAY)
+    return np.asarray(out)
+
+
+def _rotation_matrix(shape, degrees):
+    """Index-space map of Pillow's Image.rotate (counter-clockwise about the centre)."""
+    h, w = shape[:2]
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    cos, sin = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    return (cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy)
+
+
+def _affine_agrees(ours: np.ndarray, ref: np.ndarray, matrix) -> bool:
+    """Equal at every output pixel whose sample position is not at a half-pixel tie."""
+    a, b, tx, d, e, ty = matrix
+    y, x = np.mgrid[0 : ours.shape[0], 0 : ours.shape[1]]
+    tie = np.zeros(x.shape, bool)
+    for pos in (a * x + b * y + tx, d * x + e * y + ty):
+        tie |= np.abs(pos - np.floor(pos) - 0.5) < TIE_MARGIN
+    return not np.any(np.any(ours != ref, axis=-1) & ~tie)
+
+
+def _np_cutout(image: np.ndarray, cy: int, cx: int, pad: int) -> np.ndarray:
+    out = image.copy()
+    out[max(cy - pad, 0) : max(cy + pad, 0), max(cx - pad, 0) : max(cx + pad, 0)] = 128
+    return out
+
+
+def _np_solarize_add(image: np.ndarray, addition: int, threshold: int) -> np.ndarray:
+    added = np.clip(image.astype(np.int64) + addition, 0, 255).astype(np.uint8)
+    return np.where(image < threshold, added, image)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pointwise ops
+
+
+def test_lookup_table_ops_match_pillow(images):
+    for image in images:
+        pil = Image.fromarray(image)
+        # Integer lookup tables on both sides: exact.
+        assert _max_diff(_ours(ra.equalize, image), np.asarray(ImageOps.equalize(pil))) == 0
+        assert _max_diff(_ours(ra.invert, image), np.asarray(ImageOps.invert(pil))) == 0
+        for bits in range(1, 9):
+            ref = np.asarray(ImageOps.posterize(pil, bits))
+            assert _max_diff(_ours(ra.posterize, image, bits), ref) == 0, bits
+        for threshold in (0, 1, 77, 128, 255, 256, 384):
+            ref = np.asarray(ImageOps.solarize(pil, threshold))
+            assert _max_diff(_ours(ra.solarize, image, threshold), ref) == 0, threshold
+        # Autocontrast: we take floor((v - lo) * 255 / (hi - lo)) exactly; Pillow evaluates
+        # v * scale + offset in double and can land just below an integer: at most 1 level.
+        ref = np.asarray(ImageOps.autocontrast(pil))
+        assert _max_diff(_ours(ra.auto_contrast, image), ref) <= 1
+
+
+def test_lookup_table_ops_on_degenerate_channels(images):
+    """A constant channel and a two-level channel (Pillow's identity and step-0 branches)."""
+    image = images[2].copy()
+    image[..., 1] = 77
+    image[..., 2] = np.where(image[..., 2] > 100, 200, 30)
+    pil = Image.fromarray(image)
+    assert _max_diff(_ours(ra.equalize, image), np.asarray(ImageOps.equalize(pil))) == 0
+    assert _max_diff(_ours(ra.auto_contrast, image), np.asarray(ImageOps.autocontrast(pil))) <= 1
+    assert np.array_equal(_ours(ra.auto_contrast, image)[..., 1], image[..., 1])
+
+
+@pytest.mark.parametrize("factor", [0.0, 0.1, 0.55, 1.0, 1.9, 2.8, 4.6])
+def test_enhance_ops_match_pillow(images, factor):
+    # Same formulas as Pillow (luma in fixed point, mean gray rounded, SMOOTH filter rounded,
+    # blend in float32 then truncated). Allow 1 level for float contraction (FMA) differences
+    # in Pillow's C blend; measured difference is 0.
+    for image in images:
+        pil = Image.fromarray(image)
+        for ours, enhancer in (
+            (ra.color, ImageEnhance.Color),
+            (ra.contrast, ImageEnhance.Contrast),
+            (ra.brightness, ImageEnhance.Brightness),
+            (ra.sharpness, ImageEnhance.Sharpness),
+        ):
+            ref = np.asarray(enhancer(pil).enhance(factor))
+            assert _max_diff(_ours(ours, image, factor), ref) <= 1, (ours.__name__, image.shape)
+
+
+@pytest.mark.parametrize("addition", [0, 37, 110, 165, 300, -40])
+@pytest.mark.parametrize("threshold", [0, 128, 200, 256])
+def test_solarize_add_matches_numpy(images, addition, threshold):
+    image = images[3]
+    ours = _ours(ra.solarize_add, image, addition, threshold)
+    assert np.array_equal(ours, _np_solarize_add(image, addition, threshold))
+
+
+def test_cutout_matches_numpy(images):
+    for image in images[:4]:
+        h, w = image.shape[:2]
+        for cy, cx in ((0, 0), (h - 1, w - 1), (h // 2, w // 3), (3, w - 2)):
+            for pad in (0, 1, 4, 13, 100):
+                ours = _ours(ra.cutout, image, pad, center=(cy, cx))
+                assert np.array_equal(ours, _np_cutout(image, cy, cx, pad)), (cy, cx, pad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Affine ops
+
+
+@pytest.mark.parametrize("degrees", [13.0, -30.0, 45.0, -45.0, 90.0])
+def test_rotate_matches_pillow(images, degrees):
+    for image in images:
+        ref = np.asarray(
+            Image.fromarray(image).rotate(degrees, resample=Image.NEAREST, fillcolor=GRAY)
+        )
+        ours = _ours(ra.rotate, image, degrees)
+        assert _affine_agrees(ours, ref, _rotation_matrix(image.shape, degrees)), image.shape
+
+
+@pytest.mark.parametrize("level", [0.1, 0.3, -0.3, 0.45, -0.45])
+def test_shear_matches_pillow(images, level):
+    for image in images:
+        for ours, matrix in (
+            (ra.shear_x, (1, level, 0, 0, 1, 0)),
+            (ra.shear_y, (1, 0, 0, level, 1, 0)),
+        ):
+            out = _ours(ours, image, level)
+            assert _affine_agrees(out, _pil_affine(image, matrix), matrix), ours.__name__
+
+
+@pytest.mark.parametrize("pixels", [6.0, -6.0, 0.5, 2.7, -14.3, 150.0])
+def test_translate_matches_pillow(images, pixels):
+    # Both sides sample input x + floor(pixels + 0.5): exact.
+    for image in images:
+        ref_x = _pil_affine(image, (1, 0, pixels, 0, 1, 0))
+        ref_y = _pil_affine(image, (1, 0, 0, 0, 1, pixels))
+        assert np.array_equal(_ours(ra.translate_x, image, pixels), ref_x)
+        assert np.array_equal(_ours(ra.translate_y, image, pixels), ref_y)
+
+
+# ---------------------------------------------------------------------------------------------
+# The random policy
+
+
+def _reference_candidates(image, magnitude, translate_const, cutout_const):
+    """Every possible one-op output at `magnitude`, from Pillow/NumPy and the reference's level
+    rules (tensorflow/tpu autoaugment.py: level = M / 10, extrapolated past 10)."""
+    level = magnitude / 10.0
+    pil = Image.fromarray(image)
+    enhance = level * 1.8 + 0.1
+    exact = {
+        "AutoContrast": np.asarray(ImageOps.autocontrast(pil)),
+        "Equalize": np.asarray(ImageOps.equalize(pil)),
+        "Invert": np.asarray(ImageOps.invert(pil)),
+        "Posterize": np.asarray(ImageOps.posterize(pil, min(int(level * 4), 8))),
+        "Solarize": np.asarray(ImageOps.solarize(pil, int(level * 256))),
+        "Color": np.asarray(ImageEnhance.Color(pil).enhance(enhance)),
+        "Contrast": np.asarray(ImageEnhance.Contrast(pil).enhance(enhance)),
+        "Brightness": np.asarray(ImageEnhance.Brightness(pil).enhance(enhance)),
+        "Sharpness": np.asarray(ImageEnhance.Sharpness(pil).enhance(enhance)),
+        "SolarizeAdd": _np_solarize_add(image, int(level * 110), 128),
+    }
+    affine = {}  # name -> (Pillow output, index-space matrix)
+    for sign, tag in ((1, "+"), (-1, "-")):
+        shear, shift = sign * level * 0.3, sign * level * translate_const
+        degrees = sign * level * 30
+        rotated = np.asarray(pil.rotate(degrees, resample=Image.NEAREST, fillcolor=GRAY))
+        affine["Rotate" + tag] = (rotated, _rotation_matrix(image.shape, degrees))
+        for name, matrix in (
+            ("ShearX", (1, shear, 0, 0, 1, 0)),
+            ("ShearY", (1, 0, 0, shear, 1, 0)),
+        ):
+            affine[name + tag] = (_pil_affine(image, matrix), matrix)
+        exact["TranslateX" + tag] = _pil_affine(image, (1, 0, shift, 0, 1, 0))
+        exact["TranslateY" + tag] = _pil_affine(image, (1, 0, 0, 0, 1, shift))
+    return exact, affine, int(level * cutout_const)
+
+
+def _matching_ops(out, image, exact, affine, cutout_pad) -> set[str]:
+    names = {k.rstrip("+-") for k, ref in exact.items() if _max_diff(out, ref) <= 1}
+    names |= {k.rstrip("+-") for k, (ref, m) in affine.items() if _affine_agrees(out, ref, m)}
+    changed = np.argwhere(np.any(out != image, axis=-1))
+    if len(changed) and np.all(out[tuple(changed.T)] == 128):
+        # Looks like a cutout: try every centre within `pad` of the changed pixels.
+        (r0, c0), (r1, c1) = changed.min(axis=0), changed.max(axis=0)
+        h, w = image.shape[:2]
+        for cy in range(max(r1 - cutout_pad, 0), min(r0 + cutout_pad + 1, h)):
+            for cx in range(max(c1 - cutout_pad, 0), min(c0 + cutout_pad + 1, w)):
+                if np.array_equal(out, _np_cutout(image, cy, cx, cutout_pad)):
+                    return names | {"Cutout"}
+    return names
+
+
+@pytest.mark.parametrize(
+    "image_index, translate_const, cutout_const",
+    [(2, 10.0, 8.0), (3, None, None)],  # None: reference 100 / 40 scaled by size / 224
+)
+def test_policy_applies_one_reference_op_per_layer(
+    images, image_index, translate_const, cutout_const
+):
+    """M=15 (past the max level 10): each N=1 output is one of the 16 ops at the reference level."""
+    image = images[image_index]
+    size = min(image.shape[:2])
+    t_const = translate_const if translate_const is not None else 100.0 * size / 224
+    c_const = cutout_const if cutout_const is not None else 40.0 * size / 224
+    exact, affine, pad = _reference_candidates(image, 15.0, t_const, c_const)
+
+    @tf.function
+    def distort(x, seed):
+        return ra.distort_image_with_randaugment(
+            x, 1, 15.0, translate_const=translate_const, cutout_const=cutout_const, seed=seed
+        )
+
+    seen = set()
+    for seed in range(48):
+        out = distort(tf.constant(image), tf.constant([seed, 7])).numpy()
+        names = _matching_ops(out, image, exact, affine, pad)
+        assert names, f"seed {seed}: output matches none of the 16 reference ops"
+        seen |= names
+    # 48 uniform draws over 16 ops: expect about 15 distinct ops.
+    assert len(seen) >= 12, seen
+
+
+def test_seeded_policy_is_deterministic_and_varies(images):
+    image = tf.constant(images[3])
+    outs = [ra.distort_image_with_randaugment(image, 2, 15, seed=s).numpy() for s in range(8)]
+    again = [ra.distort_image_with_randaugment(image, 2, 15, seed=s).numpy() for s in range(8)]
+    assert all(np.array_equal(a, b) for a, b in zip(outs, again, strict=True))
+    assert len({o.tobytes() for o in outs}) >= 4
+    # Graph mode gives the same result as eager for the same seed.
+    graph = tf.function(lambda x, s: ra.distort_image_with_randaugment(x, 2, 15, seed=s))
+    assert np.array_equal(graph(image, tf.constant([3, 0])).numpy(), outs[3])
+
+
+def test_magnitude_beyond_max_level_changes_result(images):
+    image = tf.constant(images[3])
+    changed = [
+        not np.array_equal(
+            ra.distort_image_with_randaugment(image, 1, 10, seed=s).numpy(),
+            ra.distort_image_with_randaugment(image, 1, 20, seed=s).numpy(),
+        )
+        for s in range(12)
+    ]
+    assert sum(changed) >= 3  # the magnitude-free ops (AutoContrast, Equalize, Invert) stay
+
+
+def test_zero_layers_is_identity(images):
+    image = tf.constant(images[2])
+    out = ra.distort_image_with_randaugment(image, 0, 15, seed=1)
+    assert np.array_equal(out.numpy(), images[2])
+
+
+def test_works_in_tf_data_map(images):
+    small = np.stack(images[:2] + [images[0]])  # 32x32 images
+    seeds = tf.data.Dataset.random(seed=5).batch(2)
+    dataset = tf.data.Dataset.zip(tf.data.Dataset.from_tensor_slices(small), seeds).map(
+        lambda x, s: ra.distort_image_with_randaugment(
+            x, 2, 15, translate_const=4, cutout_const=4, seed=s
+        ),
+        num_parallel_calls=2,
+        deterministic=True,
+    )
+    first = [x.numpy() for x in dataset]
+    second = [x.numpy() for x in dataset]
+    assert [(o.dtype, o.shape) for o in first] == [(np.uint8, (32, 32, 3))] * 3
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    # Unseeded: stateful RNG inside the map, still uint8 HxWx3.
+    unseeded = tf.data.Dataset.from_tensor_slices(small).map(
+        lambda x: ra.distort_image_with_randaugment(x, 2, 27)
+    )
+    assert all(o.shape == (32, 32, 3) and o.dtype == tf.uint8 for o in unseeded)
+
+
+def test_bad_arguments_raise(images):
+    image = tf.constant(images[0])
+    with pytest.raises(TypeError, match="uint8"):
+        ra.distort_image_with_randaugment(tf.cast(image, tf.float32), 2, 10)
+    with pytest.raises(ValueError, match="num_layers"):
+        ra.distort_image_with_randaugment(image, -1, 10)
+    with pytest.raises(ValueError, match="magnitude"):
+        ra.distort_image_with_randaugment(image, 2, -3)
+    with pytest.raises(ValueError, match="HxWx3"):
+        ra.distort_image_with_randaugment(image[..., :1], 2, 10)
+
+
+def test_constants_follow_reference():
+    # Reference: 100 / 40 at 224 px; Noisy Student 32 px path: image_size // 8 for both.
+    assert ra.randaugment_constants(224) == (100.0, 40.0)
+    assert ra.randaugment_constants(448) == (200.0, 80.0)
+    assert ra.randaugment_constants(32, small_image=True) == (4.0, 4.0)
