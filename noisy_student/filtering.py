@@ -29,7 +29,7 @@ NUM_BINS = 101
 BIN_EDGES = np.arange(NUM_BINS, dtype=np.float64) / 100.0  # exactly j/100, as Python computes it
 STATS_NAME = "stats.json"
 HISTOGRAM_NAME = "confidence_histogram.png"
-OUTPUT_FORMAT = "train-%05d-of-%05d"
+OUTPUT_SPLIT = "train"
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +226,9 @@ class _ShardWriters:
         import tensorflow as tf
 
         from noisy_student.atomic_io import temp_path
+        from noisy_student.data.shards import shard_name
 
-        self.names = [OUTPUT_FORMAT % (i, num_shards) for i in range(num_shards)]
+        self.names = [shard_name(OUTPUT_SPLIT, i, num_shards) for i in range(num_shards)]
         self.paths = [os.path.join(output_dir, name) for name in self.names]
         self.temps = [temp_path(path) for path in self.paths]
         self.writers = [tf.io.TFRecordWriter(tmp) for tmp in self.temps]
@@ -272,6 +273,7 @@ def filter_and_balance(pseudo_pattern: str, output_dir: str, *, num_classes: int
     import tensorflow as tf
 
     from noisy_student.atomic_io import read_json, write_json_atomic
+    from noisy_student.data.shards import check_no_stale_shards
 
     files = _input_files(pseudo_pattern)
     num_output_shards = num_output_shards or len(files)
@@ -288,6 +290,7 @@ def filter_and_balance(pseudo_pattern: str, output_dir: str, *, num_classes: int
         raise ValueError(f"{output_dir} already holds filtered data made from other inputs or "
                          f"settings; choose a new output_dir or delete that one")
     tf.io.gfile.makedirs(output_dir)
+    check_no_stale_shards(output_dir, OUTPUT_SPLIT, num_output_shards)
 
     counts = np.zeros((num_classes, NUM_BINS), dtype=np.int64)
     for path in files:

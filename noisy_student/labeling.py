@@ -21,9 +21,16 @@ import os
 import tensorflow as tf
 
 from noisy_student.atomic_io import read_json, write_json_atomic
+from noisy_student.data.preprocessing import preprocess_for_eval
+from noisy_student.data.records import (
+    atomic_tfrecord_writer,
+    encode_pseudo_labeled,
+    parse_unlabeled,
+)
+from noisy_student.data.shards import check_no_stale_shards, shard_name
 from noisy_student.distributed_work import shards_for_worker, worker_info
 
-OUTPUT_FORMAT = "pseudo-%05d-of-%05d"
+OUTPUT_SPLIT = "pseudo"
 INFO_DIR = "info"
 MAX_LISTED_SKIPS = 1000
 
@@ -88,8 +95,6 @@ def _decoded_batches(path: str, *, image_size: int, small_image: bool, crop_padd
                      batch_size: int) -> tf.data.Dataset:
     """(record index, image bytes, preprocessed image) batches in file order; records that fail
     to parse or decode are dropped (the caller finds them from the missing indices)."""
-    from noisy_student.data.preprocessing import preprocess_for_eval
-    from noisy_student.data.records import parse_unlabeled
 
     def prepare(index, serialized):
         image_bytes = parse_unlabeled(serialized)["image"]
@@ -112,8 +117,6 @@ def _remove_stale_temps(output_dir: str, name: str) -> None:
 
 def _label_shard(label_fn, input_path: str, output_path: str, *, storage: str,
                  **pipeline) -> dict:
-    from noisy_student.data.records import atomic_tfrecord_writer, encode_pseudo_labeled
-
     num_records = _count_records(input_path)
     seen = []
     with atomic_tfrecord_writer(output_path) as writer:
@@ -154,10 +157,11 @@ def label_shards(teacher, input_pattern: str, output_dir: str, *, image_size: in
     settings = {"image_size": image_size, "small_image": small_image, "crop_padding": crop_padding,
                 "temperature": temperature, "hard": hard, "storage": storage}
     tf.io.gfile.makedirs(os.path.join(output_dir, INFO_DIR))
+    check_no_stale_shards(output_dir, OUTPUT_SPLIT, len(files))
     summary = {"worker_index": worker.index, "num_workers": worker.count, "labeled_shards": [],
                "skipped_complete_shards": [], "num_labeled": 0, "num_undecodable": 0}
     for index, input_path in shards_for_worker(files, worker.index, worker.count):
-        name = OUTPUT_FORMAT % (index, len(files))
+        name = shard_name(OUTPUT_SPLIT, index, len(files))
         output_path = os.path.join(output_dir, name)
         info_path = os.path.join(output_dir, INFO_DIR, name + ".json")
         info = read_json(info_path)
