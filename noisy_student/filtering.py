@@ -12,7 +12,7 @@ Each image belongs to its teacher class c (argmax) with confidence p (the top-1 
   Big classes are thus subsampled to about num_image (at bin granularity), small ones duplicated.
   upsample=False caps the copies at 1; use_all keeps every image above min_threshold once.
 
-The core is pure NumPy (`confidence_bins`, `bin_counts`, `class_thresholds`,
+The core is pure NumPy (`confidence_bins`, `bin_counts`, `class_thresholds`, `copy_rates`,
 `copies_per_image`); `filter_and_balance` is the TFRecord stage around it.
 """
 
@@ -24,6 +24,11 @@ import math
 import os
 
 import numpy as np
+import tensorflow as tf
+
+from noisy_student.atomic_io import read_json, temp_path, write_bytes_atomic, write_json_atomic
+from noisy_student.data.records import parse_pseudo_labeled
+from noisy_student.data.shards import check_no_stale_shards, shard_name
 
 NUM_BINS = 101
 BIN_EDGES = np.arange(NUM_BINS, dtype=np.float64) / 100.0  # exactly j/100, as Python computes it
@@ -132,8 +137,6 @@ def copies_per_image(labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarr
 
 
 def _input_files(pattern: str) -> list[str]:
-    import tensorflow as tf
-
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
         raise FileNotFoundError(f"no pseudo-labeled files match {pattern!r}; run labeling first "
@@ -143,12 +146,9 @@ def _input_files(pattern: str) -> list[str]:
 
 def _read_batches(path: str, num_classes: int, with_records: bool, batch_size: int = 2048):
     """Yields (labels, probs) or (serialized, labels, probs) NumPy batches of one file, in order."""
-    import tensorflow as tf
-
-    from noisy_student.data import records
 
     def parse(serialized):
-        parsed = records.parse_pseudo_labeled(serialized, num_classes)
+        parsed = parse_pseudo_labeled(serialized, num_classes)
         if with_records:
             return serialized, parsed["label"], parsed["prob"]
         return parsed["label"], parsed["prob"]
@@ -172,14 +172,10 @@ def _checked(path: str, labels: np.ndarray, probs: np.ndarray, num_classes: int)
 
 
 def _file_signature(files: list[str]) -> list[list]:
-    import tensorflow as tf
-
     return [[os.path.basename(f), tf.io.gfile.stat(f).length] for f in files]
 
 
 def _stats_complete(output_dir: str, stats: dict | None) -> bool:
-    import tensorflow as tf
-
     return stats is not None and all(
         tf.io.gfile.exists(os.path.join(output_dir, name)) for name in stats["output_files"])
 
@@ -189,8 +185,6 @@ def _save_histogram(path: str, counts: np.ndarray, thresholds: np.ndarray,
     """Confidence histogram per class (a small grid; a heat map when there are many classes)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from noisy_student.atomic_io import write_bytes_atomic
 
     num_classes = len(counts)
     if num_classes <= max_panels:
@@ -223,11 +217,6 @@ class _ShardWriters:
     """Deals records round-robin over the output shards, each written to a temp name first."""
 
     def __init__(self, output_dir: str, num_shards: int):
-        import tensorflow as tf
-
-        from noisy_student.atomic_io import temp_path
-        from noisy_student.data.shards import shard_name
-
         self.names = [shard_name(OUTPUT_SPLIT, i, num_shards) for i in range(num_shards)]
         self.paths = [os.path.join(output_dir, name) for name in self.names]
         self.temps = [temp_path(path) for path in self.paths]
@@ -240,16 +229,12 @@ class _ShardWriters:
             self.next = (self.next + 1) % len(self.writers)
 
     def commit(self) -> None:
-        import tensorflow as tf
-
         for writer in self.writers:
             writer.close()
         for tmp, path in zip(self.temps, self.paths, strict=True):
             tf.io.gfile.rename(tmp, path, overwrite=True)
 
     def abort(self) -> None:
-        import tensorflow as tf
-
         for writer, tmp in zip(self.writers, self.temps, strict=True):
             writer.close()
             if tf.io.gfile.exists(tmp):
@@ -270,11 +255,6 @@ def filter_and_balance(pseudo_pattern: str, output_dir: str, *, num_classes: int
     totals, kept and written counts; written last, it marks the run complete) and a confidence
     histogram PNG. A rerun with the same inputs and settings returns the saved stats.
     """
-    import tensorflow as tf
-
-    from noisy_student.atomic_io import read_json, write_json_atomic
-    from noisy_student.data.shards import check_no_stale_shards
-
     files = _input_files(pseudo_pattern)
     num_output_shards = num_output_shards or len(files)
     settings = {"num_classes": num_classes, "num_image_per_class": num_image_per_class,

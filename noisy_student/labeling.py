@@ -46,14 +46,14 @@ def model_outputs_logits(model) -> bool:
     """True if the model's last layer has no activation, False if it ends in a softmax."""
     import keras
 
-    last = model.layers[-1]
+    last = (getattr(model, "layers", None) or [None])[-1]
     name = getattr(getattr(last, "activation", None), "__name__", "")
     if name == "linear":
         return True
     if name == "softmax" or isinstance(last, keras.layers.Softmax):
         return False
-    raise ValueError(f"cannot tell whether {model.name} outputs logits or probabilities (last "
-                     f"layer activation {name or None!r}); pass from_logits explicitly")
+    raise ValueError(f"cannot tell whether {getattr(model, 'name', model)} outputs logits or "
+                     f"probabilities (last layer activation {name or None!r}); pass from_logits")
 
 
 def make_label_fn(teacher, *, temperature: float = 1.0, hard: bool = False,
@@ -125,6 +125,9 @@ def _label_shard(label_fn, input_path: str, output_path: str, *, storage: str,
             for data, probs in zip(image_bytes.numpy(), probabilities, strict=True):
                 writer.write(encode_pseudo_labeled(data, probs, storage))
             seen.extend(indices.numpy().tolist())
+        if num_records and not seen:  # raised inside: the writer then discards its temp file
+            raise ValueError(f"none of the {num_records} records of {input_path} could be parsed "
+                             f"and decoded; check that it holds 'image/encoded' images")
     skipped = sorted(set(range(num_records)) - set(seen))
     if skipped:
         log.warning("%s: %d of %d records could not be parsed or decoded and were skipped",

@@ -228,3 +228,14 @@ def test_killed_labeling_job_resumes_without_loss_or_duplicates(tmp_path, cifar_
     by_image = {r[1]: r[2] for r in records}
     expected = softmax(reference_logits(teacher, images))
     np.testing.assert_allclose(np.stack([by_image[b] for b in images]), expected, atol=2e-5)
+
+
+def test_shard_with_no_decodable_image_is_an_error(tmp_path, teacher):
+    from noisy_student.data.records import encode_unlabeled
+    from noisy_student.labeling import label_shards
+
+    pattern = write_unlabeled(tmp_path / "in", [], 1,
+                              extra={0: [encode_unlabeled(b"garbage")] * 3})
+    with pytest.raises(ValueError, match="none of the 3 records"):
+        label_shards(teacher, pattern, str(tmp_path / "out"), image_size=32, small_image=True)
+    assert not os.path.exists(tmp_path / "out" / "pseudo-00000-of-00001")
