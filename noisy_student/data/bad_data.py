@@ -62,6 +62,13 @@ class DataStats:
             counts["images"], counts["bad_images"], counts["files"], counts["damaged_files"])
 
 
+def text(*parts) -> tf.Tensor:
+    """A scalar string tensor joined from Python strings and scalar tensors (no quoting)."""
+    return tf.strings.join([
+        part if isinstance(part, str) or tf.as_dtype(part.dtype) == tf.string
+        else tf.strings.as_string(part) for part in parts])
+
+
 def _log_warning(message: tf.Tensor) -> None:
     logging.warning("%s", message.numpy().decode("utf-8", "replace"))
 
@@ -98,20 +105,19 @@ def guarded_map(dataset: tf.data.Dataset, fn: Callable, *, stats: DataStats, str
         is_bad = tf.logical_not(ok)
         images = stats.increment("images")
         bad = stats.increment("bad_images", tf.cast(is_bad, tf.int64))
-        message = tf.strings.format(
-            "Undecodable image: record {} of {}" + (
-                " (strict=True; pass strict=False to skip and count such records)" if strict
-                else " was skipped"), (index, filename))
+        message = text(
+            "Undecodable image: record ", index, " of ", filename,
+            " (strict=True; pass strict=False to skip and count such records)" if strict
+            else " was skipped")
         reported = report_bad(is_bad, message, strict=strict)
         too_many = tf.logical_and(bad >= MIN_BAD_FOR_ABORT,
                                   tf.cast(bad, tf.float64) > MAX_BAD_FRACTION * tf.cast(
                                       images, tf.float64))
         abort = tf.debugging.Assert(
             tf.logical_not(too_many),
-            [tf.strings.format(
-                "{} of {} images failed to decode or preprocess (last: {}); the files are not "
-                "images of a supported format (JPEG/PNG/GIF/BMP) or preprocessing is broken",
-                (bad, images, filename))], summarize=1)
+            [text(bad, " of ", images, " images failed to decode or preprocess (last in ",
+                  filename, "); the files do not hold images of a supported format "
+                  "(JPEG/PNG/GIF/BMP) or the preprocessing is broken")], summarize=1)
         with tf.control_dependencies([reported, abort]):
             return tf.nest.map_structure(tf.identity, out), tf.identity(ok)
 

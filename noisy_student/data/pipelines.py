@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import tensorflow as tf
 
 from noisy_student.data import records, tfds_source
-from noisy_student.data.bad_data import DataStats, guarded_map
+from noisy_student.data.bad_data import DataStats, guarded_map, text
 from noisy_student.data.preprocessing import (
     CROP_PADDING,
     preprocess_for_eval,
@@ -119,11 +119,11 @@ def _check_label(element: Element, num_classes: int, label_offset: int) -> Eleme
     """Fails with the file name when a label is outside [0, num_classes)."""
     label = element["label"]
     valid = tf.logical_and(label >= 0, label < num_classes)
-    message = tf.strings.format(
-        "label {} (after subtracting label_offset=" + str(label_offset) + ") is outside [0, "
-        + str(num_classes) + ") in record {} of {}; 1-based files (ImageNet layout) need "
-        "label_offset=1, and num_classes must cover every class",
-        (label, element["index"], element["file"]))
+    message = text(
+        "label ", label, f" (after subtracting label_offset={label_offset}) is outside "
+        f"[0, {num_classes}) in record ", element["index"], " of ", element["file"],
+        "; 1-based files (ImageNet layout) need label_offset=1, and num_classes must cover "
+        "every class")
     with tf.control_dependencies([tf.debugging.Assert(valid, [message], summarize=1)]):
         return {**element, "label": tf.identity(label)}
 

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import tensorflow as tf
 from absl import logging
 
-from noisy_student.data.bad_data import DataStats, report_bad
+from noisy_student.data.bad_data import DataStats, report_bad, text
 
 RECORD_FRAMING_BYTES = 16  # uint64 length, uint32 CRC of the length, uint32 CRC of the data
 READ_CYCLE_LENGTH = 16
@@ -89,11 +89,11 @@ def _read_checked(filename: tf.Tensor, size: tf.Tensor, stats: DataStats,
 
         def at_end():
             damaged = tf.not_equal(consumed, size)
-            message = tf.strings.format(
-                "Damaged TFRecord file {}: records cover {} of its {} bytes (truncated or "
-                "corrupt)" + ("; strict=True, pass strict=False to skip the rest of such files"
-                              if strict else "; the rest of the file was skipped"),
-                (filename, consumed, size))
+            message = text(
+                "Damaged TFRecord file ", filename, ": its records cover ", consumed, " of its ",
+                size, " bytes (truncated or corrupt); ",
+                "strict=True, pass strict=False to skip the rest of such files" if strict
+                else "the rest of the file was skipped")
             with tf.control_dependencies([report_bad(damaged, message, strict=strict)]):
                 return tf.group(stats.increment("files"),
                                 stats.increment("damaged_files", tf.cast(damaged, tf.int64)))
