@@ -1,0 +1,129 @@
+"""Counted skipping of bad data: undecodable images and damaged TFRecord files.
+
+By default a bad item is skipped, counted in a :class:`DataStats` and logged (absl WARNING);
+with ``strict=True`` the pipeline raises an error naming the file and the record instead.
+
+Images: each element is preprocessed inside its own one-element dataset with
+``ignore_errors``; a placeholder flagged "bad" follows it, and ``take(1)`` keeps whichever
+comes first. So a decode failure becomes a flag that can be counted or turned into an error
+with the file name, all in graph mode (works under ``tf.function`` and ``tf.distribute``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import tensorflow as tf
+from absl import logging
+
+# Safety net for non-strict mode: a pipeline whose images almost all fail (wrong files, a bug in
+# preprocessing) would otherwise spin forever skipping them.
+MIN_BAD_FOR_ABORT = 100
+MAX_BAD_FRACTION = 0.5
+
+
+class DataStats:
+    """Counters of what the input pipelines read and skipped (tf.Variables, int64).
+
+    Create it outside any ``strategy.scope()`` and pass it to the pipeline builders; read it
+    with :meth:`result` after (or during) iteration. Counts include elements prefetched but
+    not yet consumed, and a damaged file is counted once per epoch it is read in.
+    """
+
+    NAMES = ("images", "bad_images", "files", "damaged_files")
+
+    def __init__(self) -> None:
+        with tf.init_scope():
+            self._counters = {
+                name: tf.Variable(0, dtype=tf.int64, trainable=False, name=f"data_stats_{name}")
+                for name in self.NAMES
+            }
+
+    def increment(self, name: str, amount: tf.Tensor | int = 1) -> tf.Operation:
+        """Adds ``amount`` to counter ``name`` (graph-safe)."""
+        return self._counters[name].assign_add(tf.cast(amount, tf.int64))
+
+    def read(self, name: str) -> tf.Tensor:
+        return self._counters[name].read_value()
+
+    def result(self) -> dict[str, int]:
+        """Current counts as Python ints: images, bad_images, files, damaged_files."""
+        return {name: int(var.numpy()) for name, var in self._counters.items()}
+
+    def reset(self) -> None:
+        for var in self._counters.values():
+            var.assign(0)
+
+    def log(self) -> None:
+        """Logs the counts (WARNING if anything was skipped, INFO otherwise)."""
+        counts = self.result()
+        log = logging.warning if counts["bad_images"] or counts["damaged_files"] else logging.info
+        log("Input data: %d images (%d skipped as undecodable), %d files read (%d damaged)",
+            counts["images"], counts["bad_images"], counts["files"], counts["damaged_files"])
+
+
+def text(*parts) -> tf.Tensor:
+    """A scalar string tensor joined from Python strings and scalar tensors (no quoting)."""
+    return tf.strings.join([
+        part if isinstance(part, str) or tf.as_dtype(part.dtype) == tf.string
+        else tf.strings.as_string(part) for part in parts])
+
+
+def _log_warning(message: tf.Tensor) -> None:
+    logging.warning("%s", message.numpy().decode("utf-8", "replace"))
+
+
+def report_bad(is_bad: tf.Tensor, message: tf.Tensor, *, strict: bool) -> tf.Operation:
+    """When ``is_bad``: raises ``message`` (strict) or logs it as a Python absl warning (a
+    py_function that runs only for bad items)."""
+    if strict:
+        return tf.debugging.Assert(tf.logical_not(is_bad), [message], summarize=1)
+    return tf.cond(is_bad,
+                   lambda: tf.py_function(_log_warning, [message], []),
+                   tf.no_op)
+
+
+def _placeholder(spec: tf.TensorSpec) -> tf.Tensor:
+    return tf.zeros([d if d is not None else 0 for d in spec.shape], spec.dtype)
+
+
+def guarded_map(dataset: tf.data.Dataset, fn: Callable, *, stats: DataStats, strict: bool,
+                deterministic: bool) -> tf.data.Dataset:
+    """Maps ``fn`` over elements (dicts with "file" and "index" keys), skipping and counting
+    elements on which it fails; with ``strict`` a failure raises an error naming the record."""
+
+    def isolate(element):
+        good = (tf.data.Dataset.from_tensors(element)
+                .map(lambda e: (fn(e), tf.constant(True)))
+                .ignore_errors(log_warning=True))
+        placeholder = tf.nest.map_structure(_placeholder, good.element_spec[0])
+        bad = tf.data.Dataset.from_tensors((placeholder, tf.constant(False)))
+        return (good.concatenate(bad).take(1)
+                .map(lambda out, ok: (out, ok, element["file"], element["index"])))
+
+    def account(out, ok, filename, index):
+        is_bad = tf.logical_not(ok)
+        images = stats.increment("images")
+        bad = stats.increment("bad_images", tf.cast(is_bad, tf.int64))
+        message = text(
+            "Undecodable image: record ", index, " of ", filename,
+            " (strict=True; pass strict=False to skip and count such records)" if strict
+            else " was skipped")
+        reported = report_bad(is_bad, message, strict=strict)
+        too_many = tf.logical_and(bad >= MIN_BAD_FOR_ABORT,
+                                  tf.cast(bad, tf.float64) > MAX_BAD_FRACTION * tf.cast(
+                                      images, tf.float64))
+        abort = tf.debugging.Assert(
+            tf.logical_not(too_many),
+            [text(bad, " of ", images, " images failed to decode or preprocess (last in ",
+                  filename, "); the files do not hold images of a supported format "
+                  "(JPEG/PNG/GIF/BMP) or the preprocessing is broken")], summarize=1)
+        with tf.control_dependencies([reported, abort]):
+            return tf.nest.map_structure(tf.identity, out), tf.identity(ok)
+
+    return (dataset
+            .interleave(isolate, cycle_length=tf.data.AUTOTUNE, block_length=1,
+                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+            .map(account)
+            .filter(lambda out, ok: ok)
+            .map(lambda out, ok: out))

@@ -1,0 +1,130 @@
+"""Reading TFRecord files: glob, per-host sharding, interleave, damaged-file detection.
+
+A file that is truncated or corrupt stops yielding at the damage. It is detected by comparing
+the bytes its records account for (record length + 16 framing bytes each) with the file size,
+so reading stays in graph mode. Files must be uncompressed (the reference format).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import tensorflow as tf
+from absl import logging
+
+from noisy_student.data.bad_data import DataStats, report_bad, text
+
+RECORD_FRAMING_BYTES = 16  # uint64 length, uint32 CRC of the length, uint32 CRC of the data
+READ_CYCLE_LENGTH = 16
+READ_BUFFER_BYTES = 8 * 1024 * 1024
+
+
+def _is_temporary(path: str) -> bool:
+    """Files being written by atomic_tfrecord_writer (``.<name>.tmp-<pid>``)."""
+    name = os.path.basename(path)
+    return name.startswith(".") and ".tmp-" in name
+
+
+def list_files(file_pattern: str | Sequence[str]) -> list[str]:
+    """Sorted files matching a glob, a comma-separated list of globs, or a list of globs.
+
+    Raises FileNotFoundError naming any pattern that matches nothing.
+    """
+    patterns = (file_pattern.split(",") if isinstance(file_pattern, str)
+                else list(file_pattern))
+    files: set[str] = set()
+    for pattern in (p.strip() for p in patterns):
+        matched = [f for f in tf.io.gfile.glob(pattern) if not _is_temporary(f)]
+        if not matched:
+            raise FileNotFoundError(
+                f"No files match {pattern!r}; check the path (a glob such as "
+                "'/data/train-*' is expected) or build TFRecords with tools/build_tfrecords.py")
+        files.update(matched)
+    return sorted(files)
+
+
+def shard_files(files: list[str], input_context: tf.distribute.InputContext | None
+                ) -> tuple[list[str], tuple[int, int] | None]:
+    """This input pipeline's files; if there are fewer files than pipelines, all files and a
+    (num_pipelines, pipeline_id) record-level shard to apply after reading."""
+    if input_context is None or input_context.num_input_pipelines == 1:
+        return files, None
+    count, index = input_context.num_input_pipelines, input_context.input_pipeline_id
+    if len(files) >= count:
+        if len(files) % count:
+            logging.warning("%d files over %d input pipelines: shards are unequal",
+                            len(files), count)
+        return files[index::count], None
+    logging.warning("Only %d files for %d input pipelines: every pipeline reads all files and "
+                    "keeps every %d-th record (write more shards to avoid this)",
+                    len(files), count, count)
+    return files, (count, index)
+
+
+def _file_sizes(files: list[str]) -> list[int]:
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(lambda f: tf.io.gfile.stat(f).length, files))
+
+
+def _read_checked(filename: tf.Tensor, size: tf.Tensor, stats: DataStats,
+                  strict: bool) -> tf.data.Dataset:
+    """Records of one file as {"file", "index", "record", "end": False}; at the end the
+    consumed bytes are compared with the file size and a damaged file is counted (or raises
+    when strict)."""
+    records = (tf.data.TFRecordDataset(filename, buffer_size=READ_BUFFER_BYTES)
+               .ignore_errors(log_warning=True)
+               .enumerate()
+               .map(lambda i, r: {"file": filename, "index": i, "record": r,
+                                  "end": tf.constant(False)}))
+    end_marker = tf.data.Dataset.from_tensors(
+        {"file": filename, "index": tf.constant(-1, tf.int64), "record": tf.constant(""),
+         "end": tf.constant(True)})
+
+    def count_bytes(consumed, element):
+        """Adds the record's bytes; at the end marker, checks them against the file size."""
+        length = tf.cast(tf.strings.length(element["record"]), tf.int64) + RECORD_FRAMING_BYTES
+        consumed = consumed + tf.where(element["end"], tf.constant(0, tf.int64), length)
+
+        def at_end():
+            damaged = tf.not_equal(consumed, size)
+            message = text(
+                "Damaged TFRecord file ", filename, ": its records cover ", consumed, " of its ",
+                size, " bytes (truncated or corrupt); ",
+                "strict=True, pass strict=False to skip the rest of such files" if strict
+                else "the rest of the file was skipped")
+            with tf.control_dependencies([report_bad(damaged, message, strict=strict)]):
+                return tf.group(stats.increment("files"),
+                                stats.increment("damaged_files", tf.cast(damaged, tf.int64)))
+
+        done = tf.cond(element["end"], at_end, tf.no_op)
+        with tf.control_dependencies([done]):
+            return consumed, tf.nest.map_structure(tf.identity, element)
+
+    return (records.concatenate(end_marker)
+            .scan(tf.constant(0, tf.int64), count_bytes)
+            .filter(lambda element: tf.logical_not(element["end"])))
+
+
+def tfrecord_dataset(files: list[str], *, training: bool,
+                     input_context: tf.distribute.InputContext | None, stats: DataStats,
+                     strict: bool, deterministic: bool, seed: int | None) -> tf.data.Dataset:
+    """Serialized records as {"file", "index", "record", "end"} dicts from ``files`` (as listed by
+    :func:`list_files`), sharded for this input pipeline.
+
+    Training shuffles the file order (again on every repetition); files are interleaved.
+    """
+    files, record_shard = shard_files(files, input_context)
+    sizes = _file_sizes(files)
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(files, tf.string), tf.constant(sizes, tf.int64)))
+    if training:
+        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.interleave(
+        lambda f, n: _read_checked(f, n, stats, strict),
+        cycle_length=min(READ_CYCLE_LENGTH, len(files)), block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if record_shard is not None:
+        dataset = dataset.shard(*record_shard)
+    return dataset
