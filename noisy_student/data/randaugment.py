@@ -308,15 +308,15 @@ def cutout(image: tf.Tensor, pad_size, replace=FILL_VALUE, *, center=None, seed=
 
 
 def _as_seed(seed) -> tf.Tensor:
-    """A shape-[2] int32 seed for stateless RNG; None draws one from the stateful RNG."""
+    """A shape-[2] int64 seed for stateless RNG; None draws one from the stateful RNG."""
     if seed is None:
-        return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
+        return tf.random.uniform([2], maxval=2**62, dtype=tf.int64)
     if isinstance(seed, int):
-        return tf.constant([seed, 0], tf.int32)
-    seed = tf.convert_to_tensor(seed)
+        return tf.constant([seed, 0], tf.int64)
+    seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
     if seed.shape.rank == 0:
-        return tf.stack([tf.cast(seed, tf.int32), 0])
-    return tf.ensure_shape(tf.cast(seed, tf.int32), [2])
+        return tf.stack([seed, tf.constant(0, tf.int64)])
+    return tf.ensure_shape(seed, [2])
 
 
 def _uniform_ints(maxvals: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -368,6 +368,7 @@ def _apply_op(
     raise ValueError(f"unknown RandAugment op {name!r}")
 
 
+@tf.autograph.experimental.do_not_convert  # no tensor-dependent Python control flow here
 def distort_image_with_randaugment(
     image: tf.Tensor,
     num_layers: int,
