@@ -294,10 +294,23 @@ def test_offline_fetch_names_url_and_path(tmp_path, monkeypatch):
     assert os.path.join(str(tmp_path), "models", "efficientnetb0.h5") in message
     with pytest.raises(FileNotFoundError) as error:
         efficientnet_tf.create_model("b2", weights="noisy-student", input_shape=(32, 32, 3))
+    assert "noisy_student_efficientnet-b2_extracted" in str(error.value)
     assert (
         "https://storage.googleapis.com/cloud-tpu-checkpoints/efficientnet/noisystudent/"
         "noisy_student_efficientnet-b2.tar.gz" in str(error.value)
     )
+
+
+def test_failed_download_names_url_and_path(tmp_path, monkeypatch):
+    """Without the offline switch a download is tried; a failure keeps the same advice."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.delenv(W.OFFLINE_ENV, raising=False)
+    origin = (tmp_path / "nowhere").as_uri() + "/"  # a file:// URL that does not exist
+    monkeypatch.setattr(W, "KERAS_APPS_ORIGIN", origin)
+    with pytest.raises(FileNotFoundError) as error:
+        efficientnet_tf.EfficientNetB0(weights="imagenet", input_shape=(32, 32, 3))
+    assert f"Could not download {origin}efficientnetb0.h5" in str(error.value)
+    assert os.path.join(str(tmp_path), "models", "efficientnetb0.h5") in str(error.value)
 
 
 def test_published_names_errors():
