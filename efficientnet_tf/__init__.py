@@ -23,6 +23,7 @@ from efficientnet_tf.model import (
     scaled_blocks,
 )
 from efficientnet_tf.scaling import PRESETS, compound_scaling, round_filters, round_repeats
+from efficientnet_tf.weights import from_keras_applications, from_tf_checkpoint, load_pretrained
 
 __all__ = [
     "DEFAULT_BLOCKS",
@@ -48,6 +49,9 @@ __all__ = [
     "decode_block_string",
     "encode_block_string",
     "feature_endpoints",
+    "from_keras_applications",
+    "from_tf_checkpoint",
+    "load_pretrained",
     "model_config",
     "round_filters",
     "round_repeats",

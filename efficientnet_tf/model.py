@@ -321,7 +321,7 @@ def feature_endpoints(model: keras.Model) -> keras.Model:
         f"reduction_{index + 1}": model.get_layer(stride_layers[s]).output
         for index, s in enumerate(sorted(stride_layers))
     }
-    return keras.Model(model.inputs, outputs, name=f"{model.name}_endpoints")
+    return keras.Model(model.input, outputs, name=f"{model.name}_endpoints")
 
 
 _VARIANT_DOC = """Builds EfficientNet-{variant}: {resolution}px, width {width}, depth {depth}.

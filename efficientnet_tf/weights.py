@@ -813,27 +813,11 @@ def fetch(published: Published) -> str:
     """
     directory = os.path.join(cache_dir(), "models")
     path = os.path.join(directory, published.fname)
+    extracted = os.path.join(directory, published.fname.split(".")[0] + "_extracted")
+    if published.archive and glob.glob(os.path.join(extracted, "**", "*.index"), recursive=True):
+        return extracted  # extracted before (or by hand)
     if not os.path.exists(path):
-        how = (
-            f"Download {published.origin} and save it as {path} "
-            f"(or set KERAS_HOME to the directory above a 'models' folder holding it)."
-        )
-        if os.environ.get(OFFLINE_ENV):
-            raise FileNotFoundError(
-                f"{published.fname} is not cached and {OFFLINE_ENV} is set. {how}"
-            )
-        try:
-            path = keras.utils.get_file(
-                published.fname,
-                published.origin,
-                file_hash=published.file_hash,
-                cache_subdir="models",
-                cache_dir=cache_dir(),
-            )
-        except Exception as error:  # no network, HTTP error, hash mismatch after download
-            raise FileNotFoundError(
-                f"Could not download {published.origin} ({error}). {how}"
-            ) from error
+        path = _download(published, path, extracted)
     elif published.file_hash is not None:
         actual = _file_hash(path, published.file_hash)
         if actual != published.file_hash:
@@ -844,16 +828,34 @@ def fetch(published: Published) -> str:
             )
     if not published.archive:
         return path
-    extracted = os.path.join(directory, published.fname.split(".")[0] + "_extracted")
-    if not glob.glob(os.path.join(extracted, "**", "*.index"), recursive=True):
-        extracted = keras.utils.get_file(
+    return keras.utils.get_file(  # the archive is in the cache: this only extracts it
+        published.fname,
+        published.origin,
+        cache_subdir="models",
+        cache_dir=cache_dir(),
+        extract=True,
+    )
+
+
+def _download(published: Published, path: str, extracted: str) -> str:
+    how = f"Download {published.origin} and save it as {path}"
+    if published.archive:
+        how += f" (or extract it into {extracted})"
+    how += "; KERAS_HOME sets the cache directory (default ~/.keras)."
+    if os.environ.get(OFFLINE_ENV):
+        raise FileNotFoundError(f"{published.fname} is not cached and {OFFLINE_ENV} is set. {how}")
+    try:
+        return keras.utils.get_file(
             published.fname,
             published.origin,
+            file_hash=published.file_hash,
             cache_subdir="models",
             cache_dir=cache_dir(),
-            extract=True,
         )
-    return extracted
+    except Exception as error:  # no network, HTTP error, hash mismatch after download
+        raise FileNotFoundError(
+            f"Could not download {published.origin} ({error}). {how}"
+        ) from error
 
 
 def _published_preset(model: keras.Model, preset: str | None) -> str:

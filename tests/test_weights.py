@@ -262,6 +262,23 @@ def test_published_normalization_quirk(b0_imagenet_notop):
     np.testing.assert_allclose(run(ours, x), expected, rtol=0, atol=1e-4)
 
 
+def test_keras_imagenet_model_matches_published_layout(keras, b0_imagenet_notop, monkeypatch):
+    """keras.applications itself, built with weights='imagenet' (which adds its #49930
+    rescaling) from our published-layout file, agrees with it, and so does the conversion of
+    that model object."""
+    from keras.src.applications import efficientnet as keras_efficientnet
+
+    _, x, expected, path = b0_imagenet_notop
+    monkeypatch.setattr(keras_efficientnet.file_utils, "get_file", lambda *a, **k: str(path))
+    imagenet = keras.applications.EfficientNetB0(
+        weights="imagenet", include_top=False, input_shape=(64, 64, 3)
+    )
+    np.testing.assert_allclose(run(imagenet, x), expected, rtol=0, atol=1e-4)
+    ours = W.from_keras_applications(imagenet)
+    np.testing.assert_allclose(ours.get_layer("normalization").std, IMAGENET_STD, rtol=1e-6)
+    np.testing.assert_allclose(run(ours, x), expected, rtol=0, atol=1e-4)
+
+
 def test_pretrained_imagenet_from_cache(b0_imagenet_notop, tmp_path, monkeypatch):
     """'imagenet' picks the _notop file, looks in $KERAS_HOME/models, checks the md5."""
     _, x, expected, source = b0_imagenet_notop
@@ -294,10 +311,23 @@ def test_offline_fetch_names_url_and_path(tmp_path, monkeypatch):
     assert os.path.join(str(tmp_path), "models", "efficientnetb0.h5") in message
     with pytest.raises(FileNotFoundError) as error:
         efficientnet_tf.create_model("b2", weights="noisy-student", input_shape=(32, 32, 3))
+    assert "noisy_student_efficientnet-b2_extracted" in str(error.value)
     assert (
         "https://storage.googleapis.com/cloud-tpu-checkpoints/efficientnet/noisystudent/"
         "noisy_student_efficientnet-b2.tar.gz" in str(error.value)
     )
+
+
+def test_failed_download_names_url_and_path(tmp_path, monkeypatch):
+    """Without the offline switch a download is tried; a failure keeps the same advice."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.delenv(W.OFFLINE_ENV, raising=False)
+    origin = (tmp_path / "nowhere").as_uri() + "/"  # a file:// URL that does not exist
+    monkeypatch.setattr(W, "KERAS_APPS_ORIGIN", origin)
+    with pytest.raises(FileNotFoundError) as error:
+        efficientnet_tf.EfficientNetB0(weights="imagenet", input_shape=(32, 32, 3))
+    assert f"Could not download {origin}efficientnetb0.h5" in str(error.value)
+    assert os.path.join(str(tmp_path), "models", "efficientnetb0.h5") in str(error.value)
 
 
 def test_published_names_errors():

@@ -1,4 +1,4 @@
-"""Converts keras.applications EfficientNet weights or a reference TF checkpoint to our format.
+r"""Converts keras.applications EfficientNet weights or a reference TF checkpoint to our format.
 
 python -m tools.convert_weights --source=efficientnetb3_notop.h5 --output=b3_notop.keras
 python -m tools.convert_weights --source=noisy-student-efficientnet-b3/model.ckpt \
