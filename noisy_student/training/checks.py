@@ -1,0 +1,33 @@
+"""Sanity checks on the models given to training."""
+
+from __future__ import annotations
+
+import keras
+
+
+def check_student_size(
+    student: keras.Model | int, teacher: keras.Model | int, allow_smaller_student: bool = False
+) -> tuple[int, int]:
+    """Noisy Student trains an equal or larger student. Raises ValueError when the student has
+    fewer parameters than the teacher, unless allowed. Accepts models or parameter counts;
+    returns (student_params, teacher_params)."""
+    student_params = student if isinstance(student, int) else student.count_params()
+    teacher_params = teacher if isinstance(teacher, int) else teacher.count_params()
+    if student_params < teacher_params and not allow_smaller_student:
+        raise ValueError(
+            f"The student has {student_params:,} parameters, fewer than the teacher's "
+            f"{teacher_params:,}; Noisy Student needs an equal or larger student. Pick a larger "
+            "student model, or pass allow_smaller_student=True (--allow_smaller_student) to "
+            "train it anyway (knowledge distillation)."
+        )
+    return student_params, teacher_params
+
+
+def require_logits(model: keras.Model, role: str = "model") -> None:
+    """Training and on-the-fly labeling work on logits: refuse a model that ends in softmax."""
+    last = model.layers[-1] if model.layers else None
+    if getattr(last, "activation", None) is keras.activations.softmax:
+        raise ValueError(
+            f"The {role} {model.name!r} ends in a softmax; build it with "
+            "classifier_activation=None so training sees logits."
+        )
