@@ -1,0 +1,211 @@
+"""Command-line flags of `noisy-student` and their validation (all checked before any work).
+
+Flag names follow the reference (`google-research/noisystudent` main.py) where it had one, so its
+recipes translate directly; see configs/ for flagfiles.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+from absl import flags
+
+MODES = ("loop", "train", "label", "filter", "student", "eval", "export")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+FLAGS = flags.FLAGS
+
+# What to run and where.
+flags.DEFINE_enum(
+    "mode",
+    "loop",
+    MODES,
+    "Stage to run; 'loop' runs every stage in order and resumes at the first incomplete one.",
+)
+flags.DEFINE_string("run_dir", None, "Run directory: checkpoints, pseudo labels, manifest.")
+flags.DEFINE_integer(
+    "iteration",
+    1,
+    "Iteration that --mode=label|filter|student|eval works on (eval: 0 is the teacher).",
+)
+flags.DEFINE_bool("quiet", False, "No progress bars.")
+
+# Data.
+flags.DEFINE_string(
+    "label_data",
+    None,
+    "Labeled TFRecords file pattern (ImageNet layout), or "
+    "'tfds:NAME' for a TensorFlow Datasets source.",
+)
+flags.DEFINE_string("unlabel_data", None, "Unlabeled TFRecords file pattern.")
+flags.DEFINE_string("eval_data", None, "Evaluation TFRecords file pattern, or 'tfds:NAME'.")
+flags.DEFINE_integer(
+    "label_offset",
+    1,
+    "Subtracted from stored labels (1 for ImageNet-style 1-based files, 0 for 0-based).",
+)
+flags.DEFINE_integer("num_classes", 1000, "Number of classes.")
+flags.DEFINE_integer(
+    "num_train_images", None, "Labeled images per epoch; counted from the files when unset."
+)
+
+# Models.
+flags.DEFINE_string("teacher_model", "efficientnet-b0", "Teacher architecture (b0..b8, l2).")
+flags.DEFINE_string(
+    "teacher_checkpoint",
+    None,
+    "Use this trained teacher (.keras or .weights.h5) instead of training one.",
+)
+flags.DEFINE_list(
+    "student_models",
+    ["efficientnet-b0"],
+    "Student architecture per iteration, e.g. b0,b1,b2 runs three iterations.",
+)
+flags.DEFINE_bool("allow_smaller_student", False, "Allow a student smaller than its teacher.")
+flags.DEFINE_integer(
+    "image_size", None, "Input size; defaults to each model's resolution (32 with --small_images)."
+)
+flags.DEFINE_bool("small_images", False, "32x32 variant (CIFAR/SVHN): stride-1 stages 2-3.")
+flags.DEFINE_float("width_coefficient", None, "Override the width multiplier of every model.")
+flags.DEFINE_float("depth_coefficient", None, "Override the depth multiplier of every model.")
+
+# Training recipe.
+flags.DEFINE_integer("train_batch_size", 128, "Labeled images per global batch.")
+flags.DEFINE_integer("eval_batch_size", 256, "Images per evaluation/labeling batch.")
+flags.DEFINE_float("train_epochs", 350, "Epochs of labeled data for the teacher.")
+flags.DEFINE_float(
+    "student_epochs", None, "Epochs of labeled data for students (default: --train_epochs)."
+)
+flags.DEFINE_float("base_learning_rate", 0.016, "Learning rate per 256 labeled images.")
+flags.DEFINE_enum(
+    "lr_schedule",
+    "exponential",
+    ["exponential", "cosine", "constant"],
+    "Learning rate schedule after warm-up.",
+)
+flags.DEFINE_float("lr_warmup_epochs", 5.0, "Linear warm-up epochs.")
+flags.DEFINE_float("lr_decay_epochs", 2.4, "Epochs per x0.97 staircase step.")
+flags.DEFINE_float("weight_decay", 1e-5, "Weight decay on 0.5*||w||^2, batch norm excluded.")
+flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing (labeled and hard pseudo labels).")
+flags.DEFINE_float("moving_average_decay", 0.9999, "EMA decay (with (1+n)/(10+n) warm-up).")
+flags.DEFINE_float("dropout_rate", None, "Dropout before the classifier (default: preset).")
+flags.DEFINE_float("stochastic_depth_rate", 0.2, "Drop-connect rate of the last block.")
+flags.DEFINE_enum("precision", "float32", PRECISIONS, "Compute precision.")
+flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints.")
+
+# Noise and self-training.
+flags.DEFINE_integer("randaug_num_layers", 2, "RandAugment ops per image for students (0 = off).")
+flags.DEFINE_float("randaug_magnitude", 10.0, "RandAugment magnitude M (max level 10).")
+flags.DEFINE_bool("teacher_randaug", False, "Also use RandAugment when training the teacher.")
+flags.DEFINE_float(
+    "unlabel_ratio",
+    1.0,
+    "Unlabeled images per labeled image in a batch; also the weight of the unlabeled loss.",
+)
+flags.DEFINE_float(
+    "teacher_softmax_temp", 1.0, "Temperature of soft pseudo labels; -1 for hard one-hot labels."
+)
+flags.DEFINE_enum(
+    "pseudo_label_storage",
+    "float16",
+    ["float32", "float16", "topk:5", "topk:10"],
+    "How pseudo-label distributions are stored.",
+)
+flags.DEFINE_float("min_threshold", 0.3, "Lowest confidence a pseudo label may have.")
+flags.DEFINE_integer(
+    "num_image_per_class",
+    None,
+    "Balanced images per class after filtering (default: unlabeled images / classes).",
+)
+flags.DEFINE_bool(
+    "on_the_fly_teacher",
+    False,
+    "Run the teacher inside the student's training step instead of storing pseudo labels.",
+)
+
+# Distribution.
+flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy.")
+flags.DEFINE_string("tpu", None, "TPU address for --strategy=tpu.")
+flags.DEFINE_integer("worker_index", None, "This worker for labeling (default: TF_CONFIG).")
+flags.DEFINE_integer("num_workers", None, "Number of labeling workers (default: TF_CONFIG).")
+
+# Export.
+flags.DEFINE_string("export_dir", None, "SavedModel directory (default: RUN_DIR/export).")
+
+
+class FlagError(ValueError):
+    """A flag value that cannot work; the message says which flag and what to do."""
+
+
+def _check_pattern(name: str, pattern: str | None, required: bool) -> None:
+    if pattern is None:
+        if required:
+            raise FlagError(f"--{name} is required for --mode={FLAGS.mode}.")
+        return
+    if pattern.startswith("tfds:"):
+        return
+    directory = os.path.dirname(pattern) or "."
+    if not os.path.isdir(directory):
+        raise FlagError(f"--{name}: directory {directory!r} does not exist.")
+    if not glob.glob(pattern):
+        raise FlagError(f"--{name}: pattern {pattern!r} matches no files.")
+
+
+def needed_data(mode: str, have_teacher: bool) -> dict[str, bool]:
+    """Which data flags a mode needs."""
+    train = mode in ("loop", "train", "student") and not (mode == "train" and have_teacher)
+    return {
+        "label_data": train,
+        "unlabel_data": mode in ("loop", "label", "student"),
+        "eval_data": mode == "eval",
+    }
+
+
+def validate() -> None:
+    """Checks every flag before work starts; raises FlagError with one clear message."""
+    from efficientnet_tf.scaling import canonical_name
+
+    if not FLAGS.run_dir:
+        raise FlagError("--run_dir is required: the run's checkpoints and state live there.")
+    for name in [FLAGS.teacher_model, *FLAGS.student_models]:
+        try:
+            canonical_name(name)
+        except ValueError as err:
+            raise FlagError(str(err)) from err
+    if not FLAGS.student_models and FLAGS.mode in ("loop", "student"):
+        raise FlagError("--student_models needs at least one model.")
+    lowest = 0 if FLAGS.mode == "eval" else 1
+    if not lowest <= FLAGS.iteration <= len(FLAGS.student_models):
+        raise FlagError(
+            f"--iteration={FLAGS.iteration} is outside {lowest}..{len(FLAGS.student_models)} "
+            "(one iteration per entry of --student_models)."
+        )
+    if FLAGS.teacher_checkpoint and not os.path.exists(FLAGS.teacher_checkpoint):
+        raise FlagError(f"--teacher_checkpoint {FLAGS.teacher_checkpoint!r} does not exist.")
+    for flag, required in needed_data(FLAGS.mode, bool(FLAGS.teacher_checkpoint)).items():
+        _check_pattern(flag, getattr(FLAGS, flag), required)
+    _check_pattern("eval_data", FLAGS.eval_data, False)
+    positive = {
+        "unlabel_ratio": FLAGS.unlabel_ratio,
+        "train_batch_size": FLAGS.train_batch_size,
+        "eval_batch_size": FLAGS.eval_batch_size,
+        "num_classes": FLAGS.num_classes,
+        "train_epochs": FLAGS.train_epochs,
+        "base_learning_rate": FLAGS.base_learning_rate,
+        "checkpoint_every": FLAGS.checkpoint_every,
+    }
+    for name, value in positive.items():
+        if value is None or value <= 0:
+            raise FlagError(f"--{name} must be > 0, got {value}.")
+    if FLAGS.teacher_softmax_temp <= 0 and FLAGS.teacher_softmax_temp != -1:
+        raise FlagError("--teacher_softmax_temp must be > 0, or -1 for hard labels.")
+    if not 0 <= FLAGS.min_threshold <= 1:
+        raise FlagError(f"--min_threshold must be in [0, 1], got {FLAGS.min_threshold}.")
+    if FLAGS.image_size is not None and FLAGS.image_size < 32:
+        raise FlagError(f"--image_size must be >= 32, got {FLAGS.image_size}.")
+    if FLAGS.strategy == "tpu" and not FLAGS.tpu and "TPU_NAME" not in os.environ:
+        raise FlagError("--strategy=tpu needs --tpu=ADDRESS (or TPU_NAME in the environment).")
+    if FLAGS.strategy == "multi_worker" and "TF_CONFIG" not in os.environ:
+        raise FlagError("--strategy=multi_worker needs TF_CONFIG describing the cluster.")

@@ -1,0 +1,450 @@
+"""The Noisy Student loop: teacher -> pseudo labels -> filter/balance -> noised student -> repeat.
+
+A run lives in one directory. `manifest.json` records each finished stage with its results;
+rerunning the same command skips finished stages and resumes the first unfinished one (training
+resumes from its last checkpoint, labeling skips finished shards, filtering reuses its stats).
+
+    run_dir/
+      manifest.json              stages done, their results and timings
+      teacher/                   checkpoints, TensorBoard logs, model.keras (EMA weights)
+      iter1/labels/              pseudo-labeled shards written by the teacher
+      iter1/filtered/            balanced student records, stats.json, histogram PNG
+      iter1/student/             like teacher/
+      export/                    SavedModel of the final model
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+
+import keras
+import tensorflow as tf
+
+from efficientnet_tf import create_model, model_config
+from noisy_student import evaluation, export, filtering, labeling
+from noisy_student.atomic_io import read_json, write_json_atomic
+from noisy_student.data import pipelines
+from noisy_student.data.preprocessing import preprocess_for_eval
+from noisy_student.training import (
+    TrainConfig,
+    check_student_size,
+    is_chief,
+    load_ema_model,
+    make_strategy,
+    save_model,
+    sync_batch_norm_for,
+    train,
+)
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+FINAL_MODEL = "model.keras"
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything a run needs; the CLI fills it from flags of the same names."""
+
+    run_dir: str
+    label_data: str | None = None
+    unlabel_data: str | None = None
+    eval_data: str | None = None
+    label_offset: int = 1
+    num_classes: int = 1000
+    num_train_images: int | None = None
+    teacher_model: str = "efficientnet-b0"
+    teacher_checkpoint: str | None = None
+    student_models: list[str] = dataclasses.field(default_factory=lambda: ["efficientnet-b0"])
+    allow_smaller_student: bool = False
+    image_size: int | None = None
+    small_images: bool = False
+    width_coefficient: float | None = None
+    depth_coefficient: float | None = None
+    train_batch_size: int = 128
+    eval_batch_size: int = 256
+    train_epochs: float = 350
+    student_epochs: float | None = None
+    base_learning_rate: float = 0.016
+    lr_schedule: str = "exponential"
+    lr_warmup_epochs: float = 5.0
+    lr_decay_epochs: float = 2.4
+    weight_decay: float = 1e-5
+    label_smoothing: float = 0.1
+    moving_average_decay: float = 0.9999
+    dropout_rate: float | None = None
+    stochastic_depth_rate: float = 0.2
+    precision: str = "float32"
+    checkpoint_every: int = 500
+    randaug_num_layers: int = 2
+    randaug_magnitude: float = 10.0
+    teacher_randaug: bool = False
+    unlabel_ratio: float = 1.0
+    teacher_softmax_temp: float = 1.0
+    pseudo_label_storage: str = "float16"
+    min_threshold: float = 0.3
+    num_image_per_class: int | None = None
+    on_the_fly_teacher: bool = False
+    strategy: str = "default"
+    tpu: str | None = None
+    worker_index: int | None = None
+    num_workers: int | None = None
+    export_dir: str | None = None
+    quiet: bool = False
+
+    @property
+    def hard_labels(self) -> bool:
+        return self.teacher_softmax_temp == -1
+
+    @property
+    def num_iterations(self) -> int:
+        return len(self.student_models)
+
+
+def _global_batch(per_replica: int, context: tf.distribute.InputContext | None) -> int:
+    """The trainer hands dataset functions per-replica batches; the pipelines take global ones
+    and split them with the same input context."""
+    return per_replica * (context.num_replicas_in_sync if context else 1)
+
+
+class Run:
+    """One run directory: its manifest, models, data and stages."""
+
+    def __init__(self, config: RunConfig, strategy: tf.distribute.Strategy | None = None):
+        self.config = config
+        self.strategy = strategy or make_strategy(config.strategy, config.tpu)
+        self.chief = is_chief(self.strategy)
+        tf.io.gfile.makedirs(config.run_dir)
+        self.manifest_path = os.path.join(config.run_dir, MANIFEST)
+        self.manifest = read_json(self.manifest_path) or {"stages": {}}
+
+    # ------------------------------------------------------------------------ manifest
+    def done(self, stage: str) -> bool:
+        return stage in self.manifest["stages"]
+
+    def result(self, stage: str) -> dict:
+        return self.manifest["stages"][stage]
+
+    def _record(self, stage: str, result: dict) -> None:
+        self.manifest["stages"][stage] = result
+        if self.chief:
+            write_json_atomic(self.manifest_path, self.manifest)
+
+    def run_stage(self, stage: str, fn: Callable[[], dict]) -> dict:
+        """Runs `fn` unless the manifest says `stage` is done; records its result and time."""
+        if self.done(stage):
+            log.info("Stage %s already complete; skipping.", stage)
+            return self.result(stage)
+        log.info("Stage %s starting.", stage)
+        start = time.time()
+        result = dict(fn())
+        result["seconds"] = round(time.time() - start, 1)
+        self._record(stage, result)
+        return result
+
+    # --------------------------------------------------------------------------- paths
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.config.run_dir, *parts)
+
+    def model_dir(self, iteration: int) -> str:
+        return self.path("teacher") if iteration == 0 else self.path(f"iter{iteration}", "student")
+
+    def model_name(self, iteration: int) -> str:
+        config = self.config
+        return config.teacher_model if iteration == 0 else config.student_models[iteration - 1]
+
+    # ---------------------------------------------------------------------- models
+    def image_size(self, name: str) -> int:
+        if self.config.image_size:
+            return self.config.image_size
+        return 32 if self.config.small_images else model_config(name)["default_resolution"]
+
+    def model_fn(self, name: str, for_training: bool = True) -> Callable[[], keras.Model]:
+        """Builds `name` with the run's overrides; outputs logits."""
+        config = self.config
+        size = self.image_size(name)
+        overrides = {
+            "classes": config.num_classes,
+            "small_images": config.small_images,
+            "input_shape": (size, size, 3),
+            "classifier_activation": None,
+            "drop_connect_rate": config.stochastic_depth_rate,
+            "sync_batch_norm": for_training and sync_batch_norm_for(self.strategy),
+        }
+        for key in ("width_coefficient", "depth_coefficient", "dropout_rate"):
+            if getattr(config, key) is not None:
+                overrides[key] = getattr(config, key)
+        return lambda: create_model(name, **overrides)
+
+    def load_model(self, iteration: int) -> keras.Model:
+        """The trained model of an iteration (0 = teacher), with its EMA weights."""
+        if iteration == 0 and self.config.teacher_checkpoint:
+            model = self.model_fn(self.model_name(0), for_training=False)()
+            model.load_weights(self.config.teacher_checkpoint)
+            return model
+        path = os.path.join(self.model_dir(iteration), FINAL_MODEL)
+        if os.path.exists(path):
+            return keras.models.load_model(path, compile=False)
+        return load_ema_model(
+            self.model_dir(iteration), self.model_fn(self.model_name(iteration), False)
+        )
+
+    # ------------------------------------------------------------------------- data
+    def _num_train_images(self) -> int:
+        if self.config.num_train_images:
+            return self.config.num_train_images
+        if self.config.label_data.startswith("tfds:"):
+            raise ValueError("Set --num_train_images for a tfds: labeled source.")
+        files = sorted(glob.glob(self.config.label_data))
+        return sum(sum(1 for _ in tf.data.TFRecordDataset(f)) for f in files)
+
+    def _labeled_fn(self, size: int, randaug: bool):
+        config = self.config
+
+        def dataset_fn(batch_size: int, context: tf.distribute.InputContext | None = None):
+            return pipelines.labeled_dataset(
+                config.label_data,
+                image_size=size,
+                batch_size=_global_batch(batch_size, context),
+                training=True,
+                num_classes=config.num_classes,
+                label_offset=config.label_offset,
+                small_image=config.small_images,
+                randaug_num_layers=config.randaug_num_layers if randaug else 0,
+                randaug_magnitude=config.randaug_magnitude,
+                input_context=context,
+            )
+
+        return dataset_fn
+
+    def _pseudo_fn(self, pattern: str, size: int):
+        config = self.config
+
+        def dataset_fn(batch_size: int, context: tf.distribute.InputContext | None = None):
+            return pipelines.pseudo_labeled_dataset(
+                pattern,
+                image_size=size,
+                batch_size=_global_batch(batch_size, context),
+                num_classes=config.num_classes,
+                training=True,
+                hard=config.hard_labels,
+                small_image=config.small_images,
+                randaug_num_layers=config.randaug_num_layers,
+                randaug_magnitude=config.randaug_magnitude,
+                input_context=context,
+            )
+
+        return dataset_fn
+
+    def eval_dataset(self, size: int) -> tf.data.Dataset:
+        config = self.config
+        return pipelines.labeled_dataset(
+            config.eval_data,
+            image_size=size,
+            batch_size=config.eval_batch_size,
+            training=False,
+            num_classes=config.num_classes,
+            label_offset=config.label_offset,
+            small_image=config.small_images,
+        )
+
+    def train_config(self, student: bool) -> TrainConfig:
+        config = self.config
+        epochs = config.student_epochs if student and config.student_epochs else config.train_epochs
+        return TrainConfig(
+            batch_size=config.train_batch_size,
+            num_train_examples=self._num_train_images(),
+            train_epochs=epochs,
+            base_learning_rate=config.base_learning_rate,
+            lr_schedule=config.lr_schedule,
+            warmup_epochs=config.lr_warmup_epochs,
+            lr_decay_epochs=config.lr_decay_epochs,
+            weight_decay=config.weight_decay,
+            label_smoothing=config.label_smoothing,
+            moving_average_decay=config.moving_average_decay,
+            unlabel_ratio=config.unlabel_ratio if student else 0.0,
+            hard_pseudo_labels=config.hard_labels,
+            teacher_temperature=1.0 if config.hard_labels else config.teacher_softmax_temp,
+            allow_smaller_student=config.allow_smaller_student,
+            precision=config.precision,
+            checkpoint_every=config.checkpoint_every,
+            summary_every=max(1, min(100, config.checkpoint_every)),
+            eval_batch_size=config.eval_batch_size,
+            quiet=config.quiet,
+        )
+
+    # ------------------------------------------------------------------------ stages
+    def train_teacher(self) -> dict:
+        if self.config.teacher_checkpoint:
+            return {"given": self.config.teacher_checkpoint, **self.evaluate(0)}
+        name = self.model_name(0)
+        result = train(
+            self.model_fn(name),
+            self.train_config(student=False),
+            self._labeled_fn(self.image_size(name), self.config.teacher_randaug),
+            self.model_dir(0),
+            self.strategy,
+        )
+        return self._finish_training(0, result)
+
+    def train_student(self, iteration: int) -> dict:
+        config = self.config
+        name = self.model_name(iteration)
+        size = self.image_size(name)
+        teacher = self.load_model(iteration - 1)
+        student_fn = self.model_fn(name)
+        check_student_size(student_fn(), teacher, config.allow_smaller_student)
+        if config.on_the_fly_teacher:
+            unlabeled = self._on_the_fly_fn(size, self.image_size(self.model_name(iteration - 1)))
+            teacher_arg = teacher
+        else:
+            unlabeled = self._pseudo_fn(self.filtered_pattern(iteration), size)
+            teacher_arg = None
+        result = train(
+            student_fn,
+            self.train_config(student=True),
+            self._labeled_fn(size, randaug=True),
+            self.model_dir(iteration),
+            self.strategy,
+            unlabeled_data=unlabeled,
+            teacher=teacher_arg,
+        )
+        return self._finish_training(iteration, result)
+
+    def _on_the_fly_fn(self, size: int, teacher_size: int):
+        """Unlabeled batches of (noised student images, clean teacher images)."""
+        config = self.config
+
+        def teacher_view(images, encoded):
+            clean = tf.map_fn(
+                lambda data: preprocess_for_eval(
+                    data, teacher_size, small_image=config.small_images
+                ),
+                encoded,
+                fn_output_signature=tf.TensorSpec([teacher_size, teacher_size, 3]),
+            )
+            return images, clean
+
+        def dataset_fn(batch_size: int, context: tf.distribute.InputContext | None = None):
+            dataset = pipelines.unlabeled_dataset(
+                config.unlabel_data,
+                image_size=size,
+                batch_size=_global_batch(batch_size, context),
+                training=True,
+                small_image=config.small_images,
+                randaug_num_layers=config.randaug_num_layers,
+                randaug_magnitude=config.randaug_magnitude,
+                input_context=context,
+                include_encoded=True,
+            )
+            return dataset.map(teacher_view, num_parallel_calls=tf.data.AUTOTUNE)
+
+        return dataset_fn
+
+    def _finish_training(self, iteration: int, result) -> dict:
+        path = os.path.join(self.model_dir(iteration), FINAL_MODEL)
+        if self.chief:
+            save_model(result.model, path)
+        summary = {"model": self.model_name(iteration), "steps": result.step}
+        summary.update({f"train_{k}": round(v, 4) for k, v in result.metrics.items()})
+        return summary
+
+    def label(self, iteration: int) -> dict:
+        config = self.config
+        name = self.model_name(iteration - 1)
+        teacher = self.load_model(iteration - 1)
+        return labeling.label_shards(
+            teacher,
+            config.unlabel_data,
+            self.path(f"iter{iteration}", "labels"),
+            image_size=self.image_size(name),
+            small_image=config.small_images,
+            batch_size=config.eval_batch_size,
+            # Stored labels stay soft even for hard-label training: filtering ranks by
+            # confidence, and the student's pipeline takes the argmax (hard=True).
+            temperature=1.0 if config.hard_labels else config.teacher_softmax_temp,
+            from_logits=True,
+            worker_index=config.worker_index,
+            num_workers=config.num_workers,
+            storage=config.pseudo_label_storage,
+        )
+
+    def filtered_pattern(self, iteration: int) -> str:
+        return self.path(f"iter{iteration}", "filtered", "train-*")
+
+    def filter(self, iteration: int) -> dict:
+        config = self.config
+        labels_pattern = labeling.pseudo_label_pattern(self.path(f"iter{iteration}", "labels"))
+        per_class = config.num_image_per_class
+        if per_class is None:
+            total = sum(
+                sum(1 for _ in tf.data.TFRecordDataset(f)) for f in glob.glob(labels_pattern)
+            )
+            per_class = max(1, math.ceil(total / config.num_classes))
+        stats = filtering.filter_and_balance(
+            labels_pattern,
+            self.path(f"iter{iteration}", "filtered"),
+            num_classes=config.num_classes,
+            num_image_per_class=per_class,
+            min_threshold=config.min_threshold,
+        )
+        if stats["num_written"] == 0:
+            raise RuntimeError(
+                f"No pseudo-labeled image of iteration {iteration} reached --min_threshold="
+                f"{config.min_threshold} (see {stats.get('histogram')} in "
+                f"{self.path(f'iter{iteration}', 'filtered')}). Train the teacher longer or "
+                "lower --min_threshold, delete that directory and rerun."
+            )
+        return {key: stats[key] for key in ("num_input_records", "num_kept", "num_written")}
+
+    def evaluate(self, iteration: int) -> dict:
+        name = self.model_name(iteration)
+        if not self.config.eval_data:
+            return {}
+        model = self.load_model(iteration)
+        metrics = evaluation.evaluate(model, self.eval_dataset(self.image_size(name)))
+        return {
+            "top1": metrics["top1"],
+            "top5": metrics["top5"],
+            "examples": metrics["num_examples"],
+        }
+
+    def export(self) -> dict:
+        iteration = self.config.num_iterations
+        name = self.model_name(iteration)
+        export_dir = self.config.export_dir or self.path("export")
+        export.export_saved_model(
+            self.load_model(iteration),
+            export_dir,
+            image_size=self.image_size(name),
+            small_image=self.config.small_images,
+        )
+        return {"export_dir": export_dir, "model": name}
+
+    # ---------------------------------------------------------------------- the loop
+    def stages(self) -> list[tuple[str, Callable[[], dict]]]:
+        """Every stage of the run, in order."""
+        stages = [("teacher", self.train_teacher), ("teacher/eval", lambda: self.evaluate(0))]
+        for i in range(1, self.config.num_iterations + 1):
+            prefix = f"iter{i}"
+            if not self.config.on_the_fly_teacher:
+                stages += [
+                    (f"{prefix}/label", lambda i=i: self.label(i)),
+                    (f"{prefix}/filter", lambda i=i: self.filter(i)),
+                ]
+            stages += [
+                (f"{prefix}/student", lambda i=i: self.train_student(i)),
+                (f"{prefix}/eval", lambda i=i: self.evaluate(i)),
+            ]
+        return stages + [("export", self.export)]
+
+    def run_all(self) -> dict:
+        for stage, fn in self.stages():
+            self.run_stage(stage, fn)
+        return self.manifest

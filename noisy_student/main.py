@@ -1,0 +1,71 @@
+"""`noisy-student` command line: train a teacher, pseudo-label, filter, train students, evaluate
+and export, as one resumable loop or one stage at a time.
+
+    noisy-student --flagfile=configs/demo.cfg                    # the whole loop
+    noisy-student --flagfile=configs/cifar10.cfg --mode=label --iteration=1
+    python -m noisy_student.main --helpfull
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+
+from noisy_student import flags as cli_flags  # noqa: E402
+
+FLAGS = cli_flags.FLAGS
+
+
+def run_config():
+    """RunConfig filled from the flags of the same names."""
+    from noisy_student.loop import RunConfig
+
+    return RunConfig(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(RunConfig)})
+
+
+def run_mode(mode: str, iteration: int) -> dict:
+    """Runs one mode and returns what it recorded."""
+    from noisy_student.loop import Run
+
+    run = Run(run_config())
+    stages = dict(run.stages())
+    if mode == "loop":
+        return run.run_all()["stages"]
+    name = {
+        "train": "teacher",
+        "label": f"iter{iteration}/label",
+        "filter": f"iter{iteration}/filter",
+        "student": f"iter{iteration}/student",
+        "eval": "teacher/eval" if iteration == 0 else f"iter{iteration}/eval",
+        "export": "export",
+    }[mode]
+    return {name: run.run_stage(name, stages[name])}
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments {argv[1:]}; every option is a --flag.")
+    try:
+        cli_flags.validate()
+    except cli_flags.FlagError as err:
+        print(f"noisy-student: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    logging.getLogger().setLevel(logging.INFO)
+    results = run_mode(FLAGS.mode, FLAGS.iteration)
+    print(json.dumps(results, indent=1, sort_keys=True))
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
