@@ -1,7 +1,5 @@
 """Preprocessing against independent NumPy/Pillow computations on real CIFAR-10 images."""
 
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -140,27 +138,36 @@ def test_train_runs_in_a_tf_function(big):
 
 @pytest.fixture
 def fake_randaugment(monkeypatch):
-    """Stands in for noisy_student.data.randaugment (written separately): inverts the image
-    and records its arguments, so the hook's placement and uint8 conversion are visible."""
+    """Replaces the RandAugment policy (tested in test_randaugment.py) with an inversion that
+    records its arguments, and the extra small-image cutout with a recorder, so the hook's
+    placement, uint8 conversion and size-scaled constants are visible."""
+    from noisy_student.data import randaugment
+
     calls = []
 
-    def distort_image_with_randaugment(image, num_layers, magnitude):
-        calls.append((image.dtype, num_layers, magnitude))
+    def distort_image_with_randaugment(image, num_layers, magnitude, **kwargs):
+        calls.append((image.dtype, num_layers, magnitude, kwargs["translate_const"],
+                      kwargs["cutout_const"]))
         return 255 - image
 
-    module = types.ModuleType("noisy_student.data.randaugment")
-    module.distort_image_with_randaugment = distort_image_with_randaugment
-    monkeypatch.setitem(sys.modules, "noisy_student.data.randaugment", module)
+    def cutout(image, pad_size, **kwargs):
+        calls.append(("cutout", pad_size))
+        return image
+
+    monkeypatch.setattr(randaugment, "distort_image_with_randaugment",
+                        distort_image_with_randaugment)
+    monkeypatch.setattr(randaugment, "cutout", cutout)
     return calls
 
 
 def test_randaugment_hook_on_uint8_after_resize(big, fake_randaugment):
     data = encode(big)
     plain = pp.preprocess_for_train(data, 24, seed=[1, 2]).numpy()
-    assert fake_randaugment == []  # not imported or called when switched off
+    assert fake_randaugment == []  # not called when switched off
     out = pp.preprocess_for_train(data, 24, seed=[1, 2], randaug_num_layers=2,
                                   randaug_magnitude=9.0).numpy()
-    assert fake_randaugment == [(tf.uint8, 2, 9.0)]
+    # Reference constants 100 (translate) and 40 (cutout) at 224 px, scaled to 24 px.
+    assert fake_randaugment == [(tf.uint8, 2, 9.0, 100 * 24 / 224, 40 * 24 / 224)]
     np.testing.assert_array_equal(out, 255 - np.round(plain))
 
 
@@ -169,7 +176,8 @@ def test_randaugment_hook_small_image_before_crop(pixels, fake_randaugment):
     plain = pp.preprocess_for_train(data, 32, small_image=True, seed=[4, 4]).numpy()
     out = pp.preprocess_for_train(data, 32, small_image=True, seed=[4, 4],
                                   randaug_num_layers=1).numpy()
-    assert len(fake_randaugment) == 1
+    # Reference 32x32 recipe: translate and cutout constants size/8, then a cutout of size/4.
+    assert fake_randaugment == [(tf.uint8, 1, 10.0, 4.0, 4.0), ("cutout", 8)]
     np.testing.assert_array_equal(out, 255 - plain)
 
 

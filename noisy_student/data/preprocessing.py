@@ -9,7 +9,7 @@ bicubic resize. The small-image variant (32x32 data such as CIFAR/SVHN) uses no 
 train = optional RandAugment, reflect-pad 4, random crop, flip; eval = the decoded image.
 
 Every random choice is drawn from a stateless seed (shape [2]); pass one for reproducible
-output, or leave it out for a fresh random one per call. RandAugment draws its own randomness.
+output (RandAugment included), or leave it out for a fresh random one per call.
 The model normalizes pixels itself, so outputs stay in 0..255.
 """
 
@@ -99,20 +99,32 @@ def _resize_if_needed(image: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.ensure_shape(image, [image_size, image_size, 3])
 
 
-def _randaugment(image: tf.Tensor, num_layers: int, magnitude: float) -> tf.Tensor:
-    """RandAugment on uint8 pixels (imported lazily: only needed when it is switched on)."""
-    from noisy_student.data.randaugment import distort_image_with_randaugment
+def _randaugment(image: tf.Tensor, num_layers: int, magnitude: float, *, small_image: bool,
+                 seeds: tf.Tensor) -> tf.Tensor:
+    """RandAugment on uint8 pixels (imported lazily: only needed when it is switched on).
 
+    Translate and cutout sizes scale with the image side; for the small-image variant they are
+    side // 8 and an extra cutout of side // 4 follows, as in the reference's 32x32 recipe.
+    """
+    from noisy_student.data import randaugment
+
+    size = int(image.shape[0])
+    translate, cutout = randaugment.randaugment_constants(size, small_image=small_image)
     pixels = tf.saturate_cast(tf.round(image), tf.uint8)
-    pixels = distort_image_with_randaugment(pixels, num_layers, magnitude)
+    pixels = randaugment.distort_image_with_randaugment(
+        pixels, num_layers, magnitude, translate_const=translate, cutout_const=cutout,
+        seed=seeds[0])
+    if small_image:
+        pixels = randaugment.cutout(pixels, size // 4, seed=seeds[1])
     return tf.cast(pixels, tf.float32)
 
 
 def _split_seed(seed: tf.Tensor | None) -> tf.Tensor:
-    """Two independent stateless seeds (shape [2, 2]) from ``seed`` or from a random draw."""
+    """Four independent stateless seeds (shape [4, 2]: crop, flip, RandAugment, cutout) from
+    ``seed`` or from a random draw."""
     if seed is None:
         seed = tf.random.uniform([2], maxval=2**62, dtype=tf.int64)
-    return tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
+    return tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=4)
 
 
 def preprocess_for_train(image_bytes: tf.Tensor, image_size: int, *, small_image: bool = False,
@@ -124,7 +136,8 @@ def preprocess_for_train(image_bytes: tf.Tensor, image_size: int, *, small_image
     if small_image:
         image = _resize_if_needed(decode_image(image_bytes), image_size)
         if randaug_num_layers > 0:
-            image = _randaugment(image, randaug_num_layers, randaug_magnitude)
+            image = _randaugment(image, randaug_num_layers, randaug_magnitude,
+                                 small_image=True, seeds=seeds[2:])
         pad = SMALL_IMAGE_PAD
         image = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
         image = tf.image.stateless_random_crop(image, [image_size, image_size, 3], seeds[0])
@@ -134,7 +147,8 @@ def preprocess_for_train(image_bytes: tf.Tensor, image_size: int, *, small_image
         image = _resize(image, image_size)
     image = tf.image.stateless_random_flip_left_right(image, seeds[1])
     if randaug_num_layers > 0 and not small_image:
-        image = _randaugment(image, randaug_num_layers, randaug_magnitude)
+        image = _randaugment(image, randaug_num_layers, randaug_magnitude, small_image=False,
+                             seeds=seeds[2:])
     image = tf.ensure_shape(image, [image_size, image_size, 3])
     return tf.cast(image, dtype)
 
