@@ -409,11 +409,7 @@ class Run:
             return {}
         model = self.load_model(iteration)
         metrics = evaluation.evaluate(model, self.eval_dataset(self.image_size(name)))
-        return {
-            "top1": metrics["top1"],
-            "top5": metrics["top5"],
-            "examples": metrics["num_examples"],
-        }
+        return {key: metrics[key] for key in ("top1", "top5", "num_examples")}
 
     def export(self) -> dict:
         iteration = self.config.num_iterations

@@ -1,0 +1,252 @@
+"""Noisy Student on CIFAR-10 with 4,000 labels: data, the loop, and a results table.
+
+1. Builds the TFRecords once (skipped when every shard is there) from the shared uint8 npz
+   shards: the first 80 images of each class in each of the 5 train shards are the 4,000
+   labeled images (400 per class), the other 46,000 train images are unlabeled (labels
+   dropped), the 10,000 test images are the validation set. Images are stored as PNG
+   (lossless), labels 1-based as in ImageNet files (the flagfile sets --label_offset=1).
+2. Runs the loop through the CLI, ``python -m noisy_student.main --flagfile=...``, passing any
+   further ``--flag=value`` arguments through; rerunning resumes where a killed run stopped.
+3. Prints teacher/student top-1, gains, images labeled/kept and wall time per stage from the
+   run's manifest.json, and writes the same table to RUN_DIR/summary.md.
+
+    python benchmarks/self_training_cifar10.py                       # the full recipe
+    python benchmarks/self_training_cifar10.py --train_epochs=0.5 --student_epochs=0.5 \
+        --run_dir=/tmp/c10smoke                                      # a quick smoke run
+    python benchmarks/self_training_cifar10.py --summary_only        # just the table
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CIFAR_DIR = "/work/shared/data/cifar10"
+LABELED_PER_CLASS_PER_SHARD = 80
+NUM_CLASSES = 10
+LABEL_BASE = 1
+BUILD_TIME_FILE = "build_time.json"
+SPLITS = {"train": 4, "unlabeled": 16, "validation": 4}  # split -> number of shards
+
+
+def parse_args() -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--flagfile", default=os.path.join(ROOT, "configs", "cifar10_4000.cfg"))
+    parser.add_argument("--data_dir", default=os.path.join(ROOT, "runs", "cifar10_4000", "data"),
+                        help="Where the TFRecords go (the flagfile's data patterns point here).")
+    parser.add_argument("--cifar_dir", default=CIFAR_DIR, help="The uint8 npz shards.")
+    parser.add_argument("--summary_only", action="store_true",
+                        help="Only print/write the table of an existing run.")
+    args, passthrough = parser.parse_known_args()
+    bad = [arg for arg in passthrough if not arg.startswith("--")]
+    if bad:
+        parser.error(f"unexpected arguments {bad}; loop options are passed as --flag=value")
+    return args, passthrough
+
+
+# ----------------------------------------------------------------------------- data
+def split_train(labels_per_shard: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per train shard, (labeled indices, unlabeled indices): the first 80 of each class are
+    labeled, everything else unlabeled; both keep the shard's (random) order."""
+    result = []
+    for labels in labels_per_shard:
+        labeled = np.zeros(len(labels), dtype=bool)
+        for cls in range(NUM_CLASSES):
+            members = np.flatnonzero(labels == cls)
+            if len(members) < LABELED_PER_CLASS_PER_SHARD:
+                raise ValueError(f"a train shard has only {len(members)} images of class {cls}; "
+                                 f"need {LABELED_PER_CLASS_PER_SHARD}")
+            labeled[members[:LABELED_PER_CLASS_PER_SHARD]] = True
+        result.append((np.flatnonzero(labeled), np.flatnonzero(~labeled)))
+    return result
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def split_complete(data_dir: str, split: str, num_shards: int) -> bool:
+    from noisy_student.data.shards import shard_name
+
+    return all(os.path.exists(os.path.join(data_dir, shard_name(split, i, num_shards)))
+               for i in range(num_shards))
+
+
+def load_npz(path: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} is missing; point --cifar_dir at the CIFAR-10 npz shards")
+    with np.load(path, allow_pickle=False) as data:
+        return data["images"], data["labels"], [str(n) for n in data["class_names"]]
+
+
+def recorded_build_seconds(data_dir: str) -> float:
+    """Seconds the data build took when it ran (0 if unknown)."""
+    path = os.path.join(data_dir, BUILD_TIME_FILE)
+    if not os.path.exists(path):
+        return 0.0
+    with open(path) as f:
+        return float(json.load(f)["seconds"])
+
+
+def build_data(data_dir: str, cifar_dir: str) -> float:
+    """Writes the three splits unless complete; returns the seconds spent."""
+    if all(split_complete(data_dir, s, n) for s, n in SPLITS.items()):
+        print(f"data: complete in {data_dir}, skipping")
+        return recorded_build_seconds(data_dir)
+    from noisy_student.data.records import encode_labeled, encode_unlabeled
+    from noisy_student.data.shards import write_labels, write_sharded
+
+    start = time.time()
+    shards = [load_npz(os.path.join(cifar_dir, f"cifar10_train_{i}.npz")) for i in range(5)]
+    test_images, test_labels, class_names = load_npz(os.path.join(cifar_dir, "cifar10_test.npz"))
+    parts = split_train([labels for _, labels, _ in shards])
+    labeled = [(img[li], lab[li]) for (img, lab, _), (li, _) in zip(shards, parts, strict=True)]
+    train_x = np.concatenate([x for x, _ in labeled])
+    train_y = np.concatenate([y for _, y in labeled])
+    unlabeled_x = np.concatenate([img[ui] for (img, _, _), (_, ui) in
+                                  zip(shards, parts, strict=True)])
+    counts = np.bincount(train_y, minlength=NUM_CLASSES)
+    print(f"data: {len(train_y)} labeled (per class {counts.tolist()}), "
+          f"{len(unlabeled_x)} unlabeled, {len(test_labels)} validation")
+
+    def labeled_items(x, y):
+        return [(x[i], int(y[i])) for i in range(len(y))]
+
+    jobs = {
+        "train": (labeled_items(train_x, train_y),
+                  lambda item: encode_labeled(png_bytes(item[0]), item[1] + LABEL_BASE)),
+        "unlabeled": (list(unlabeled_x), lambda image: encode_unlabeled(png_bytes(image))),
+        "validation": (labeled_items(test_images, test_labels),
+                       lambda item: encode_labeled(png_bytes(item[0]), item[1] + LABEL_BASE)),
+    }
+    write_labels(data_dir, class_names, LABEL_BASE)
+    for split, (items, encode) in jobs.items():
+        if split_complete(data_dir, split, SPLITS[split]):
+            print(f"data: {split} complete, skipping")
+            continue
+        write_sharded(data_dir, split, items, SPLITS[split], encode, num_threads=2)
+        print(f"data: wrote {len(items)} {split} records in {SPLITS[split]} shards")
+    seconds = time.time() - start
+    with open(os.path.join(data_dir, BUILD_TIME_FILE), "w") as f:
+        json.dump({"seconds": round(seconds, 1)}, f)
+    print(f"data: built in {seconds:.0f} s")
+    return seconds
+
+
+# ----------------------------------------------------------------------------- loop
+def flag_value(name: str, flagfile: str, passthrough: list[str]) -> str | None:
+    """The last value given to --name in the flagfile or the passed-through flags."""
+    value = None
+    with open(flagfile) as f:
+        lines = [line.strip() for line in f]
+    for arg in lines + passthrough:
+        if arg.startswith(f"--{name}="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def run_loop(flagfile: str, passthrough: list[str]) -> int:
+    command = [sys.executable, "-m", "noisy_student.main", f"--flagfile={flagfile}", *passthrough]
+    print("loop:", " ".join(command), flush=True)
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
+
+
+# ----------------------------------------------------------------------------- table
+def _fmt_pct(value: float | None) -> str:
+    return "TBD" if value is None else f"{100 * value:.2f}%"
+
+
+def _fmt_gain(new: float | None, old: float | None) -> str:
+    return "-" if new is None or old is None else f"{100 * (new - old):+.2f} pts"
+
+
+def _fmt_time(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def summary_table(manifest: dict, data_seconds: float | None = None) -> str:
+    """Markdown: accuracy per model with gains, images labeled/kept, wall time per stage."""
+    stages = manifest.get("stages", {})
+    evals = [("teacher", stages.get("teacher/eval", {}).get("top1"))]
+    iteration = 1
+    while any(key.startswith(f"iter{iteration}/") for key in stages):
+        evals.append((f"student {iteration}", stages.get(f"iter{iteration}/eval", {}).get("top1")))
+        iteration += 1
+    lines = ["| model | top-1 | gain over its teacher |", "| --- | --- | --- |"]
+    previous = None
+    for name, top1 in evals:
+        lines.append(f"| {name} | {_fmt_pct(top1)} | {_fmt_gain(top1, previous)} |")
+        previous = top1
+    lines += ["", "| iteration | images labeled | kept (>= threshold) | records written |",
+              "| --- | --- | --- | --- |"]
+    for i in range(1, iteration):
+        label = stages.get(f"iter{i}/label", {})
+        filt = stages.get(f"iter{i}/filter", {})
+        labeled = filt.get("num_input_records", label.get("num_labeled", "TBD"))
+        lines.append(f"| {i} | {labeled} | {filt.get('num_kept', 'TBD')} | "
+                     f"{filt.get('num_written', 'TBD')} |")
+    lines += ["", "| stage | wall time |", "| --- | --- |"]
+    total = 0.0
+    if data_seconds:
+        lines.append(f"| data (TFRecords) | {_fmt_time(data_seconds)} |")
+        total += data_seconds
+    for stage, result in stages.items():
+        seconds = float(result.get("seconds", 0.0))
+        total += seconds
+        lines.append(f"| {stage} | {_fmt_time(seconds)} |")
+    lines.append(f"| **total** | **{_fmt_time(total)}** |")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(run_dir: str, data_seconds: float | None) -> None:
+    manifest_path = os.path.join(run_dir, "manifest.json")
+    if not os.path.exists(manifest_path):
+        print(f"no {manifest_path} yet; nothing to summarize")
+        return
+    with open(manifest_path) as f:
+        manifest = json.load(f)
+    text = "# Noisy Student, CIFAR-10 with 4,000 labels\n\n" + summary_table(manifest,
+                                                                           data_seconds)
+    print(text)
+    tmp = os.path.join(run_dir, f".summary.md.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, os.path.join(run_dir, "summary.md"))
+
+
+def main() -> int:
+    args, passthrough = parse_args()
+    run_dir = flag_value("run_dir", args.flagfile, passthrough)
+    if not run_dir:
+        sys.exit(f"{args.flagfile} sets no --run_dir")
+    run_dir = os.path.join(ROOT, run_dir)  # relative paths are relative to the repo root
+    if args.summary_only:
+        write_summary(run_dir, recorded_build_seconds(args.data_dir))
+        return 0
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.path.insert(0, ROOT)
+    start = time.time()
+    data_seconds = build_data(args.data_dir, args.cifar_dir)
+    code = run_loop(args.flagfile, passthrough)
+    print(f"total wall time {_fmt_time(time.time() - start)} (loop exit code {code})")
+    write_summary(run_dir, data_seconds)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The noisy-student CLI: every flag is checked before any work, with one clear message."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+
+from noisy_student import flags as cli_flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE = os.path.join(ROOT, "sample_data", "cifar10")
+GOOD = {
+    "run_dir": "unused",
+    "label_data": os.path.join(SAMPLE, "train-*"),
+    "unlabel_data": os.path.join(SAMPLE, "unlabeled-*"),
+    "eval_data": os.path.join(SAMPLE, "validation-*"),
+    "num_classes": 10,
+}
+
+
+@pytest.fixture(autouse=True)
+def parsed_flags():
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS(["test"])
+    with flagsaver.flagsaver(**GOOD):
+        yield
+
+
+def _error(**overrides) -> str:
+    with flagsaver.flagsaver(**overrides):
+        with pytest.raises(cli_flags.FlagError) as info:
+            cli_flags.validate()
+    return str(info.value)
+
+
+def test_good_flags_pass():
+    cli_flags.validate()
+
+
+def test_missing_data_directory_is_named():
+    message = _error(label_data="/nonexistent/dir/train-*")
+    assert "--label_data" in message and "/nonexistent/dir" in message
+
+
+def test_empty_pattern_is_named(tmp_path):
+    message = _error(unlabel_data=str(tmp_path / "nothing-*"))
+    assert "--unlabel_data" in message and "matches no files" in message
+
+
+def test_unknown_model_lists_valid_names():
+    message = _error(student_models=["b0", "efficientnet-b42"])
+    assert "efficientnet-b42" in message and "efficientnet-l2" in message
+
+
+@pytest.mark.parametrize("ratio", [0.0, -1.0])
+def test_ratio_must_be_positive(ratio):
+    assert "--unlabel_ratio must be > 0" in _error(unlabel_ratio=ratio)
+
+
+def test_teacher_checkpoint_must_exist():
+    assert "--teacher_checkpoint" in _error(teacher_checkpoint="/nonexistent/model.keras")
+
+
+def test_iteration_must_exist():
+    assert "--iteration=3" in _error(mode="student", iteration=3, student_models=["b0", "b1"])
+
+
+def test_bad_temperature():
+    assert "--teacher_softmax_temp" in _error(teacher_softmax_temp=0.0)
+
+
+def test_eval_mode_needs_eval_data():
+    assert "--eval_data is required" in _error(mode="eval", eval_data=None)
+
+
+def test_cli_exits_nonzero_with_one_message_and_does_no_work(tmp_path):
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "noisy_student.main", f"--run_dir={run_dir}",
+         f"--label_data={tmp_path}/missing/train-*", f"--unlabel_data={GOOD['unlabel_data']}"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [f"noisy-student: error: --label_data: directory '{tmp_path}/missing' "
+                      "does not exist."]
+    assert not run_dir.exists()
+
+
+def test_unknown_flag_is_rejected():
+    result = subprocess.run(
+        [sys.executable, "-m", "noisy_student.main", "--run_dir=x", "--unlabel_ratoi=3"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert result.returncode != 0 and "unlabel_ratoi" in result.stderr

@@ -1,0 +1,98 @@
+"""End to end on a slice of the bundled CIFAR-10 sample: teacher -> labels -> filter -> student
+-> eval -> export, then a rerun that resumes (skips) every finished stage."""
+
+import glob
+import os
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE = os.path.join(ROOT, "sample_data", "cifar10")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tf):
+    from noisy_student.loop import Run, RunConfig
+
+    config = RunConfig(
+        run_dir=str(tmp_path_factory.mktemp("run")),
+        label_data=os.path.join(SAMPLE, "train-00000-of-00004"),
+        unlabel_data=os.path.join(SAMPLE, "unlabeled-00000-of-00008"),
+        eval_data=os.path.join(SAMPLE, "validation-00000-of-00002"),
+        num_classes=10,
+        small_images=True,
+        teacher_model="b0",
+        student_models=["b0"],
+        width_coefficient=0.25,
+        depth_coefficient=0.25,
+        train_batch_size=32,
+        eval_batch_size=100,
+        train_epochs=0.5,
+        student_epochs=0.5,
+        unlabel_ratio=2,
+        min_threshold=0.0,  # an untrained teacher is not confident
+        randaug_num_layers=2,
+        randaug_magnitude=5,
+        checkpoint_every=2,
+        quiet=True,
+    )
+    run = Run(config)
+    return run, run.run_all()
+
+
+def test_every_stage_recorded(finished_run):
+    run, manifest = finished_run
+    names = [name for name, _ in run.stages()]
+    assert names == ["teacher", "teacher/eval", "iter1/label", "iter1/filter", "iter1/student",
+                     "iter1/eval", "export"]
+    assert set(manifest["stages"]) == set(names)
+    stages = manifest["stages"]
+    assert stages["iter1/label"]["num_labeled"] == 500  # one unlabeled shard of the sample
+    assert stages["iter1/filter"]["num_written"] > 0
+    for name in ("teacher/eval", "iter1/eval"):
+        assert stages[name]["num_examples"] == 500 and 0 <= stages[name]["top1"] <= 1
+    # 250 labeled images, batch 32, half an epoch.
+    assert stages["teacher"]["steps"] == stages["iter1/student"]["steps"] == int(0.5 * 250 / 32)
+
+
+def test_rerun_skips_finished_stages(finished_run, monkeypatch):
+    from noisy_student.loop import Run
+
+    run, manifest = finished_run
+    rerun = Run(run.config)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished stage ran again")
+
+    monkeypatch.setattr("noisy_student.loop.train", fail)
+    monkeypatch.setattr("noisy_student.labeling.label_shards", fail)
+    monkeypatch.setattr("noisy_student.filtering.filter_and_balance", fail)
+    assert rerun.run_all()["stages"] == manifest["stages"]
+
+
+def test_export_signatures_match_the_model(finished_run, tf):
+    from noisy_student.data import records
+    from noisy_student.data.preprocessing import preprocess_for_eval
+
+    run, manifest = finished_run
+    model = run.load_model(1)
+    loaded = tf.saved_model.load(manifest["stages"]["export"]["export_dir"])
+    encoded = [
+        records.parse_labeled(r)["image"]
+        for r in tf.data.TFRecordDataset(os.path.join(SAMPLE, "validation-00000-of-00002")).take(6)
+    ]
+    images = tf.stack([preprocess_for_eval(e, 32, small_image=True) for e in encoded])
+    expected = tf.nn.softmax(model(images, training=False)).numpy()
+
+    from_bytes = loaded.signatures["serving_bytes"](image_bytes=tf.stack(encoded))
+    from_floats = loaded.signatures["serving_default"](images=images)
+    for outputs in (from_bytes, from_floats):
+        np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-5)
+        np.testing.assert_array_equal(outputs["classes"].numpy(), expected.argmax(-1))
+
+
+def test_student_model_is_saved_with_ema_weights(finished_run):
+    run, _ = finished_run
+    assert glob.glob(os.path.join(run.model_dir(1), "model.keras"))
+    assert glob.glob(os.path.join(run.model_dir(1), "ckpt-*.index"))
