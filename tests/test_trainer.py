@@ -59,7 +59,8 @@ def numpy_weight_decay(model, rate):
     return rate * sum(0.5 * float(np.sum(np.square(w.numpy()))) for w in kept)
 
 
-def test_student_step_one_forward_pass_and_loss(training, tf, keras, tmp_path):
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_student_step_one_forward_pass_and_loss(training, tf, keras, tmp_path, jit_compile):
     batch, ratio = 8, 1.5
     unlabeled_batch = 12  # ceil(1.5 * 8)
     images, labels = synthetic(batch, 1)
@@ -69,7 +70,12 @@ def test_student_step_one_forward_pass_and_loss(training, tf, keras, tmp_path):
     labeled_ds = tf.data.Dataset.from_tensors((images, labels)).repeat()
     unlabeled_ds = tf.data.Dataset.from_tensors((unlabeled, targets)).repeat()
     config = training.TrainConfig(
-        batch_size=batch, num_train_examples=80, train_steps=1, unlabel_ratio=ratio, quiet=True
+        batch_size=batch,
+        num_train_examples=80,
+        train_steps=1,
+        unlabel_ratio=ratio,
+        jit_compile=jit_compile,  # XLA is the default on a GPU
+        quiet=True,
     )
     model_fn = make_model_fn(keras)
 
