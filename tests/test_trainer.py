@@ -174,6 +174,10 @@ def test_student_size_and_logits_checks(training, tf, keras, tmp_path):
         training.TrainConfig(batch_size=4, num_train_examples=8)
     epochs = training.TrainConfig(batch_size=4, num_train_examples=10, train_epochs=3)
     assert epochs.total_steps == 7 and epochs.steps_per_epoch == 2.5  # int(3 * 10 / 4)
+    ratio = training.TrainConfig(
+        batch_size=30, num_train_examples=30, train_steps=1, unlabel_ratio=0.1
+    )
+    assert ratio.unlabeled_batch_size == 3  # ceil(0.1 * 30), despite 0.1 * 30 = 3.0000000000000004
 
 
 def test_eval_summaries_ema_loading_and_export(training, tf, keras, tmp_path):
