@@ -210,9 +210,15 @@ def test_label_smoothing_and_targets(training, tf, keras):
 
 
 def test_jit_default_off_on_cpu(training, tf):
+    import types
+
     strategy = tf.distribute.get_strategy()
     assert training.resolve_jit_compile(None, strategy) is False
     assert training.resolve_jit_compile(True, strategy) is True
+    two_replicas = types.SimpleNamespace(num_replicas_in_sync=2)
+    assert training.resolve_jit_compile(None, two_replicas) is False
+    with pytest.raises(ValueError, match="not supported with a multi-replica"):
+        training.resolve_jit_compile(True, two_replicas)
 
 
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
@@ -237,10 +243,9 @@ def test_mixed_precision_training(training, tf, keras, tmp_path, precision):
     config = training.TrainConfig(
         batch_size=8, num_train_examples=8, train_steps=2, precision=precision, quiet=True
     )
-    with training.precision_policy(precision):
-        trainer = training.Trainer(model_fn, config, str(tmp_path), tf.distribute.get_strategy())
-        result = trainer.fit(data)
-    assert keras.config.dtype_policy().name == "float32"
+    trainer = training.Trainer(model_fn, config, str(tmp_path), tf.distribute.get_strategy())
+    assert keras.config.dtype_policy().name == "float32"  # the policy did not leak
+    result = trainer.fit(data)
     assert trainer.model.layers[-1].compute_dtype == precision.split("_")[1]
     assert all(w.dtype == "float32" for w in trainer.model.weights if "moving" in w.path)
     assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer) == (

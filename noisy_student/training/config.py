@@ -96,7 +96,7 @@ class TrainConfig:
     @property
     def unlabeled_batch_size(self) -> int:
         """ceil(unlabel_ratio * batch_size); 0 for supervised training."""
-        return math.ceil(self.unlabel_ratio * self.batch_size)
+        return math.ceil(round(self.unlabel_ratio * self.batch_size, 6))  # 0.1 * 30 -> 3, not 4
 
     @property
     def is_student(self) -> bool:

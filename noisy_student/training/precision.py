@@ -38,10 +38,18 @@ def has_accelerator() -> bool:
 
 def resolve_jit_compile(requested: bool | None, strategy: tf.distribute.Strategy) -> bool:
     """XLA for the per-replica step. Default (None): on for a single GPU, off on CPU (XLA is
-    5-7x slower for depthwise convolutions on CPU) and off under multi-replica GPU strategies
-    (as Keras does); TPUStrategy compiles everything with XLA anyway, so no extra flag there."""
+    5-7x slower for depthwise convolutions on CPU). TPUStrategy compiles the whole step with XLA
+    anyway, so no extra flag there. Multi-replica GPU/CPU strategies run without it, as in Keras:
+    a jit-compiled replica function cannot reach the other replicas' variables."""
     if isinstance(strategy, tf.distribute.TPUStrategy):
+        return False
+    if strategy.num_replicas_in_sync > 1:
+        if requested:
+            raise ValueError(
+                "jit_compile=True is not supported with a multi-replica Mirrored/MultiWorker "
+                "strategy (XLA cannot access other replicas' variables); leave it unset."
+            )
         return False
     if requested is not None:
         return bool(requested)
-    return has_accelerator() and strategy.num_replicas_in_sync == 1
+    return has_accelerator()

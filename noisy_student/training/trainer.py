@@ -86,9 +86,8 @@ def train(
     on the fly; it must output logits too. Raises NonFiniteLossError on NaN/Inf.
     """
     strategy = strategy or tf.distribute.get_strategy()
-    with precision_policy(config.precision):
-        trainer = Trainer(model_fn, config, model_dir, strategy, teacher)
-        return trainer.fit(labeled_data, unlabeled_data, eval_data)
+    trainer = Trainer(model_fn, config, model_dir, strategy, teacher)
+    return trainer.fit(labeled_data, unlabeled_data, eval_data)
 
 
 class Trainer:
@@ -118,7 +117,8 @@ class Trainer:
             decay_factor=config.lr_decay_factor,
             total_steps=config.total_steps,
         )
-        with strategy.scope():
+        # Models are built under config.precision's dtype policy (restored afterwards).
+        with precision_policy(config.precision), strategy.scope():
             self.model = model_fn()
             self.teacher = self._build_teacher(teacher)
             self.optimizer = wrap_optimizer(
@@ -227,7 +227,7 @@ class Trainer:
             images, labels = batch
             inputs = images
         labels = tf.cast(labels, tf.float32)
-        num_labeled = tf.shape(images)[0]
+        num_labeled = images.shape[0] or tf.shape(images)[0]  # static where known (TPU)
         with tf.GradientTape() as tape:
             logits = tf.cast(self.model(inputs, training=True), tf.float32)
             _check_classes(labels, logits, "labels")
@@ -328,12 +328,7 @@ class Trainer:
 
         step, metrics, eval_metrics = start_step, {}, None
         while step < total:
-            boundaries = [config.checkpoint_every, config.summary_every] + (
-                [config.eval_every] if config.eval_every else []
-            )
-            num_steps = min(
-                [config.steps_per_loop, total - step] + [b - step % b for b in boundaries]
-            )
+            num_steps = self._steps_in_next_loop(step)
             outputs = self._train_loop(iterator, tf.constant(num_steps, tf.int64))
             metrics = {name: float(value) for name, value in outputs.items()}
             step += num_steps
@@ -354,6 +349,14 @@ class Trainer:
             self._log_eval(eval_metrics, step)
         self.ema.copy_to_model()
         return TrainResult(self.model, step, start_step, metrics, eval_metrics)
+
+    def _steps_in_next_loop(self, step: int) -> int:
+        """Up to steps_per_loop steps, stopping at the next checkpoint/summary/eval step."""
+        config = self.config
+        periods = [config.checkpoint_every, config.summary_every]
+        periods += [config.eval_every] if config.eval_every else []
+        until_boundary = [period - step % period for period in periods]
+        return min([config.steps_per_loop, config.total_steps - step] + until_boundary)
 
     def _non_finite(self, step: int, num_steps: int, what: str) -> NonFiniteLossError:
         where = f"step {step}" if num_steps == 1 else f"steps {step - num_steps + 1}-{step}"

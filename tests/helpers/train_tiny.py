@@ -4,9 +4,9 @@
 python tests/helpers/train_tiny.py --model_dir D --out O [--strategy default|mirrored|multi_worker]
     [--devices N] [--steps S] [--checkpoint_every K] [--seconds_per_batch T] [--compare_default]
 
-Writes O.json (start/final step, metrics) and O.npz (EMA weights and the raw trained weights of
-the latest checkpoint). With --compare_default it then also trains the same run under the
-default strategy in model_dir + '_default' and writes O_default.*.
+Writes O.json (start/final step, metrics) and O.npz (initial weights, EMA weights and the raw
+trained weights of the latest checkpoint). With --compare_default it then also trains the same
+run under the default strategy in model_dir + '_default' and writes O_default.*.
 """
 
 from __future__ import annotations
@@ -113,7 +113,8 @@ def run(args, strategy, model_dir: str, out: str) -> None:
     )
     raw = model_fn()
     tf.train.Checkpoint(model=raw).restore(tf.train.latest_checkpoint(model_dir)).expect_partial()
-    arrays = {f"ema_{i}": w for i, w in enumerate(result.model.get_weights())}
+    arrays = {f"init_{i}": w for i, w in enumerate(model_fn().get_weights())}
+    arrays.update({f"ema_{i}": w for i, w in enumerate(result.model.get_weights())})
     arrays.update({f"raw_{i}": w for i, w in enumerate(raw.get_weights())})
     np.savez(out + ".npz", **arrays)
     with open(out + ".json", "w") as handle:
