@@ -179,6 +179,17 @@ def _fmt_time(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
+def _stage_order(stage: str) -> tuple[int, int]:
+    """Loop order: teacher, teacher/eval, iterN/label|filter|student|eval, export."""
+    steps = ["label", "filter", "student", "eval"]
+    if stage.startswith("teacher"):
+        return 0, int(stage != "teacher")
+    if stage.startswith("iter"):
+        number, _, step = stage[4:].partition("/")
+        return int(number), steps.index(step) if step in steps else len(steps)
+    return 1 << 30, 0
+
+
 def summary_table(manifest: dict, data_seconds: float | None = None) -> str:
     """Markdown: accuracy per model with gains, images labeled/kept, wall time per stage."""
     stages = manifest.get("stages", {})
@@ -205,7 +216,7 @@ def summary_table(manifest: dict, data_seconds: float | None = None) -> str:
     if data_seconds:
         lines.append(f"| data (TFRecords) | {_fmt_time(data_seconds)} |")
         total += data_seconds
-    for stage, result in stages.items():
+    for stage, result in sorted(stages.items(), key=lambda item: _stage_order(item[0])):
         seconds = float(result.get("seconds", 0.0))
         total += seconds
         lines.append(f"| {stage} | {_fmt_time(seconds)} |")
