@@ -180,6 +180,11 @@ def _stats_complete(output_dir: str, stats: dict | None) -> bool:
         tf.io.gfile.exists(os.path.join(output_dir, name)) for name in stats["output_files"])
 
 
+def is_complete(output_dir: str) -> bool:
+    """True once `filter_and_balance` has finished writing `output_dir`."""
+    return _stats_complete(output_dir, read_json(os.path.join(output_dir, STATS_NAME)))
+
+
 def _save_histogram(path: str, counts: np.ndarray, thresholds: np.ndarray,
                     max_panels: int = 20) -> None:
     """Confidence histogram per class (a small grid; a heat map when there are many classes)."""

@@ -136,6 +136,17 @@ def _label_shard(label_fn, input_path: str, output_path: str, *, storage: str,
             "num_undecodable": len(skipped), "undecodable_indices": skipped[:MAX_LISTED_SKIPS]}
 
 
+def unfinished_shards(input_pattern: str, output_dir: str) -> list[str]:
+    """Output shards (of every worker) that are not complete yet: the barrier a job waits on
+    before filtering what several workers labeled."""
+    files = sorted(tf.io.gfile.glob(input_pattern))
+    names = [shard_name(OUTPUT_SPLIT, index, len(files)) for index in range(len(files))]
+    return [
+        name for name in names
+        if not tf.io.gfile.exists(os.path.join(output_dir, INFO_DIR, name + ".json"))
+    ]
+
+
 def label_shards(teacher, input_pattern: str, output_dir: str, *, image_size: int,
                  small_image: bool = False, batch_size: int = 128, temperature: float = 1.0,
                  hard: bool = False, from_logits: bool | None = None,

@@ -97,6 +97,7 @@ class RunConfig:
     num_workers: int | None = None
     export_dir: str | None = None
     quiet: bool = False
+    wait_timeout: float = 6 * 3600.0
 
     @property
     def hard_labels(self) -> bool:
@@ -356,13 +357,15 @@ class Run:
         return summary
 
     def label(self, iteration: int) -> dict:
+        """Labels this worker's share of the unlabeled shards, then waits for the others'."""
         config = self.config
         name = self.model_name(iteration - 1)
         teacher = self.load_model(iteration - 1)
-        return labeling.label_shards(
+        output_dir = self.path(f"iter{iteration}", "labels")
+        summary = labeling.label_shards(
             teacher,
             config.unlabel_data,
-            self.path(f"iter{iteration}", "labels"),
+            output_dir,
             image_size=self.image_size(name),
             small_image=config.small_images,
             batch_size=config.eval_batch_size,
@@ -374,6 +377,25 @@ class Run:
             num_workers=config.num_workers,
             storage=config.pseudo_label_storage,
         )
+        self._wait(
+            "the other workers' pseudo-label shards",
+            lambda: not labeling.unfinished_shards(config.unlabel_data, output_dir),
+        )
+        return summary
+
+    def _wait(self, what: str, done: Callable[[], bool]) -> None:
+        """Blocks until another worker's part of a stage is done (multi-worker runs only)."""
+        waited = 0.0
+        while not done():
+            if waited > self.config.wait_timeout:
+                raise TimeoutError(
+                    f"Waited {waited:.0f} s for {what}; is every worker running? Rerun the same "
+                    "command to resume."
+                )
+            if waited % 300 == 0:
+                log.info("Waiting for %s.", what)
+            time.sleep(10)
+            waited += 10
 
     def filtered_pattern(self, iteration: int) -> str:
         return self.path(f"iter{iteration}", "filtered", "train-*")
@@ -387,9 +409,12 @@ class Run:
                 sum(1 for _ in tf.data.TFRecordDataset(f)) for f in glob.glob(labels_pattern)
             )
             per_class = max(1, math.ceil(total / config.num_classes))
+        output_dir = self.path(f"iter{iteration}", "filtered")
+        if not self.chief:  # one writer; the other workers wait for its statistics
+            self._wait("the chief's filtered records", lambda: filtering.is_complete(output_dir))
         stats = filtering.filter_and_balance(
             labels_pattern,
-            self.path(f"iter{iteration}", "filtered"),
+            output_dir,
             num_classes=config.num_classes,
             num_image_per_class=per_class,
             min_threshold=config.min_threshold,

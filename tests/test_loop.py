@@ -96,3 +96,29 @@ def test_student_model_is_saved_with_ema_weights(finished_run):
     run, _ = finished_run
     assert glob.glob(os.path.join(run.model_dir(1), "model.keras"))
     assert glob.glob(os.path.join(run.model_dir(1), "ckpt-*.index"))
+
+
+def test_on_the_fly_teacher_from_a_given_checkpoint(finished_run, tmp_path):
+    """A given teacher (--teacher_checkpoint) labels inside the student's step: no label or
+    filter stage, and the student trains on the unlabeled images directly."""
+    import dataclasses
+
+    from noisy_student.loop import Run
+
+    run, _ = finished_run
+    config = dataclasses.replace(
+        run.config,
+        run_dir=str(tmp_path / "fly"),
+        teacher_checkpoint=os.path.join(run.model_dir(0), "model.keras"),
+        on_the_fly_teacher=True,
+        eval_data=None,
+    )
+    fly = Run(config)
+    names = [name for name, _ in fly.stages()]
+    assert names == ["teacher", "teacher/eval", "iter1/student", "iter1/eval", "export"]
+    given = fly.load_model(0)
+    trained = run.load_model(0)
+    for mine, theirs in zip(given.weights, trained.weights, strict=True):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    result = fly.run_stage("iter1/student", lambda: fly.train_student(1))
+    assert result["steps"] == int(0.5 * 250 / 32) and result["train_unlabeled_loss"] > 0
