@@ -130,6 +130,8 @@ flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy.")
 flags.DEFINE_string("tpu", None, "TPU address for --strategy=tpu.")
 flags.DEFINE_integer("worker_index", None, "This worker for labeling (default: TF_CONFIG).")
 flags.DEFINE_integer("num_workers", None, "Number of labeling workers (default: TF_CONFIG).")
+flags.DEFINE_float("wait_timeout", 6 * 3600.0, "Seconds a worker waits for the others' part of "
+                   "a stage (multi-worker labeling and filtering).")
 
 # Export.
 flags.DEFINE_string("export_dir", None, "SavedModel directory (default: RUN_DIR/export).")

@@ -96,3 +96,13 @@ def test_unknown_flag_is_rejected():
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )
     assert result.returncode != 0 and "unlabel_ratoi" in result.stderr
+
+
+def test_every_run_setting_has_a_flag():
+    """main.run_config fills RunConfig from flags of the same names."""
+    import dataclasses
+
+    from noisy_student.loop import RunConfig
+
+    missing = [f.name for f in dataclasses.fields(RunConfig) if f.name not in flags.FLAGS]
+    assert missing == []
