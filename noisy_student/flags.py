@@ -94,6 +94,7 @@ flags.DEFINE_float("dropout_rate", None, "Dropout before the classifier (default
 flags.DEFINE_float("stochastic_depth_rate", 0.2, "Drop-connect rate of the last block.")
 flags.DEFINE_enum("precision", "float32", PRECISIONS, "Compute precision.")
 flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints.")
+flags.DEFINE_integer("summary_every", 100, "Steps between TensorBoard scalar summaries.")
 
 # Noise and self-training.
 flags.DEFINE_integer("randaug_num_layers", 2, "RandAugment ops per image for students (0 = off).")
@@ -197,6 +198,7 @@ def validate() -> None:
         "train_epochs": FLAGS.train_epochs,
         "base_learning_rate": FLAGS.base_learning_rate,
         "checkpoint_every": FLAGS.checkpoint_every,
+        "summary_every": FLAGS.summary_every,
     }
     for name, value in positive.items():
         if value is None or value <= 0:

@@ -82,6 +82,7 @@ class RunConfig:
     stochastic_depth_rate: float = 0.2
     precision: str = "float32"
     checkpoint_every: int = 500
+    summary_every: int = 100
     randaug_num_layers: int = 2
     randaug_magnitude: float = 10.0
     teacher_randaug: bool = False
@@ -275,7 +276,7 @@ class Run:
             allow_smaller_student=config.allow_smaller_student,
             precision=config.precision,
             checkpoint_every=config.checkpoint_every,
-            summary_every=max(1, min(100, config.checkpoint_every)),
+            summary_every=config.summary_every,
             eval_batch_size=config.eval_batch_size,
             quiet=config.quiet,
         )

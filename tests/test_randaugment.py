@@ -5,20 +5,15 @@ calls them "equivalent of PIL ..."). Images are CIFAR-10 test images at 32 px an
 Pillow's bicubic resize (64, 96 and a non-square 61x97) to exercise interpolation and centres.
 """
 
-import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import SHARED_DATA
+from cifar_data import cifar_test_images
 from PIL import Image, ImageEnhance, ImageOps
 
 from noisy_student.data import randaugment as ra
 
-# The shared data beside the checkout, or CIFAR10_DIR (the folder of cifar10_test.npz).
-CIFAR_TEST = os.path.join(
-    os.environ.get("CIFAR10_DIR") or os.path.join(SHARED_DATA, "cifar10"), "cifar10_test.npz"
-)
 GRAY = (128, 128, 128)
 
 # Nearest-neighbour affine ops: TF rounds sample positions (float32) half away from zero, Pillow
@@ -30,10 +25,7 @@ TIE_MARGIN = 1e-3
 
 
 def _load_images() -> list[np.ndarray]:
-    if not os.path.exists(CIFAR_TEST):
-        pytest.skip(f"{CIFAR_TEST} missing: set CIFAR10_DIR to the folder of cifar10_test.npz")
-    with np.load(CIFAR_TEST, allow_pickle=False) as data:
-        small = data["images"][:6]
+    small = cifar_test_images(6)
 
     def up(a, width, height):
         return np.asarray(Image.fromarray(a).resize((width, height), Image.BICUBIC))
