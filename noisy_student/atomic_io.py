@@ -25,6 +25,10 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
     tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
+def write_text_atomic(path: str, text: str) -> None:
+    write_bytes_atomic(path, text.encode())
+
+
 def write_json_atomic(path: str, obj: Any) -> None:
     write_bytes_atomic(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
 

@@ -22,6 +22,8 @@ from collections.abc import Iterator
 import numpy as np
 import tensorflow as tf
 
+from noisy_student.atomic_io import temp_path
+
 IMAGE_KEY = "image/encoded"
 LABEL_KEY = "image/class/label"
 PROBS_KEY = "probabilities"
@@ -206,10 +208,9 @@ def atomic_tfrecord_writer(path: str,
                            compression: str | None = None) -> Iterator[tf.io.TFRecordWriter]:
     """Yields a TFRecordWriter on ``<dir>/.<name>.tmp-<pid>``; renames it to ``path`` on a clean
     exit and deletes it on an exception, so ``path`` only ever holds a complete file."""
-    directory, name = os.path.split(path)
-    if not name:
+    if not os.path.basename(path):
         raise ValueError(f"atomic_tfrecord_writer needs a file path, got {path!r}")
-    tmp_path = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
+    tmp_path = temp_path(path)
     options = tf.io.TFRecordOptions(compression_type=compression or "")
     writer = tf.io.TFRecordWriter(tmp_path, options=options)
     try:

@@ -11,6 +11,7 @@ from typing import TypeVar
 import numpy as np
 import tensorflow as tf
 
+from noisy_student.atomic_io import write_text_atomic
 from noisy_student.data.records import atomic_tfrecord_writer
 
 LABELS_FILE = "labels.txt"
@@ -91,12 +92,3 @@ def write_labels(output_dir: str, class_names: Sequence[str], label_base: int) -
     tf.io.gfile.makedirs(output_dir)
     write_text_atomic(path, text)
     return path
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """Writes a text file via a temporary name and a rename."""
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(text)
-    tf.io.gfile.rename(tmp, path, overwrite=True)

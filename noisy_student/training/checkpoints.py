@@ -3,7 +3,6 @@ atomic model export."""
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import Callable
@@ -121,11 +120,3 @@ def save_model(model: keras.Model, path: str) -> str:
         if tf.io.gfile.exists(temporary):
             tf.io.gfile.remove(temporary)
     return path
-
-
-def write_json(path: str, payload: dict) -> None:
-    """Writes JSON to a temporary name, then renames it."""
-    temporary = f"{path}.tmp-{uuid.uuid4().hex}"
-    with tf.io.gfile.GFile(temporary, "w") as handle:
-        handle.write(json.dumps(payload, indent=2, sort_keys=True))
-    tf.io.gfile.rename(temporary, path, overwrite=True)

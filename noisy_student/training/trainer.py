@@ -25,7 +25,8 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from noisy_student.training.checkpoints import Checkpointer, write_json
+from noisy_student.atomic_io import write_json_atomic
+from noisy_student.training.checkpoints import Checkpointer
 from noisy_student.training.checks import check_student_size, require_logits
 from noisy_student.training.config import TrainConfig
 from noisy_student.training.ema import ExponentialMovingAverage, ema_decay
@@ -313,7 +314,7 @@ class Trainer:
             log.info("Resuming from %s at step %d of %d.", restored, start_step, total)
         if self.chief:
             tf.io.gfile.makedirs(self.model_dir)
-            write_json(
+            write_json_atomic(
                 os.path.join(self.model_dir, "train_config.json"), dataclasses.asdict(config)
             )
 
