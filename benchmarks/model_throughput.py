@@ -65,12 +65,59 @@ def images_per_second(model, training: bool, batch: int, resolution: int, steps:
     return steps * batch / (time.perf_counter() - start)
 
 
+def profile(resolution: int, batch: int, repeats: int) -> None:
+    """Where the training step's time goes, by ablation of our B0: the share of the forward
+    pass, of squeeze-excite, of the depthwise kernels (replaced by 1x1) and of batch-norm
+    training statistics (the same step with BN in inference mode)."""
+    from efficientnet_tf import DEFAULT_BLOCKS, EfficientNet
+
+    no_se = tuple(b.replace("_se0.25", "") for b in DEFAULT_BLOCKS)
+    k1 = tuple(b.replace("_k3_", "_k1_").replace("_k5_", "_k1_") for b in DEFAULT_BLOCKS)
+    shape = (resolution, resolution, 3)
+    variants = {
+        "full train step": dict(),
+        "without squeeze-excite": dict(blocks=no_se),
+        "depthwise kernels 1x1": dict(blocks=k1),
+    }
+    rates = {}
+    for label, kwargs in variants.items():
+        model = EfficientNet(1.0, 1.0, resolution, input_shape=shape, **kwargs)
+        model.compile(optimizer="rmsprop", loss="categorical_crossentropy", jit_compile=False)
+        images_per_second(model, True, batch, resolution, 1)
+        rates[label] = statistics.median(
+            images_per_second(model, True, batch, resolution, 2) for _ in range(repeats)
+        )
+        if label == "full train step":
+            images_per_second(model, False, batch, resolution, 1)
+            rates["forward only (inference)"] = statistics.median(
+                images_per_second(model, False, batch, resolution, 2) for _ in range(repeats)
+            )
+            model.trainable = True
+            for layer in model._flatten_layers():
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.trainable = False  # frozen BN runs in inference mode
+            model.compile(optimizer="rmsprop", loss="categorical_crossentropy", jit_compile=False)
+            images_per_second(model, True, batch, resolution, 1)
+            rates["BN frozen (no batch statistics)"] = statistics.median(
+                images_per_second(model, True, batch, resolution, 2) for _ in range(repeats)
+            )
+        keras.backend.clear_session()
+    full = 1.0 / rates["full train step"]
+    print(f"profile at {resolution}x{resolution}, batch {batch} (ms per image; share of step)")
+    for label, rate in rates.items():
+        ms = 1000.0 / rate
+        saved = full - 1.0 / rate
+        note = "" if label == "full train step" else f"   saves {100 * saved / full:5.1f}%"
+        print(f"  {label:<34}{ms:8.1f} ms{note}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="fewer steps per repeat")
     parser.add_argument("--jit", choices=("auto", "on", "off"), default="auto")
     parser.add_argument("--cases", default="all", help="comma-separated case indices, e.g. 0,2")
+    parser.add_argument("--profile", action="store_true", help="also break down our B0's step")
     args = parser.parse_args()
     on_cpu = keras.backend.backend() != "jax" or "cpu" in str(_jax_device()).lower()
     if keras.backend.backend() == "tensorflow":
@@ -97,6 +144,8 @@ def main() -> None:
         print(f"{label:<20}{ours:>12.1f}{theirs:>13.1f}{ours / theirs:>12.2f}", flush=True)
         del models
         keras.backend.clear_session()
+    if args.profile:
+        profile(224, 16, args.repeats)
 
 
 def _jax_device():

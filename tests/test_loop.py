@@ -122,3 +122,21 @@ def test_on_the_fly_teacher_from_a_given_checkpoint(finished_run, tmp_path):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
     result = fly.run_stage("iter1/student", lambda: fly.train_student(1))
     assert result["steps"] == int(0.5 * 250 / 32) and result["train_unlabeled_loss"] > 0
+
+
+def test_demo_table_and_plot(finished_run, tmp_path, capsys):
+    from PIL import Image
+
+    from noisy_student import demo
+
+    run, manifest = finished_run
+    stages = manifest["stages"]
+    demo.print_table(stages)
+    out = capsys.readouterr().out
+    teacher, student = stages["teacher/eval"]["top1"], stages["iter1/eval"]["top1"]
+    assert f"top-1 {teacher:.1%} on 500 test images" in out
+    assert f"teacher top-1 {teacher:.1%} -> student top-1 {student:.1%}" in out
+    assert "500 images labeled" in out
+    path = demo.plot(run.config.run_dir, stages, str(tmp_path / "demo.png"))
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size[0] > 500
