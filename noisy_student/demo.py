@@ -104,14 +104,9 @@ def plot(run_dir: str, stages: dict, path: str) -> str:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments {argv[1:]}.")
-    try:
-        cli_flags.validate()
-    except cli_flags.FlagError as err:
-        print(f"demo: error: {err}", file=sys.stderr)
-        sys.exit(2)
-    from noisy_student.main import run_mode
+    from noisy_student.main import run_mode, validate_or_exit
+
+    validate_or_exit("demo", argv)
 
     stages = run_mode("loop", FLAGS.iteration)
     print_table(stages)

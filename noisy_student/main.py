@@ -49,14 +49,19 @@ def run_mode(mode: str, iteration: int) -> dict:
     return {name: run.run_stage(name, stages[name])}
 
 
-def main(argv: list[str]) -> None:
+def validate_or_exit(program: str, argv: list[str]) -> None:
+    """Checks the command line before any work: one message and exit status 2 if it is bad."""
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments {argv[1:]}; every option is a --flag.")
     try:
         cli_flags.validate()
     except cli_flags.FlagError as err:
-        print(f"noisy-student: error: {err}", file=sys.stderr)
+        print(f"{program}: error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+def main(argv: list[str]) -> None:
+    validate_or_exit("noisy-student", argv)
     logging.getLogger().setLevel(logging.INFO)
     results = run_mode(FLAGS.mode, FLAGS.iteration)
     print(json.dumps(results, indent=1, sort_keys=True))

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from tiny_models import make_model_fn
 
 
 @pytest.fixture(scope="module")
@@ -223,18 +224,7 @@ def test_jit_default_off_on_cpu(training, tf):
 
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_training(training, tf, keras, tmp_path, precision):
-    from efficientnet_tf import create_model
-
-    def model_fn():
-        keras.utils.set_random_seed(0)
-        return create_model(
-            "b0",
-            width_coefficient=0.25,
-            blocks=("r1_k3_s11_e1_i32_o16_se0.25",),
-            input_shape=(32, 32, 3),
-            classes=10,
-            classifier_activation=None,
-        )
+    model_fn = make_model_fn(keras)
 
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32")

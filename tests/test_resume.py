@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from tiny_models import make_model_fn
 
 HELPER = os.path.join(os.path.dirname(__file__), "helpers", "train_tiny.py")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,18 +75,7 @@ def nan_at_step(tf, images, labels, bad_step):
 
 @pytest.mark.parametrize("fault", ["nan_image", "infinite_learning_rate"])
 def test_non_finite_stops_and_keeps_last_good_checkpoint(training, tf, keras, tmp_path, fault):
-    from efficientnet_tf import create_model
-
-    def model_fn():
-        keras.utils.set_random_seed(0)
-        return create_model(
-            "b0",
-            width_coefficient=0.25,
-            blocks=("r1_k3_s11_e1_i32_o16_se0.25",),
-            input_shape=(32, 32, 3),
-            classes=10,
-            classifier_activation=None,
-        )
+    model_fn = make_model_fn(keras)
 
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (4, 32, 32, 3)).astype("float32")

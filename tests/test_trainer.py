@@ -6,8 +6,7 @@ import os
 
 import numpy as np
 import pytest
-
-ONE_BLOCK = ("r1_k3_s11_e1_i32_o16_se0.25",)
+from tiny_models import make_model_fn
 
 
 @pytest.fixture(scope="module")
@@ -15,26 +14,6 @@ def training(tf, keras):
     import noisy_student.training as training
 
     return training
-
-
-def make_model_fn(keras, seed=0, **overrides):
-    from efficientnet_tf import create_model
-
-    def model_fn():
-        keras.utils.set_random_seed(seed)
-        options = dict(
-            width_coefficient=0.25,
-            blocks=ONE_BLOCK,
-            input_shape=(32, 32, 3),
-            classes=10,
-            classifier_activation=None,
-            dropout_rate=0.0,
-            drop_connect_rate=0.0,
-        )
-        options.update(overrides)
-        return create_model("b0", **options)
-
-    return model_fn
 
 
 def synthetic(count, seed):
