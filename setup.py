@@ -21,7 +21,8 @@ setup(
         "pillow",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest", "ruff"]},
+    # jax[cpu] lets the tests run the model on a second Keras backend.
+    extras_require={"test": ["pytest", "ruff", "jax[cpu]"]},
     entry_points={"console_scripts": ["noisy-student=noisy_student.main:run"]},
     classifiers=[
         "Programming Language :: Python :: 3",
