@@ -16,11 +16,13 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
+from absl import flags as absl_flags  # noqa: E402
 
 from noisy_student import flags as cli_flags  # noqa: E402
 
 DEMO_FLAGFILE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "demo.cfg")
 FLAGS = cli_flags.FLAGS
+absl_flags.adopt_module_key_flags(cli_flags)  # --help lists the noisy-student flags
 
 
 def summary_rows(stages: dict) -> list[tuple[str, str, str]]:

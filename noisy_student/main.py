@@ -2,7 +2,7 @@
 and export, as one resumable loop or one stage at a time.
 
     noisy-student --flagfile=configs/demo.cfg                    # the whole loop
-    noisy-student --flagfile=configs/cifar10.cfg --mode=label --iteration=1
+    noisy-student --flagfile=configs/cifar10_4000.cfg --mode=label --iteration=1
     python -m noisy_student.main --helpfull
 """
 
@@ -17,10 +17,12 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
+from absl import flags as absl_flags  # noqa: E402
 
 from noisy_student import flags as cli_flags  # noqa: E402
 
 FLAGS = cli_flags.FLAGS
+absl_flags.adopt_module_key_flags(cli_flags)  # `python -m noisy_student.main --help`
 
 
 def run_config():
@@ -67,8 +69,16 @@ def main(argv: list[str]) -> None:
     print(json.dumps(results, indent=1, sort_keys=True))
 
 
+def show_flags_in_help() -> None:
+    """Makes --help list our flags when the program is the `noisy-student` console script
+    (absl shows the key flags of the module named by sys.argv[0])."""
+    for flag in FLAGS.get_key_flags_for_module(cli_flags.__name__):
+        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+
 def run() -> None:
     """Console-script entry point."""
+    show_flags_in_help()
     app.run(main)
 
 

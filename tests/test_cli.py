@@ -106,3 +106,13 @@ def test_every_run_setting_has_a_flag():
 
     missing = [f.name for f in dataclasses.fields(RunConfig) if f.name not in flags.FLAGS]
     assert missing == []
+
+
+def test_console_script_help_lists_the_flags():
+    script = os.path.join(os.path.dirname(sys.executable), "noisy-student")
+    if not os.path.exists(script):
+        pytest.skip("package not installed with its console script")
+    result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    for flag in ("--mode", "--unlabel_ratio", "--student_models", "--strategy"):
+        assert flag in result.stdout
