@@ -113,6 +113,6 @@ def test_console_script_help_lists_the_flags():
     if not os.path.exists(script):
         pytest.skip("package not installed with its console script")
     result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0
+    # absl prints the help to stdout and exits with status 1.
     for flag in ("--mode", "--unlabel_ratio", "--student_models", "--strategy"):
         assert flag in result.stdout
