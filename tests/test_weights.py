@@ -10,6 +10,7 @@ import ast
 import hashlib
 import os
 import pathlib
+import subprocess
 import sys
 import tarfile
 
@@ -507,18 +508,16 @@ def test_missing_checkpoint_error(tmp_path):
 
 
 def test_convert_tool_writes_atomically(keras, b0, checkpoint, tmp_path):
-    from absl import flags
-
     from tools import convert_weights
 
     _, x, expected, files = b0
     _, tensors, prefix = checkpoint
     output = tmp_path / "out" / "b0.keras"
-    flags.FLAGS(["convert_weights", f"--source={prefix}", f"--output={output}"])
-    try:
-        convert_weights.main([])
-    finally:
-        flags.FLAGS.unparse_flags()
+    subprocess.run(
+        [sys.executable, "-m", "tools.convert_weights", f"--source={prefix}", f"--output={output}"],
+        check=True, capture_output=True, timeout=300,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     assert sorted(os.listdir(output.parent)) == ["b0.keras"]  # no temporary left behind
     loaded = keras.models.load_model(output)
     np.testing.assert_array_equal(

@@ -20,12 +20,6 @@ import tempfile
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("source", None, "keras.applications .h5/.weights.h5/.keras or TF checkpoint.")
-flags.DEFINE_string("output", None, "Output path ending in .keras or .weights.h5.")
-flags.DEFINE_string("name", None, "Variant (b0..b8, l2); default: inferred from the source.")
-flags.DEFINE_bool("use_ema", True, "TF checkpoints: load the ExponentialMovingAverage shadows.")
-flags.DEFINE_string("scope", None, "TF checkpoints: variable prefix, e.g. 'efficientnet-b0'.")
-flags.DEFINE_bool("small_images", False, "The 32x32 variant (SVHN/CIFAR checkpoints).")
 
 OUTPUT_SUFFIXES = (".keras", ".weights.h5")
 
@@ -73,6 +67,19 @@ def save_atomic(model, path: str) -> None:
             os.remove(temporary)
 
 
+def define_flags() -> None:
+    """Defines the tool's flags (only when run as a program, so importing it never clashes
+    with other absl flags in the same process)."""
+    flags.DEFINE_string(
+        "source", None, "keras.applications .h5/.weights.h5/.keras or TF checkpoint."
+    )
+    flags.DEFINE_string("output", None, "Output path ending in .keras or .weights.h5.")
+    flags.DEFINE_string("name", None, "Variant (b0..b8, l2); default: inferred from the source.")
+    flags.DEFINE_bool("use_ema", True, "TF checkpoints: load the ExponentialMovingAverage shadows.")
+    flags.DEFINE_string("scope", None, "TF checkpoints: variable prefix, e.g. 'efficientnet-b0'.")
+    flags.DEFINE_bool("small_images", False, "The 32x32 variant (SVHN/CIFAR checkpoints).")
+
+
 def main(argv):
     del argv
     if not FLAGS.source or not FLAGS.output:
@@ -83,4 +90,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

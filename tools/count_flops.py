@@ -13,14 +13,6 @@ import os
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Preset (b0..b8, l2, efficientnet-b3, ...) or 'all'.")
-flags.DEFINE_float("phi", None, "Compound coefficient, instead of --model.")
-flags.DEFINE_integer("resolution", None, "Input size; defaults to the variant's own.")
-flags.DEFINE_integer("classes", 1000, "Classifier size.")
-flags.DEFINE_bool("small_images", False, "The 32x32 variant (stages 2 and 3 with stride 1).")
-flags.DEFINE_bool(
-    "params", True, "Also count parameters by building the model (L2 takes ~10 s and ~2 GB)."
-)
 
 
 def describe(name: str | None, phi: float | None) -> dict:
@@ -66,6 +58,19 @@ def _size(shape) -> int:
     return out
 
 
+def define_flags() -> None:
+    """Defines the tool's flags (only when run as a program, so importing it never clashes
+    with other absl flags in the same process)."""
+    flags.DEFINE_string("model", None, "Preset (b0..b8, l2, efficientnet-b3, ...) or 'all'.")
+    flags.DEFINE_float("phi", None, "Compound coefficient, instead of --model.")
+    flags.DEFINE_integer("resolution", None, "Input size; defaults to the variant's own.")
+    flags.DEFINE_integer("classes", 1000, "Classifier size.")
+    flags.DEFINE_bool("small_images", False, "The 32x32 variant (stages 2 and 3 with stride 1).")
+    flags.DEFINE_bool(
+        "params", True, "Also count parameters by building the model (L2 takes ~10 s and ~2 GB)."
+    )
+
+
 def main(argv):
     del argv
     from efficientnet_tf.scaling import PRESETS
@@ -86,5 +91,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     app.run(main)
