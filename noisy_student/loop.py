@@ -16,6 +16,7 @@ resumes from its last checkpoint, labeling skips finished shards, filtering reus
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import logging
 import math
@@ -198,7 +199,10 @@ class Run:
         )
 
     # ------------------------------------------------------------------------- data
-    def _num_train_images(self) -> int:
+    @functools.cached_property
+    def num_train_images(self) -> int:
+        """Labeled images per epoch: the flag, else one count over the files (kept, since
+        every training stage needs it and ImageNet has 1.28M records)."""
         if self.config.num_train_images:
             return self.config.num_train_images
         if self.config.label_data.startswith("tfds:"):
@@ -261,7 +265,7 @@ class Run:
         epochs = config.student_epochs if student and config.student_epochs else config.train_epochs
         return TrainConfig(
             batch_size=config.train_batch_size,
-            num_train_examples=self._num_train_images(),
+            num_train_examples=self.num_train_images,
             train_epochs=epochs,
             base_learning_rate=config.base_learning_rate,
             lr_schedule=config.lr_schedule,
@@ -301,7 +305,8 @@ class Run:
         size = self.image_size(name)
         teacher = self.load_model(iteration - 1)
         student_fn = self.model_fn(name)
-        check_student_size(student_fn(), teacher, config.allow_smaller_student)
+        if not config.on_the_fly_teacher:  # with a teacher in the step, the trainer checks
+            check_student_size(student_fn(), teacher, config.allow_smaller_student)
         if config.on_the_fly_teacher:
             unlabeled = self._on_the_fly_fn(size, self.image_size(self.model_name(iteration - 1)))
             teacher_arg = teacher
