@@ -1,5 +1,6 @@
 """EfficientNet B0-B8, L2 and any compound-scaled variant, in Keras 3 (any backend)."""
 
+from efficientnet_tf.batch_norm import FusedBatchNormalization
 from efficientnet_tf.blocks import DropConnect, InputNormalization, MBConvBlock, SqueezeExcite
 from efficientnet_tf.model import (
     DEFAULT_BLOCKS,
@@ -41,6 +42,7 @@ __all__ = [
     "EfficientNetB7",
     "EfficientNetB8",
     "EfficientNetL2",
+    "FusedBatchNormalization",
     "InputNormalization",
     "MBConvBlock",
     "SqueezeExcite",

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import keras
 from keras import layers, ops
 
+from efficientnet_tf.batch_norm import FusedBatchNormalization
+
 PACKAGE = "efficientnet_tf"
 
 BN_MOMENTUM = 0.99
@@ -30,10 +32,10 @@ def dense_kernel_initializer() -> keras.initializers.Initializer:
     return keras.initializers.VarianceScaling(1.0 / 3.0, "fan_out", "uniform")
 
 
-def batch_norm(name: str, synchronized: bool = False) -> layers.BatchNormalization:
-    """Batch norm with the reference settings; `synchronized` gives cross-replica statistics
-    under a tf.distribute strategy (TensorFlow backend)."""
-    return layers.BatchNormalization(
+def batch_norm(name: str, synchronized: bool = False) -> FusedBatchNormalization:
+    """Batch norm with the reference settings (fused kernel when training on TensorFlow);
+    `synchronized` gives cross-replica statistics under a tf.distribute strategy."""
+    return FusedBatchNormalization(
         momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=synchronized, name=name
     )
 

@@ -1,0 +1,84 @@
+"""Batch normalization with a TensorFlow fast path for training.
+
+Keras 3 computes training-mode batch norm from unfused ops (moments, then normalize), which on a
+CPU costs about half of an EfficientNet training step. TensorFlow has one fused kernel that does
+both in a single pass, forward and backward. `FusedBatchNormalization` uses it when all of these
+hold, and is exactly Keras' `BatchNormalization` otherwise (JAX / PyTorch backends, inference,
+masks, other ranks or axes, synchronized statistics across several replicas):
+
+* the Keras backend is TensorFlow (TensorFlow is imported lazily, only then);
+* the layer runs in training mode and is trainable;
+* the input is 4-D, normalized over its last axis (NHWC), with at least 4x4 pixels (on
+  smaller maps, e.g. 128x2x2x672, TensorFlow's CPU kernel is 20-25% slower than the unfused
+  ops, while from 4x4 up it is 1.2-1.9x faster: one-off measurement of forward + backward);
+* it is not synchronized, or it runs with one replica in sync.
+
+Moving statistics follow the reference's TF1 `BatchNormalization` (fused on 4-D input): the
+moving variance is updated with the fused kernel's Bessel-corrected batch variance,
+var * n / (n - 1) with n = batch * height * width. Keras' own path (and the reference's
+non-fused TPU batch norm) uses the biased variance; the two differ by a factor n / (n - 1)
+(1.0006 at 7x7 and batch 32), and only in the moving statistics, never in the normalized output.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+PACKAGE = "efficientnet_tf"
+MIN_FUSED_PIXELS = 16  # height * width below which the unfused ops are faster (CPU)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FusedBatchNormalization(layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` that trains with TensorFlow's fused kernel where it can.
+
+    Same arguments, weights, config and inference math as the Keras layer; see the module
+    docstring for when the fused kernel is used.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if training and self.trainable and mask is None and self._can_fuse(inputs):
+            return self._fused_training_call(inputs)
+        return super().call(inputs, training=training, mask=mask)
+
+    def _can_fuse(self, inputs) -> bool:
+        if keras.backend.backend() != "tensorflow" or len(inputs.shape) != 4:
+            return False
+        if self.axis not in (-1, 3):
+            return False
+        height, width = inputs.shape[1], inputs.shape[2]
+        if height is None or width is None or height * width < MIN_FUSED_PIXELS:
+            return False
+        if self.synchronized:
+            import tensorflow as tf
+
+            context = tf.distribute.get_replica_context()
+            if context is None or context.num_replicas_in_sync > 1:
+                return False  # Keras' path all-reduces the statistics across replicas.
+        return True
+
+    def _fused_training_call(self, inputs):
+        import tensorflow as tf
+
+        input_dtype = inputs.dtype
+        x = tf.cast(inputs, tf.float32)
+        channels = x.shape[-1]
+        scale = self.gamma if self.scale else tf.ones([channels], tf.float32)
+        offset = self.beta if self.center else tf.zeros([channels], tf.float32)
+        outputs, batch_mean, batch_variance = tf.compat.v1.nn.fused_batch_norm(
+            x,
+            tf.cast(scale, tf.float32),
+            tf.cast(offset, tf.float32),
+            epsilon=self.epsilon,
+            data_format="NHWC",
+            is_training=True,
+        )
+        self._update_moving(self.moving_mean, batch_mean)
+        self._update_moving(self.moving_variance, batch_variance)
+        return tf.cast(outputs, input_dtype)
+
+    def _update_moving(self, variable, value) -> None:
+        decay = self.momentum
+        value = keras.ops.cast(value, variable.dtype)
+        variable.assign(variable * decay + value * (1.0 - decay))

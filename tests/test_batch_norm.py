@@ -1,0 +1,142 @@
+"""FusedBatchNormalization: the TensorFlow fused-kernel training path against NumPy and against
+Keras' own BatchNormalization (outputs, gradients, moving statistics), the cases that must fall
+back to Keras' computation, and models saved with Keras batch norm before the change."""
+
+import numpy as np
+import pytest
+
+from efficientnet_tf import EfficientNet, FusedBatchNormalization
+from efficientnet_tf import blocks as blocks_module
+
+
+def numpy_batch_norm(x, gamma, beta, epsilon):
+    mean = x.mean(axis=(0, 1, 2))
+    variance = x.var(axis=(0, 1, 2))  # the biased variance normalizes, in every BN
+    return (x - mean) / np.sqrt(variance + epsilon) * gamma + beta, mean, variance
+
+
+def make_pair(keras, shape, momentum=0.9, epsilon=1e-3):
+    rng = np.random.default_rng(1)
+    gamma = rng.uniform(0.5, 2.0, shape[-1]).astype("float32")
+    beta = rng.normal(0, 1, shape[-1]).astype("float32")
+    layers = []
+    for cls in (FusedBatchNormalization, keras.layers.BatchNormalization):
+        layer = cls(momentum=momentum, epsilon=epsilon)
+        layer.build(shape)
+        layer.gamma.assign(gamma)
+        layer.beta.assign(beta)
+        layers.append(layer)
+    return layers, gamma, beta
+
+
+@pytest.fixture(scope="module")
+def x():
+    return np.random.default_rng(0).normal(2.0, 3.0, (4, 5, 6, 7)).astype("float32")
+
+
+def test_training_output_and_moving_statistics_match_numpy(keras, x):
+    (fused, _), gamma, beta = make_pair(keras, x.shape)
+    with_fast_path = []
+    original = FusedBatchNormalization._fused_training_call
+
+    def spy(self, inputs):
+        with_fast_path.append(self.name)
+        return original(self, inputs)
+
+    FusedBatchNormalization._fused_training_call = spy
+    try:
+        out = np.asarray(fused(x, training=True))
+    finally:
+        FusedBatchNormalization._fused_training_call = original
+    assert with_fast_path, "the fused kernel was not used in training mode"
+    expected, mean, variance = numpy_batch_norm(x, gamma, beta, 1e-3)
+    np.testing.assert_allclose(out, expected, atol=2e-5)
+    n = x.shape[0] * x.shape[1] * x.shape[2]
+    # Moving statistics start at 0 / 1 and move by (1 - momentum) toward the batch's; the
+    # variance is the fused kernel's Bessel-corrected one, as in the reference's TF1 layer.
+    np.testing.assert_allclose(fused.moving_mean.numpy(), 0.1 * mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        fused.moving_variance.numpy(), 0.9 + 0.1 * variance * n / (n - 1), rtol=1e-5
+    )
+
+
+def test_gradients_equal_keras_batch_norm(tf, keras, x):
+    (fused, plain), _, _ = make_pair(keras, x.shape)
+    weights = tf.constant(np.arange(7, dtype="float32"))
+    results = []
+    for layer in (fused, plain):
+        inputs = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            loss = tf.reduce_sum(layer(inputs, training=True) ** 2 * weights)
+        grads = tape.gradient(loss, [inputs, layer.gamma, layer.beta])
+        results.append([np.asarray(g) for g in grads])
+    for got, want in zip(*results, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
+
+
+def test_falls_back_to_keras_where_the_kernel_does_not_apply(tf, keras, x):
+    def used_fused(layer, inputs, **kwargs):
+        calls = []
+        original = FusedBatchNormalization._fused_training_call
+        FusedBatchNormalization._fused_training_call = lambda self, v: calls.append(1) or (
+            original(self, v)
+        )
+        try:
+            layer(inputs, **kwargs)
+        finally:
+            FusedBatchNormalization._fused_training_call = original
+        return bool(calls)
+
+    (fused, plain), _, _ = make_pair(keras, x.shape)
+    assert used_fused(fused, x, training=True)
+    # Inference: Keras' computation with the moving statistics, identical outputs.
+    assert not used_fused(fused, x, training=False)
+    plain.set_weights(fused.get_weights())  # the training call moved fused's statistics
+    np.testing.assert_array_equal(
+        np.asarray(fused(x, training=False)), np.asarray(plain(x, training=False))
+    )
+    small = np.random.default_rng(2).normal(size=(8, 2, 2, 7)).astype("float32")
+    assert not used_fused(fused, small, training=True)  # maps under 4x4 pixels
+    flat = FusedBatchNormalization()
+    assert not used_fused(flat, x.reshape(4, 30, 7), training=True)  # not 4-D
+    frozen = FusedBatchNormalization()
+    frozen.build(x.shape)
+    frozen.trainable = False
+    assert not used_fused(frozen, x, training=True)
+    synced = FusedBatchNormalization(synchronized=True)
+    assert used_fused(synced, x, training=True)  # one replica: nothing to synchronize
+    # Two replicas (Keras' all-reduced statistics) are covered by test_distribution.py, whose
+    # MirroredStrategy run must match a single-device run of the same global batch.
+
+
+def test_models_saved_with_keras_batch_norm_still_load(keras, tmp_path, monkeypatch):
+    """A .keras file written before the fused layer existed holds keras BatchNormalization
+    layers; it loads, predicts the same, and keeps Keras' layer class."""
+    monkeypatch.setattr(blocks_module, "FusedBatchNormalization", keras.layers.BatchNormalization)
+    old = EfficientNet(0.25, 0.25, 32, classes=10, name="old")
+    monkeypatch.undo()
+    assert not any(
+        isinstance(layer, FusedBatchNormalization)
+        for layer in old._flatten_layers(include_self=False)
+    )
+    rng = np.random.default_rng(0)
+    old.set_weights([rng.normal(0.5, 0.2, w.shape).astype("float32") ** 2 for w in old.weights])
+    images = rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    path = tmp_path / "old.keras"
+    old.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(
+        np.asarray(loaded(images, training=False)), np.asarray(old(images, training=False)),
+        atol=1e-6,
+    )
+    new = EfficientNet(0.25, 0.25, 32, classes=10, name="new")
+    assert any(
+        isinstance(layer, FusedBatchNormalization)
+        for layer in new._flatten_layers(include_self=False)
+    )
+    new.set_weights(old.get_weights())  # same variables in the same order
+    np.testing.assert_allclose(
+        np.asarray(new(images, training=False)), np.asarray(old(images, training=False)),
+        atol=1e-6,
+    )
