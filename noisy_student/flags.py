@@ -76,9 +76,30 @@ flags.DEFINE_integer("train_batch_size", 128, "Labeled images per global batch."
 flags.DEFINE_integer("eval_batch_size", 256, "Images per evaluation/labeling batch.")
 flags.DEFINE_float("train_epochs", 350, "Epochs of labeled data for the teacher.")
 flags.DEFINE_float(
-    "student_epochs", None, "Epochs of labeled data for students (default: --train_epochs)."
+    "student_epochs",
+    None,
+    "Epochs of labeled data for students (default: --train_epochs x --student_train_ratio).",
+)
+flags.DEFINE_float(
+    "student_train_ratio",
+    None,
+    "Student steps = ratio x teacher steps (the reference's train_ratio; its staircase period "
+    "scales by the ratio too). Exclusive with --student_epochs; default 1.",
+)
+flags.DEFINE_enum(
+    "optimizer",
+    "rmsprop",
+    ["rmsprop", "momentum", "adamw"],
+    "rmsprop: the reference's TF1 RMSProp; momentum: SGD with Nesterov momentum 0.9; adamw: "
+    "Keras AdamW with decoupled --weight_decay (x learning rate, batch norm excluded).",
 )
 flags.DEFINE_float("base_learning_rate", 0.016, "Learning rate per 256 labeled images.")
+flags.DEFINE_float(
+    "final_base_lr",
+    None,
+    "Learning rate per 256 labeled images at the last step (the reference's flag): sets the "
+    "staircase period of 'exponential' so it ends there, and the floor of 'cosine'.",
+)
 flags.DEFINE_enum(
     "lr_schedule",
     "exponential",
@@ -86,7 +107,9 @@ flags.DEFINE_enum(
     "Learning rate schedule after warm-up.",
 )
 flags.DEFINE_float("lr_warmup_epochs", 5.0, "Linear warm-up epochs.")
-flags.DEFINE_float("lr_decay_epochs", 2.4, "Epochs per x0.97 staircase step.")
+flags.DEFINE_float(
+    "lr_decay_epochs", 2.4, "Epochs per x0.97 staircase step (ignored with --final_base_lr)."
+)
 flags.DEFINE_float("weight_decay", 1e-5, "Weight decay on 0.5*||w||^2, batch norm excluded.")
 flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing (labeled and hard pseudo labels).")
 flags.DEFINE_float("moving_average_decay", 0.9999, "EMA decay (with (1+n)/(10+n) warm-up).")
@@ -200,9 +223,26 @@ def validate() -> None:
         "checkpoint_every": FLAGS.checkpoint_every,
         "summary_every": FLAGS.summary_every,
     }
+    optional_positive = {
+        "student_epochs": FLAGS.student_epochs,
+        "student_train_ratio": FLAGS.student_train_ratio,
+        "lr_decay_epochs": FLAGS.lr_decay_epochs,
+    }
+    positive.update({k: v for k, v in optional_positive.items() if v is not None})
     for name, value in positive.items():
         if value is None or value <= 0:
             raise FlagError(f"--{name} must be > 0, got {value}.")
+    if FLAGS.lr_warmup_epochs < 0:
+        raise FlagError(f"--lr_warmup_epochs must be >= 0, got {FLAGS.lr_warmup_epochs}.")
+    if FLAGS.student_epochs is not None and FLAGS.student_train_ratio is not None:
+        raise FlagError("Give --student_epochs or --student_train_ratio, not both.")
+    if FLAGS.final_base_lr is not None and not 0 <= FLAGS.final_base_lr < FLAGS.base_learning_rate:
+        raise FlagError(
+            f"--final_base_lr={FLAGS.final_base_lr} must be in [0, --base_learning_rate="
+            f"{FLAGS.base_learning_rate})."
+        )
+    if FLAGS.final_base_lr == 0 and FLAGS.lr_schedule == "exponential":
+        raise FlagError("--final_base_lr=0 cannot be reached by a staircase; use a value > 0.")
     if FLAGS.teacher_softmax_temp <= 0 and FLAGS.teacher_softmax_temp != -1:
         raise FlagError("--teacher_softmax_temp must be > 0, or -1 for hard labels.")
     if not 0 <= FLAGS.min_threshold <= 1:

@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 FINAL_MODEL = "model.keras"
+# Labeled training images (the first ones, in file order) that every training stage scores at
+# its end with eval preprocessing and EMA weights: teacher and noised students on equal terms.
+CLEAN_TRAIN_IMAGES = 2000
 
 
 @dataclasses.dataclass
@@ -72,7 +75,10 @@ class RunConfig:
     eval_batch_size: int = 256
     train_epochs: float = 350
     student_epochs: float | None = None
+    student_train_ratio: float | None = None
+    optimizer: str = "rmsprop"
     base_learning_rate: float = 0.016
+    final_base_lr: float | None = None
     lr_schedule: str = "exponential"
     lr_warmup_epochs: float = 5.0
     lr_decay_epochs: float = 2.4
@@ -248,6 +254,26 @@ class Run:
 
         return dataset_fn
 
+    def _clean_train_fn(self, size: int):
+        """Up to CLEAN_TRAIN_IMAGES labeled training images, eval preprocessing."""
+        config = self.config
+        num_images = min(CLEAN_TRAIN_IMAGES, self.num_train_images)
+
+        def dataset_fn(batch_size: int, context: tf.distribute.InputContext | None = None):
+            global_batch = _global_batch(batch_size, context)
+            return pipelines.labeled_dataset(
+                config.label_data,
+                image_size=size,
+                batch_size=global_batch,
+                training=False,
+                num_classes=config.num_classes,
+                label_offset=config.label_offset,
+                small_image=config.small_images,
+                input_context=context,
+            ).take(math.ceil(num_images / global_batch))
+
+        return dataset_fn
+
     def eval_dataset(self, size: int) -> tf.data.Dataset:
         config = self.config
         return pipelines.labeled_dataset(
@@ -262,15 +288,22 @@ class Run:
 
     def train_config(self, student: bool) -> TrainConfig:
         config = self.config
-        epochs = config.student_epochs if student and config.student_epochs else config.train_epochs
+        epochs, decay_epochs = config.train_epochs, config.lr_decay_epochs
+        if student and config.student_epochs:
+            epochs = config.student_epochs
+        elif student and config.student_train_ratio:  # reference: steps and period scale
+            epochs *= config.student_train_ratio
+            decay_epochs *= config.student_train_ratio
         return TrainConfig(
             batch_size=config.train_batch_size,
             num_train_examples=self.num_train_images,
             train_epochs=epochs,
+            optimizer=config.optimizer,
             base_learning_rate=config.base_learning_rate,
+            final_base_learning_rate=config.final_base_lr,
             lr_schedule=config.lr_schedule,
             warmup_epochs=config.lr_warmup_epochs,
-            lr_decay_epochs=config.lr_decay_epochs,
+            lr_decay_epochs=decay_epochs,
             weight_decay=config.weight_decay,
             label_smoothing=config.label_smoothing,
             moving_average_decay=config.moving_average_decay,
@@ -296,6 +329,7 @@ class Run:
             self._labeled_fn(self.image_size(name), self.config.teacher_randaug),
             self.model_dir(0),
             self.strategy,
+            train_eval_data=self._clean_train_fn(self.image_size(name)),
         )
         return self._finish_training(0, result)
 
@@ -321,6 +355,7 @@ class Run:
             self.strategy,
             unlabeled_data=unlabeled,
             teacher=teacher_arg,
+            train_eval_data=self._clean_train_fn(size),
         )
         return self._finish_training(iteration, result)
 
@@ -360,6 +395,8 @@ class Run:
             save_model(result.model, path)
         summary = {"model": self.model_name(iteration), "steps": result.step}
         summary.update({f"train_{k}": round(v, 4) for k, v in result.metrics.items()})
+        if result.clean_train_metrics:
+            summary["clean_train_top1"] = round(result.clean_train_metrics["top1"], 4)
         return summary
 
     def label(self, iteration: int) -> dict:

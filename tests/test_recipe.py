@@ -59,7 +59,8 @@ def test_rmsprop_config_round_trip(training, keras):
 
 def test_schedule_hand_values(training, keras):
     # ImageNet at batch 4096: 312.78 steps/epoch, warm-up int(5 * 312.78) = 1563 steps,
-    # decay every int(2.4 * 312.78) = 750 steps, peak 0.016 * 4096 / 256 = 0.256.
+    # staircase period 2.4 * 312.78 = 750.68 steps (a float, as TF1's exponential_decay:
+    # floor(step / 750.68)), peak 0.016 * 4096 / 256 = 0.256.
     peak = training.scaled_learning_rate(0.016, 4096)
     assert peak == pytest.approx(0.256)
     schedule = training.WarmupDecaySchedule(peak, 1281167 / 4096)
@@ -68,8 +69,8 @@ def test_schedule_hand_values(training, keras):
         1: 0.256 / 1563,
         1562: 0.256 * 1562 / 1563,
         1563: 0.256 * 0.97**2,  # the decay clock ran during warm-up
-        2249: 0.256 * 0.97**2,
-        2250: 0.256 * 0.97**3,
+        2252: 0.256 * 0.97**2,  # 2252 / 750.68 = 2.9999
+        2253: 0.256 * 0.97**3,
         109474: 0.256 * 0.97**145,
     }
     for step, want in expected.items():
@@ -242,3 +243,87 @@ def test_mixed_precision_training(training, tf, keras, tmp_path, precision):
         precision == "mixed_float16"
     )
     assert math.isfinite(result.metrics["loss"]) and result.step == 2
+
+
+def test_final_base_lr_reproduces_the_reference_svhn_schedule(training):
+    # Reference SVHN (local_scripts/svhn/run.sh + main.py): 69,257 labeled images, batch 128,
+    # train_steps 109474, base 0.016 and final_base_lr 2e-4 per 256 images, 5 warm-up epochs.
+    # main.py: total_epochs = 109474 * 128 / 69257 - 5 = 197.33; decay_times =
+    # log(2e-4 / 0.016) / log(0.97) = 143.86; decay_epochs = 1.3717 (BUILD: "~1.37").
+    steps_per_epoch = 69257 / 128
+    total_epochs = 109474 * 128 / 69257 - 5
+    decay_epochs = total_epochs / (math.log(2e-4 / 0.016) / math.log(0.97))
+    assert decay_epochs == pytest.approx(1.3717, abs=1e-4)
+    peak = training.scaled_learning_rate(0.016, 128)
+    final = training.scaled_learning_rate(2e-4, 128)
+    schedule = training.WarmupDecaySchedule(
+        peak, steps_per_epoch, total_steps=109474, final_learning_rate=final
+    )
+    assert schedule.decay_epochs == pytest.approx(decay_epochs, rel=1e-9)
+    period = decay_epochs * steps_per_epoch  # 742.2 steps
+    for step in (2705, 5000, 50000, 109473):
+        want = peak * 0.97 ** math.floor(step / period)
+        assert float(schedule(step)) == pytest.approx(want, rel=1e-5), step
+    # The staircase clock runs from step 0 (warm-up included) while the period was sized for
+    # the epochs after warm-up, so the reference ends a little below final_base_lr:
+    # 0.97^147 = 0.0114 of the peak, not 2e-4 / 0.016 = 0.0125.
+    assert schedule.end_fraction() == pytest.approx(0.97**147, rel=1e-5)
+
+
+def test_cosine_final_rate_and_the_annealing_warning(training, caplog):
+    cosine = training.WarmupDecaySchedule(
+        0.1, 10, decay="cosine", warmup_epochs=0, total_steps=100, final_learning_rate=0.01
+    )
+    assert float(cosine(0)) == pytest.approx(0.1)
+    assert float(cosine(50)) == pytest.approx(0.055)
+    assert float(cosine(100)) == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="final learning rate"):
+        training.WarmupDecaySchedule(0.1, 10, total_steps=100, final_learning_rate=0.2)
+    with pytest.raises(ValueError, match="no time to decay"):
+        training.WarmupDecaySchedule(0.1, 10, total_steps=40, final_learning_rate=0.01)
+    # 30 epochs of the ImageNet staircase end at 0.97^12 = 0.69x: the trainer warns.
+    from noisy_student.training.trainer import learning_rate_schedule
+
+    config = training.TrainConfig(batch_size=64, num_train_examples=640, train_epochs=30)
+    staircase = learning_rate_schedule(config)
+    assert staircase.end_fraction() == pytest.approx(0.97**12, rel=1e-5)
+    annealed = learning_rate_schedule(
+        training.TrainConfig(
+            batch_size=64, num_train_examples=640, train_epochs=30, final_base_learning_rate=1e-4
+        )
+    )
+    assert annealed.end_fraction() < 0.1
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        training.trainer._warn_if_not_annealed(staircase)
+        training.trainer._warn_if_not_annealed(annealed)
+    warnings = [r for r in caplog.records if "anneal" in r.getMessage()]
+    assert len(warnings) == 1 and "69%" in warnings[0].getMessage()
+
+
+def test_optimizer_choices_follow_their_update_rules(training, keras):
+    from noisy_student.training.optimizer import make_optimizer, uses_loss_weight_decay
+
+    w0 = np.array([1.0, -2.0], "float32")
+    grads = [np.array([0.5, 0.25], "float32"), np.array([-1.0, 0.5], "float32")]
+    # SGD with Nesterov momentum (Keras' formulation): v = m*v - lr*g; w += m*v - lr*g.
+    variable = keras.Variable(w0)
+    optimizer = make_optimizer("momentum", 0.1, momentum=0.9)
+    w, v = w0.copy(), np.zeros(2, "float32")
+    for g in grads:
+        optimizer.apply_gradients([(keras.ops.convert_to_tensor(g), variable)])
+        v = 0.9 * v - 0.1 * g
+        w = w + 0.9 * v - 0.1 * g
+    np.testing.assert_allclose(variable.numpy(), w, rtol=1e-6)
+    # AdamW: decoupled decay w -= lr * wd * w, except on excluded (batch-norm) variables.
+    decayed, kept = keras.Variable(w0), keras.Variable(w0)
+    adamw = make_optimizer("adamw", 0.1, weight_decay=0.5, no_decay_variables=[kept])
+    zero = keras.ops.zeros(2)
+    adamw.apply_gradients([(zero, decayed), (zero, kept)])
+    np.testing.assert_allclose(decayed.numpy(), w0 * (1 - 0.1 * 0.5), rtol=1e-6)
+    np.testing.assert_allclose(kept.numpy(), w0, rtol=1e-6)
+    assert isinstance(make_optimizer("rmsprop", 0.1), training.TF1RMSprop)
+    assert uses_loss_weight_decay("rmsprop") and not uses_loss_weight_decay("adamw")
+    with pytest.raises(ValueError, match="Unknown optimizer"):
+        make_optimizer("lars", 0.1)

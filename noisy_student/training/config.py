@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from noisy_student.training.optimizer import OPTIMIZERS
 from noisy_student.training.precision import PRECISIONS
 from noisy_student.training.schedules import SCHEDULES
 
@@ -23,7 +24,9 @@ class TrainConfig:
     train_steps: int | None = None
     train_epochs: float | None = None
     # Optimizer and schedule (reference values).
+    optimizer: str = "rmsprop"
     base_learning_rate: float = 0.016
+    final_base_learning_rate: float | None = None  # per 256 images, like base_learning_rate
     lr_schedule: str = "exponential"
     warmup_epochs: float = 5.0
     lr_decay_epochs: float = 2.4
@@ -64,6 +67,12 @@ class TrainConfig:
                 "give exactly one of train_steps and train_epochs",
             ),
             (self.lr_schedule in SCHEDULES, f"lr_schedule must be one of {SCHEDULES}"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
+            (
+                self.final_base_learning_rate is None
+                or 0 <= self.final_base_learning_rate < self.base_learning_rate,
+                "final_base_learning_rate must be in [0, base_learning_rate)",
+            ),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
             (self.unlabel_ratio >= 0, f"unlabel_ratio must be >= 0, got {self.unlabel_ratio}"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),

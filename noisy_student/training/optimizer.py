@@ -66,3 +66,40 @@ class TF1RMSprop(keras.optimizers.Optimizer):
             "momentum": self.momentum,
             "epsilon": self.epsilon,
         }
+
+
+OPTIMIZERS = ("rmsprop", "momentum", "adamw")
+
+
+def make_optimizer(
+    name: str,
+    learning_rate,
+    *,
+    rmsprop_decay: float = 0.9,
+    momentum: float = 0.9,
+    epsilon: float = 1e-3,
+    weight_decay: float = 0.0,
+    no_decay_variables=(),
+) -> keras.optimizers.Optimizer:
+    """The training optimizer by name:
+
+    * 'rmsprop': the reference's TF1 RMSProp (decay, momentum, epsilon as given);
+    * 'momentum': SGD with Nesterov momentum;
+    * 'adamw': Keras AdamW with decoupled weight decay `weight_decay` (x learning rate), not
+      applied to `no_decay_variables` (batch norm). The other two get weight decay as an L2
+      term in the loss instead (see `uses_loss_weight_decay`).
+    """
+    if name == "rmsprop":
+        return TF1RMSprop(learning_rate, rho=rmsprop_decay, momentum=momentum, epsilon=epsilon)
+    if name == "momentum":
+        return keras.optimizers.SGD(learning_rate, momentum=momentum, nesterov=True)
+    if name == "adamw":
+        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+        optimizer.exclude_from_weight_decay(var_list=list(no_decay_variables))
+        return optimizer
+    raise ValueError(f"Unknown optimizer {name!r}; use one of {OPTIMIZERS}.")
+
+
+def uses_loss_weight_decay(name: str) -> bool:
+    """True when weight decay is an L2 term of the loss (the reference); AdamW decays itself."""
+    return name != "adamw"

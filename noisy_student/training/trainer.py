@@ -38,9 +38,13 @@ from noisy_student.training.losses import (
     teacher_targets,
     weight_decay_variables,
 )
-from noisy_student.training.optimizer import TF1RMSprop
+from noisy_student.training.optimizer import make_optimizer, uses_loss_weight_decay
 from noisy_student.training.precision import precision_policy, resolve_jit_compile, wrap_optimizer
-from noisy_student.training.schedules import WarmupDecaySchedule, scaled_learning_rate
+from noisy_student.training.schedules import (
+    ANNEALED_FRACTION,
+    WarmupDecaySchedule,
+    scaled_learning_rate,
+)
 from noisy_student.training.strategy import is_chief
 from noisy_student.training.summaries import write_scalars
 
@@ -48,7 +52,18 @@ log = logging.getLogger(__name__)
 
 DatasetFn = Callable[[int, tf.distribute.InputContext], tf.data.Dataset]
 DataSource = DatasetFn | tf.data.Dataset
-METRICS = ("loss", "labeled_loss", "unlabeled_loss", "weight_decay", "accuracy")
+# Per-step training metrics. `accuracy` is on the labeled part of the batch (as trained: noised
+# for students); `unlabeled_agreement` is the fraction of pseudo-labeled images whose student
+# argmax equals the target's (students only).
+METRICS = (
+    "loss",
+    "labeled_loss",
+    "unlabeled_loss",
+    "weight_decay",
+    "accuracy",
+    "unlabeled_agreement",
+)
+STUDENT_ONLY_METRICS = ("unlabeled_loss", "unlabeled_agreement")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -65,8 +80,9 @@ class TrainResult:
     model: keras.Model  # holds the EMA weights
     step: int  # final step
     start_step: int  # step restored from model_dir (0 for a fresh run)
-    metrics: dict[str, float]  # training metrics of the last loop
+    metrics: dict[str, float]  # training metrics averaged over the last epoch
     eval_metrics: dict[str, float] | None
+    clean_train_metrics: dict[str, float] | None = None  # EMA, eval preprocessing
 
 
 def train(
@@ -78,8 +94,13 @@ def train(
     unlabeled_data: DataSource | None = None,
     eval_data: DataSource | None = None,
     teacher: keras.Model | Callable[[], keras.Model] | None = None,
+    train_eval_data: DataSource | None = None,
 ) -> TrainResult:
     """Trains (or resumes training of) `model_fn()` in model_dir and returns the EMA model.
+
+    `train_eval_data` (labeled training images with eval preprocessing, e.g. a fixed subset) is
+    scored like `eval_data` at the end, so that under- and over-fitting show on equal terms for
+    teachers and noised students.
 
     `model_fn` must build a model that outputs logits (classifier_activation=None); under a
     multi-replica strategy build it with sync_batch_norm=True. `teacher` (a model or a function
@@ -88,7 +109,7 @@ def train(
     """
     strategy = strategy or tf.distribute.get_strategy()
     trainer = Trainer(model_fn, config, model_dir, strategy, teacher)
-    return trainer.fit(labeled_data, unlabeled_data, eval_data)
+    return trainer.fit(labeled_data, unlabeled_data, eval_data, train_eval_data)
 
 
 class Trainer:
@@ -109,25 +130,23 @@ class Trainer:
         self._check_batches()
         if teacher is not None and not config.is_student:
             raise ValueError("A teacher was given but unlabel_ratio is 0; set unlabel_ratio > 0.")
-        self.schedule = WarmupDecaySchedule(
-            scaled_learning_rate(config.base_learning_rate, config.batch_size),
-            config.steps_per_epoch,
-            decay=config.lr_schedule,
-            warmup_epochs=config.warmup_epochs,
-            decay_epochs=config.lr_decay_epochs,
-            decay_factor=config.lr_decay_factor,
-            total_steps=config.total_steps,
-        )
+        self.schedule = learning_rate_schedule(config)
+        _warn_if_not_annealed(self.schedule)
         # Models are built under config.precision's dtype policy (restored afterwards).
         with precision_policy(config.precision), strategy.scope():
             self.model = model_fn()
             self.teacher = self._build_teacher(teacher)
             self.optimizer = wrap_optimizer(
-                TF1RMSprop(
+                make_optimizer(
+                    config.optimizer,
                     self.schedule,
-                    rho=config.rmsprop_decay,
+                    rmsprop_decay=config.rmsprop_decay,
                     momentum=config.rmsprop_momentum,
                     epsilon=config.rmsprop_epsilon,
+                    weight_decay=config.weight_decay,
+                    no_decay_variables=_without(
+                        self.model.trainable_variables, weight_decay_variables(self.model)
+                    ),
                 ),
                 config.precision,
             )
@@ -142,7 +161,9 @@ class Trainer:
             )
         require_logits(self.model, "student" if config.is_student else "model")
         self._warn_unsynchronized_batch_norm()
-        self.decayed_variables = weight_decay_variables(self.model)
+        self.decayed_variables = (
+            weight_decay_variables(self.model) if uses_loss_weight_decay(config.optimizer) else []
+        )
         self.checkpointer = Checkpointer(
             model_dir,
             strategy,
@@ -239,10 +260,14 @@ class Trainer:
                 cross_entropy_sum(smooth_labels(labels, config.label_smoothing), labeled_logits)
                 / config.batch_size
             )
-            unlabeled_loss = tf.constant(0.0)
+            unlabeled_loss = agreement = tf.constant(0.0)
             if config.is_student:
+                unlabeled_logits = logits[num_labeled:]
                 unlabeled_loss = (
-                    cross_entropy_sum(targets, logits[num_labeled:]) / config.unlabeled_batch_size
+                    cross_entropy_sum(targets, unlabeled_logits) / config.unlabeled_batch_size
+                )
+                agreement = _count_equal_argmax(unlabeled_logits, targets) / (
+                    config.unlabeled_batch_size
                 )
             decay = config.weight_decay * l2_penalty(self.decayed_variables) / self.num_replicas
             loss = labeled_loss + config.unlabel_ratio * unlabeled_loss + decay
@@ -252,9 +277,8 @@ class Trainer:
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
         self.step.assign_add(1)
         self.ema.update(self.step.read_value())
-        correct = tf.equal(tf.argmax(labeled_logits, -1), tf.argmax(labels, -1))
-        accuracy = tf.reduce_sum(tf.cast(correct, tf.float32)) / config.batch_size
-        values = (loss, labeled_loss, unlabeled_loss, decay, accuracy)
+        accuracy = _count_equal_argmax(labeled_logits, labels) / config.batch_size
+        values = (loss, labeled_loss, unlabeled_loss, decay, accuracy, agreement)
         return dict(zip(METRICS, values, strict=True))
 
     def _make_train_loop(self, step_fn):
@@ -301,6 +325,7 @@ class Trainer:
         labeled_data: DataSource,
         unlabeled_data: DataSource | None = None,
         eval_data: DataSource | None = None,
+        train_eval_data: DataSource | None = None,
     ) -> TrainResult:
         config = self.config
         if config.is_student and unlabeled_data is None:
@@ -327,7 +352,8 @@ class Trainer:
             progress = keras.utils.Progbar(total, stateful_metrics=METRICS + ("lr",))
             progress.update(start_step)
 
-        step, metrics, eval_metrics = start_step, {}, None
+        step, eval_metrics = start_step, None
+        epoch = EpochAverage(self._metric_names())
         while step < total:
             num_steps = self._steps_in_next_loop(step)
             outputs = self._train_loop(iterator, tf.constant(num_steps, tf.int64))
@@ -336,10 +362,15 @@ class Trainer:
             if not math.isfinite(metrics["loss"]):
                 raise self._non_finite(step, num_steps, f"loss {metrics['loss']}")
             metrics["lr"] = float(self.schedule(step - 1))
+            epoch.add(metrics, num_steps)
             if step % config.summary_every == 0 or step == total:
                 self._write_train_summaries(writer, step, metrics)
+            if self._epoch_ends(step) or step == total:
+                write_scalars(
+                    writer, step, {f"epoch/{k}": v for k, v in epoch.close().items()}
+                )
             if progress is not None:
-                progress.update(step, [(k, metrics[k]) for k in METRICS + ("lr",)])
+                progress.update(step, [(k, metrics[k]) for k in self._metric_names() + ("lr",)])
             if step % config.checkpoint_every == 0 or step == total:
                 self._save(step)
             if eval_data is not None and config.eval_every and step % config.eval_every == 0:
@@ -348,15 +379,35 @@ class Trainer:
         if eval_data is not None:
             eval_metrics = self.evaluate(eval_data)
             self._log_eval(eval_metrics, step)
+        clean_train_metrics = None
+        if train_eval_data is not None:
+            clean_train_metrics = self.evaluate(train_eval_data)
+            self._log_eval(clean_train_metrics, step, "clean_train")
         self.ema.copy_to_model()
-        return TrainResult(self.model, step, start_step, metrics, eval_metrics)
+        metrics = {**epoch.last, "lr": float(self.schedule(max(step - 1, 0)))}
+        return TrainResult(
+            self.model, step, start_step, metrics, eval_metrics, clean_train_metrics
+        )
+
+    def _metric_names(self) -> tuple[str, ...]:
+        if self.config.is_student:
+            return METRICS
+        return tuple(name for name in METRICS if name not in STUDENT_ONLY_METRICS)
+
+    def _epoch_ends(self, step: int) -> bool:
+        """True when `step` is the first step of a new epoch (epochs are a float of steps)."""
+        per_epoch = self.config.steps_per_epoch
+        return math.floor(step / per_epoch) > math.floor((step - 1) / per_epoch)
 
     def _steps_in_next_loop(self, step: int) -> int:
-        """Up to steps_per_loop steps, stopping at the next checkpoint/summary/eval step."""
+        """Up to steps_per_loop steps, stopping at the next checkpoint/summary/eval step and at
+        the end of the epoch."""
         config = self.config
         periods = [config.checkpoint_every, config.summary_every]
         periods += [config.eval_every] if config.eval_every else []
         until_boundary = [period - step % period for period in periods]
+        next_epoch = math.floor(step / config.steps_per_epoch) + 1
+        until_boundary.append(max(1, math.ceil(next_epoch * config.steps_per_epoch) - step))
         return min([config.steps_per_loop, config.total_steps - step] + until_boundary)
 
     def _non_finite(self, step: int, num_steps: int, what: str) -> NonFiniteLossError:
@@ -416,22 +467,88 @@ class Trainer:
         return tf.summary.create_file_writer(os.path.join(self.model_dir, name))
 
     def _write_train_summaries(self, writer, step: int, metrics: dict[str, float]) -> None:
-        scalars = {f"train/{name}": metrics[name] for name in METRICS}
+        scalars = {f"train/{name}": metrics[name] for name in self._metric_names()}
         scalars["train/learning_rate"] = metrics["lr"]
         scalars["train/ema_decay"] = float(ema_decay(self.config.moving_average_decay, step))
         scalars["train/epoch"] = step / self.config.steps_per_epoch
         write_scalars(writer, step, scalars)
 
-    def _log_eval(self, eval_metrics: dict[str, float], step: int) -> None:
+    def _log_eval(self, eval_metrics: dict[str, float], step: int, name: str = "eval") -> None:
         log.info(
-            "Step %d: EMA top-1 %.4f on %d images.",
+            "Step %d: EMA top-1 %.4f on %d %s images.",
             step,
             eval_metrics["top1"],
             eval_metrics["num_examples"],
+            name,
         )
         if self._eval_writer is None:
             self._eval_writer = self._summary_writer("eval")
-        write_scalars(self._eval_writer, step, {"eval/top1": eval_metrics["top1"]})
+        write_scalars(self._eval_writer, step, {f"{name}/top1": eval_metrics["top1"]})
+
+
+class EpochAverage:
+    """Step-weighted averages of the training metrics over the current epoch; `last` holds
+    the averages of the last closed epoch (or of the partial one if none closed yet)."""
+
+    def __init__(self, names: tuple[str, ...]):
+        self.names = names
+        self.last: dict[str, float] = {}
+        self._sums = dict.fromkeys(names, 0.0)
+        self._steps = 0
+
+    def add(self, metrics: dict[str, float], num_steps: int) -> None:
+        for name in self.names:
+            self._sums[name] += metrics[name] * num_steps
+        self._steps += num_steps
+
+    def close(self) -> dict[str, float]:
+        """Ends the epoch and returns its averages."""
+        if self._steps:
+            self.last = {name: total / self._steps for name, total in self._sums.items()}
+        self._sums = dict.fromkeys(self.names, 0.0)
+        self._steps = 0
+        return self.last
+
+
+def learning_rate_schedule(config: TrainConfig) -> WarmupDecaySchedule:
+    """The config's schedule; rates per 256 images are scaled to the global batch."""
+    final = config.final_base_learning_rate
+    if final is not None:
+        final = scaled_learning_rate(final, config.batch_size)
+    return WarmupDecaySchedule(
+        scaled_learning_rate(config.base_learning_rate, config.batch_size),
+        config.steps_per_epoch,
+        decay=config.lr_schedule,
+        warmup_epochs=config.warmup_epochs,
+        decay_epochs=config.lr_decay_epochs,
+        decay_factor=config.lr_decay_factor,
+        total_steps=config.total_steps,
+        final_learning_rate=final,
+    )
+
+
+def _without(variables: list, excluded: list) -> list:
+    excluded_ids = {id(v) for v in excluded}
+    return [v for v in variables if id(v) not in excluded_ids]
+
+
+def _warn_if_not_annealed(schedule: WarmupDecaySchedule) -> None:
+    fraction = schedule.end_fraction()
+    if fraction is not None and fraction > ANNEALED_FRACTION:
+        log.warning(
+            "The learning rate ends at %.0f%% of its peak (%s schedule over %d steps): it never "
+            "anneals, which costs accuracy in short runs. Set --final_base_lr (e.g. 1%% of "
+            "--base_learning_rate) or --lr_schedule=cosine.",
+            100 * fraction,
+            schedule.decay,
+            schedule.total_steps,
+        )
+
+
+def _count_equal_argmax(logits: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+    """How many rows have the same argmax in logits and targets (float32)."""
+    equal = tf.equal(tf.argmax(logits, -1), tf.argmax(targets, -1))
+    return tf.reduce_sum(tf.cast(equal, tf.float32))
 
 
 def _check_classes(targets: tf.Tensor, logits: tf.Tensor, what: str) -> None:
