@@ -31,7 +31,8 @@ setup(
     # compatibility shims for scikit-image >= 0.19 and NumPy 2; see BUILD.md).
     extras_require={"test": ["pytest", "ruff", "jax[cpu]", "imagecorruptions"],
                     "corruptions": ["imagecorruptions"]},
-    entry_points={"console_scripts": ["noisy-student=noisy_student.main:run"]},
+    entry_points={"console_scripts": ["noisy-student=noisy_student.main:run",
+                                      "noisy-student-eval=noisy_student.evaluate_cli:run_cli"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "License :: OSI Approved :: Apache Software License",

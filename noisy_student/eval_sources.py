@@ -184,6 +184,8 @@ def labeled_source(source: str, *, image_size: int, batch_size: int, num_classes
             raise FileNotFoundError(f"{source}: no such TFRecord files, class folder or "
                                     "'tfds:NAME@SPLIT' data set")
         read_classes = len(label_map) if label_map is not None else num_classes
+        if tfds_source.is_tfds_spec(source):
+            label_offset = 0  # TFDS labels are 0-based
         dataset = pipelines.labeled_dataset(
             source, image_size=image_size, batch_size=batch_size, training=False,
             num_classes=read_classes, label_offset=label_offset, small_image=small_image,
