@@ -28,14 +28,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-BENCHMARKS = ("clean", "imagenet_a", "imagenet_r", "imagenet_c", "imagenet_p", "corrupted")
+BENCHMARKS = ("clean", "imagenet_a", "imagenet_r", "imagenet_c", "imagenet_p", "corrupted",
+              "report")
 
 
 def define_flags() -> None:
     """Defines this program's flags on absl's global FLAGS. Only the entry point calls it, so
     importing this module (e.g. from main.py, whose flags share some names) defines nothing."""
     flags.DEFINE_string("model", None, "Run directory, model directory or .keras file.")
-    flags.DEFINE_enum("benchmark", "clean", BENCHMARKS, "What to evaluate.")
+    flags.DEFINE_enum("benchmark", "clean", BENCHMARKS, "What to evaluate ('report': write "
+                      "<run dir>/report.md from the manifest, no evaluation).")
     flags.DEFINE_string("data", None, "TFRecord pattern, class-folder tree or tfds:NAME@SPLIT "
                         "(clean); the benchmark's folder tree or tfds spec (imagenet_*; TFDS by "
                         "default for imagenet_a/r/c); tools/make_corrupted.py output (corrupted).")
@@ -162,6 +164,10 @@ def run(options: EvalOptions) -> dict:
 
     if options.benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {options.benchmark!r}; use one of {BENCHMARKS}")
+    if options.benchmark == "report":  # no model: summarize the run directory
+        from noisy_student.report import write_report
+
+        return {"benchmark": "report", "report": write_report(options.model)}
     if options.benchmark in ("clean", "imagenet_p", "corrupted") and not options.data:
         raise ValueError(f"--benchmark={options.benchmark} needs --data")
     model, info = robustness.load_model(options.model, iteration=options.iteration,
@@ -218,7 +224,7 @@ def summary(result: dict) -> str:
     """Short text for the terminal: the table, or the headline numbers."""
     if "table" in result:
         return result["table"]
-    keys = ("benchmark", "top1", "top5", "num_examples", "mean_error")
+    keys = ("benchmark", "top1", "top5", "num_examples", "mean_error", "report")
     return json.dumps({k: result[k] for k in keys if k in result}, indent=1)
 
 
