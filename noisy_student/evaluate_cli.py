@@ -238,7 +238,7 @@ def main(argv: list[str]) -> None:
                              for f in dataclasses.fields(EvalOptions)})
     try:
         result = run(options)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"evaluate: error: {error}", file=sys.stderr)
         sys.exit(2)
     print(summary(result))

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from noisy_student import eval_sources, evaluation
 from noisy_student.atomic_io import read_json, write_bytes_atomic, write_json_atomic
+from noisy_student.data.tfds_source import is_tfds_spec as tfds_spec
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ def load_model(path: str, *, iteration: int | None = None, ema: bool = True,
     """
     import keras
 
+    import efficientnet_tf  # noqa: F401  (registers our layers for .keras deserialization)
     from noisy_student.training import load_ema_model
 
     if not tf.io.gfile.exists(path):
@@ -402,6 +404,8 @@ def evaluate_corrupted(model, root: str, *, baseline_path: str | None, image_siz
     ``<root>/<corruption>/<severity>/*``), normalized by a baseline model's errors from
     ``baseline_path`` (AlexNet's constants only apply to ImageNet). Without a baseline only the
     errors are reported. Corruptions default to those present under ``root``."""
+    if not tfds_spec(root) and not tf.io.gfile.isdir(root):
+        raise FileNotFoundError(f"{root}: not a directory of <corruption>/<severity>/ folders")
     if corruptions is None:
         corruptions = sorted(d.rstrip("/") for d in tf.io.gfile.listdir(root)
                              if tf.io.gfile.isdir(os.path.join(root, d)))

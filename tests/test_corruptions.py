@@ -103,6 +103,9 @@ def test_make_corrupted_then_mce_against_baseline(tf, tmp_path):
          sum(got["errors"]["contrast"]) / (3.0 - 0.5)]))
     assert (tmp_path / "eval" / "corrupted.json").exists()
     assert (tmp_path / "eval" / "corrupted_ce.png").exists()
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        robustness.evaluate_corrupted(BrightnessModel(), str(tmp_path / "nowhere"),
+                                      baseline_path=None, image_size=32, num_classes=2)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"errors": {"brightness": 1.5}}))
     with pytest.raises(ValueError, match="bad.json"):
