@@ -20,10 +20,19 @@ setup(
         "numpy",
         "pillow",
         "matplotlib",
+        # ImageNet-P: MP4 decoding (imageio-ffmpeg bundles an ffmpeg binary, no system ffmpeg).
+        "imageio>=2.28",
+        "imageio-ffmpeg",
     ],
+    # The ImageNet-C labels file (1000 WordNet ids) ships with the package.
+    package_data={"noisy_student": ["data/*.txt"]},
     # jax[cpu] lets the tests run the model on a second Keras backend.
-    extras_require={"test": ["pytest", "ruff", "jax[cpu]"]},
-    entry_points={"console_scripts": ["noisy-student=noisy_student.main:run"]},
+    # corruptions: tools/make_corrupted.py (Hendrycks' 15 ImageNet-C corruptions, with
+    # compatibility shims for scikit-image >= 0.19 and NumPy 2; see BUILD.md).
+    extras_require={"test": ["pytest", "ruff", "jax[cpu]", "imagecorruptions"],
+                    "corruptions": ["imagecorruptions"]},
+    entry_points={"console_scripts": ["noisy-student=noisy_student.main:run",
+                                      "noisy-student-eval=noisy_student.evaluate_cli:run_cli"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "License :: OSI Approved :: Apache Software License",

@@ -1,0 +1,522 @@
+"""Evaluation API: accuracy with per-class results and a confusion matrix, ImageNet-A/R, ImageNet-C
+mCE, ImageNet-P flip probability and top-5 distance, and mCE on our own corrupted record sets.
+
+Each benchmark function returns a JSON-ready dict and, given ``output_dir``, writes
+``<name>.json`` (and PNG figures) there, each written under a temporary name and renamed.
+The metric definitions and constants are in ``noisy_student.evaluation`` (Hendrycks & Dietterich,
+ICLR 2019; Hendrycks et al., CVPR 2021). Errors are fractions in [0, 1].
+
+    model, info = load_model("runs/cifar10_4000")                # EMA weights of the last model
+    result = evaluate_classification(model, dataset, num_classes=10, output_dir="runs/x/eval")
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from noisy_student import eval_sources, evaluation
+from noisy_student.atomic_io import read_json, write_bytes_atomic, write_json_atomic
+from noisy_student.data.tfds_source import is_tfds_spec as tfds_spec
+
+log = logging.getLogger(__name__)
+
+MAX_CONFUSION_CLASSES = 100
+MANIFEST = "manifest.json"
+FINAL_MODEL = "model.keras"
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def run_model_dirs(run_dir: str) -> dict[int, str]:
+    """{iteration: model directory} of a run directory (0 = teacher, N = iterN/student) for the
+    models that exist there."""
+    dirs = {}
+    teacher = os.path.join(run_dir, "teacher")
+    if tf.io.gfile.isdir(teacher):
+        dirs[0] = teacher
+    n = 1
+    while tf.io.gfile.isdir(os.path.join(run_dir, f"iter{n}", "student")):
+        dirs[n] = os.path.join(run_dir, f"iter{n}", "student")
+        n += 1
+    return dirs
+
+
+def load_model(path: str, *, iteration: int | None = None, ema: bool = True,
+               model_fn: Callable[[], object] | None = None):
+    """Loads a model to evaluate; returns (model, info dict).
+
+    ``path`` is a ``.keras`` file, a model directory (``teacher/``, ``iterN/student/``) or a run
+    directory (with ``manifest.json``; ``iteration`` picks the model, default the last one).
+    In a model directory, ``ema=True`` (default) loads the EMA weights: ``model.keras`` (saved
+    from the EMA weights at the end of training) or else the latest checkpoint's EMA shadows;
+    ``ema=False`` restores the raw weights of the latest checkpoint. Checkpoints need
+    ``model_fn`` building the same architecture as in training.
+    """
+    import keras
+
+    import efficientnet_tf  # noqa: F401  (registers our layers for .keras deserialization)
+    from noisy_student.training import load_ema_model
+
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path}: no such model file or directory")
+    info = {"model_path": path}
+    if not tf.io.gfile.isdir(path):
+        return keras.models.load_model(path, compile=False), {**info, "weights": "file"}
+    if tf.io.gfile.exists(os.path.join(path, MANIFEST)):
+        dirs = run_model_dirs(path)
+        if not dirs:
+            raise FileNotFoundError(f"{path}: run directory without teacher/ or iterN/student/")
+        iteration = max(dirs) if iteration is None or iteration < 0 else iteration
+        if iteration not in dirs:
+            raise FileNotFoundError(f"{path}: no model for iteration {iteration} "
+                                    f"(have {sorted(dirs)})")
+        info.update(run_dir=path, iteration=iteration)
+        path = dirs[iteration]
+    info["model_dir"] = path
+    final = os.path.join(path, FINAL_MODEL)
+    if ema and tf.io.gfile.exists(final):
+        return keras.models.load_model(final, compile=False), {**info, "weights": "ema"}
+    if tf.train.latest_checkpoint(path) is None:
+        raise FileNotFoundError(f"{path}: no {FINAL_MODEL} and no checkpoint to evaluate")
+    if model_fn is None:
+        raise ValueError(f"{path}: evaluating a checkpoint needs the architecture "
+                         "(model_fn, or --arch and its options on the command line)")
+    if ema:
+        return load_ema_model(path, model_fn), {**info, "weights": "ema"}
+    model = model_fn()
+    tf.train.Checkpoint(model=model).restore(tf.train.latest_checkpoint(path)).expect_partial()
+    return model, {**info, "weights": "raw"}
+
+
+def model_image_size(model, default: int | None = None) -> int:
+    """The square input side a model was built for, else ``default``."""
+    shape = getattr(model, "input_shape", None)
+    if shape and len(shape) == 4 and shape[1] and shape[1] == shape[2]:
+        return int(shape[1])
+    if default is None:
+        raise ValueError("the model has no fixed input size; give the image size")
+    return default
+
+
+def _scores_fn(model, class_indices: Sequence[int] | None):
+    gather = None if class_indices is None else tf.constant(list(class_indices), tf.int32)
+
+    @tf.function(reduce_retracing=True)
+    def scores(images):
+        out = tf.cast(model(images, training=False), tf.float32)
+        return out if gather is None else tf.gather(out, gather, axis=1)
+
+    return scores
+
+
+# ----------------------------------------------------------------------------- accuracy
+
+
+def confusion_and_topk(model, dataset, num_classes: int, *,
+                       class_indices: Sequence[int] | None = None,
+                       max_steps: int | None = None) -> dict:
+    """One pass over (images, int labels) batches: confusion matrix [true, predicted] of the
+    argmax and top-1/top-5 hit counts (ties at the boundary count as hits, as in `evaluate`)."""
+    scores_fn = _scores_fn(model, class_indices)
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    hits = np.zeros(2, np.int64)
+    for step, (images, labels) in enumerate(dataset):
+        if max_steps is not None and step >= max_steps:
+            break
+        scores = scores_fn(images).numpy()
+        labels = np.asarray(labels)
+        if labels.ndim == 2:
+            labels = labels.argmax(axis=1)
+        if scores.shape[1] != num_classes:
+            raise ValueError(f"the model gives {scores.shape[1]} scores per image, expected "
+                             f"{num_classes} classes")
+        true = scores[np.arange(len(labels)), labels]
+        rank = (scores > true[:, None]).sum(axis=1)
+        hits += [(rank < 1).sum(), (rank < 5).sum()]
+        np.add.at(confusion, (labels, scores.argmax(axis=1)), 1)
+    total = int(confusion.sum())
+    if total == 0:
+        raise ValueError("the evaluation data yielded no examples")
+    return {"confusion": confusion, "top1_hits": int(hits[0]), "top5_hits": int(hits[1]),
+            "num_examples": total}
+
+
+def plot_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str], path: str,
+                          title: str = "") -> str:
+    """Row-normalized confusion matrix as a PNG (atomic write); up to 100 classes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(confusion)
+    if n > MAX_CONFUSION_CLASSES:
+        raise ValueError(f"a confusion matrix of {n} classes is unreadable; the limit is "
+                         f"{MAX_CONFUSION_CLASSES}")
+    rows = confusion.sum(axis=1, keepdims=True)
+    normalized = np.divide(confusion, rows, out=np.zeros(confusion.shape), where=rows > 0)
+    side = min(4 + 0.18 * n, 22)
+    fig, ax = plt.subplots(figsize=(side, side))
+    image = ax.imshow(normalized, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    ticks = np.arange(n)
+    font = max(4, 10 - n // 15)
+    ax.set_xticks(ticks, [str(c) for c in class_names], rotation=90, fontsize=font)
+    ax.set_yticks(ticks, [str(c) for c in class_names], fontsize=font)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                if confusion[i, j]:
+                    ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if normalized[i, j] > 0.5 else "black")
+    ax.set_title(title or "confusion matrix")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue())
+    return path
+
+
+def evaluate_classification(model, dataset, *, num_classes: int,
+                            class_names: Sequence[str] | None = None,
+                            class_indices: Sequence[int] | None = None,
+                            output_dir: str | None = None, name: str = "clean",
+                            max_steps: int | None = None, extra: Mapping | None = None) -> dict:
+    """Top-1/top-5, per-class accuracy and confusion matrix of ``model`` over ``dataset``
+    (batches of images and int or one-hot labels; ``class_indices`` restricts the scores, and
+    then labels index that subset).
+
+    Writes ``<output_dir>/<name>.json`` and, for at most 100 classes,
+    ``<output_dir>/<name>_confusion.png``. Per-class accuracy is null for classes without
+    examples.
+    """
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+    names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+    counts = confusion_and_topk(model, dataset, num_classes, class_indices=class_indices,
+                                max_steps=max_steps)
+    confusion = counts["confusion"]
+    support = confusion.sum(axis=1)
+    per_class = {names[i]: (float(confusion[i, i] / support[i]) if support[i] else None)
+                 for i in range(num_classes)}
+    n = counts["num_examples"]
+    result = {"benchmark": name, "top1": counts["top1_hits"] / n, "top5": counts["top5_hits"] / n,
+              "num_examples": n, "num_classes": num_classes, "per_class_accuracy": per_class,
+              "per_class_examples": {names[i]: int(support[i]) for i in range(num_classes)},
+              **(dict(extra) if extra else {})}
+    if output_dir:
+        tf.io.gfile.makedirs(output_dir)
+        if num_classes <= MAX_CONFUSION_CLASSES:
+            result["confusion_matrix"] = confusion.tolist()
+            result["confusion_png"] = plot_confusion_matrix(
+                confusion, names, os.path.join(output_dir, f"{name}_confusion.png"),
+                title=f"{name}: top-1 {100 * result['top1']:.2f}% of {n}")
+        write_json_atomic(os.path.join(output_dir, f"{name}.json"), result)
+    return result
+
+
+def evaluate_subset(model, benchmark: str, source: str | None, *, image_size: int,
+                    batch_size: int = 64, small_image: bool = False,
+                    output_dir: str | None = None, max_steps: int | None = None,
+                    strict: bool = False) -> dict:
+    """ImageNet-A or ImageNet-R accuracy of a 1000-class model, scores restricted to the 200
+    classes. ``source`` is the released folder tree, a ``tfds:`` spec or None (TFDS default)."""
+    dataset = eval_sources.subset_source(benchmark, source, image_size=image_size,
+                                         batch_size=batch_size, small_image=small_image,
+                                         strict=strict)
+    wnids = eval_sources.imagenet_wnids()
+    indices = eval_sources.SUBSET_INDICES[benchmark]
+    return evaluate_classification(
+        model, dataset, num_classes=200, class_names=[wnids[i] for i in indices],
+        class_indices=indices, output_dir=output_dir, name=benchmark, max_steps=max_steps,
+        extra={"source": source or f"tfds:{eval_sources.TFDS_NAMES[benchmark]}"})
+
+
+# ----------------------------------------------------------------------------- ImageNet-C
+
+
+def corruption_table(errors: Mapping[str, Sequence[float]], ce: Mapping[str, float],
+                     mce: float, rel: Mapping[str, float] | None = None) -> str:
+    """Plain-text table: error (%) per severity, CE (%) and relative CE (%) per corruption."""
+    severities = len(next(iter(errors.values())))
+    header = f"{'corruption':<18}" + "".join(f"{'s' + str(s + 1):>7}" for s in range(severities))
+    header += f"{'CE':>8}" + (f"{'relCE':>8}" if rel else "")
+    lines = [header, "-" * len(header)]
+    for c, errs in errors.items():
+        line = f"{c:<18}" + "".join(f"{100 * e:7.2f}" for e in errs) + f"{100 * ce[c]:8.2f}"
+        if rel:
+            line += f"{100 * rel[c]:8.2f}"
+        lines.append(line)
+    lines.append(f"{'mCE':<18}" + " " * 7 * severities + f"{100 * mce:8.2f}")
+    return "\n".join(lines)
+
+
+def plot_corruption_errors(ce: Mapping[str, float], mce: float, path: str,
+                           title: str = "") -> str:
+    """Bar chart of CE per corruption (x100) with the mCE as a line; PNG, atomic write."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(ce)
+    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(names) + 2), 4))
+    ax.bar(range(len(names)), [100 * ce[c] for c in names], color="tab:blue")
+    ax.axhline(100 * mce, color="tab:red", linestyle="--", label=f"mCE {100 * mce:.1f}")
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("corruption error (%)")
+    ax.set_title(title or "corruption errors")
+    ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue())
+    return path
+
+
+def corruption_metrics(errors: Mapping[str, Sequence[float]],
+                       baseline: Mapping[str, float | Sequence[float]], *,
+                       clean_error: float | None = None,
+                       baseline_clean_error: float | None = None) -> dict:
+    """CE per corruption and mCE given the model's errors at each severity and a baseline's
+    (severity-averaged error, or its errors per severity). With both clean errors, also the
+    relative CE and relative mCE. Corruptions are those of ``errors`` (all need a baseline)."""
+    corruptions = list(errors)
+    missing = [c for c in corruptions if c not in baseline]
+    if missing:
+        raise ValueError(f"the baseline has no error for {missing}")
+    base = {c: float(np.mean(baseline[c])) for c in corruptions}
+    severities = {len(e) for e in errors.values()}
+    if severities != {evaluation.NUM_SEVERITIES}:
+        raise ValueError(f"need errors at all {evaluation.NUM_SEVERITIES} severities, got "
+                         f"lengths {sorted(severities)}")
+    result = evaluation.mean_corruption_error(errors, baseline=base, corruptions=corruptions)
+    out = {"errors": {c: [float(e) for e in errors[c]] for c in corruptions},
+           "CE": result["CE"], "mCE": result["mCE"]}
+    if clean_error is not None and baseline_clean_error is not None:
+        rel = evaluation.relative_mean_corruption_error(
+            errors, clean_error, baseline_clean_error, baseline=base, corruptions=corruptions)
+        out.update(relative_CE=rel["relative_CE"], relative_mCE=rel["relative_mCE"],
+                   clean_error=clean_error, baseline_clean_error=baseline_clean_error)
+    elif clean_error is not None:
+        out["clean_error"] = clean_error
+    return out
+
+
+def corruption_errors(model, root: str, corruptions: Sequence[str], *, image_size: int,
+                      num_classes: int, batch_size: int = 64, small_image: bool = False,
+                      label_offset: int = 0, class_to_label: Mapping[str, int] | None = None,
+                      severities: Sequence[int] = (1, 2, 3, 4, 5),
+                      max_steps: int | None = None, strict: bool = False) -> dict:
+    """{corruption: [top-1 error at each severity]} over ``root`` (see
+    ``eval_sources.corrupted_source`` for the layouts)."""
+    errors = {}
+    for c in corruptions:
+        errors[c] = []
+        for s in severities:
+            source = eval_sources.corrupted_source(root, c, s)
+            dataset = eval_sources.labeled_source(
+                source, image_size=image_size, batch_size=batch_size, num_classes=num_classes,
+                label_offset=label_offset, small_image=small_image,
+                class_to_label=class_to_label, strict=strict)
+            counts = confusion_and_topk(model, dataset, num_classes, max_steps=max_steps)
+            error = 1.0 - counts["top1_hits"] / counts["num_examples"]
+            errors[c].append(error)
+            log.info("%s severity %d: error %.4f over %d images", c, s, error,
+                     counts["num_examples"])
+    return errors
+
+
+def _write_corruption_outputs(result: dict, output_dir: str | None, name: str) -> dict:
+    result["table"] = corruption_table(result["errors"], result["CE"], result["mCE"],
+                                       result.get("relative_CE"))
+    if output_dir:
+        tf.io.gfile.makedirs(output_dir)
+        result["chart_png"] = plot_corruption_errors(
+            result["CE"], result["mCE"], os.path.join(output_dir, f"{name}_ce.png"),
+            title=f"{name}: mCE {100 * result['mCE']:.1f}")
+        write_json_atomic(os.path.join(output_dir, f"{name}.json"), result)
+    return result
+
+
+def evaluate_imagenet_c(model, root: str, *, image_size: int, batch_size: int = 64,
+                        small_image: bool = False,
+                        corruptions: Sequence[str] = evaluation.IMAGENET_C_CORRUPTIONS,
+                        clean_error: float | None = None,
+                        alexnet_clean_error: float | None = None,
+                        output_dir: str | None = None, max_steps: int | None = None,
+                        strict: bool = False) -> dict:
+    """ImageNet-C: error per corruption and severity, CE normalized by AlexNet, mCE, and the
+    relative mCE when ``clean_error`` and ``alexnet_clean_error`` are given. ``root`` is the
+    released folder tree or ``tfds:imagenet2012_corrupted``. mCE is only the published metric
+    over all 15 corruptions; with a subset it is the mean over that subset."""
+    wnids = eval_sources.imagenet_wnids()
+    errors = corruption_errors(
+        model, root, corruptions, image_size=image_size, num_classes=1000,
+        batch_size=batch_size, small_image=small_image,
+        class_to_label={w: i for i, w in enumerate(wnids)}, max_steps=max_steps, strict=strict)
+    result = corruption_metrics(errors, evaluation.ALEXNET_IMAGENET_C_ERRORS,
+                                clean_error=clean_error, baseline_clean_error=alexnet_clean_error)
+    result.update(benchmark="imagenet_c", source=root, baseline="AlexNet (Hendrycks & "
+                  "Dietterich, ICLR 2019)")
+    return _write_corruption_outputs(result, output_dir, "imagenet_c")
+
+
+def read_baseline(path: str) -> tuple[dict, float | None]:
+    """A baseline model's errors from JSON: ``{"errors": {corruption: error or [5 errors]},
+    "clean_error": float (optional)}``, or a flat ``{corruption: ...}`` mapping. The file
+    `evaluate_corrupted` writes (key "errors", per severity) is itself a valid baseline."""
+    data = read_json(path)
+    if data is None:
+        raise FileNotFoundError(f"{path}: baseline errors file not found")
+    errors = data.get("errors", data) if isinstance(data, dict) else None
+    if not isinstance(errors, dict) or not errors:
+        raise ValueError(f"{path}: expected {{'errors': {{corruption: error}}}}")
+    clean = data.get("clean_error")
+    out = {}
+    for c, value in errors.items():
+        values = np.atleast_1d(np.asarray(value, dtype=np.float64))
+        if values.ndim != 1 or len(values) not in (1, evaluation.NUM_SEVERITIES) or (
+                (values < 0) | (values > 1)).any():
+            raise ValueError(f"{path}: {c!r} must be an error in [0, 1] or a list of "
+                             f"{evaluation.NUM_SEVERITIES}, got {value!r}")
+        out[c] = values.tolist()
+    return out, clean
+
+
+def evaluate_corrupted(model, root: str, *, baseline_path: str | None, image_size: int,
+                       num_classes: int, batch_size: int = 64, small_image: bool = False,
+                       label_offset: int = 1, corruptions: Sequence[str] | None = None,
+                       clean_error: float | None = None, output_dir: str | None = None,
+                       max_steps: int | None = None, strict: bool = False) -> dict:
+    """mCE on our own corrupted records (``tools/make_corrupted.py`` layout
+    ``<root>/<corruption>/<severity>/*``), normalized by a baseline model's errors from
+    ``baseline_path`` (AlexNet's constants only apply to ImageNet). Without a baseline only the
+    errors are reported. Corruptions default to those present under ``root``."""
+    if not tfds_spec(root) and not tf.io.gfile.isdir(root):
+        raise FileNotFoundError(f"{root}: not a directory of <corruption>/<severity>/ folders")
+    if corruptions is None:
+        corruptions = sorted(d.rstrip("/") for d in tf.io.gfile.listdir(root)
+                             if tf.io.gfile.isdir(os.path.join(root, d)))
+        if not corruptions:
+            raise FileNotFoundError(f"{root}: no <corruption>/<severity>/ folders")
+    errors = corruption_errors(model, root, corruptions, image_size=image_size,
+                               num_classes=num_classes, batch_size=batch_size,
+                               small_image=small_image, label_offset=label_offset,
+                               max_steps=max_steps, strict=strict)
+    if baseline_path:
+        baseline, baseline_clean = read_baseline(baseline_path)
+        result = corruption_metrics(errors, baseline, clean_error=clean_error,
+                                    baseline_clean_error=baseline_clean)
+        result["baseline"] = baseline_path
+    else:
+        result = {"errors": errors, "clean_error": clean_error,
+                  "mean_error": float(np.mean([np.mean(e) for e in errors.values()]))}
+    result.update(benchmark="corrupted", source=root)
+    if "CE" not in result:
+        if output_dir:
+            tf.io.gfile.makedirs(output_dir)
+            write_json_atomic(os.path.join(output_dir, "corrupted.json"), result)
+        return result
+    return _write_corruption_outputs(result, output_dir, "corrupted")
+
+
+# ----------------------------------------------------------------------------- ImageNet-P
+
+
+def _comparison_pairs(num_frames: int, noise: bool, difficulty: int) -> tuple[np.ndarray,
+                                                                               np.ndarray]:
+    """(earlier, later) frame indices compared: noise -> (0, t); else (t - d, t)."""
+    if noise:
+        later = np.arange(1, num_frames)
+        return np.zeros_like(later), later
+    later = np.arange(difficulty, num_frames)
+    return later - difficulty, later
+
+
+def top5_distances(scores_a: np.ndarray, scores_b: np.ndarray) -> np.ndarray:
+    """Top-5 distance between score vectors [N, C] (Hendrycks & Dietterich, ICLR 2019): with
+    r_j the 0-based rank under b of the class ranked j-th under a, sum_{j<5} |j - min(r_j, 5)|.
+    Ties are ranked by class index (stable sort)."""
+    order_a = np.argsort(-scores_a, axis=1, kind="stable")[:, :5]
+    rank_b = np.argsort(np.argsort(-scores_b, axis=1, kind="stable"), axis=1, kind="stable")
+    sigma = np.take_along_axis(rank_b, order_a, axis=1)
+    return np.abs(np.arange(order_a.shape[1])[None, :] - np.minimum(sigma, 5)).sum(axis=1)
+
+
+def sequence_stability(scores: np.ndarray, *, noise: bool, difficulty: int = 1
+                       ) -> tuple[float, float]:
+    """(flip probability, mean top-5 distance) of one frame sequence's scores [T, C]."""
+    preds = scores.argmax(axis=1)
+    flip = evaluation.flip_probability(preds[None], noise=noise, difficulty=difficulty)
+    first, later = _comparison_pairs(len(scores), noise, difficulty)
+    t5d = float(top5_distances(scores[first], scores[later]).mean())
+    return flip, t5d
+
+
+def evaluate_imagenet_p(model, root: str, *, image_size: int, small_image: bool = False,
+                        perturbations: Sequence[str] = evaluation.IMAGENET_P_PERTURBATIONS,
+                        difficulty: int = 1, class_indices: Sequence[int] | None = None,
+                        baseline_flip_probabilities: Mapping[str, float] | None = None,
+                        max_videos: int | None = None, output_dir: str | None = None) -> dict:
+    """ImageNet-P: flip probability (FP) and top-5 distance (T5D) per perturbation over the
+    videos ``root/<perturbation>/<wnid>/*.mp4``, and their means over perturbations.
+
+    Noise perturbations ('noise' in the name) compare every frame with the first, the others
+    frames ``difficulty`` apart. The means are NOT the paper's mFR/mT5D: those divide by
+    AlexNet's flip probabilities, which we did not find published (the paper reports only
+    normalized rates). ``mean_flip_probability`` and ``mean_top5_distance`` are un-normalized;
+    pass ``baseline_flip_probabilities`` (e.g. measured for AlexNet with this function) to get
+    ``mFR`` normalized by them.
+    """
+    scores_fn = _scores_fn(model, class_indices)
+    per = {}
+    for p in perturbations:
+        paths, _ = eval_sources.list_videos(root, p)
+        if max_videos:
+            paths = paths[:max_videos]
+        noise = evaluation.is_noise_perturbation(p)
+        flips, t5ds = [], []
+        for path in paths:
+            frames = eval_sources.read_video(path)
+            batch = eval_sources.preprocess_frames(frames, image_size, small_image)
+            flip, t5d = sequence_stability(scores_fn(batch).numpy(), noise=noise,
+                                           difficulty=difficulty)
+            flips.append(flip)
+            t5ds.append(t5d)
+        per[p] = {"flip_probability": float(np.mean(flips)),
+                  "top5_distance": float(np.mean(t5ds)), "num_videos": len(paths)}
+        log.info("%s: FP %.4f, T5D %.4f over %d videos", p, per[p]["flip_probability"],
+                 per[p]["top5_distance"], len(paths))
+    result = {
+        "benchmark": "imagenet_p", "source": root, "difficulty": difficulty,
+        "perturbations": per,
+        "mean_flip_probability": float(np.mean([v["flip_probability"] for v in per.values()])),
+        "mean_top5_distance": float(np.mean([v["top5_distance"] for v in per.values()])),
+        "normalization": "none (AlexNet's ImageNet-P flip probabilities are not published)",
+    }
+    if baseline_flip_probabilities is not None:
+        fr = evaluation.mean_flip_rate({p: v["flip_probability"] for p, v in per.items()},
+                                       baseline_flip_probabilities, perturbations=perturbations)
+        result.update(FR=fr["FR"], mFR=fr["mFR"], normalization="baseline flip probabilities")
+    lines = [f"{'perturbation':<16}{'FP %':>9}{'T5D':>9}{'videos':>8}"]
+    lines += [f"{p:<16}{100 * v['flip_probability']:9.3f}{v['top5_distance']:9.3f}"
+              f"{v['num_videos']:8d}" for p, v in per.items()]
+    lines.append(f"{'mean':<16}{100 * result['mean_flip_probability']:9.3f}"
+                 f"{result['mean_top5_distance']:9.3f}")
+    result["table"] = "\n".join(lines)
+    if output_dir:
+        tf.io.gfile.makedirs(output_dir)
+        write_json_atomic(os.path.join(output_dir, "imagenet_p.json"), result)
+    return result

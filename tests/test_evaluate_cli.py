@@ -1,0 +1,108 @@
+"""The evaluation entry point on a fake run directory: model choice, EMA default, outputs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from noisy_student import evaluate_cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_IMAGES = 24
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, tf):
+    """One TFRecord file of the first 24 bundled validation images (1-based labels) and a
+    labels.txt beside it, so the expected order and names are known."""
+    import shutil
+
+    from data_helpers import SAMPLE_DIR, encode, sample_pixels
+
+    from noisy_student.data import records
+
+    folder = tmp_path_factory.mktemp("data")
+    images, labels = sample_pixels(NUM_IMAGES)
+    with tf.io.TFRecordWriter(str(folder / "validation-00000-of-00001")) as writer:
+        for pixels, label in zip(images, labels, strict=True):
+            writer.write(records.encode_labeled(encode(pixels), int(label) + 1))
+    shutil.copy(os.path.join(SAMPLE_DIR, "labels.txt"), folder / "labels.txt")
+    return str(folder / "validation-*")
+
+
+def _tiny(keras, seed):
+    from efficientnet_tf import create_model
+
+    keras.utils.set_random_seed(seed)
+    return create_model("b0", classes=10, small_images=True, width_coefficient=0.25,
+                        depth_coefficient=0.25, input_shape=(32, 32, 3),
+                        classifier_activation=None)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, keras):
+    """A run directory as the loop leaves it: manifest, teacher and iter1 student model.keras
+    (saved from EMA weights), different weights each."""
+    from noisy_student.training import save_model
+
+    root = tmp_path_factory.mktemp("run")
+    (root / "manifest.json").write_text(json.dumps({"stages": {}}))
+    models = {}
+    for iteration, folder in ((0, "teacher"), (1, os.path.join("iter1", "student"))):
+        models[iteration] = _tiny(keras, seed=iteration + 1)
+        save_model(models[iteration], str(root / folder / "model.keras"))
+    return str(root), models
+
+
+def _reference(model, count):
+    """`model.predict` on Pillow-decoded sample images, and their 0-based labels."""
+    from data_helpers import sample_pixels
+
+    images, labels = sample_pixels(count)
+    scores = model.predict(images.astype("float32"), verbose=0, batch_size=8)
+    return scores, labels
+
+
+def test_clean_eval_of_a_run_directory(tf, run_dir, data):
+    root, models = run_dir
+    options = evaluate_cli.EvalOptions(model=root, data=data, num_classes=10, small_images=True,
+                                       batch_size=8)
+    result = evaluate_cli.run(options)
+    assert result["model"]["iteration"] == 1 and result["model"]["weights"] == "ema"
+    scores, labels = _reference(models[1], NUM_IMAGES)
+    assert result["num_examples"] == NUM_IMAGES
+    assert result["top1"] == pytest.approx(np.mean(scores.argmax(1) == labels))
+    # Class names come from the labels.txt next to the records.
+    assert "airplane" in result["per_class_accuracy"]
+    saved = os.path.join(root, "eval", "iter1", "clean.json")
+    assert json.load(open(saved))["top1"] == pytest.approx(result["top1"])
+    assert os.path.exists(os.path.join(root, "eval", "iter1", "clean_confusion.png"))
+
+    teacher = evaluate_cli.run(evaluate_cli.EvalOptions(
+        model=root, iteration=0, data=data, num_classes=10, small_images=True, batch_size=8,
+        max_steps=2, output_dir=os.path.join(root, "elsewhere")))
+    scores, labels = _reference(models[0], 16)
+    assert teacher["num_examples"] == 16
+    assert teacher["top1"] == pytest.approx(np.mean(scores.argmax(1) == labels))
+    assert os.path.exists(os.path.join(root, "elsewhere", "clean.json"))
+
+
+def test_bad_requests_name_the_problem(tf, run_dir, data):
+    root, _ = run_dir
+    with pytest.raises(FileNotFoundError, match="iteration 7"):
+        evaluate_cli.run(evaluate_cli.EvalOptions(model=root, iteration=7, data=data))
+    # Raw (non-EMA) weights need a checkpoint, which this run directory does not have.
+    with pytest.raises(FileNotFoundError, match="no model.keras and no checkpoint"):
+        evaluate_cli.run(evaluate_cli.EvalOptions(model=root, ema=False, data=data))
+    with pytest.raises(ValueError, match="needs --data"):
+        evaluate_cli.run(evaluate_cli.EvalOptions(model=root))
+
+
+def test_help_lists_the_flags():
+    run = subprocess.run([sys.executable, "-m", "noisy_student.evaluate_cli", "--help"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    for flag in ("--benchmark", "--baseline_errors", "--noema", "--max_videos"):
+        assert flag.lstrip("-").replace("no", "", 1) in run.stdout, (flag, run.stderr)
