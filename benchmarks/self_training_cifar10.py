@@ -29,7 +29,10 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CIFAR_DIR = "/work/shared/data/cifar10"
+# The shared uint8 .npz shards: $CIFAR10_NPZ_DIR, else ../shared/data/cifar10 beside the checkout.
+CIFAR_DIR = os.environ.get(
+    "CIFAR10_NPZ_DIR", os.path.join(os.path.dirname(ROOT), "shared", "data", "cifar10")
+)
 LABELED_PER_CLASS_PER_SHARD = 80
 NUM_CLASSES = 10
 LABEL_BASE = 1

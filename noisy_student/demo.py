@@ -25,45 +25,10 @@ FLAGS = cli_flags.FLAGS
 absl_flags.adopt_module_key_flags(cli_flags)  # --help lists the noisy-student flags
 
 
-def summary_rows(stages: dict) -> list[tuple[str, str, str]]:
-    """(stage, result, seconds) rows for the printed table."""
-
-    def accuracy(name: str) -> str:
-        result = stages.get(name, {})
-        return f"top-1 {result['top1']:.1%}" if "top1" in result else "-"
-
-    rows = []
-    for name, result in stages.items():
-        if name.endswith("/eval"):
-            text = f"{accuracy(name)} on {result.get('num_examples', '?')} test images"
-        elif name.endswith("/label"):
-            text = f"{result.get('num_labeled', 0)} images labeled"
-        elif name.endswith("/filter"):
-            text = f"{result.get('num_kept', 0)} kept, {result.get('num_written', 0)} written"
-        elif "steps" in result:
-            text = f"{result['model']}: {result['steps']} steps"
-        else:
-            text = str(result.get("export_dir", ""))
-        rows.append((name, text, f"{result.get('seconds', 0):.0f}"))
-    return rows
-
-
 def print_table(stages: dict) -> None:
-    rows = summary_rows(stages)
-    widths = [max(len(row[i]) for row in rows + [("stage", "result", "seconds")]) for i in range(3)]
-    line = "+".join("-" * (w + 2) for w in widths)
-    print(line)
-    for row in [("stage", "result", "seconds"), *rows]:
-        print(" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
-    print(line)
-    total = sum(float(result.get("seconds", 0)) for result in stages.values())
-    teacher = stages.get("teacher/eval", {}).get("top1")
-    student = stages.get("iter1/eval", {}).get("top1")
-    if teacher is not None and student is not None:
-        print(
-            f"teacher top-1 {teacher:.1%} -> student top-1 {student:.1%} "
-            f"({(student - teacher) * 100:+.1f} points); total {total / 60:.1f} min"
-        )
+    from noisy_student.summary import format_table
+
+    print(format_table(stages))
 
 
 def plot(run_dir: str, stages: dict, path: str) -> str:

@@ -11,7 +11,8 @@ import os
 
 from absl import flags
 
-MODES = ("loop", "train", "label", "filter", "student", "eval", "export")
+MODES = ("loop", "train", "label", "filter", "student", "eval", "eval_corrupted", "export")
+EVAL_BENCHMARKS = ("clean", "imagenet_a", "imagenet_r", "imagenet_c", "imagenet_p")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
@@ -116,6 +117,12 @@ flags.DEFINE_float("moving_average_decay", 0.9999, "EMA decay (with (1+n)/(10+n)
 flags.DEFINE_float("dropout_rate", None, "Dropout before the classifier (default: preset).")
 flags.DEFINE_float("stochastic_depth_rate", 0.2, "Drop-connect rate of the last block.")
 flags.DEFINE_enum("precision", "float32", PRECISIONS, "Compute precision.")
+flags.DEFINE_integer(
+    "steps_per_loop",
+    10,
+    "Training steps per call into TensorFlow (the reference's iterations_per_loop); loops also "
+    "end at checkpoint, summary and epoch boundaries. A NaN loss is caught at the loop's end.",
+)
 flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints.")
 flags.DEFINE_integer("summary_every", 100, "Steps between TensorBoard scalar summaries.")
 
@@ -157,6 +164,25 @@ flags.DEFINE_integer("num_workers", None, "Number of labeling workers (default: 
 flags.DEFINE_float("wait_timeout", 6 * 3600.0, "Seconds a worker waits for the others' part of "
                    "a stage (multi-worker labeling and filtering).")
 
+# Evaluation (--mode=eval / eval_corrupted; python -m noisy_student.evaluate_cli has more).
+flags.DEFINE_enum(
+    "eval_benchmark",
+    "clean",
+    EVAL_BENCHMARKS,
+    "--mode=eval benchmark: 'clean' scores --eval_data and records it in the manifest; the "
+    "others read --eval_benchmark_data (released folder layout or tfds:NAME).",
+)
+flags.DEFINE_string(
+    "eval_benchmark_data",
+    None,
+    "Data of --eval_benchmark, or the folder of tools/make_corrupted.py for --mode=eval_corrupted.",
+)
+flags.DEFINE_string(
+    "baseline_errors",
+    None,
+    "--mode=eval_corrupted: JSON of a baseline model's errors per corruption (normalizes mCE).",
+)
+
 # Export.
 flags.DEFINE_string("export_dir", None, "SavedModel directory (default: RUN_DIR/export).")
 
@@ -185,7 +211,7 @@ def needed_data(mode: str, have_teacher: bool) -> dict[str, bool]:
     return {
         "label_data": train,
         "unlabel_data": mode in ("loop", "label", "student"),
-        "eval_data": mode == "eval",
+        "eval_data": mode == "eval" and FLAGS.eval_benchmark == "clean",
     }
 
 
@@ -202,7 +228,14 @@ def validate() -> None:
             raise FlagError(str(err)) from err
     if not FLAGS.student_models and FLAGS.mode in ("loop", "student"):
         raise FlagError("--student_models needs at least one model.")
-    lowest = 0 if FLAGS.mode == "eval" else 1
+    if FLAGS.mode == "eval_corrupted" and not (FLAGS.eval_benchmark_data and FLAGS.baseline_errors):
+        raise FlagError(
+            "--mode=eval_corrupted needs --eval_benchmark_data (from tools/make_corrupted.py) "
+            "and --baseline_errors."
+        )
+    if FLAGS.mode == "eval" and FLAGS.eval_benchmark != "clean" and not FLAGS.eval_benchmark_data:
+        raise FlagError(f"--eval_benchmark={FLAGS.eval_benchmark} needs --eval_benchmark_data.")
+    lowest = 0 if FLAGS.mode in ("eval", "eval_corrupted") else 1
     if not lowest <= FLAGS.iteration <= len(FLAGS.student_models):
         raise FlagError(
             f"--iteration={FLAGS.iteration} is outside {lowest}..{len(FLAGS.student_models)} "
@@ -222,6 +255,7 @@ def validate() -> None:
         "base_learning_rate": FLAGS.base_learning_rate,
         "checkpoint_every": FLAGS.checkpoint_every,
         "summary_every": FLAGS.summary_every,
+        "steps_per_loop": FLAGS.steps_per_loop,
     }
     optional_positive = {
         "student_epochs": FLAGS.student_epochs,

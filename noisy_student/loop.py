@@ -88,6 +88,7 @@ class RunConfig:
     dropout_rate: float | None = None
     stochastic_depth_rate: float = 0.2
     precision: str = "float32"
+    steps_per_loop: int = 10
     checkpoint_every: int = 500
     summary_every: int = 100
     randaug_num_layers: int = 2
@@ -312,6 +313,7 @@ class Run:
             teacher_temperature=1.0 if config.hard_labels else config.teacher_softmax_temp,
             allow_smaller_student=config.allow_smaller_student,
             precision=config.precision,
+            steps_per_loop=config.steps_per_loop,
             checkpoint_every=config.checkpoint_every,
             summary_every=config.summary_every,
             eval_batch_size=config.eval_batch_size,

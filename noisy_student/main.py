@@ -36,6 +36,8 @@ def run_mode(mode: str, iteration: int) -> dict:
     """Runs one mode and returns what it recorded."""
     from noisy_student.loop import Run
 
+    if mode == "eval_corrupted" or (mode == "eval" and FLAGS.eval_benchmark != "clean"):
+        return {mode: robustness_eval(mode, iteration)}
     run = Run(run_config())
     stages = dict(run.stages())
     if mode == "loop":
@@ -49,6 +51,32 @@ def run_mode(mode: str, iteration: int) -> dict:
         "export": "export",
     }[mode]
     return {name: run.run_stage(name, stages[name])}
+
+
+def robustness_eval(mode: str, iteration: int) -> dict:
+    """--mode=eval with a robustness --eval_benchmark, or --mode=eval_corrupted: the run's model
+    of `iteration` (0 = teacher) through noisy_student.evaluate_cli."""
+    from noisy_student.evaluate_cli import EvalOptions, run
+
+    config = run_config()
+    names = [config.teacher_model, *config.student_models]
+    return run(
+        EvalOptions(
+            model=config.run_dir,
+            iteration=iteration,
+            benchmark="corrupted" if mode == "eval_corrupted" else FLAGS.eval_benchmark,
+            data=FLAGS.eval_benchmark_data,
+            arch=names[iteration],
+            num_classes=config.num_classes,
+            small_images=config.small_images,
+            width_coefficient=config.width_coefficient,
+            depth_coefficient=config.depth_coefficient,
+            image_size=config.image_size,
+            label_offset=config.label_offset,
+            batch_size=config.eval_batch_size,
+            baseline_errors=FLAGS.baseline_errors,
+        )
+    )
 
 
 def validate_or_exit(program: str, argv: list[str]) -> None:
@@ -66,7 +94,15 @@ def main(argv: list[str]) -> None:
     validate_or_exit("noisy-student", argv)
     logging.getLogger().setLevel(logging.INFO)
     results = run_mode(FLAGS.mode, FLAGS.iteration)
-    print(json.dumps(results, indent=1, sort_keys=True))
+    if FLAGS.mode in ("eval_corrupted",) or (
+        FLAGS.mode == "eval" and FLAGS.eval_benchmark != "clean"
+    ):
+        print(json.dumps(results, indent=1, sort_keys=True))
+    else:
+        from noisy_student.summary import format_table
+
+        print(format_table(results))
+        print(f"Results of every stage: {os.path.join(FLAGS.run_dir, 'manifest.json')}")
 
 
 def show_flags_in_help() -> None:

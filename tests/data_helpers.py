@@ -23,7 +23,6 @@ def npz_dir() -> str | None:
     candidates = [
         os.environ.get("CIFAR10_NPZ_DIR", ""),
         os.path.join(REPO, "..", "shared", "data", "cifar10"),
-        "/work/shared/data/cifar10",
     ]
     for path in candidates:
         if path and os.path.isfile(os.path.join(path, "cifar10_test.npz")):

@@ -116,3 +116,33 @@ def test_console_script_help_lists_the_flags():
     # absl prints the help to stdout and exits with status 1.
     for flag in ("--mode", "--unlabel_ratio", "--student_models", "--strategy"):
         assert flag in result.stdout
+
+
+def test_schedule_and_student_length_flags_are_checked_up_front():
+    assert "--student_epochs must be > 0" in _error(student_epochs=-1.0)
+    assert "--student_train_ratio must be > 0" in _error(student_train_ratio=0.0)
+    assert "not both" in _error(student_epochs=10.0, student_train_ratio=2.0)
+    assert "--final_base_lr" in _error(base_learning_rate=0.016, final_base_lr=0.05)
+    assert "staircase" in _error(final_base_lr=0.0, lr_schedule="exponential")
+    with flagsaver.flagsaver(final_base_lr=0.0, lr_schedule="cosine", student_train_ratio=2.0):
+        cli_flags.validate()
+
+
+def test_robustness_modes_need_their_data():
+    assert "--eval_benchmark_data" in _error(mode="eval_corrupted", iteration=1)
+    assert "--eval_benchmark=imagenet_c needs" in _error(
+        mode="eval", eval_benchmark="imagenet_c", iteration=0
+    )
+
+
+def test_student_train_ratio_scales_steps_and_staircase_period(tmp_path):
+    from noisy_student.loop import Run, RunConfig
+
+    config = RunConfig(
+        run_dir=str(tmp_path), num_train_images=1000, train_batch_size=100, train_epochs=30,
+        lr_decay_epochs=2.0, student_train_ratio=2.5, final_base_lr=None,
+    )
+    run = Run(config)
+    teacher, student = run.train_config(student=False), run.train_config(student=True)
+    assert (teacher.total_steps, student.total_steps) == (300, 750)
+    assert (teacher.lr_decay_epochs, student.lr_decay_epochs) == (2.0, 5.0)

@@ -135,7 +135,11 @@ def test_demo_table_and_plot(finished_run, tmp_path, capsys):
     out = capsys.readouterr().out
     teacher, student = stages["teacher/eval"]["top1"], stages["iter1/eval"]["top1"]
     assert f"top-1 {teacher:.1%} on 500 test images" in out
-    assert f"teacher top-1 {teacher:.1%} -> student top-1 {student:.1%}" in out
+    assert f"teacher top-1 {teacher:.1%} -> student 1 top-1 {student:.1%}" in out
+    student_row = next(line for line in out.splitlines() if line.startswith("iter1/student"))
+    agreement = stages["iter1/student"]["train_unlabeled_agreement"]
+    assert f"agrees with teacher {agreement:.1%}" in student_row
+    assert f"clean train acc {stages['teacher']['clean_train_top1']:.1%}" in out
     assert "500 images labeled" in out
     path = demo.plot(run.config.run_dir, stages, str(tmp_path / "demo.png"))
     with Image.open(path) as image:

@@ -1,0 +1,72 @@
+"""The table a run prints at the end: one row per stage (accuracy, training diagnostics, images
+labeled and kept, time), then the teacher -> student gains. The manifest keeps the raw values."""
+
+from __future__ import annotations
+
+HEADER = ("stage", "result", "seconds")
+
+
+def _percent(value) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def training_text(result: dict) -> str:
+    """A training stage: steps, then epoch-averaged accuracy on the (noised) labeled batches,
+    the clean accuracy of the EMA model on labeled training images and, for students, how
+    often they agree with the teacher's pseudo labels."""
+    parts = [f"{result.get('model', '?')}: {result['steps']} steps"]
+    if "train_accuracy" in result:
+        parts.append(f"train acc {_percent(result['train_accuracy'])}")
+    if "clean_train_top1" in result:
+        parts.append(f"clean train acc {_percent(result['clean_train_top1'])}")
+    if "train_unlabeled_agreement" in result:  # students only
+        parts.append(f"agrees with teacher {_percent(result['train_unlabeled_agreement'])}")
+    return ", ".join(parts)
+
+
+def stage_rows(stages: dict) -> list[tuple[str, str, str]]:
+    """(stage, result, seconds) rows in manifest order."""
+    rows = []
+    for name, result in stages.items():
+        if name.endswith("/eval"):
+            top5 = f", top-5 {_percent(result['top5'])}" if "top5" in result else ""
+            text = (
+                f"top-1 {_percent(result.get('top1'))}{top5} on "
+                f"{result.get('num_examples', '?')} test images"
+            )
+        elif name.endswith("/label"):
+            text = f"{result.get('num_labeled', 0)} images labeled"
+        elif name.endswith("/filter"):
+            text = f"{result.get('num_kept', 0)} kept, {result.get('num_written', 0)} written"
+        elif "steps" in result:
+            text = training_text(result)
+        else:
+            text = str(result.get("export_dir", result.get("given", "")))
+        rows.append((name, text, f"{result.get('seconds', 0):.0f}"))
+    return rows
+
+
+def gains(stages: dict) -> list[str]:
+    """'teacher 40.1% -> student 1 44.0% (+3.9 points)' per iteration with both evaluations."""
+    lines, previous, label = [], stages.get("teacher/eval", {}).get("top1"), "teacher"
+    iteration = 1
+    while f"iter{iteration}/eval" in stages:
+        current = stages[f"iter{iteration}/eval"].get("top1")
+        if previous is not None and current is not None:
+            lines.append(
+                f"{label} top-1 {previous:.1%} -> student {iteration} top-1 {current:.1%} "
+                f"({(current - previous) * 100:+.1f} points)"
+            )
+        previous, label, iteration = current, f"student {iteration}", iteration + 1
+    return lines
+
+
+def format_table(stages: dict) -> str:
+    rows = stage_rows(stages)
+    widths = [max(len(row[i]) for row in [HEADER, *rows]) for i in range(3)]
+    line = "+".join("-" * (w + 2) for w in widths)
+    body = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    header = " | ".join(c.ljust(w) for c, w in zip(HEADER, widths, strict=True))
+    total = sum(float(result.get("seconds", 0)) for result in stages.values())
+    tail = [*gains(stages), f"total {total / 60:.1f} min"]
+    return "\n".join([line, header, *body, line, *tail])
