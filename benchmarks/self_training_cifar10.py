@@ -7,7 +7,11 @@
    (lossless), labels 1-based as in ImageNet files (the flagfile sets --label_offset=1).
 2. Runs the loop through the CLI, ``python -m noisy_student.main --flagfile=...``, passing any
    further ``--flag=value`` arguments through; rerunning resumes where a killed run stopped.
-3. Prints teacher/student top-1, gains, images labeled/kept and wall time per stage from the
+3. With ``--baseline``, trains a supervised baseline in RUN_DIR/baseline: the teacher's recipe
+   on the labeled images only, with the student's noise (RandAugment, dropout, stochastic
+   depth), for as many steps as the teacher and student 1 together, so that a student's gain
+   can be told apart from extra compute.
+4. Prints teacher/student top-1, gains, images labeled/kept and wall time per stage from the
    run's manifest.json, and writes the same table to RUN_DIR/summary.md.
 
     python benchmarks/self_training_cifar10.py                       # the full recipe
@@ -48,6 +52,8 @@ def parse_args() -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--cifar_dir", default=CIFAR_DIR, help="The uint8 npz shards.")
     parser.add_argument("--summary_only", action="store_true",
                         help="Only print/write the table of an existing run.")
+    parser.add_argument("--baseline", action="store_true",
+                        help="Also train the equal-steps supervised baseline (after the loop).")
     args, passthrough = parser.parse_known_args()
     bad = [arg for arg in passthrough if not arg.startswith("--")]
     if bad:
@@ -168,6 +174,27 @@ def run_loop(flagfile: str, passthrough: list[str]) -> int:
     return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
 
 
+def baseline_epochs(flagfile: str, passthrough: list[str]) -> float:
+    """Teacher epochs + student 1 epochs (--student_epochs, else --student_train_ratio x the
+    teacher's, else the teacher's again)."""
+    teacher = float(flag_value("train_epochs", flagfile, passthrough) or 350)
+    student = flag_value("student_epochs", flagfile, passthrough)
+    if student is None:
+        student = teacher * float(flag_value("student_train_ratio", flagfile, passthrough) or 1)
+    return teacher + float(student)
+
+
+def run_baseline(flagfile: str, passthrough: list[str], run_dir: str) -> int:
+    """The supervised baseline: --mode=train with the students' noise, then its evaluation."""
+    flags = [*passthrough, f"--run_dir={os.path.join(run_dir, 'baseline')}", "--teacher_randaug",
+             f"--train_epochs={baseline_epochs(flagfile, passthrough)}"]
+    for mode in ("--mode=train", "--mode=eval"):
+        code = run_loop(flagfile, [*flags, mode, "--iteration=0"])
+        if code:
+            return code
+    return 0
+
+
 # ----------------------------------------------------------------------------- table
 def _fmt_pct(value: float | None) -> str:
     return "TBD" if value is None else f"{100 * value:.2f}%"
@@ -227,6 +254,21 @@ def summary_table(manifest: dict, data_seconds: float | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def baseline_line(run_dir: str, manifest: dict) -> str:
+    """The supervised baseline's accuracy against student 1, if it was trained."""
+    path = os.path.join(run_dir, "baseline", "manifest.json")
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        stages = json.load(f).get("stages", {})
+    top1 = stages.get("teacher/eval", {}).get("top1")
+    steps = stages.get("teacher", {}).get("steps")
+    student = manifest.get("stages", {}).get("iter1/eval", {}).get("top1")
+    return (f"\nSupervised baseline (labeled images only, students' noise, {steps} steps = "
+            f"teacher + student 1): top-1 {_fmt_pct(top1)}; student 1 vs baseline "
+            f"{_fmt_gain(student, top1)}.\n")
+
+
 def write_summary(run_dir: str, data_seconds: float | None) -> None:
     manifest_path = os.path.join(run_dir, "manifest.json")
     if not os.path.exists(manifest_path):
@@ -236,6 +278,7 @@ def write_summary(run_dir: str, data_seconds: float | None) -> None:
         manifest = json.load(f)
     text = "# Noisy Student, CIFAR-10 with 4,000 labels\n\n" + summary_table(manifest,
                                                                            data_seconds)
+    text += baseline_line(run_dir, manifest)
     print(text)
     tmp = os.path.join(run_dir, f".summary.md.tmp-{os.getpid()}")
     with open(tmp, "w") as f:
@@ -257,6 +300,8 @@ def main() -> int:
     start = time.time()
     data_seconds = build_data(args.data_dir, args.cifar_dir)
     code = run_loop(args.flagfile, passthrough)
+    if code == 0 and args.baseline:
+        code = run_baseline(args.flagfile, passthrough, run_dir)
     print(f"total wall time {_fmt_time(time.time() - start)} (loop exit code {code})")
     write_summary(run_dir, data_seconds)
     return code

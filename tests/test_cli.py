@@ -146,3 +146,28 @@ def test_student_train_ratio_scales_steps_and_staircase_period(tmp_path):
     teacher, student = run.train_config(student=False), run.train_config(student=True)
     assert (teacher.total_steps, student.total_steps) == (300, 750)
     assert (teacher.lr_decay_epochs, student.lr_decay_epochs) == (2.0, 5.0)
+
+
+def test_svhn_flagfile_gives_the_reference_schedule(tmp_path):
+    """configs/svhn.cfg: 109,474 steps at batch 128 and a staircase period of 1.3717 epochs
+    derived from final_base_lr=2e-4 (reference main.py; see test_recipe for the formula)."""
+    from noisy_student.loop import Run, RunConfig
+    from noisy_student.main import run_config
+    from noisy_student.training.trainer import learning_rate_schedule
+
+    flagfile = os.path.join(ROOT, "configs", "svhn.cfg")
+    saved = flags.FLAGS.flag_values_dict()
+    try:
+        flags.FLAGS(["test", f"--flagfile={flagfile}", f"--run_dir={tmp_path}"])
+        config = run_config()
+    finally:
+        for name, value in saved.items():
+            flags.FLAGS[name].value = value
+    assert isinstance(config, RunConfig)
+    run = Run(config)
+    for student in (False, True):
+        train = run.train_config(student=student)
+        assert train.total_steps == 109474
+        schedule = learning_rate_schedule(train)
+        assert schedule.decay_epochs == pytest.approx(1.3717, abs=1e-4)
+        assert schedule.peak_learning_rate == pytest.approx(0.008)
