@@ -371,7 +371,7 @@ def test_batched_op_equals_per_image_op(index):
         signs = np.where(np.arange(b) % 2 == 0, -1.0, 1.0)
         centers = np.stack([rng.integers(0, h, b), rng.integers(0, w, b)], axis=1)
         centers[0], centers[1] = (0, 0), (h - 1, w - 1)  # cutout at the corners
-        for magnitude, translate, cutout in BATCH_SETTINGS:
+        for magnitude, translate, cutout in BATCH_SETTINGS[:3 if h == w else 1]:
             mag = tf.constant(magnitude, tf.float64)
             consts = (tf.constant(translate, tf.float64), tf.constant(cutout, tf.float64))
             got = ra.apply_op_batch(index, tf.constant(batch), mag, *consts,
