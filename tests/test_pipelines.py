@@ -256,3 +256,30 @@ def test_temperature_must_be_positive(pseudo_file):
     with pytest.raises(ValueError, match="temperature"):
         pipelines.pseudo_labeled_dataset(pseudo_file[0], image_size=32, batch_size=2,
                                          training=False, num_classes=10, temperature=0)
+
+
+def test_small_image_randaugment_runs_on_batches(small_set):
+    """Small images with RandAugment take the batched path: same shapes, labels and order as
+    without it, seeded by ``seed``, and every image carries the extra gray cutout."""
+    def first_batches(num_layers):
+        dataset = pipelines.labeled_dataset(
+            small_set[0], image_size=32, batch_size=16, training=True, num_classes=NUM_CLASSES,
+            label_offset=1, small_image=True, deterministic=True, seed=1, shuffle_buffer=50,
+            randaug_num_layers=num_layers, randaug_magnitude=5.0)
+        assert dataset.element_spec[0].shape == (16, 32, 32, 3)
+        return [(x.numpy(), y.numpy()) for x, y in dataset.take(2)]
+
+    plain, augmented, again = first_batches(0), first_batches(2), first_batches(2)
+    for (xp, yp), (xa, ya), (xg, _) in zip(plain, augmented, again, strict=True):
+        assert xa.shape == (16, 32, 32, 3) and xa.dtype == np.float32
+        assert xa.min() >= 0 and xa.max() <= 255
+        np.testing.assert_array_equal(ya, yp)  # same examples in the same order
+        np.testing.assert_array_equal(xa, xg)  # deterministic
+        assert not np.array_equal(xa, xp)
+        assert ((xa == 128).all(axis=3).sum(axis=(1, 2)) >= 16).all()
+    assert np.mean([((x == 128).all(axis=3).sum(axis=(1, 2)) >= 16).mean()
+                    for x, _ in plain]) < 0.2
+    # A bare image batch (unlabeled) and a non-deterministic run (seed None) work the same way.
+    images = pipelines._augment_batch(tf.constant(plain[0][0].astype(np.uint8)),
+                                      tf.constant(0, tf.int64), 32, 1, 5.0, tf.bfloat16, None)
+    assert images.shape == (16, 32, 32, 3) and images.dtype == tf.bfloat16

@@ -184,3 +184,49 @@ def test_randaugment_hook_small_image_before_crop(pixels, fake_randaugment):
 def test_undecodable_bytes_raise():
     with pytest.raises(tf.errors.InvalidArgumentError):
         pp.preprocess_for_eval(b"definitely not an image", 32)
+
+
+def _windows(image: np.ndarray) -> dict[bytes, tuple[int, int, int]]:
+    """Every 32x32 window of the reflect-padded image, plain and mirrored -> (dy, dx, flip)."""
+    padded = np.pad(image, ((4, 4), (4, 4), (0, 0)), mode="reflect").astype(np.float32)
+    found = {}
+    for dy in range(9):
+        for dx in range(9):
+            window = padded[dy:dy + 32, dx:dx + 32]
+            found.setdefault(window.tobytes(), (dy, dx, 0))
+            found.setdefault(np.ascontiguousarray(window[:, ::-1]).tobytes(), (dy, dx, 1))
+    return found
+
+
+def test_small_batch_train_crops_and_flips_each_image(pixels):
+    decoded = np.stack([pp.decode_small_for_train(encode(p), 32).numpy() for p in pixels])
+    np.testing.assert_array_equal(decoded, pixels)  # 32 px: decoded as is, uint8
+    batch = np.concatenate([decoded] * 4)  # 32 images
+    out = pp.augment_small_batch_for_train(batch, 32, randaug_num_layers=0,
+                                           randaug_magnitude=5.0, seed=[3, 4]).numpy()
+    assert out.dtype == np.float32 and out.shape == (32, 32, 32, 3)
+    placements = []
+    for image, result in zip(batch, out, strict=True):
+        placement = _windows(image).get(result.tobytes())
+        assert placement is not None, "not a window of the reflect-padded image"
+        placements.append(placement)
+    assert len({p[:2] for p in placements}) > 10 and {p[2] for p in placements} == {0, 1}
+
+
+def test_small_batch_train_randaugment_is_seeded_and_cuts_out_each_image(pixels):
+    decoded = tf.constant(np.concatenate([pixels] * 4))
+
+    def run(seed):
+        return pp.augment_small_batch_for_train(decoded, 32, randaug_num_layers=2,
+                                                randaug_magnitude=9.0, dtype=tf.bfloat16,
+                                                seed=seed)
+
+    a, b, c = run([1, 2]), run([1, 2]), run([1, 3])
+    assert a.dtype == tf.bfloat16 and a.shape == (32, 32, 32, 3)
+    a, b, c = (tf.cast(t, tf.float32).numpy() for t in (a, b, c))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.min() >= 0 and a.max() <= 255
+    # The extra side // 4 cutout runs before pad and crop: >= a 4x4 gray patch survives.
+    gray = (a == 128).all(axis=3).sum(axis=(1, 2))
+    assert (gray >= 16).all(), gray

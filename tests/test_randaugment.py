@@ -343,3 +343,123 @@ def test_constants_follow_reference():
     assert ra.randaugment_constants(224) == (100.0, 40.0)
     assert ra.randaugment_constants(448) == (200.0, 80.0)
     assert ra.randaugment_constants(32, small_image=True) == (4.0, 4.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batched RandAugment (small images): each batched op against the per-image op (itself checked
+# against Pillow above), and the per-image random policy on a batch.
+
+# (magnitude, translate_const, cutout_const): the 32 px recipe, half-integer translates
+# (+-2.5 -> +3 / -2), and an extrapolated magnitude.
+BATCH_SETTINGS = [(5.0, 4.0, 4.0), (5.0, 5.0, 6.0), (27.0, 4.0, 4.0)]
+
+
+def _batches() -> list[np.ndarray]:
+    small = cifar_test_images(6)
+    constant = np.full((1, 32, 32, 3), 77, np.uint8)
+    two_levels = np.where(np.arange(32)[None, :, None, None] < 16, 10, 200).repeat(32, 2)
+    two_levels = np.broadcast_to(two_levels, (1, 32, 32, 3)).astype(np.uint8)
+    square = np.concatenate([small, constant, two_levels])
+    return [square, small[:4, 3:23, 1:29]]  # and a non-square 20x28 batch
+
+
+@pytest.mark.parametrize("index", range(len(ra.OP_NAMES)), ids=ra.OP_NAMES)
+def test_batched_op_equals_per_image_op(index):
+    rng = np.random.default_rng(index)
+    for batch in _batches():
+        b, h, w, _ = batch.shape
+        signs = np.where(np.arange(b) % 2 == 0, -1.0, 1.0)
+        centers = np.stack([rng.integers(0, h, b), rng.integers(0, w, b)], axis=1)
+        centers[0], centers[1] = (0, 0), (h - 1, w - 1)  # cutout at the corners
+        for magnitude, translate, cutout in BATCH_SETTINGS[:3 if h == w else 1]:
+            mag = tf.constant(magnitude, tf.float64)
+            consts = (tf.constant(translate, tf.float64), tf.constant(cutout, tf.float64))
+            got = ra.apply_op_batch(index, tf.constant(batch), mag, *consts,
+                                    tf.constant(signs), tf.constant(centers, tf.int32))
+            assert got.dtype == tf.uint8 and tuple(got.shape) == batch.shape
+            for i in range(b):
+                want = ra._apply_op(index, tf.constant(batch[i]), mag, *consts,
+                                    tf.constant(signs[i], tf.float64),
+                                    tf.constant(centers[i], tf.int32)).numpy()
+                np.testing.assert_array_equal(
+                    got[i].numpy(), want,
+                    err_msg=f"{ra.OP_NAMES[index]} image {i} M={magnitude} shape {batch.shape}")
+
+
+def test_batched_draws_are_uniform_per_image():
+    n = 32000
+    op, signs, centers = (t.numpy() for t in ra.draw_layer_batch(
+        tf.constant([5, 6], tf.int64), n, tf.constant([32, 20])))
+    counts = np.bincount(op, minlength=16)
+    expected = n / 16
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 37.7, counts  # chi-square, 15 dof, p = 0.001
+    assert set(np.unique(signs)) == {-1.0, 1.0}
+    assert abs((signs > 0).mean() - 0.5) < 4 * 0.5 / np.sqrt(n)
+    for axis, size in enumerate((32, 20)):
+        values = np.bincount(centers[:, axis], minlength=size)
+        assert len(values) == size and values.min() > 0.8 * n / size
+        assert values.max() < 1.2 * n / size
+
+
+def test_batched_randaugment_applies_each_images_own_op():
+    """N=1 on a batch of copies of one image: every output must be exactly one op's per-image
+    result (any sign, any cutout centre), and the ops found are uniform over the 16."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(30, 250, (12, 12, 3), dtype=np.uint8)
+    magnitude, translate, cutout = 9.0, 3.0, 3.0
+    consts = (tf.constant(translate, tf.float64), tf.constant(cutout, tf.float64))
+    mag = tf.constant(magnitude, tf.float64)
+    signed = {"Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY"}
+    owner = {}
+    for index, name in enumerate(ra.OP_NAMES):
+        signs = (-1.0, 1.0) if name in signed else (1.0,)
+        centers = [(y, x) for y in range(12) for x in range(12)] if name == "Cutout" else [(0, 0)]
+        for sign in signs:
+            for center in centers:
+                out = ra._apply_op(index, tf.constant(image), mag, *consts,
+                                   tf.constant(sign, tf.float64), tf.constant(center))
+                # Every op's results differ from every other op's: outputs identify the op.
+                assert owner.setdefault(out.numpy().tobytes(), index) == index
+    n = 1600
+    batch = tf.constant(np.broadcast_to(image, (n, 12, 12, 3)))
+    out = ra.distort_batch_with_randaugment(batch, 1, magnitude, translate_const=translate,
+                                            cutout_const=cutout, seed=[3, 4]).numpy()
+    found = np.array([owner[o.tobytes()] for o in out])  # KeyError: not any op's result
+    counts = np.bincount(found, minlength=16)
+    assert counts.min() > 0, counts  # images in one batch get different ops
+    chi2 = float(((counts - n / 16) ** 2 / (n / 16)).sum())
+    assert chi2 < 37.7, counts
+    # Same seed, same result; another seed, other ops.
+    again = ra.distort_batch_with_randaugment(batch, 1, magnitude, translate_const=translate,
+                                              cutout_const=cutout, seed=[3, 4]).numpy()
+    np.testing.assert_array_equal(out, again)
+    other = ra.distort_batch_with_randaugment(batch[:32], 1, magnitude, translate_const=translate,
+                                              cutout_const=cutout, seed=[3, 5]).numpy()
+    assert not np.array_equal(out[:32], other)
+
+
+def test_batched_randaugment_layers_compose_and_run_in_tf_function():
+    images = tf.constant(cifar_test_images(6))
+    graph = tf.function(
+        lambda x, s: ra.distort_batch_with_randaugment(x, 2, 10, seed=s),
+        input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.uint8),
+                         tf.TensorSpec([2], tf.int64)])
+    out = graph(images, tf.constant([7, 8], tf.int64))
+    assert out.dtype == tf.uint8 and out.shape == images.shape
+    assert not np.array_equal(out.numpy(), images.numpy())
+    partial = graph(images[:0], tf.constant([7, 8], tf.int64))  # an empty (last) batch
+    assert partial.shape == (0, 32, 32, 3)
+    assert ra.distort_batch_with_randaugment(images, 0, 10) is images
+    with pytest.raises(TypeError, match="uint8"):
+        ra.distort_batch_with_randaugment(tf.cast(images, tf.float32), 2, 10)
+    with pytest.raises(ValueError, match="BxHxWx3"):
+        ra.distort_batch_with_randaugment(images[0], 2, 10)
+
+
+def test_batched_random_cutout_centres_per_image():
+    images = tf.fill([400, 16, 16, 3], tf.constant(7, tf.uint8))
+    out = ra.cutout_batch_random(images, 2, tf.constant([1, 2], tf.int64)).numpy()
+    filled = (out == 128).all(axis=3)
+    assert (filled.sum(axis=(1, 2)) >= 4).all()  # at least a clipped 2x2 patch each
+    assert len({f.tobytes() for f in filled}) > 100  # per-image positions

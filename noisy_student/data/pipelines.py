@@ -6,6 +6,8 @@ a ``tfds:NAME[@SPLIT]`` spec, and returns batched float images in 0..255 (plus t
 Stages: files -> per-host shard (``input_context``) -> [training: shuffle files] -> parallel
 interleave -> parse -> [cache] -> [training: shuffle] -> [repeat] -> preprocess (bad images
 skipped and counted, or an error when ``strict``) -> batch (per-replica size) -> prefetch.
+Training on small images with RandAugment decodes per image and augments whole batches
+(``augment_small_batch_for_train``: RandAugment, pad, crop, flip; one stateless seed per batch).
 ``deterministic=True`` fixes every seed and the element order, for tests and debugging
 (RandAugment keeps its own randomness).
 """
@@ -20,6 +22,8 @@ from noisy_student.data import records, tfds_source
 from noisy_student.data.bad_data import DataStats, guarded_map, text
 from noisy_student.data.preprocessing import (
     CROP_PADDING,
+    augment_small_batch_for_train,
+    decode_small_for_train,
     preprocess_for_eval,
     preprocess_for_train,
 )
@@ -95,8 +99,14 @@ def _build(source: Source, *, kind: str, parse: Callable[[tf.Tensor], Element],
         dataset = dataset.enumerate().map(
             lambda i, e: {**e, "seed": tf.stack([tf.constant(seed, tf.int64), i])})
 
+    # Small images with RandAugment: decode per image, augment whole batches (RandAugment's
+    # per-image op dispatch would dominate at 32 px; see augment_small_batch_for_train).
+    batched_augment = training and small_image and randaug_num_layers > 0
+
     def preprocess(element: Element):
-        if training:
+        if batched_augment:
+            image = decode_small_for_train(element["image"], image_size)
+        elif training:
             image = preprocess_for_train(
                 element["image"], image_size, small_image=small_image,
                 randaug_num_layers=randaug_num_layers, randaug_magnitude=randaug_magnitude,
@@ -109,10 +119,35 @@ def _build(source: Source, *, kind: str, parse: Callable[[tf.Tensor], Element],
     dataset = guarded_map(dataset, preprocess, stats=stats, strict=strict,
                           deterministic=deterministic)
     dataset = dataset.batch(per_replica_batch, drop_remainder=drop_remainder)
+    if batched_augment:
+        dataset = dataset.enumerate().map(
+            lambda i, batch: _augment_batch(batch, i, image_size, randaug_num_layers,
+                                            randaug_magnitude, dtype,
+                                            seed if deterministic else None),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = deterministic
     return dataset.with_options(options)
+
+
+def _augment_batch(batch, index: tf.Tensor, image_size: int, num_layers: int,
+                   magnitude: float, dtype: tf.DType, seed: int | None):
+    """Applies `augment_small_batch_for_train` to the images of a batch (the first component
+    of a tuple, or the batch itself); batch ``index`` and ``seed`` give a stateless seed."""
+    batch_seed = None
+    if seed is not None:
+        batch_seed = tf.random.experimental.stateless_fold_in(
+            tf.stack([tf.constant(seed, tf.int64), index]), 0x5EED)
+
+    def augment(images):
+        return augment_small_batch_for_train(
+            images, image_size, randaug_num_layers=num_layers, randaug_magnitude=magnitude,
+            dtype=dtype, seed=batch_seed)
+
+    if isinstance(batch, tuple):
+        return (augment(batch[0]), *batch[1:])
+    return augment(batch)
 
 
 def _check_label(element: Element, num_classes: int, label_offset: int) -> Element:

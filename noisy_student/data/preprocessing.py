@@ -153,6 +153,47 @@ def preprocess_for_train(image_bytes: tf.Tensor, image_size: int, *, small_image
     return tf.cast(image, dtype)
 
 
+def decode_small_for_train(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Per-image half of the batched small-image train path: encoded image -> uint8
+    [image_size, image_size, 3] (decoded, resized if needed, rounded as RandAugment expects).
+    Batch these and finish with `augment_small_batch_for_train`."""
+    image = _resize_if_needed(decode_image(image_bytes), image_size)
+    return tf.saturate_cast(tf.round(image), tf.uint8)
+
+
+def augment_small_batch_for_train(images: tf.Tensor, image_size: int, *,
+                                  randaug_num_layers: int, randaug_magnitude: float,
+                                  dtype: tf.DType = tf.float32,
+                                  seed: tf.Tensor | None = None) -> tf.Tensor:
+    """The small-image train augmentation of `preprocess_for_train` on a batch: uint8
+    [B, S, S, 3] from `decode_small_for_train` -> RandAugment (every image its own ops, signs and
+    cutout centres) + the extra side // 4 cutout, reflect-pad 4, random crop and flip per image,
+    in that order, as the per-image path. One stateless ``seed`` (shape [2]) per batch, or None
+    for a random one."""
+    from noisy_student.data import randaugment
+
+    images = tf.ensure_shape(tf.convert_to_tensor(images), [None, image_size, image_size, 3])
+    seeds = _split_seed(seed)  # crop, flip, RandAugment, cutout
+    if randaug_num_layers > 0:
+        translate, cutout = randaugment.randaugment_constants(image_size, small_image=True)
+        images = randaugment.distort_batch_with_randaugment(
+            images, randaug_num_layers, randaug_magnitude, translate_const=translate,
+            cutout_const=cutout, seed=seeds[2])
+        images = randaugment.cutout_batch_random(images, image_size // 4, seeds[3])
+    pad = SMALL_IMAGE_PAD
+    images = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+    batch = tf.shape(images)[0]
+    # Crop offsets uniform in [0, 2 * pad] per image and axis, as stateless_random_crop draws.
+    offsets = tf.random.stateless_uniform(tf.stack([batch, 2]), seeds[0], minval=0,
+                                          maxval=2 * pad + 1, dtype=tf.int32)
+    window = tf.range(image_size)[tf.newaxis, :]
+    images = tf.gather(images, offsets[:, :1] + window, axis=1, batch_dims=1)
+    images = tf.gather(images, offsets[:, 1:] + window, axis=2, batch_dims=1)
+    images = tf.image.stateless_random_flip_left_right(images, seeds[1])  # per image
+    images = tf.ensure_shape(images, [None, image_size, image_size, 3])
+    return tf.cast(images, dtype)
+
+
 def preprocess_for_eval(image_bytes: tf.Tensor, image_size: int, *, small_image: bool = False,
                         crop_padding: int = CROP_PADDING,
                         dtype: tf.DType = tf.float32) -> tf.Tensor:
