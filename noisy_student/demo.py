@@ -1,8 +1,9 @@
 """`make demo`: Noisy Student on the bundled CIFAR-10 sample, end to end, on a laptop CPU.
 
-Teacher (1,000 labeled images) -> pseudo labels for 4,000 unlabeled images -> filter and balance
--> one noised student -> evaluation on 1,000 test images -> SavedModel export. Prints a table of
-results and timings and writes `demo_run/demo.png` (accuracy per stage and training curves).
+Teacher (1,000 labeled images) -> pseudo labels for 9,000 unlabeled images -> filter and balance
+-> one noised student -> evaluation on 2,000 test images -> SavedModel export. Prints a table of
+results, training diagnostics and timings and writes `demo_run/demo.png` (accuracy per stage and
+training curves).
 Rerunning resumes (or skips) finished stages; `make clean` starts over.
 
     python -m noisy_student.demo [--run_dir=demo_run] [any noisy-student flag]

@@ -107,6 +107,16 @@ flags.DEFINE_enum(
     ["exponential", "cosine", "constant"],
     "Learning rate schedule after warm-up.",
 )
+flags.DEFINE_enum(
+    "student_lr_schedule",
+    None,
+    ["exponential", "cosine", "constant"],
+    "Students' schedule (default: --lr_schedule). Short teachers on few labels may learn best "
+    "without annealing while their longer students need it (configs/demo.cfg).",
+)
+flags.DEFINE_float(
+    "student_final_base_lr", None, "Students' --final_base_lr (default: --final_base_lr)."
+)
 flags.DEFINE_float("lr_warmup_epochs", 5.0, "Linear warm-up epochs.")
 flags.DEFINE_float(
     "lr_decay_epochs", 2.4, "Epochs per x0.97 staircase step (ignored with --final_base_lr)."
@@ -270,13 +280,24 @@ def validate() -> None:
         raise FlagError(f"--lr_warmup_epochs must be >= 0, got {FLAGS.lr_warmup_epochs}.")
     if FLAGS.student_epochs is not None and FLAGS.student_train_ratio is not None:
         raise FlagError("Give --student_epochs or --student_train_ratio, not both.")
-    if FLAGS.final_base_lr is not None and not 0 <= FLAGS.final_base_lr < FLAGS.base_learning_rate:
-        raise FlagError(
-            f"--final_base_lr={FLAGS.final_base_lr} must be in [0, --base_learning_rate="
-            f"{FLAGS.base_learning_rate})."
-        )
-    if FLAGS.final_base_lr == 0 and FLAGS.lr_schedule == "exponential":
-        raise FlagError("--final_base_lr=0 cannot be reached by a staircase; use a value > 0.")
+    schedules = {
+        "": (FLAGS.lr_schedule, FLAGS.final_base_lr),
+        "student_": (
+            FLAGS.student_lr_schedule or FLAGS.lr_schedule,
+            FLAGS.final_base_lr if FLAGS.student_final_base_lr is None
+            else FLAGS.student_final_base_lr,
+        ),
+    }
+    for prefix, (schedule, final) in schedules.items():
+        if final is not None and not 0 <= final < FLAGS.base_learning_rate:
+            raise FlagError(
+                f"--{prefix}final_base_lr={final} must be in [0, --base_learning_rate="
+                f"{FLAGS.base_learning_rate})."
+            )
+        if final == 0 and schedule == "exponential":
+            raise FlagError(
+                f"--{prefix}final_base_lr=0 cannot be reached by a staircase; use a value > 0."
+            )
     if FLAGS.teacher_softmax_temp <= 0 and FLAGS.teacher_softmax_temp != -1:
         raise FlagError("--teacher_softmax_temp must be > 0, or -1 for hard labels.")
     if not 0 <= FLAGS.min_threshold <= 1:

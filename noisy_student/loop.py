@@ -80,6 +80,8 @@ class RunConfig:
     base_learning_rate: float = 0.016
     final_base_lr: float | None = None
     lr_schedule: str = "exponential"
+    student_lr_schedule: str | None = None
+    student_final_base_lr: float | None = None
     lr_warmup_epochs: float = 5.0
     lr_decay_epochs: float = 2.4
     weight_decay: float = 1e-5
@@ -290,6 +292,11 @@ class Run:
     def train_config(self, student: bool) -> TrainConfig:
         config = self.config
         epochs, decay_epochs = config.train_epochs, config.lr_decay_epochs
+        schedule, final = config.lr_schedule, config.final_base_lr
+        if student:
+            schedule = config.student_lr_schedule or schedule
+            if config.student_final_base_lr is not None:
+                final = config.student_final_base_lr
         if student and config.student_epochs:
             epochs = config.student_epochs
         elif student and config.student_train_ratio:  # reference: steps and period scale
@@ -301,8 +308,8 @@ class Run:
             train_epochs=epochs,
             optimizer=config.optimizer,
             base_learning_rate=config.base_learning_rate,
-            final_base_learning_rate=config.final_base_lr,
-            lr_schedule=config.lr_schedule,
+            final_base_learning_rate=final,
+            lr_schedule=schedule,
             warmup_epochs=config.lr_warmup_epochs,
             lr_decay_epochs=decay_epochs,
             weight_decay=config.weight_decay,

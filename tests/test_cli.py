@@ -124,6 +124,9 @@ def test_schedule_and_student_length_flags_are_checked_up_front():
     assert "not both" in _error(student_epochs=10.0, student_train_ratio=2.0)
     assert "--final_base_lr" in _error(base_learning_rate=0.016, final_base_lr=0.05)
     assert "staircase" in _error(final_base_lr=0.0, lr_schedule="exponential")
+    assert "--student_final_base_lr=0 cannot" in _error(
+        student_final_base_lr=0.0, lr_schedule="exponential"
+    )
     with flagsaver.flagsaver(final_base_lr=0.0, lr_schedule="cosine", student_train_ratio=2.0):
         cli_flags.validate()
 
@@ -136,6 +139,8 @@ def test_robustness_modes_need_their_data():
 
 
 def test_student_train_ratio_scales_steps_and_staircase_period(tmp_path):
+    import dataclasses
+
     from noisy_student.loop import Run, RunConfig
 
     config = RunConfig(
@@ -146,6 +151,13 @@ def test_student_train_ratio_scales_steps_and_staircase_period(tmp_path):
     teacher, student = run.train_config(student=False), run.train_config(student=True)
     assert (teacher.total_steps, student.total_steps) == (300, 750)
     assert (teacher.lr_decay_epochs, student.lr_decay_epochs) == (2.0, 5.0)
+    assert teacher.lr_schedule == student.lr_schedule == "exponential"
+    own = Run(dataclasses.replace(
+        config, student_lr_schedule="cosine", student_final_base_lr=1e-4, final_base_lr=2e-3
+    ))
+    teacher, student = own.train_config(student=False), own.train_config(student=True)
+    assert (teacher.lr_schedule, teacher.final_base_learning_rate) == ("exponential", 2e-3)
+    assert (student.lr_schedule, student.final_base_learning_rate) == ("cosine", 1e-4)
 
 
 def test_svhn_flagfile_gives_the_reference_schedule(tmp_path):

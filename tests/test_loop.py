@@ -48,10 +48,10 @@ def test_every_stage_recorded(finished_run):
                      "iter1/eval", "export"]
     assert set(manifest["stages"]) == set(names)
     stages = manifest["stages"]
-    assert stages["iter1/label"]["num_labeled"] == 500  # one unlabeled shard of the sample
+    assert stages["iter1/label"]["num_labeled"] == 1125  # one unlabeled shard of the sample
     assert stages["iter1/filter"]["num_written"] > 0
     for name in ("teacher/eval", "iter1/eval"):
-        assert stages[name]["num_examples"] == 500 and 0 <= stages[name]["top1"] <= 1
+        assert stages[name]["num_examples"] == 1000 and 0 <= stages[name]["top1"] <= 1
     # 250 labeled images, batch 32, half an epoch.
     assert stages["teacher"]["steps"] == stages["iter1/student"]["steps"] == int(0.5 * 250 / 32)
 
@@ -134,13 +134,13 @@ def test_demo_table_and_plot(finished_run, tmp_path, capsys):
     demo.print_table(stages)
     out = capsys.readouterr().out
     teacher, student = stages["teacher/eval"]["top1"], stages["iter1/eval"]["top1"]
-    assert f"top-1 {teacher:.1%} on 500 test images" in out
+    assert f"top-1 {teacher:.1%}" in out and "on 1000 test images" in out
     assert f"teacher top-1 {teacher:.1%} -> student 1 top-1 {student:.1%}" in out
     student_row = next(line for line in out.splitlines() if line.startswith("iter1/student"))
     agreement = stages["iter1/student"]["train_unlabeled_agreement"]
     assert f"agrees with teacher {agreement:.1%}" in student_row
     assert f"clean train acc {stages['teacher']['clean_train_top1']:.1%}" in out
-    assert "500 images labeled" in out
+    assert "1125 images labeled" in out
     path = demo.plot(run.config.run_dir, stages, str(tmp_path / "demo.png"))
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size[0] > 500

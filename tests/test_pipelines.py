@@ -67,14 +67,14 @@ def test_bundled_validation_matches_npz_source():
     images, labels = _collect(pipelines.labeled_dataset(
         VALIDATION, image_size=32, batch_size=100, training=False, num_classes=NUM_CLASSES,
         label_offset=1, small_image=True, one_hot=False, stats=stats))
-    assert images.shape == (1000, 32, 32, 3) and labels.shape == (1000,)
+    assert images.shape == (2000, 32, 32, 3) and labels.shape == (2000,)
     np.testing.assert_array_equal(np.bincount(labels, minlength=10),
                                   np.bincount(npz_labels[indices], minlength=10))
-    assert set(np.bincount(labels)) == {100}
+    assert set(np.bincount(labels)) == {200}
     expected = {_digest(npz_images[i]): int(npz_labels[i]) for i in indices}
     got = {_digest(img): int(lab) for img, lab in zip(images, labels, strict=True)}
     assert got == expected  # same pixels (PNG is lossless) with the same labels
-    assert stats.result() == {"images": 1000, "bad_images": 0, "files": 2, "damaged_files": 0}
+    assert stats.result() == {"images": 2000, "bad_images": 0, "files": 2, "damaged_files": 0}
 
 
 def test_bundled_train_labels_match_records_read_directly():
@@ -178,10 +178,10 @@ def test_unlabeled_dataset_reads_jpeg_records_and_labeled_files():
     one_file = os.path.join(SAMPLE_DIR, "unlabeled-00000-of-00008")
     images = np.concatenate([x.numpy() for x in pipelines.unlabeled_dataset(
         one_file, image_size=32, batch_size=128, training=False, small_image=True)])
-    assert images.shape == (500, 32, 32, 3)
+    assert images.shape == (1125, 32, 32, 3)
     # JPEG: the reference pixels come from TF's own decoder (Pillow's differs by a few levels).
     expected = {_digest(tf.io.decode_jpeg(e["image"], channels=3).numpy())
-                for e in sample_examples("unlabeled", 500)}
+                for e in sample_examples("unlabeled", 1125)}
     assert {_digest(img) for img in images} == expected
     # labeled files are valid unlabeled input; include_encoded returns the stored bytes
     x, encoded = next(iter(pipelines.unlabeled_dataset(

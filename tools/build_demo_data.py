@@ -4,9 +4,10 @@ From the uint8 CIFAR-10 .npz shards (see ``--source``) it writes to ``sample_dat
 
 * ``train-0000i-of-00004``: 100 labeled images per class from ``cifar10_train_0.npz``, PNG
   (lossless: the decoded pixels equal the stored ones), labels 1-based as in ImageNet files;
-* ``unlabeled-0000i-of-00008``: the next 400 images per class of the same shard (none of the
+* ``unlabeled-0000i-of-00008``: the other 900 images per class of the same shard (none of the
   labeled ones), labels dropped, JPEG quality 95 (smaller; exercises the JPEG path);
-* ``validation-0000i-of-00002``: 100 images per class from ``cifar10_test.npz``, PNG;
+* ``validation-0000i-of-00002``: 200 images per class from ``cifar10_test.npz``, PNG (2,000
+  held-out images, so a 2-point gap between teacher and student is not noise);
 * ``labels.txt``, ``sources.csv`` (where every record comes from) and ``README.md``
   (provenance, counts, sha256 of every file, the rebuild command).
 
@@ -73,7 +74,7 @@ def _load(source: str, name: str) -> dict[str, np.ndarray]:
 
 
 def build(source: str, output_dir: str, *, labeled_per_class: int = 100,
-          unlabeled_per_class: int = 400, test_per_class: int = 100,
+          unlabeled_per_class: int = 900, test_per_class: int = 200,
           shard_counts: tuple[int, int, int] = (4, 8, 2), jpeg_quality: int = 95) -> list[str]:
     """Writes the sample; returns the paths of the TFRecord files."""
     train, test = _load(source, TRAIN_NPZ), _load(source, TEST_NPZ)
@@ -192,8 +193,8 @@ def define_flags() -> None:
     flags.DEFINE_string("output_dir", DEFAULT_OUTPUT, "Output folder (relative: from the "
                         "repository root).")
     flags.DEFINE_integer("labeled_per_class", 100, "Labeled train images per class.")
-    flags.DEFINE_integer("unlabeled_per_class", 400, "Unlabeled images per class.")
-    flags.DEFINE_integer("test_per_class", 100, "Validation images per class.")
+    flags.DEFINE_integer("unlabeled_per_class", 900, "Unlabeled images per class.")
+    flags.DEFINE_integer("test_per_class", 200, "Validation images per class.")
     flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of the unlabeled images.")
 
 
