@@ -326,46 +326,50 @@ def _uniform_ints(maxvals: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.minimum(values, maxvals - 1)
 
 
+def op_argument(name: str, magnitude, translate_const, cutout_const, sign):
+    """The reference's level-to-argument rule of op `name` at `magnitude` (level / 10, float64),
+    shared by the per-image and batched paths; None for ops without an argument. `sign` (+-1,
+    a scalar or one per image) applies to rotate, shear and translate."""
+    level = magnitude / MAX_LEVEL
+    rules = {
+        "Rotate": lambda: sign * level * 30.0,
+        "Posterize": lambda: tf.cast(level * 4.0, tf.int32),
+        "Solarize": lambda: tf.cast(level * 256.0, tf.int32),
+        "ShearX": lambda: sign * level * 0.3,
+        "ShearY": lambda: sign * level * 0.3,
+        "TranslateX": lambda: sign * level * translate_const,
+        "TranslateY": lambda: sign * level * translate_const,
+        "Cutout": lambda: tf.cast(level * cutout_const, tf.int32),
+        "SolarizeAdd": lambda: tf.cast(level * 110.0, tf.int32),
+    }
+    for enhance_op in ("Color", "Contrast", "Brightness", "Sharpness"):
+        rules[enhance_op] = lambda: level * 1.8 + 0.1
+    if name not in OP_NAMES:
+        raise ValueError(f"unknown RandAugment op {name!r}")
+    rule = rules.get(name)
+    return None if rule is None else rule()
+
+
+def _call_op(ops: dict, name: str, images: tf.Tensor, argument) -> tf.Tensor:
+    op = ops[name]
+    return op(images) if argument is None else op(images, argument)
+
+
 def _apply_op(
     index: int, image: tf.Tensor, magnitude, translate_const, cutout_const, sign, center
 ) -> tf.Tensor:
-    """Apply op OP_NAMES[index] at `magnitude` (level / 10 as in the reference, float64)."""
-    level = magnitude / MAX_LEVEL
+    """Apply op OP_NAMES[index] at `magnitude` to one image."""
     name = OP_NAMES[index]
-    enhance = level * 1.8 + 0.1
-    if name == "AutoContrast":
-        return auto_contrast(image)
-    if name == "Equalize":
-        return equalize(image)
-    if name == "Invert":
-        return invert(image)
-    if name == "Rotate":
-        return rotate(image, sign * level * 30.0)
-    if name == "Posterize":
-        return posterize(image, tf.cast(level * 4.0, tf.int32))
-    if name == "Solarize":
-        return solarize(image, tf.cast(level * 256.0, tf.int32))
-    if name == "Color":
-        return color(image, enhance)
-    if name == "Contrast":
-        return contrast(image, enhance)
-    if name == "Brightness":
-        return brightness(image, enhance)
-    if name == "Sharpness":
-        return sharpness(image, enhance)
-    if name == "ShearX":
-        return shear_x(image, sign * level * 0.3)
-    if name == "ShearY":
-        return shear_y(image, sign * level * 0.3)
-    if name == "TranslateX":
-        return translate_x(image, sign * level * translate_const)
-    if name == "TranslateY":
-        return translate_y(image, sign * level * translate_const)
-    if name == "Cutout":
-        return cutout(image, tf.cast(level * cutout_const, tf.int32), center=center)
-    if name == "SolarizeAdd":
-        return solarize_add(image, tf.cast(level * 110.0, tf.int32))
-    raise ValueError(f"unknown RandAugment op {name!r}")
+    argument = op_argument(name, magnitude, translate_const, cutout_const, sign)
+    ops = {
+        "AutoContrast": auto_contrast, "Equalize": equalize, "Invert": invert,
+        "Rotate": rotate, "Posterize": posterize, "Solarize": solarize, "Color": color,
+        "Contrast": contrast, "Brightness": brightness, "Sharpness": sharpness,
+        "ShearX": shear_x, "ShearY": shear_y, "TranslateX": translate_x,
+        "TranslateY": translate_y, "Cutout": lambda x, size: cutout(x, size, center=center),
+        "SolarizeAdd": solarize_add,
+    }
+    return _call_op(ops, name, image, argument)
 
 
 @tf.autograph.experimental.do_not_convert  # no tensor-dependent Python control flow here
@@ -585,43 +589,19 @@ def apply_op_batch(
     index: int, images: tf.Tensor, magnitude, translate_const, cutout_const, signs, centers
 ) -> tf.Tensor:
     """`_apply_op` on a batch: signs [B] (+-1), centers [B, 2]; same level-to-argument rules."""
-    level = magnitude / MAX_LEVEL
     name = OP_NAMES[index]
-    enhance = level * 1.8 + 0.1
     signs = tf.cast(signs, tf.float64)
-    if name == "AutoContrast":
-        return auto_contrast_batch(images)
-    if name == "Equalize":
-        return equalize_batch(images)
-    if name == "Invert":
-        return invert(images)
-    if name == "Rotate":
-        return rotate_batch(images, signs * level * 30.0)
-    if name == "Posterize":
-        return posterize(images, tf.cast(level * 4.0, tf.int32))
-    if name == "Solarize":
-        return solarize(images, tf.cast(level * 256.0, tf.int32))
-    if name == "Color":
-        return color_batch(images, enhance)
-    if name == "Contrast":
-        return contrast_batch(images, enhance)
-    if name == "Brightness":
-        return brightness(images, enhance)
-    if name == "Sharpness":
-        return sharpness_batch(images, enhance)
-    if name == "ShearX":
-        return shear_x_batch(images, signs * level * 0.3)
-    if name == "ShearY":
-        return shear_y_batch(images, signs * level * 0.3)
-    if name == "TranslateX":
-        return translate_x_batch(images, signs * level * translate_const)
-    if name == "TranslateY":
-        return translate_y_batch(images, signs * level * translate_const)
-    if name == "Cutout":
-        return cutout_batch(images, tf.cast(level * cutout_const, tf.int32), centers)
-    if name == "SolarizeAdd":
-        return solarize_add(images, tf.cast(level * 110.0, tf.int32))
-    raise ValueError(f"unknown RandAugment op {name!r}")
+    argument = op_argument(name, magnitude, translate_const, cutout_const, signs)
+    ops = {
+        "AutoContrast": auto_contrast_batch, "Equalize": equalize_batch, "Invert": invert,
+        "Rotate": rotate_batch, "Posterize": posterize, "Solarize": solarize,
+        "Color": color_batch, "Contrast": contrast_batch, "Brightness": brightness,
+        "Sharpness": sharpness_batch, "ShearX": shear_x_batch, "ShearY": shear_y_batch,
+        "TranslateX": translate_x_batch, "TranslateY": translate_y_batch,
+        "Cutout": lambda x, size: cutout_batch(x, size, centers),
+        "SolarizeAdd": solarize_add,
+    }
+    return _call_op(ops, name, images, argument)
 
 
 def draw_layer_batch(seed, batch_size, hw) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
