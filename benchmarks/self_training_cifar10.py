@@ -220,8 +220,27 @@ def _stage_order(stage: str) -> tuple[int, int]:
     return 1 << 30, 0
 
 
-def summary_table(manifest: dict, data_seconds: float | None = None) -> str:
-    """Markdown: accuracy per model with gains, images labeled/kept, wall time per stage."""
+def images_per_step(flagfile: str, passthrough: list[str]) -> dict[str, int]:
+    """Training images per step: the teacher's labeled batch; a student's adds the
+    pseudo-labeled part (--unlabel_ratio x the batch)."""
+    batch = int(flag_value("train_batch_size", flagfile, passthrough) or 128)
+    ratio = float(flag_value("unlabel_ratio", flagfile, passthrough) or 1)
+    return {"teacher": batch, "student": batch + int(round(batch * ratio))}
+
+
+def _throughput(result: dict, per_step: int | None) -> str:
+    """Steps and training images/s of a training stage ('-' for other stages)."""
+    steps, seconds = result.get("steps"), float(result.get("seconds", 0.0))
+    if not steps or not per_step or not seconds:
+        return "- | -"
+    return f"{steps} | {steps * per_step / seconds:.1f}"
+
+
+def summary_table(manifest: dict, data_seconds: float | None = None,
+                  per_step: dict[str, int] | None = None) -> str:
+    """Markdown: accuracy per model with gains, images labeled/kept, and per stage the wall
+    time, steps and training images/s (``per_step``: see images_per_step)."""
+    per_step = per_step or {}
     stages = manifest.get("stages", {})
     evals = [("teacher", stages.get("teacher/eval", {}).get("top1"))]
     iteration = 1
@@ -241,16 +260,18 @@ def summary_table(manifest: dict, data_seconds: float | None = None) -> str:
         labeled = filt.get("num_input_records", label.get("num_labeled", "TBD"))
         lines.append(f"| {i} | {labeled} | {filt.get('num_kept', 'TBD')} | "
                      f"{filt.get('num_written', 'TBD')} |")
-    lines += ["", "| stage | wall time |", "| --- | --- |"]
+    lines += ["", "| stage | wall time | steps | train img/s |", "| --- | --- | --- | --- |"]
     total = 0.0
     if data_seconds:
-        lines.append(f"| data (TFRecords) | {_fmt_time(data_seconds)} |")
+        lines.append(f"| data (TFRecords) | {_fmt_time(data_seconds)} | - | - |")
         total += data_seconds
     for stage, result in sorted(stages.items(), key=lambda item: _stage_order(item[0])):
         seconds = float(result.get("seconds", 0.0))
         total += seconds
-        lines.append(f"| {stage} | {_fmt_time(seconds)} |")
-    lines.append(f"| **total** | **{_fmt_time(total)}** |")
+        kind = "teacher" if stage == "teacher" else "student" if stage.endswith("/student") else ""
+        lines.append(f"| {stage} | {_fmt_time(seconds)} | "
+                     f"{_throughput(result, per_step.get(kind))} |")
+    lines.append(f"| **total** | **{_fmt_time(total)}** | | |")
     return "\n".join(lines) + "\n"
 
 
@@ -262,22 +283,24 @@ def baseline_line(run_dir: str, manifest: dict) -> str:
     with open(path) as f:
         stages = json.load(f).get("stages", {})
     top1 = stages.get("teacher/eval", {}).get("top1")
-    steps = stages.get("teacher", {}).get("steps")
+    train = stages.get("teacher", {})
     student = manifest.get("stages", {}).get("iter1/eval", {}).get("top1")
-    return (f"\nSupervised baseline (labeled images only, students' noise, {steps} steps = "
-            f"teacher + student 1): top-1 {_fmt_pct(top1)}; student 1 vs baseline "
-            f"{_fmt_gain(student, top1)}.\n")
+    return (f"\nSupervised baseline (labeled images only, students' noise, "
+            f"{train.get('steps')} steps = teacher + student 1, "
+            f"{_fmt_time(float(train.get('seconds', 0.0)))}): top-1 {_fmt_pct(top1)}; "
+            f"student 1 vs baseline {_fmt_gain(student, top1)}.\n")
 
 
-def write_summary(run_dir: str, data_seconds: float | None) -> None:
+def write_summary(run_dir: str, data_seconds: float | None,
+                  per_step: dict[str, int] | None = None) -> None:
     manifest_path = os.path.join(run_dir, "manifest.json")
     if not os.path.exists(manifest_path):
         print(f"no {manifest_path} yet; nothing to summarize")
         return
     with open(manifest_path) as f:
         manifest = json.load(f)
-    text = "# Noisy Student, CIFAR-10 with 4,000 labels\n\n" + summary_table(manifest,
-                                                                           data_seconds)
+    text = "# Noisy Student, CIFAR-10 with 4,000 labels\n\n" + summary_table(
+        manifest, data_seconds, per_step)
     text += baseline_line(run_dir, manifest)
     print(text)
     tmp = os.path.join(run_dir, f".summary.md.tmp-{os.getpid()}")
@@ -292,8 +315,9 @@ def main() -> int:
     if not run_dir:
         sys.exit(f"{args.flagfile} sets no --run_dir")
     run_dir = os.path.join(ROOT, run_dir)  # relative paths are relative to the repo root
+    per_step = images_per_step(args.flagfile, passthrough)
     if args.summary_only:
-        write_summary(run_dir, recorded_build_seconds(args.data_dir))
+        write_summary(run_dir, recorded_build_seconds(args.data_dir), per_step)
         return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, ROOT)
@@ -303,7 +327,7 @@ def main() -> int:
     if code == 0 and args.baseline:
         code = run_baseline(args.flagfile, passthrough, run_dir)
     print(f"total wall time {_fmt_time(time.time() - start)} (loop exit code {code})")
-    write_summary(run_dir, data_seconds)
+    write_summary(run_dir, data_seconds, per_step)
     return code
 
 
