@@ -29,8 +29,11 @@ setup(
     # jax[cpu] lets the tests run the model on a second Keras backend.
     # corruptions: tools/make_corrupted.py (Hendrycks' 15 ImageNet-C corruptions, with
     # compatibility shims for scikit-image >= 0.19 and NumPy 2; see BUILD.md).
-    extras_require={"test": ["pytest", "ruff", "jax[cpu]", "imagecorruptions"],
-                    "corruptions": ["imagecorruptions"]},
+    # export: ONNX in tools/export_model.py (tf2onnx converts, onnxruntime checks predictions).
+    extras_require={"test": ["pytest", "ruff", "jax[cpu]", "imagecorruptions", "tf2onnx>=1.17",
+                             "onnxruntime"],
+                    "corruptions": ["imagecorruptions"],
+                    "export": ["tf2onnx>=1.17", "onnxruntime"]},
     entry_points={"console_scripts": ["noisy-student=noisy_student.main:run",
                                       "noisy-student-eval=noisy_student.evaluate_cli:run_cli"]},
     classifiers=[

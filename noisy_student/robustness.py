@@ -179,10 +179,10 @@ def plot_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str], pat
                     ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=7,
                             color="white" if normalized[i, j] > 0.5 else "black")
     ax.set_title(title or "confusion matrix")
-    return _write_figure(fig, plt, path)
+    return write_figure(fig, plt, path)
 
 
-def _write_figure(fig, plt, path: str) -> str:
+def write_figure(fig, plt, path: str) -> str:
     """Lays out and writes a matplotlib figure as PNG (temp name, then rename); closes it."""
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -282,7 +282,7 @@ def plot_corruption_errors(ce: Mapping[str, float], mce: float, path: str,
     ax.set_ylabel("corruption error (%)")
     ax.set_title(title or "corruption errors")
     ax.legend()
-    return _write_figure(fig, plt, path)
+    return write_figure(fig, plt, path)
 
 
 def corruption_metrics(errors: Mapping[str, Sequence[float]],

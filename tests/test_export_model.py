@@ -1,0 +1,167 @@
+"""Deployment export: every format is written and predicts like the Keras model; int8 is really
+integer; a format that fails is reported, not fatal; bad input names the file."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from tiny_models import make_model_fn
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_IMAGES = 16
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, tf):
+    """The first 16 bundled validation images as one TFRecord file (1-based labels)."""
+    from data_helpers import encode, sample_pixels
+
+    from noisy_student.data import records
+
+    folder = tmp_path_factory.mktemp("data")
+    images, labels = sample_pixels(NUM_IMAGES)
+    with tf.io.TFRecordWriter(str(folder / "validation-00000-of-00001")) as writer:
+        for pixels, label in zip(images, labels, strict=True):
+            writer.write(records.encode_labeled(encode(pixels), int(label) + 1))
+    return str(folder / "validation-*")
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory, keras):
+    """A tiny small-image B0 (logits) saved as .keras, and its Keras model."""
+    from noisy_student.training import save_model
+
+    model = make_model_fn(keras, seed=5, small_images=True)()
+    path = str(tmp_path_factory.mktemp("model") / "tiny.keras")
+    save_model(model, path)
+    return path, model
+
+
+def _export(path, output_dir, **kwargs):
+    from tools import export_model
+
+    options = dict(small_images=True, latency_runs=2, batch_size=8, threads=1,
+                   representative_examples=NUM_IMAGES)
+    return export_model.export(path, str(output_dir), **{**options, **kwargs})
+
+
+def _keras_top1(model):
+    """Top-1 of `model.predict` on Pillow-decoded images: independent of the code under test."""
+    from data_helpers import sample_pixels
+
+    images, labels = sample_pixels(NUM_IMAGES)
+    return float((model.predict(images.astype("float32"), verbose=0).argmax(1) == labels).mean())
+
+
+def test_tflite_and_saved_model_predict_like_keras(tf, model_file, data, tmp_path):
+    path, model = model_file
+    out = tmp_path / "deploy"
+    report = _export(path, out, data=data,
+                     formats=["keras", "saved_model", "tflite_float", "tflite_int8"])
+    rows = report["formats"]
+    assert sorted(os.listdir(out)) == sorted([
+        "model.keras", "saved_model", "model_float.tflite", "model_int8.tflite",
+        "export_report.json", "export_report.md"])  # no temp files left
+    assert json.loads((out / "export_report.json").read_text())["formats"].keys() == rows.keys()
+    assert rows["keras"]["top1"] == pytest.approx(_keras_top1(model))
+    for name in ("saved_model", "tflite_float"):
+        assert rows[name]["num_examples"] == NUM_IMAGES
+        assert rows[name]["agreement"] == 1.0, name
+        assert rows[name]["max_abs_diff"] < 1e-4, name
+        assert rows[name]["top1"] == rows["keras"]["top1"], name
+    int8 = rows["tflite_int8"]
+    assert int8["note"] is None and 0 < int8["max_abs_diff"] < 0.1
+    assert int8["agreement"] >= 0.5  # probabilities near 0.1 each: a few argmax flips are fine
+    for name, row in rows.items():
+        assert row["size_bytes"] > 0 and row["latency_ms"] > 0, name
+        assert f"| {name} |" in (out / "export_report.md").read_text()
+    # The int8 file holds int8 weights (a float model would hold none).
+    interpreter = tf.lite.Interpreter(model_path=str(out / "model_int8.tflite"))
+    dtypes = {d["dtype"] for d in interpreter.get_tensor_details()}
+    assert np.int8 in dtypes
+    floats = tf.lite.Interpreter(model_path=str(out / "model_float.tflite"))
+    assert np.int8 not in {d["dtype"] for d in floats.get_tensor_details()}
+
+
+def test_int8_with_integer_input_and_output(model_file):
+    """uint8 I/O (integer-only accelerators): the predictor quantizes pixels, dequantizes
+    outputs, and the logits stay close to Keras."""
+    from noisy_student import deploy
+
+    _, model = model_file
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    content = deploy.tflite_bytes(model, quantize=True, representative=[images],
+                                  int8_io="uint8")
+    runner = deploy.TFLitePredictor(content)
+    assert runner.input["dtype"] == np.uint8 and runner.output["dtype"] == np.uint8
+    logits = np.asarray(model(images, training=False))
+    np.testing.assert_allclose(runner(images), logits, atol=0.1 * np.abs(logits).max() + 0.02)
+
+
+def test_onnx_predicts_like_keras(model_file, data, tmp_path):
+    for package in ("tf2onnx", "onnxruntime"):
+        if importlib.util.find_spec(package) is None:
+            pytest.skip(f"{package} is not installed (pip install -e .[export])")
+    path, _ = model_file
+    report = _export(path, tmp_path / "deploy", data=data, formats=["onnx"])
+    onnx = report["formats"]["onnx"]
+    assert onnx["note"] is None, onnx["note"]
+    assert onnx["agreement"] == 1.0 and onnx["max_abs_diff"] < 1e-4
+    assert onnx["top1"] == report["formats"]["keras"]["top1"]
+    assert (tmp_path / "deploy" / "model.onnx").stat().st_size == onnx["size_bytes"]
+
+
+def test_failures_are_reported_not_fatal(model_file, tmp_path, monkeypatch):
+    """A converter error or a missing package becomes a note in the table; a stale file of
+    that format from an earlier export is removed; int8 without images is skipped."""
+    from noisy_student import deploy
+
+    path, _ = model_file
+    out = tmp_path / "deploy"
+    out.mkdir()
+    (out / "model.onnx").write_bytes(b"stale")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("unsupported op Foo\nlong trace")
+
+    monkeypatch.setattr(deploy, "onnx_bytes", broken)
+    report = _export(path, out, formats=["onnx", "tflite_int8"], latency_runs=0)
+    rows = report["formats"]
+    assert rows["onnx"]["note"] == "conversion failed: RuntimeError: unsupported op Foo"
+    assert rows["tflite_int8"]["note"].startswith("skipped: int8 quantization needs "
+                                                  "representative images")
+    assert rows["keras"]["note"] is None
+    assert not (out / "model.onnx").exists()
+    assert "conversion failed" in (out / "export_report.md").read_text()
+
+    def missing(*args, **kwargs):
+        raise deploy.MissingDependency("tf2onnx is not installed (pip install -e .[export])")
+
+    monkeypatch.setattr(deploy, "onnx_bytes", missing)
+    report = _export(path, out, formats=["onnx"], latency_runs=0)
+    assert report["formats"]["onnx"]["note"] == (
+        "skipped: tf2onnx is not installed (pip install -e .[export])")
+
+
+def test_bad_input_names_the_problem(model_file, data, tmp_path):
+    path, _ = model_file
+    with pytest.raises(FileNotFoundError, match="missing.keras"):
+        _export(str(tmp_path / "missing.keras"), tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="nothing-here"):
+        _export(path, tmp_path / "out", data=data, formats=["tflite_int8"],
+                representative_data=str(tmp_path / "nothing-here-*"))
+    with pytest.raises(ValueError, match="unknown --formats"):
+        _export(path, tmp_path / "out", formats=["tflite_fp16"])
+
+
+def test_export_help_explains_the_flags():
+    run = subprocess.run([sys.executable, "-m", "tools.export_model", "--help"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    for flag in ("--model", "--formats", "--data", "--representative_data", "--int8_io",
+                 "--latency_runs", "--threads"):
+        assert flag in run.stdout, (flag, run.stderr[-2000:])
