@@ -1,5 +1,6 @@
-"""SavedModel export for TF Serving / TFLite: one signature for encoded image bytes, one for
-float tensors.
+"""SavedModel export for TF Serving: one signature for encoded image bytes, one for float
+tensors. (TFLite converts from the Keras model instead, see ``noisy_student.deploy``: converting
+this SavedModel gives NaN outputs on TF 2.21.)
 
 Signatures (both return `probabilities` [B, C] float32 and `classes` [B] int64):
   - `serving_default` / `serving_images`: `images` float32 [B, S, S, 3], RGB 0..255.
