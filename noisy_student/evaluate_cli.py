@@ -37,7 +37,8 @@ def define_flags() -> None:
     importing this module (e.g. from main.py, whose flags share some names) defines nothing."""
     flags.DEFINE_string("model", None, "Run directory, model directory or .keras file.")
     flags.DEFINE_enum("benchmark", "clean", BENCHMARKS, "What to evaluate ('report': write "
-                      "<run dir>/report.md from the manifest, no evaluation).")
+                      "<run dir>/report.md and report/*.png from the run's results, no "
+                      "evaluation).")
     flags.DEFINE_string("data", None, "TFRecord pattern, class-folder tree or tfds:NAME@SPLIT "
                         "(clean); the benchmark's folder tree or tfds spec (imagenet_*; TFDS by "
                         "default for imagenet_a/r/c); tools/make_corrupted.py output (corrupted).")
@@ -164,7 +165,7 @@ def run(options: EvalOptions) -> dict:
     if options.benchmark == "report":  # no model: summarize the run directory
         from noisy_student.report import write_report
 
-        return {"benchmark": "report", "report": write_report(options.model)}
+        return {"benchmark": "report", "report": write_report(options.model, options.labels)}
     if options.benchmark in ("clean", "imagenet_p", "corrupted") and not options.data:
         raise ValueError(f"--benchmark={options.benchmark} needs --data")
     model, info = robustness.load_model(options.model, iteration=options.iteration,

@@ -86,3 +86,141 @@ def test_class_names_fall_back_to_indices(tmp_path, caplog):
     assert plots.class_names_or_none(path, 4) is None  # wrong count: a warning, indices
     assert "lists 3 classes, not 4" in caplog.text
     assert plots.class_labels(None, 2) == ["0", "1"]
+
+
+# ----------------------------------------------------------------------------- kept samples
+
+
+def _image(seed, size=8):
+    import numpy as np
+
+    return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+def _png_bytes(pixels):
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def filtered_run(tmp_path):
+    """A run directory whose iter1 filter kept 6 distinct images of class 0 (two written twice),
+    2 of class 1 and none of class 2, dealt over two shards, plus a third shard of garbage that
+    a reader stopping as soon as it has enough never opens."""
+    import numpy as np
+    import tensorflow as tf
+
+    from noisy_student.data.records import encode_pseudo_labeled
+
+    images = {seed: _image(seed) for seed in range(8)}
+    label_of = {0: 0, 1: 0, 2: 1, 3: 0, 4: 0, 5: 1, 6: 0, 7: 0}
+    order = [3, 2, 3, 0, 6, 1, 5, 0, 7, 4]  # record order: 3 and 0 are upsampled copies
+
+    def record(seed):
+        probs = np.full(3, 0.1, np.float32)
+        probs[label_of[seed]] = 0.8
+        return encode_pseudo_labeled(_png_bytes(images[seed]), probs)
+
+    filtered = tmp_path / "iter1" / "filtered"
+    filtered.mkdir(parents=True)
+    shards = [order[:5], order[5:]]
+    for index, seeds in enumerate(shards):
+        with tf.io.TFRecordWriter(str(filtered / f"train-{index:05d}-of-00003")) as writer:
+            for seed in seeds:
+                writer.write(record(seed))
+    (filtered / "train-00002-of-00003").write_bytes(b"not a TFRecord file")
+    stats = {"kept_per_class": [6, 2, 0], "num_kept": 8, "num_input_records": 20,
+             "num_written": 10}
+    (filtered / "stats.json").write_text(json.dumps(stats))
+    stages = {
+        "teacher": {"model": "b0", "seconds": 100.0},
+        "teacher/eval": {"top1": 0.40, "top5": 0.80, "num_examples": 50, "seconds": 1.0},
+        "iter1/filter": {"num_kept": 8, "seconds": 1.0},
+        "iter1/student": {"model": "b0", "seconds": 100.0},
+        "iter1/eval": {"top1": 0.46, "top5": 0.86, "num_examples": 50, "seconds": 1.0},
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps({"stages": stages}))
+    (tmp_path / "labels.txt").write_text("".join(f"{i + 1} {n}\n" for i, n in enumerate(NAMES)))
+    # The first distinct images of each class in record order.
+    expected = {0: [3, 0, 6, 1, 7, 4], 1: [2, 5], 2: []}
+    return tmp_path, images, expected
+
+
+def test_grid_rows_hold_the_kept_images_of_each_class(filtered_run):
+    import numpy as np
+
+    from noisy_student import report
+
+    run_dir, images, expected = filtered_run
+    per_class = 4
+    samples = report.kept_samples(str(run_dir / "iter1" / "filtered"), [0, 1, 2], per_class,
+                                  wanted={0: 6, 1: 2, 2: 0})
+    grid = report.sample_grid(samples, [0, 1, 2], per_class)
+    cell = 8
+    assert grid.shape == (3 * cell, per_class * cell, 3)
+    for row, c in enumerate([0, 1, 2]):
+        for col in range(per_class):
+            got = grid[row * cell:(row + 1) * cell, col * cell:(col + 1) * cell]
+            seeds = expected[c][:per_class]
+            if col < len(seeds):
+                np.testing.assert_array_equal(got, images[seeds[col]], err_msg=f"{c}, {col}")
+            else:
+                assert (got == report.EMPTY_PIXEL).all(), (c, col)  # missing: white
+
+
+def test_grid_resizes_to_the_cell():
+    import numpy as np
+
+    from noisy_student import report
+
+    flat = np.full((20, 12, 3), 77, np.uint8)
+    grid = report.sample_grid({0: [_png_bytes(flat)]}, [0], per_class=2, cell=6)
+    assert grid.shape == (6, 12, 3)
+    assert (grid[:, :6] == 77).all() and (grid[:, 6:] == report.EMPTY_PIXEL).all()
+
+
+def test_grid_classes_thin_out_many_classes():
+    from noisy_student.report import grid_classes
+
+    assert grid_classes(5, max_rows=10) == [0, 1, 2, 3, 4]
+    chosen = grid_classes(1000, max_rows=40)
+    assert len(chosen) == 40 and chosen[0] == 0 and chosen[-1] == 999
+    assert chosen == sorted(set(chosen))
+
+
+def test_report_embeds_accuracy_and_kept_images(filtered_run):
+    import numpy as np
+    from PIL import Image
+
+    from noisy_student import report
+
+    run_dir, _, _ = filtered_run
+    (run_dir / "eval" / "iter1").mkdir(parents=True)
+    (run_dir / "eval" / "iter1" / "clean_confusion.png").write_bytes(_png_bytes(_image(9)))
+    text = open(report.write_report(str(run_dir))).read()
+    for png in ("report/accuracy.png", "report/iter1_kept.png", "eval/iter1/clean_confusion.png"):
+        assert f"]({png})" in text
+        with Image.open(run_dir / png) as image:
+            assert image.format == "PNG"
+    assert "8 of 20 pseudo-labeled images kept, 10 records written" in text
+
+    fig, stats = report.samples_figure(str(run_dir), 1, NAMES, per_class=4)
+    rows = [label.get_text() for label in fig.axes[0].get_yticklabels()]
+    assert rows == ["airplane (6 kept)", "automobile (2 kept)", "bird (0 kept)"]
+    assert stats["num_kept"] == 8
+    # The run's labels.txt names the rows when the report is written from the directory.
+    assert report.run_class_names(str(run_dir)) == NAMES
+    (run_dir / "labels.txt").unlink()
+    fig, _ = report.samples_figure(str(run_dir), 1, report.run_class_names(str(run_dir)))
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()][0] == "0 (6 kept)"
+
+    ax = report.accuracy_figure(json.load(open(run_dir / "manifest.json"))).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["teacher", "student 1"]
+    top1, top5 = (line.get_ydata() for line in ax.get_lines())
+    np.testing.assert_allclose(top1, [40.0, 46.0])
+    np.testing.assert_allclose(top5, [80.0, 86.0])
