@@ -3,7 +3,7 @@
 Teacher (1,000 labeled images) -> pseudo labels for 9,000 unlabeled images -> filter and balance
 -> one noised student -> evaluation on 2,000 test images -> SavedModel export. Prints a table of
 results, training diagnostics and timings and writes `demo_run/demo.png` (accuracy per stage and
-training curves).
+training curves) and `demo_run/report.md` (with the images the filter kept per class).
 Rerunning resumes (or skips) finished stages; `make clean` starts over.
 
     python -m noisy_student.demo [--run_dir=demo_run] [any noisy-student flag]
@@ -72,7 +72,8 @@ def main(argv: list[str]) -> None:
     print_table(stages)
     png = plot(FLAGS.run_dir, stages, os.path.join(FLAGS.run_dir, "demo.png"))
     print(
-        f"plot: {png}\nSavedModel (signatures serving_default, serving_bytes): "
+        f"plot: {png}\nreport: {os.path.join(FLAGS.run_dir, 'report.md')}\n"
+        f"SavedModel (signatures serving_default, serving_bytes): "
         f"{stages['export']['export_dir']}"
     )
 

@@ -224,3 +224,15 @@ def test_report_embeds_accuracy_and_kept_images(filtered_run):
     top1, top5 = (line.get_ydata() for line in ax.get_lines())
     np.testing.assert_allclose(top1, [40.0, 46.0])
     np.testing.assert_allclose(top5, [80.0, 86.0])
+
+
+def test_loop_end_writes_the_report_and_never_fails_the_run(filtered_run, tmp_path, caplog):
+    from noisy_student.main import write_run_report
+
+    run_dir, _, _ = filtered_run
+    assert write_run_report(str(run_dir)) == str(run_dir / "report.md")
+    assert "report/iter1_kept.png" in (run_dir / "report.md").read_text()
+    empty = tmp_path / "not_a_run"
+    empty.mkdir()
+    assert write_run_report(str(empty)) is None  # logged with the command to retry
+    assert "--benchmark=report" in caplog.text and not (empty / "report.md").exists()
