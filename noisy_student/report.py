@@ -56,6 +56,24 @@ def iterations(manifest: dict) -> list[int]:
     return found
 
 
+STEP_ORDER = ("teacher", "label", "filter", "student", "eval")
+
+
+def stage_order(stage: str) -> tuple[float, int]:
+    """Sort key putting stages in the order a loop runs them (the manifest is stored with
+    sorted keys): teacher, its eval, then per iteration label, filter, student, eval; export
+    and anything unknown last."""
+    head, _, step = stage.partition("/")
+    if head == "teacher":
+        iteration = 0
+    elif head.startswith("iter") and head[4:].isdigit():
+        iteration = int(head[4:])
+    else:
+        return float("inf"), 0
+    step = step or head  # the stage "teacher" is the teacher's training
+    return iteration, STEP_ORDER.index(step) if step in STEP_ORDER else len(STEP_ORDER)
+
+
 def _eval_result(stages: dict, iteration: int) -> dict:
     return stages.get("teacher/eval" if iteration == 0 else f"iter{iteration}/eval", {})
 
@@ -249,7 +267,8 @@ def report_markdown(run_dir: str, class_names: Sequence[str] | None = None) -> s
         lines += ["", f"![accuracy per iteration]({FIGURE_DIR}/{ACCURACY_PNG})"]
     lines += _robustness_lines(run_dir, manifest)
     lines += _samples_lines(run_dir, manifest, class_names)
-    timed = [(s, v.get("seconds")) for s, v in stages.items() if isinstance(v, dict)]
+    timed = [(s, stages[s].get("seconds")) for s in sorted(stages, key=stage_order)
+             if isinstance(stages[s], dict)]
     lines += ["", "## Stages", "", "| stage | wall time |", "| --- | --- |"]
     lines += [f"| {s} | {_minutes(t)} |" for s, t in timed]
     return "\n".join(lines) + "\n"

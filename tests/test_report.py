@@ -236,3 +236,12 @@ def test_loop_end_writes_the_report_and_never_fails_the_run(filtered_run, tmp_pa
     empty.mkdir()
     assert write_run_report(str(empty)) is None  # logged with the command to retry
     assert "--benchmark=report" in caplog.text and not (empty / "report.md").exists()
+
+
+def test_stages_are_listed_in_run_order():
+    from noisy_student.report import stage_order
+
+    run_order = ["teacher", "teacher/eval", "iter1/label", "iter1/filter", "iter1/student",
+                 "iter1/eval", "iter2/label", "iter2/filter", "iter2/student", "iter2/eval",
+                 "iter10/label", "export"]
+    assert sorted(sorted(run_order), key=stage_order) == run_order
