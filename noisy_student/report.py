@@ -22,7 +22,7 @@ from noisy_student.atomic_io import read_json, write_text_atomic
 from noisy_student.data.records import IMAGE_KEY, PSEUDO_LABEL_KEY
 from noisy_student.filtering import OUTPUT_SPLIT, STATS_NAME
 
-HEADLINES = {"imagenet_a": "top1", "imagenet_r": "top1", "imagenet_c": "mCE",
+HEADLINES = {"clean": "top1", "imagenet_a": "top1", "imagenet_r": "top1", "imagenet_c": "mCE",
              "corrupted": "mCE", "imagenet_p": "mean_flip_probability"}
 REPORT_NAME = "report.md"
 FIGURE_DIR = "report"
@@ -222,9 +222,10 @@ def _robustness_lines(run_dir: str, manifest: dict) -> list[str]:
                     for name in sorted(tf.io.gfile.listdir(folder)) if name.endswith(".png")]
     if not rows and not figures:
         return []
-    lines = ["", "## Robustness", ""]
+    lines = ["", "## Robustness and other evaluations (eval/)"]
     if rows:
-        lines += ["| model | benchmark | metric | value |", "| --- | --- | --- | --- |", *rows]
+        lines += ["", "| model | benchmark | metric | value |", "| --- | --- | --- | --- |",
+                  *rows]
     return lines + (["", *figures] if figures else [])
 
 
