@@ -169,14 +169,17 @@ def sample_grid(samples: dict[int, list[bytes]], classes: Sequence[int],
 
 
 def grid_figure(grid: np.ndarray, row_labels: Sequence[str], title: str = ""):
-    """The sample grid with one y tick label per row (the class)."""
+    """The sample grid with one y tick label per row (the class). Margins are fixed (write it
+    with ``tight=False``): 2.2 inches on the left for the row labels."""
     rows = len(row_labels)
     cell = grid.shape[0] // max(rows, 1)
     scale = max(1, 64 // max(cell, 1))  # small images are drawn at least 64 pixels wide
-    dpi = 100
-    fig = plots.new_figure(grid.shape[1] * scale / dpi + 2.0, grid.shape[0] * scale / dpi + 0.7,
-                           dpi=dpi)
-    ax = fig.add_subplot(1, 1, 1)
+    dpi, left, top, pad = 100, 2.2, 0.5, 0.15
+    width = grid.shape[1] * scale / dpi
+    height = grid.shape[0] * scale / dpi
+    fig = plots.new_figure(left + width + pad, top + height + pad, dpi=dpi)
+    ax = fig.add_axes((left / (left + width + pad), pad / (top + height + pad),
+                       width / (left + width + pad), height / (top + height + pad)))
     ax.imshow(grid, interpolation="nearest")
     ax.set_yticks([(r + 0.5) * cell - 0.5 for r in range(rows)], list(row_labels), fontsize=8)
     ax.set_xticks([])
@@ -236,7 +239,8 @@ def _samples_lines(run_dir: str, manifest: dict, class_names: Sequence[str] | No
         if drawn is None:
             continue
         figure, stats = drawn
-        path = plots.write_png(figure, os.path.join(run_dir, FIGURE_DIR, f"iter{i}_kept.png"))
+        path = plots.write_png(figure, os.path.join(run_dir, FIGURE_DIR, f"iter{i}_kept.png"),
+                               tight=False)
         lines += ["", f"### Iteration {i}: {stats['num_kept']} of {stats['num_input_records']} "
                   f"pseudo-labeled images kept, {stats['num_written']} records written", "",
                   f"![iteration {i} kept images]({os.path.relpath(path, run_dir)})"]
