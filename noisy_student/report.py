@@ -20,7 +20,7 @@ import tensorflow as tf
 from noisy_student import plots
 from noisy_student.atomic_io import read_json, write_text_atomic
 from noisy_student.data.records import IMAGE_KEY, PSEUDO_LABEL_KEY
-from noisy_student.filtering import OUTPUT_SPLIT, STATS_NAME
+from noisy_student.filtering import HISTOGRAM_NAME, OUTPUT_SPLIT, STATS_NAME
 
 HEADLINES = {"clean": "top1", "imagenet_a": "top1", "imagenet_r": "top1", "imagenet_c": "mCE",
              "corrupted": "mCE", "imagenet_p": "mean_flip_probability"}
@@ -244,6 +244,9 @@ def _samples_lines(run_dir: str, manifest: dict, class_names: Sequence[str] | No
         lines += ["", f"### Iteration {i}: {stats['num_kept']} of {stats['num_input_records']} "
                   f"pseudo-labeled images kept, {stats['num_written']} records written", "",
                   f"![iteration {i} kept images]({os.path.relpath(path, run_dir)})"]
+        histogram = f"iter{i}/filtered/{stats.get('histogram', HISTOGRAM_NAME)}"
+        if tf.io.gfile.exists(os.path.join(run_dir, histogram)):
+            lines += ["", f"![iteration {i} teacher confidence per class]({histogram})"]
     return ["", "## Images the filter kept", *lines] if lines else []
 
 

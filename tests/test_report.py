@@ -207,7 +207,12 @@ def test_report_embeds_accuracy_and_kept_images(filtered_run):
     (run_dir / "eval" / "iter1" / "clean.json").write_text(json.dumps({"top1": 0.4567}))
     text = open(report.write_report(str(run_dir))).read()
     assert "| student 1 | clean | top1 | 45.67% |" in text
-    for png in ("report/accuracy.png", "report/iter1_kept.png", "eval/iter1/clean_confusion.png"):
+    assert "confidence_histogram.png" not in text  # the filter drew none here
+    (run_dir / "iter1" / "filtered" / "confidence_histogram.png").write_bytes(
+        _png_bytes(_image(10)))
+    text = open(report.write_report(str(run_dir))).read()
+    for png in ("report/accuracy.png", "report/iter1_kept.png", "eval/iter1/clean_confusion.png",
+                "iter1/filtered/confidence_histogram.png"):
         assert f"]({png})" in text
         with Image.open(run_dir / png) as image:
             assert image.format == "PNG"
