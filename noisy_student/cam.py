@@ -180,20 +180,15 @@ def write_cam_grid(path: str, columns: Sequence[CamColumn], *,
                    labels: Sequence[int] | None = None, alpha: float = 0.45) -> str:
     """PNG grid (temp name, then rename): one row per image, the input then one overlay per
     column (model), each captioned with the explained class and its probability."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from noisy_student.robustness import write_figure
+    from noisy_student.plots import new_figure, write_png
 
     if not columns:
         raise ValueError("write_cam_grid needs at least one column")
     rows = len(columns[0].images)
     if any(len(c.images) != rows or len(c.result.heatmaps) != rows for c in columns):
         raise ValueError("every column needs the same number of images and heat maps")
-    fig, axes = plt.subplots(rows, len(columns) + 1, squeeze=False,
-                             figsize=(2.1 * (len(columns) + 1), 2.2 * rows))
+    fig = new_figure(2.1 * (len(columns) + 1), 2.2 * rows)
+    axes = fig.subplots(rows, len(columns) + 1, squeeze=False)
     for row in range(rows):
         axes[row, 0].imshow(np.clip(columns[0].images[row], 0, 255).astype(np.uint8))
         if labels is not None:
@@ -209,4 +204,4 @@ def write_cam_grid(path: str, columns: Sequence[CamColumn], *,
     axes[0, 0].set_title(f"input\n{axes[0, 0].get_title()}".strip(), fontsize=8)
     for ax in axes.flat:
         ax.axis("off")
-    return write_figure(fig, plt, path)
+    return write_png(fig, path)

@@ -3,7 +3,7 @@
 Teacher (1,000 labeled images) -> pseudo labels for 9,000 unlabeled images -> filter and balance
 -> one noised student -> evaluation on 2,000 test images -> SavedModel export. Prints a table of
 results, training diagnostics and timings and writes `demo_run/demo.png` (accuracy per stage and
-training curves).
+training curves) and `demo_run/report.md` (with the images the filter kept per class).
 Rerunning resumes (or skips) finished stages; `make clean` starts over.
 
     python -m noisy_student.demo [--run_dir=demo_run] [any noisy-student flag]
@@ -34,11 +34,7 @@ def print_table(stages: dict) -> None:
 
 def plot(run_dir: str, stages: dict, path: str) -> str:
     """Accuracy per stage and the training-loss curves, as a PNG written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from noisy_student.plots import new_figure, write_png
     from noisy_student.training.summaries import read_scalars
 
     evals = [
@@ -46,7 +42,8 @@ def plot(run_dir: str, stages: dict, path: str) -> str:
         for name, result in stages.items()
         if name.endswith("/eval") and "top1" in result
     ]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    figure = new_figure(11, 4)
+    left, right = figure.subplots(1, 2)
     left.bar([name for name, _ in evals], [100 * top1 for _, top1 in evals], color="tab:blue")
     for index, (_, top1) in enumerate(evals):
         left.text(index, 100 * top1 + 0.5, f"{100 * top1:.1f}", ha="center")
@@ -63,12 +60,7 @@ def plot(run_dir: str, stages: dict, path: str) -> str:
     right.set_ylabel("loss")
     right.set_title("Training curves")
     right.legend()
-    figure.tight_layout()
-    temp = f"{path}.tmp.png"
-    figure.savefig(temp, dpi=90)
-    plt.close(figure)
-    os.replace(temp, path)
-    return path
+    return write_png(figure, path)
 
 
 def main(argv: list[str]) -> None:
@@ -80,7 +72,8 @@ def main(argv: list[str]) -> None:
     print_table(stages)
     png = plot(FLAGS.run_dir, stages, os.path.join(FLAGS.run_dir, "demo.png"))
     print(
-        f"plot: {png}\nSavedModel (signatures serving_default, serving_bytes): "
+        f"plot: {png}\nreport: {os.path.join(FLAGS.run_dir, 'report.md')}\n"
+        f"SavedModel (signatures serving_default, serving_bytes): "
         f"{stages['export']['export_dir']}"
     )
 

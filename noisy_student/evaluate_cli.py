@@ -37,7 +37,8 @@ def define_flags() -> None:
     importing this module (e.g. from main.py, whose flags share some names) defines nothing."""
     flags.DEFINE_string("model", None, "Run directory, model directory or .keras file.")
     flags.DEFINE_enum("benchmark", "clean", BENCHMARKS, "What to evaluate ('report': write "
-                      "<run dir>/report.md from the manifest, no evaluation).")
+                      "<run dir>/report.md and report/*.png from the run's results, no "
+                      "evaluation).")
     flags.DEFINE_string("data", None, "TFRecord pattern, class-folder tree or tfds:NAME@SPLIT "
                         "(clean); the benchmark's folder tree or tfds spec (imagenet_*; TFDS by "
                         "default for imagenet_a/r/c); tools/make_corrupted.py output (corrupted).")
@@ -53,7 +54,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("label_offset", 1, "Subtracted from TFRecord labels (ImageNet layout: 1). "
                          "Folders and TFDS are always 0-based.")
     flags.DEFINE_string("labels", None, "Class names file (labels.txt); default: labels.txt next "
-                        "to the data, if any.")
+                        "to the data, else the run directory's copy, else class indices.")
     flags.DEFINE_integer("batch_size", 64, "Evaluation batch size.")
     flags.DEFINE_string("output_dir", None, "Where JSON/PNG results go (default: <run>/eval).")
     flags.DEFINE_string("baseline_errors", None, "corrupted: JSON of a baseline model's errors "
@@ -135,26 +136,23 @@ def default_output_dir(options: EvalOptions, info: dict) -> str:
     return os.path.join(base, "eval")
 
 
-def _class_names(options: EvalOptions) -> list[str] | None:
-    from noisy_student import eval_sources
-    from noisy_student.data import tfds_source
+def _class_names(options: EvalOptions, run_dir: str | None) -> list[str] | None:
+    """Class names for plots and per-class results: ``--labels`` (which must fit), else the
+    ``labels.txt`` beside the records, else the run directory's copy; None (indices) without.
+    Class-folder trees name their classes by folder instead."""
+    from noisy_student import eval_sources, plots
 
-    path = options.labels
-    if path is None and options.data and not tfds_source.is_tfds_spec(options.data):
-        import tensorflow as tf
-
-        if eval_sources.is_class_folder(options.data):
-            return None  # folder names are the class names
-        files = tf.io.gfile.glob(options.data)
-        candidate = os.path.join(os.path.dirname(files[0]), "labels.txt") if files else None
-        path = candidate if candidate and tf.io.gfile.exists(candidate) else None
-    if path is None:
+    if options.labels is None and eval_sources.is_class_folder(options.data):
         return None
-    names = eval_sources.read_class_names(path)
-    if len(names) != options.num_classes:
-        raise ValueError(f"{path}: {len(names)} class names for --num_classes="
-                         f"{options.num_classes}")
-    return names
+    if options.labels is not None:
+        names = eval_sources.read_class_names(options.labels)
+        if len(names) != options.num_classes:
+            raise ValueError(f"{options.labels}: {len(names)} class names for --num_classes="
+                             f"{options.num_classes}")
+        return names
+    path = plots.labels_file_beside(options.data) or (
+        os.path.join(run_dir, plots.LABELS_FILE) if run_dir else None)
+    return plots.class_names_or_none(path, options.num_classes)
 
 
 def run(options: EvalOptions) -> dict:
@@ -167,7 +165,7 @@ def run(options: EvalOptions) -> dict:
     if options.benchmark == "report":  # no model: summarize the run directory
         from noisy_student.report import write_report
 
-        return {"benchmark": "report", "report": write_report(options.model)}
+        return {"benchmark": "report", "report": write_report(options.model, options.labels)}
     if options.benchmark in ("clean", "imagenet_p", "corrupted") and not options.data:
         raise ValueError(f"--benchmark={options.benchmark} needs --data")
     model, info = robustness.load_model(options.model, iteration=options.iteration,
@@ -178,7 +176,7 @@ def run(options: EvalOptions) -> dict:
     b = options.benchmark
     if b == "clean":
         folder = eval_sources.is_class_folder(options.data)
-        names = _class_names(options)
+        names = _class_names(options, info.get("run_dir"))
         if folder and names is None:
             names = eval_sources.list_class_folders(options.data)[2]
         dataset = eval_sources.labeled_source(

@@ -18,17 +18,18 @@ The core is pure NumPy (`confidence_bins`, `bin_counts`, `class_thresholds`, `co
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from noisy_student.atomic_io import read_json, temp_path, write_bytes_atomic, write_json_atomic
+from noisy_student.atomic_io import read_json, temp_path, write_json_atomic
 from noisy_student.data.records import parse_pseudo_labeled
 from noisy_student.data.shards import check_no_stale_shards, shard_name
+from noisy_student.plots import class_labels, new_figure, write_png
 
 NUM_BINS = 101
 BIN_EDGES = np.arange(NUM_BINS, dtype=np.float64) / 100.0  # exactly j/100, as Python computes it
@@ -185,37 +186,39 @@ def is_complete(output_dir: str) -> bool:
     return _stats_complete(output_dir, read_json(os.path.join(output_dir, STATS_NAME)))
 
 
-def _save_histogram(path: str, counts: np.ndarray, thresholds: np.ndarray,
-                    max_panels: int = 20) -> None:
-    """Confidence histogram per class (a small grid; a heat map when there are many classes)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
+def histogram_figure(counts: np.ndarray, thresholds: np.ndarray,
+                     class_names: Sequence[str] | None = None, max_panels: int = 20,
+                     max_named_rows: int = 100):
+    """Teacher confidence histogram per class, titled with the class names (indices without
+    them): a grid of panels up to ``max_panels`` classes, else a heat map with a row per class
+    (named up to ``max_named_rows`` classes)."""
     num_classes = len(counts)
+    names = class_labels(class_names, num_classes)
     if num_classes <= max_panels:
         cols = math.ceil(math.sqrt(num_classes))
         rows = math.ceil(num_classes / cols)
-        fig = Figure(figsize=(2.6 * cols, 2.2 * rows + 0.4), dpi=80)
+        fig = new_figure(2.6 * cols, 2.2 * rows + 0.4, dpi=80)
         for c in range(num_classes):
             ax = fig.add_subplot(rows, cols, c + 1)
             ax.stairs(counts[c], np.append(BIN_EDGES, 1.01), fill=True)
             ax.axvline(thresholds[c], color="red", linewidth=1)
-            ax.set_title(f"class {c}: {int(counts[c].sum())} images", fontsize=8)
+            ax.set_title(f"{names[c]}: {int(counts[c].sum())} images", fontsize=8)
             ax.tick_params(labelsize=6)
         fig.subplots_adjust(hspace=0.6, wspace=0.35, top=1 - 0.75 / (2.2 * rows + 0.4))
     else:
-        fig = Figure(figsize=(8, 6), dpi=80)
+        fig = new_figure(8, max(6, 0.12 * min(num_classes, max_named_rows)), dpi=80)
         ax = fig.add_subplot(1, 1, 1)
         image = ax.imshow(np.log1p(counts), aspect="auto", origin="lower",
                           extent=(0, 1.01, -0.5, num_classes - 0.5), interpolation="nearest")
         ax.plot(thresholds, np.arange(num_classes), "r.", markersize=2)
         ax.set_xlabel("teacher confidence")
-        ax.set_ylabel("class")
+        if num_classes <= max_named_rows:
+            ax.set_yticks(np.arange(num_classes), names, fontsize=5)
+        else:
+            ax.set_ylabel("class index")
         fig.colorbar(image, ax=ax, label="log(1 + images)")
     fig.suptitle("Teacher confidence per class (red: threshold)", fontsize=9)
-    buffer = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buffer)
-    write_bytes_atomic(path, buffer.getvalue())
+    return fig
 
 
 class _ShardWriters:
@@ -250,7 +253,8 @@ def filter_and_balance(pseudo_pattern: str, output_dir: str, *, num_classes: int
                        num_image_per_class: int, min_threshold: float = 0.3,
                        max_prob: float = 2.0, upsample: bool = True, use_all: bool = False,
                        seed: int = 0, num_output_shards: int | None = None,
-                       shuffle: bool = True, chunk_size: int = 10000) -> dict:
+                       shuffle: bool = True, chunk_size: int = 10000,
+                       class_names: Sequence[str] | None = None) -> dict:
     """Filters and balances pseudo-labeled TFRecords into the student's training records.
 
     Pass 1 counts images per class and confidence bin; pass 2 writes each kept record (bytes
@@ -258,7 +262,8 @@ def filter_and_balance(pseudo_pattern: str, output_dir: str, *, num_classes: int
     in chunks of `chunk_size` records and dealt round-robin over `num_output_shards` files
     `train-%05d-of-%05d` (default: one per input file). Writes `stats.json` (counts, thresholds,
     totals, kept and written counts; written last, it marks the run complete) and a confidence
-    histogram PNG. A rerun with the same inputs and settings returns the saved stats.
+    histogram PNG (classes titled with ``class_names``, else their indices). A rerun with the
+    same inputs and settings returns the saved stats.
     """
     files = _input_files(pseudo_pattern)
     num_output_shards = num_output_shards or len(files)
@@ -319,7 +324,8 @@ def filter_and_balance(pseudo_pattern: str, output_dir: str, *, num_classes: int
         writers.abort()
         raise
 
-    _save_histogram(os.path.join(output_dir, HISTOGRAM_NAME), counts, thresholds)
+    write_png(histogram_figure(counts, thresholds, class_names),
+              os.path.join(output_dir, HISTOGRAM_NAME), tight=False)
     stats = {
         "settings": settings,
         "bin_edges": BIN_EDGES.tolist(),

@@ -6,11 +6,13 @@ resumes from its last checkpoint, labeling skips finished shards, filtering reus
 
     run_dir/
       manifest.json              stages done, their results and timings
+      labels.txt                 class names, copied from beside the labeled data (if there)
       teacher/                   checkpoints, TensorBoard logs, model.keras (EMA weights)
       iter1/labels/              pseudo-labeled shards written by the teacher
       iter1/filtered/            balanced student records, stats.json, histogram PNG
       iter1/student/             like teacher/
       export/                    SavedModel of the final model
+      report.md, report/         written at the end of a loop (noisy_student.report)
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ import keras
 import tensorflow as tf
 
 from efficientnet_tf import create_model, model_config
-from noisy_student import evaluation, export, filtering, labeling
-from noisy_student.atomic_io import read_json, write_json_atomic
+from noisy_student import evaluation, export, filtering, labeling, plots
+from noisy_student.atomic_io import read_json, write_json_atomic, write_text_atomic
 from noisy_student.data import pipelines
 from noisy_student.data.preprocessing import preprocess_for_eval
 from noisy_student.training import (
@@ -135,6 +137,28 @@ class Run:
         tf.io.gfile.makedirs(config.run_dir)
         self.manifest_path = os.path.join(config.run_dir, MANIFEST)
         self.manifest = read_json(self.manifest_path) or {"stages": {}}
+        if self.chief:
+            self._copy_labels_file()
+
+    def _copy_labels_file(self) -> None:
+        """Copies the labeled data's ``labels.txt`` into the run directory, so that plots and
+        the report name the classes without knowing where the data were."""
+        source = plots.labels_file_beside(self.config.label_data)
+        if source is None:
+            return
+        with tf.io.gfile.GFile(source) as f:
+            text = f.read()
+        target = self.path(plots.LABELS_FILE)
+        if tf.io.gfile.exists(target):
+            with tf.io.gfile.GFile(target) as f:
+                if f.read() == text:
+                    return
+        write_text_atomic(target, text)
+
+    @functools.cached_property
+    def class_names(self) -> list[str] | None:
+        """Class names from the run's ``labels.txt``, or None (plots then show indices)."""
+        return plots.class_names_or_none(self.path(plots.LABELS_FILE), self.config.num_classes)
 
     # ------------------------------------------------------------------------ manifest
     def done(self, stage: str) -> bool:
@@ -470,6 +494,7 @@ class Run:
             num_classes=config.num_classes,
             num_image_per_class=per_class,
             min_threshold=config.min_threshold,
+            class_names=self.class_names,
         )
         if stats["num_written"] == 0:
             raise RuntimeError(

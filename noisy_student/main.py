@@ -41,7 +41,10 @@ def run_mode(mode: str, iteration: int) -> dict:
     run = Run(run_config())
     stages = dict(run.stages())
     if mode == "loop":
-        return run.run_all()["stages"]
+        stages = run.run_all()["stages"]
+        if run.chief:
+            write_run_report(run.config.run_dir)
+        return stages
     name = {
         "train": "teacher",
         "label": f"iter{iteration}/label",
@@ -51,6 +54,21 @@ def run_mode(mode: str, iteration: int) -> dict:
         "export": "export",
     }[mode]
     return {name: run.run_stage(name, stages[name])}
+
+
+def write_run_report(run_dir: str) -> str | None:
+    """Writes ``<run_dir>/report.md`` and its PNGs at the end of a loop (seconds: two figures
+    and a few hundred records). The run's results are already in its manifest, so a failure is
+    logged with the command to retry, not raised."""
+    from noisy_student.report import write_report
+
+    try:
+        return write_report(run_dir)
+    except Exception:  # noqa: BLE001 - a report must not fail a finished run
+        logging.getLogger(__name__).exception(
+            "report.md was not written; retry with noisy-student-eval --benchmark=report "
+            "--model=%s", run_dir)
+        return None
 
 
 def robustness_eval(mode: str, iteration: int) -> dict:
@@ -103,6 +121,11 @@ def main(argv: list[str]) -> None:
 
         print(format_table(results))
         print(f"Results of every stage: {os.path.join(FLAGS.run_dir, 'manifest.json')}")
+        import tensorflow as tf
+
+        report = os.path.join(FLAGS.run_dir, "report.md")
+        if FLAGS.mode == "loop" and tf.io.gfile.exists(report):
+            print(f"Report (accuracy per iteration, images the filter kept): {report}")
 
 
 def show_flags_in_help() -> None:

@@ -1,19 +1,36 @@
 """report.md for a finished (or partial) run directory: accuracy per iteration for the teacher
-and each student, with training time, plus any robustness results in ``<run>/eval/iterN/``.
+and each student (table and PNG), robustness results in ``<run>/eval/iterN/``, and for each
+iteration a grid of the pseudo-labeled images the filter kept, one row per class.
 
+    noisy-student-eval --model=runs/cifar10_4000 --benchmark=report
     python -c "from noisy_student.report import write_report; write_report('runs/cifar10_4000')"
+
+A loop run (``noisy-student --mode=loop``) writes it at its end. PNGs go to ``<run>/report/``;
+classes are named from the run's ``labels.txt`` (class indices without one).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
+import numpy as np
 import tensorflow as tf
 
+from noisy_student import plots
 from noisy_student.atomic_io import read_json, write_text_atomic
+from noisy_student.data.records import IMAGE_KEY, PSEUDO_LABEL_KEY
+from noisy_student.filtering import HISTOGRAM_NAME, OUTPUT_SPLIT, STATS_NAME
 
-HEADLINES = {"imagenet_a": "top1", "imagenet_r": "top1", "imagenet_c": "mCE",
+HEADLINES = {"clean": "top1", "imagenet_a": "top1", "imagenet_r": "top1", "imagenet_c": "mCE",
              "corrupted": "mCE", "imagenet_p": "mean_flip_probability"}
+REPORT_NAME = "report.md"
+FIGURE_DIR = "report"
+ACCURACY_PNG = "accuracy.png"
+SAMPLES_PER_CLASS = 8
+MAX_SAMPLE_ROWS = 40  # classes shown in a sample grid; more are thinned evenly
+MAX_CELL = 96  # pixels; larger images are shrunk to this side in the grid
+EMPTY_PIXEL = 255  # cells without an image are white
 
 
 def _pct(value) -> str:
@@ -22,6 +39,10 @@ def _pct(value) -> str:
 
 def _minutes(seconds) -> str:
     return "-" if seconds is None else f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
+
+
+def _model_label(iteration: int) -> str:
+    return "teacher" if iteration == 0 else f"student {iteration}"
 
 
 def iterations(manifest: dict) -> list[int]:
@@ -35,7 +56,202 @@ def iterations(manifest: dict) -> list[int]:
     return found
 
 
-def report_markdown(run_dir: str) -> str:
+STEP_ORDER = ("teacher", "label", "filter", "student", "eval")
+
+
+def stage_order(stage: str) -> tuple[float, int]:
+    """Sort key putting stages in the order a loop runs them (the manifest is stored with
+    sorted keys): teacher, its eval, then per iteration label, filter, student, eval; export
+    and anything unknown last."""
+    head, _, step = stage.partition("/")
+    if head == "teacher":
+        iteration = 0
+    elif head.startswith("iter") and head[4:].isdigit():
+        iteration = int(head[4:])
+    else:
+        return float("inf"), 0
+    step = step or head  # the stage "teacher" is the teacher's training
+    return iteration, STEP_ORDER.index(step) if step in STEP_ORDER else len(STEP_ORDER)
+
+
+def _eval_result(stages: dict, iteration: int) -> dict:
+    return stages.get("teacher/eval" if iteration == 0 else f"iter{iteration}/eval", {})
+
+
+# ----------------------------------------------------------------------------- accuracy
+
+
+def accuracy_figure(manifest: dict):
+    """Top-1 and top-5 (%) of the teacher and each student, or None when none was evaluated."""
+    stages = manifest.get("stages", {})
+    points = [(_model_label(i), _eval_result(stages, i)) for i in iterations(manifest)]
+    points = [(name, r) for name, r in points if r.get("top1") is not None]
+    if not points:
+        return None
+    fig = plots.new_figure(max(5, 1.3 * len(points) + 2), 4)
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(len(points))
+    for key, label, style in (("top1", "top-1", "o-"), ("top5", "top-5", "s--")):
+        values = [100 * r[key] if r.get(key) is not None else np.nan for _, r in points]
+        ax.plot(x, values, style, label=label)
+        for xi, value in zip(x, values, strict=True):
+            if not np.isnan(value):
+                ax.annotate(f"{value:.1f}", (xi, value), textcoords="offset points",
+                            xytext=(0, 6), ha="center", fontsize=8)
+    ax.set_xticks(x, [name for name, _ in points])
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Accuracy per iteration")
+    ax.legend()
+    return fig
+
+
+# ----------------------------------------------------------------------------- kept samples
+
+
+def grid_classes(num_classes: int, max_rows: int = MAX_SAMPLE_ROWS) -> list[int]:
+    """The classes a sample grid shows: all, or ``max_rows`` spread evenly over them."""
+    if num_classes <= max_rows:
+        return list(range(num_classes))
+    return sorted({int(c) for c in np.linspace(0, num_classes - 1, max_rows).round()})
+
+
+def kept_samples(filtered_dir: str, classes: Sequence[int],
+                 per_class: int = SAMPLES_PER_CLASS,
+                 wanted: dict[int, int] | None = None) -> dict[int, list[bytes]]:
+    """{class: up to ``per_class`` distinct encoded images} of ``classes`` from the filter's
+    records, the first ones in shard order (deterministic: the filter's output is). Copies of
+    an upsampled image count once. Reading stops as soon as every class has what it can get:
+    ``per_class``, or fewer where ``wanted`` (class -> distinct images kept) says so."""
+    need = {c: min(per_class, (wanted or {}).get(c, per_class)) for c in classes}
+    found: dict[int, list[bytes]] = {c: [] for c in classes}
+    pending = {c for c, n in need.items() if n > 0}
+    for path in sorted(tf.io.gfile.glob(os.path.join(filtered_dir, f"{OUTPUT_SPLIT}-*"))):
+        if not pending:
+            break
+        for raw in tf.data.TFRecordDataset(path).as_numpy_iterator():
+            features = tf.train.Example.FromString(raw).features.feature
+            label = int(features[PSEUDO_LABEL_KEY].int64_list.value[0])
+            if label not in pending:
+                continue
+            image = features[IMAGE_KEY].bytes_list.value[0]
+            if image not in found[label]:
+                found[label].append(image)
+                if len(found[label]) >= need[label]:
+                    pending.discard(label)
+                    if not pending:
+                        break
+    return found
+
+
+def _fit(pixels: np.ndarray, cell: int) -> np.ndarray:
+    """An image as uint8 [cell, cell, 3], resized (antialiased) unless it already fits."""
+    if pixels.shape[:2] == (cell, cell):
+        return pixels
+    resized = tf.image.resize(pixels, (cell, cell), antialias=True).numpy()
+    return np.clip(np.round(resized), 0, 255).astype(np.uint8)
+
+
+def sample_grid(samples: dict[int, list[bytes]], classes: Sequence[int],
+                per_class: int = SAMPLES_PER_CLASS, cell: int | None = None) -> np.ndarray:
+    """uint8 [rows * cell, per_class * cell, 3]: row r holds the images of ``classes[r]`` left
+    to right, resized to ``cell`` pixels square (default: the largest image side, at most
+    MAX_CELL); cells without an image are white."""
+    decoded = {c: [tf.io.decode_image(image, channels=3, expand_animations=False).numpy()
+                   for image in samples.get(c, [])[:per_class]] for c in classes}
+    if cell is None:
+        sides = [max(p.shape[:2]) for images in decoded.values() for p in images]
+        cell = min(MAX_CELL, max(sides, default=32))
+    grid = np.full((len(classes) * cell, per_class * cell, 3), EMPTY_PIXEL, np.uint8)
+    for row, c in enumerate(classes):
+        for col, pixels in enumerate(decoded[c]):
+            grid[row * cell:(row + 1) * cell, col * cell:(col + 1) * cell] = _fit(pixels, cell)
+    return grid
+
+
+def grid_figure(grid: np.ndarray, row_labels: Sequence[str], title: str = ""):
+    """The sample grid with one y tick label per row (the class). Margins are fixed (write it
+    with ``tight=False``): 2.2 inches on the left for the row labels."""
+    rows = len(row_labels)
+    cell = grid.shape[0] // max(rows, 1)
+    scale = max(1, 64 // max(cell, 1))  # small images are drawn at least 64 pixels wide
+    dpi, left, top, pad = 100, 2.2, 0.5, 0.15
+    width = grid.shape[1] * scale / dpi
+    height = grid.shape[0] * scale / dpi
+    fig = plots.new_figure(left + width + pad, top + height + pad, dpi=dpi)
+    ax = fig.add_axes((left / (left + width + pad), pad / (top + height + pad),
+                       width / (left + width + pad), height / (top + height + pad)))
+    ax.imshow(grid, interpolation="nearest")
+    ax.set_yticks([(r + 0.5) * cell - 0.5 for r in range(rows)], list(row_labels), fontsize=8)
+    ax.set_xticks([])
+    ax.set_title(title or "images the filter kept", fontsize=9)
+    return fig
+
+
+def samples_figure(run_dir: str, iteration: int, class_names: Sequence[str] | None = None,
+                   per_class: int = SAMPLES_PER_CLASS) -> tuple[object, dict] | None:
+    """(grid figure of the images the filter kept in ``<run>/iterN/filtered``, the filter's
+    stats), or None when that iteration has no finished filter output."""
+    filtered = os.path.join(run_dir, f"iter{iteration}", "filtered")
+    stats = read_json(os.path.join(filtered, STATS_NAME))
+    if stats is None:
+        return None
+    num_classes = len(stats["kept_per_class"])
+    names = plots.class_labels(class_names, num_classes)
+    classes = grid_classes(num_classes)
+    kept = dict(enumerate(stats["kept_per_class"]))
+    grid = sample_grid(kept_samples(filtered, classes, per_class, wanted=kept), classes,
+                       per_class)
+    labels = [f"{names[c]} ({kept[c]} kept)" for c in classes]
+    title = (f"iteration {iteration}: up to {per_class} of the images kept per class"
+             + (f" ({len(classes)} of {num_classes} classes)" if len(classes) < num_classes
+                else ""))
+    return grid_figure(grid, labels, title), stats
+
+
+# ----------------------------------------------------------------------------- markdown
+
+
+def _robustness_lines(run_dir: str, manifest: dict) -> list[str]:
+    rows, figures = [], []
+    for i in iterations(manifest):
+        folder = os.path.join(run_dir, "eval", f"iter{i}")
+        if not tf.io.gfile.isdir(folder):
+            continue
+        for benchmark, key in HEADLINES.items():
+            data = read_json(os.path.join(folder, f"{benchmark}.json"))
+            if data and data.get(key) is not None:
+                rows.append(f"| {_model_label(i)} | {benchmark} | {key} | {_pct(data[key])} |")
+        figures += [f"![{_model_label(i)}: {name}](eval/iter{i}/{name})"
+                    for name in sorted(tf.io.gfile.listdir(folder)) if name.endswith(".png")]
+    if not rows and not figures:
+        return []
+    lines = ["", "## Robustness and other evaluations (eval/)"]
+    if rows:
+        lines += ["", "| model | benchmark | metric | value |", "| --- | --- | --- | --- |",
+                  *rows]
+    return lines + (["", *figures] if figures else [])
+
+
+def _samples_lines(run_dir: str, manifest: dict, class_names: Sequence[str] | None) -> list[str]:
+    lines = []
+    for i in iterations(manifest)[1:]:
+        drawn = samples_figure(run_dir, i, class_names)
+        if drawn is None:
+            continue
+        figure, stats = drawn
+        path = plots.write_png(figure, os.path.join(run_dir, FIGURE_DIR, f"iter{i}_kept.png"),
+                               tight=False)
+        lines += ["", f"### Iteration {i}: {stats['num_kept']} of {stats['num_input_records']} "
+                  f"pseudo-labeled images kept, {stats['num_written']} records written", "",
+                  f"![iteration {i} kept images]({os.path.relpath(path, run_dir)})"]
+        histogram = f"iter{i}/filtered/{stats.get('histogram', HISTOGRAM_NAME)}"
+        if tf.io.gfile.exists(os.path.join(run_dir, histogram)):
+            lines += ["", f"![iteration {i} teacher confidence per class]({histogram})"]
+    return ["", "## Images the filter kept", *lines] if lines else []
+
+
+def report_markdown(run_dir: str, class_names: Sequence[str] | None = None) -> str:
+    """The report's text; writes its PNGs under ``<run_dir>/report/`` on the way."""
     manifest = read_json(os.path.join(run_dir, "manifest.json"))
     if manifest is None:
         raise FileNotFoundError(f"{run_dir}: no manifest.json (not a run directory)")
@@ -46,34 +262,39 @@ def report_markdown(run_dir: str) -> str:
     previous = None
     for i in iterations(manifest):
         train = stages.get("teacher" if i == 0 else f"iter{i}/student", {})
-        result = stages.get("teacher/eval" if i == 0 else f"iter{i}/eval", {})
+        result = _eval_result(stages, i)
         top1 = result.get("top1")
         gain = "-" if top1 is None or previous is None else f"{100 * (top1 - previous):+.2f}"
-        name = "teacher" if i == 0 else f"student {i}"
-        lines.append(f"| {name} | {train.get('model', '-')} | {_pct(top1)} | "
+        lines.append(f"| {_model_label(i)} | {train.get('model', '-')} | {_pct(top1)} | "
                      f"{_pct(result.get('top5'))} | {gain} | {result.get('num_examples', '-')} "
                      f"| {_minutes(train.get('seconds'))} |")
         previous = top1 if top1 is not None else previous
-    robustness = []
-    for i in iterations(manifest):
-        folder = os.path.join(run_dir, "eval", f"iter{i}")
-        for benchmark, key in HEADLINES.items():
-            data = read_json(os.path.join(folder, f"{benchmark}.json")) if tf.io.gfile.isdir(
-                folder) else None
-            if data and data.get(key) is not None:
-                robustness.append(f"| {'teacher' if i == 0 else f'student {i}'} | {benchmark} "
-                                  f"| {key} | {_pct(data[key])} |")
-    if robustness:
-        lines += ["", "## Robustness", "", "| model | benchmark | metric | value |",
-                  "| --- | --- | --- | --- |", *robustness]
-    timed = [(s, v.get("seconds")) for s, v in stages.items() if isinstance(v, dict)]
+    figure = accuracy_figure(manifest)
+    if figure is not None:
+        plots.write_png(figure, os.path.join(run_dir, FIGURE_DIR, ACCURACY_PNG))
+        lines += ["", f"![accuracy per iteration]({FIGURE_DIR}/{ACCURACY_PNG})"]
+    lines += _robustness_lines(run_dir, manifest)
+    lines += _samples_lines(run_dir, manifest, class_names)
+    timed = [(s, stages[s].get("seconds")) for s in sorted(stages, key=stage_order)
+             if isinstance(stages[s], dict)]
     lines += ["", "## Stages", "", "| stage | wall time |", "| --- | --- |"]
     lines += [f"| {s} | {_minutes(t)} |" for s, t in timed]
     return "\n".join(lines) + "\n"
 
 
-def write_report(run_dir: str) -> str:
-    """Writes ``<run_dir>/report.md`` (atomically) and returns its path."""
-    path = os.path.join(run_dir, "report.md")
-    write_text_atomic(path, report_markdown(run_dir))
+def run_class_names(run_dir: str, labels: str | None = None) -> list[str] | None:
+    """Class names from ``labels`` or the run's ``labels.txt``; None (plots show indices)
+    without a usable file. They are checked against the classes the run's filter saw."""
+    path = labels or os.path.join(run_dir, plots.LABELS_FILE)
+    stats_files = sorted(tf.io.gfile.glob(os.path.join(run_dir, "iter*", "filtered",
+                                                       STATS_NAME)))
+    num_classes = len(read_json(stats_files[0])["kept_per_class"]) if stats_files else None
+    return plots.class_names_or_none(path, num_classes)
+
+
+def write_report(run_dir: str, labels: str | None = None) -> str:
+    """Writes ``<run_dir>/report.md`` (atomically) and its PNGs; returns the report's path.
+    ``labels`` overrides the run's ``labels.txt``."""
+    path = os.path.join(run_dir, REPORT_NAME)
+    write_text_atomic(path, report_markdown(run_dir, run_class_names(run_dir, labels)))
     return path

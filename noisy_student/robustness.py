@@ -12,7 +12,6 @@ ICLR 2019; Hendrycks et al., CVPR 2021). Errors are fractions in [0, 1].
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -21,8 +20,9 @@ import numpy as np
 import tensorflow as tf
 
 from noisy_student import eval_sources, evaluation
-from noisy_student.atomic_io import read_json, write_bytes_atomic, write_json_atomic
+from noisy_student.atomic_io import read_json, write_json_atomic
 from noisy_student.data.tfds_source import is_tfds_spec as tfds_spec
+from noisy_student.plots import new_figure, write_png
 
 log = logging.getLogger(__name__)
 
@@ -148,14 +148,8 @@ def confusion_and_topk(model, dataset, num_classes: int, *,
             "num_examples": total}
 
 
-def plot_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str], path: str,
-                          title: str = "") -> str:
-    """Row-normalized confusion matrix as a PNG (atomic write); up to 100 classes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def confusion_figure(confusion: np.ndarray, class_names: Sequence[str], title: str = ""):
+    """Row-normalized confusion matrix, classes labelled by ``class_names``; up to 100 classes."""
     n = len(confusion)
     if n > MAX_CONFUSION_CLASSES:
         raise ValueError(f"a confusion matrix of {n} classes is unreadable; the limit is "
@@ -163,7 +157,8 @@ def plot_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str], pat
     rows = confusion.sum(axis=1, keepdims=True)
     normalized = np.divide(confusion, rows, out=np.zeros(confusion.shape), where=rows > 0)
     side = min(4 + 0.18 * n, 22)
-    fig, ax = plt.subplots(figsize=(side, side))
+    fig = new_figure(side, side)
+    ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(normalized, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
     ticks = np.arange(n)
@@ -179,17 +174,13 @@ def plot_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str], pat
                     ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=7,
                             color="white" if normalized[i, j] > 0.5 else "black")
     ax.set_title(title or "confusion matrix")
-    return write_figure(fig, plt, path)
+    return fig
 
 
-def write_figure(fig, plt, path: str) -> str:
-    """Lays out and writes a matplotlib figure as PNG (temp name, then rename); closes it."""
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    write_bytes_atomic(path, buffer.getvalue())
-    return path
+def plot_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str], path: str,
+                          title: str = "") -> str:
+    """`confusion_figure` as a PNG at ``path`` (atomic write); returns the path."""
+    return write_png(confusion_figure(confusion, class_names, title), path)
 
 
 def evaluate_classification(model, dataset, *, num_classes: int,
@@ -266,23 +257,24 @@ def corruption_table(errors: Mapping[str, Sequence[float]], ce: Mapping[str, flo
     return "\n".join(lines)
 
 
-def plot_corruption_errors(ce: Mapping[str, float], mce: float, path: str,
-                           title: str = "") -> str:
-    """Bar chart of CE per corruption (x100) with the mCE as a line; PNG, atomic write."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def corruption_figure(ce: Mapping[str, float], mce: float, title: str = ""):
+    """Bar chart of CE per corruption (x100) with the mCE as a line."""
     names = list(ce)
-    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(names) + 2), 4))
+    fig = new_figure(max(6, 0.55 * len(names) + 2), 4)
+    ax = fig.add_subplot(1, 1, 1)
     ax.bar(range(len(names)), [100 * ce[c] for c in names], color="tab:blue")
     ax.axhline(100 * mce, color="tab:red", linestyle="--", label=f"mCE {100 * mce:.1f}")
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("corruption error (%)")
     ax.set_title(title or "corruption errors")
     ax.legend()
-    return write_figure(fig, plt, path)
+    return fig
+
+
+def plot_corruption_errors(ce: Mapping[str, float], mce: float, path: str,
+                           title: str = "") -> str:
+    """`corruption_figure` as a PNG at ``path`` (atomic write); returns the path."""
+    return write_png(corruption_figure(ce, mce, title), path)
 
 
 def corruption_metrics(errors: Mapping[str, Sequence[float]],
