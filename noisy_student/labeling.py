@@ -28,6 +28,7 @@ from noisy_student.data.records import (
     parse_unlabeled,
 )
 from noisy_student.data.shards import check_no_stale_shards, shard_name
+from noisy_student.data.tfrecord_source import list_files
 from noisy_student.distributed_work import shards_for_worker, worker_info
 
 OUTPUT_SPLIT = "pseudo"
@@ -139,7 +140,7 @@ def _label_shard(label_fn, input_path: str, output_path: str, *, storage: str,
 def unfinished_shards(input_pattern: str, output_dir: str) -> list[str]:
     """Output shards (of every worker) that are not complete yet: the barrier a job waits on
     before filtering what several workers labeled."""
-    files = sorted(tf.io.gfile.glob(input_pattern))
+    files = list_files(input_pattern)
     names = [shard_name(OUTPUT_SPLIT, index, len(files)) for index in range(len(files))]
     return [
         name for name in names
@@ -161,9 +162,7 @@ def label_shards(teacher, input_pattern: str, output_dir: str, *, image_size: in
     `make_label_fn`, built with the same teacher and settings) reuses an already traced function
     across calls; by default one is built per call.
     """
-    files = sorted(tf.io.gfile.glob(input_pattern))
-    if not files:
-        raise FileNotFoundError(f"no unlabeled files match {input_pattern!r}")
+    files = list_files(input_pattern)
     worker = worker_info(worker_index, num_workers)
     if label_fn is None:
         label_fn = make_label_fn(teacher, temperature=temperature, hard=hard,

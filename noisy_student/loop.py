@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import glob
 import logging
 import math
 import os
@@ -32,6 +31,7 @@ from noisy_student import evaluation, export, filtering, labeling
 from noisy_student.atomic_io import read_json, write_json_atomic
 from noisy_student.data import pipelines
 from noisy_student.data.preprocessing import preprocess_for_eval
+from noisy_student.data.tfrecord_source import list_files, scan_file
 from noisy_student.training import (
     TrainConfig,
     check_student_size,
@@ -50,6 +50,12 @@ FINAL_MODEL = "model.keras"
 # Labeled training images (the first ones, in file order) that every training stage scores at
 # its end with eval preprocessing and EMA weights: teacher and noised students on equal terms.
 CLEAN_TRAIN_IMAGES = 2000
+
+
+class RunError(RuntimeError):
+    """The run directory's state stops this command (a missing earlier stage, settings that
+    differ from the finished stages', another command writing there); the message says what
+    to do."""
 
 
 @dataclasses.dataclass
@@ -203,6 +209,13 @@ class Run:
         path = os.path.join(self.model_dir(iteration), FINAL_MODEL)
         if os.path.exists(path):
             return keras.models.load_model(path, compile=False)
+        if tf.train.latest_checkpoint(self.model_dir(iteration)) is None:
+            what = "teacher" if iteration == 0 else f"student of iteration {iteration}"
+            raise RunError(
+                f"No trained {what} in {self.model_dir(iteration)}: run the loop (or --mode="
+                f"{'train' if iteration == 0 else f'student --iteration={iteration}'}) first"
+                + (", or pass --teacher_checkpoint." if iteration == 0 else ".")
+            )
         return load_ema_model(
             self.model_dir(iteration), self.model_fn(self.model_name(iteration), False)
         )
@@ -216,8 +229,7 @@ class Run:
             return self.config.num_train_images
         if self.config.label_data.startswith("tfds:"):
             raise ValueError("Set --num_train_images for a tfds: labeled source.")
-        files = sorted(glob.glob(self.config.label_data))
-        return sum(sum(1 for _ in tf.data.TFRecordDataset(f)) for f in files)
+        return sum(scan_file(f).num_records for f in list_files(self.config.label_data))
 
     def _labeled_fn(self, size: int, randaug: bool):
         config = self.config
@@ -457,9 +469,7 @@ class Run:
         labels_pattern = labeling.pseudo_label_pattern(self.path(f"iter{iteration}", "labels"))
         per_class = config.num_image_per_class
         if per_class is None:
-            total = sum(
-                sum(1 for _ in tf.data.TFRecordDataset(f)) for f in glob.glob(labels_pattern)
-            )
+            total = sum(scan_file(f).num_records for f in list_files(labels_pattern))
             per_class = max(1, math.ceil(total / config.num_classes))
         output_dir = self.path(f"iter{iteration}", "filtered")
         if not self.chief:  # one writer; the other workers wait for its statistics
