@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 
 import keras
 import tensorflow as tf
 
+from noisy_student.atomic_io import remove_stale_temps, temp_path
 from noisy_student.data.preprocessing import preprocess_for_eval
 
 
@@ -70,13 +70,15 @@ def export_saved_model(
         "serving_images": images_fn,
         "serving_bytes": bytes_fn,
     }
-    parent = os.path.dirname(os.path.abspath(export_dir))
+    export_dir = os.path.abspath(export_dir)
+    parent = os.path.dirname(export_dir)
     os.makedirs(parent, exist_ok=True)
-    staging = os.path.join(parent, f".{os.path.basename(export_dir)}.tmp-{uuid.uuid4().hex[:8]}")
+    remove_stale_temps(parent, recursive=False, prefix=f".{os.path.basename(export_dir)}.tmp-")
+    staging = temp_path(export_dir)
     try:
         tf.saved_model.save(module, staging, signatures=signatures)
         if os.path.exists(export_dir):
-            old = f"{staging}.old"
+            old = temp_path(export_dir, ".old")
             os.rename(export_dir, old)
             os.rename(staging, export_dir)
             shutil.rmtree(old)

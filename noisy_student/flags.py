@@ -65,6 +65,13 @@ flags.DEFINE_integer(
     "Subtracted from stored labels (1 for ImageNet-style 1-based files, 0 for 0-based).",
 )
 flags.DEFINE_integer("num_classes", 1000, "Number of classes.")
+flags.DEFINE_bool(
+    "strict_data",
+    False,
+    "Stop with an error naming the file and record at a damaged TFRecord file or an undecodable "
+    "image. Default: a damaged file loses only the records after the damage, an undecodable "
+    "image is skipped, and every stage reports the totals.",
+)
 flags.DEFINE_integer(
     "num_train_images", None, "Labeled images per epoch; counted from the files when unset."
 )

@@ -34,12 +34,24 @@ def run_config():
 
 
 def run_mode(mode: str, iteration: int) -> dict:
-    """Runs one mode and returns what it recorded."""
+    """Runs one mode with the run directory locked for this worker role and returns what it
+    recorded."""
+    from noisy_student.distributed_work import worker_info
+    from noisy_student.run_lock import run_dir_lock
+
+    config = run_config()
+    worker = worker_info(config.worker_index, config.num_workers)
+    with run_dir_lock(config.run_dir, worker.index):
+        return _run_locked(mode, iteration, config)
+
+
+def _run_locked(mode: str, iteration: int, config) -> dict:
     from noisy_student.loop import Run
 
     if mode == "eval_corrupted" or (mode == "eval" and FLAGS.eval_benchmark != "clean"):
         return {mode: robustness_eval(mode, iteration)}
-    run = Run(run_config())
+    run = Run(config)
+    run.prepare()  # before any work: stale temps removed, recorded settings checked
     stages = dict(run.stages())
     if mode == "loop":
         return run.run_all()["stages"]

@@ -23,7 +23,7 @@ READ_BUFFER_BYTES = 8 * 1024 * 1024
 
 
 def _is_temporary(path: str) -> bool:
-    """Files being written by atomic_tfrecord_writer (``.<name>.tmp-<pid>``)."""
+    """Files being written by atomic_tfrecord_writer (``.<name>.tmp-<host>-<pid>``)."""
     name = os.path.basename(path)
     return name.startswith(".") and ".tmp-" in name
 

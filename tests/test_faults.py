@@ -1,0 +1,307 @@
+"""Fault suite: damaged data, changed flags, concurrent commands, killed writers and bad inputs,
+run through the `noisy-student` command line (in this process where one command is enough,
+in subprocesses where two must run at once or one is killed)."""
+
+import collections
+import contextlib
+import io
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE = os.path.join(ROOT, "sample_data", "cifar10")
+NUM_UNLABELED_SHARDS = 6
+CORRUPT_SHARD, CORRUPT_RECORD = 5, 100  # damaged bytes inside this record of this shard
+UNDECODABLE_SHARD, UNDECODABLE_RECORD = 3, 7
+
+
+def tiny_flags(run_dir, *extra) -> list[str]:
+    return [
+        f"--run_dir={run_dir}",
+        f"--label_data={os.path.join(SAMPLE, 'train-00000-of-00004')}",
+        "--num_classes=10", "--small_images", "--teacher_model=b0", "--student_models=b0",
+        "--width_coefficient=0.25", "--depth_coefficient=0.25", "--train_batch_size=32",
+        "--eval_batch_size=8", "--quiet", *extra,
+    ]
+
+
+def cli(*args: str) -> tuple[int, str]:
+    """Runs the CLI's main in this process on a fresh parse of `args`; (exit status, stderr)."""
+    from noisy_student import main
+
+    stderr = io.StringIO()
+    with flagsaver.flagsaver():
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["noisy-student", *args])
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+            try:
+                main.main(["noisy-student"])
+                code = 0
+            except SystemExit as exit_:
+                code = exit_.code
+    return code, stderr.getvalue()
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "error" in line.lower()]
+
+
+@pytest.fixture(scope="module")
+def teacher_weights(tmp_path_factory, tf, keras):
+    """Weights of the tiny teacher the flags of `tiny_flags` build (--teacher_checkpoint)."""
+    from noisy_student.loop import Run, RunConfig
+
+    folder = tmp_path_factory.mktemp("teacher")
+    config = RunConfig(run_dir=str(folder / "unused"), num_classes=10, small_images=True,
+                       width_coefficient=0.25, depth_coefficient=0.25)
+    keras.utils.set_random_seed(0)
+    path = str(folder / "teacher.weights.h5")
+    Run(config).model_fn("efficientnet-b0", for_training=False)().save_weights(path)
+    return path
+
+
+def records_of(tf, path):
+    return [bytes(r) for r in tf.data.TFRecordDataset(path).ignore_errors().as_numpy_iterator()]
+
+
+@pytest.fixture(scope="module")
+def unlabeled(tmp_path_factory, tf):
+    """One bundled unlabeled file split into 6 shards; shard 3 holds one undecodable image and
+    shard 5 has damaged bytes inside record 100. Returns (pattern, readable images)."""
+    from noisy_student.data.records import encode_unlabeled, parse_unlabeled
+
+    folder = tmp_path_factory.mktemp("unlabeled")
+    serialized = records_of(tf, os.path.join(SAMPLE, "unlabeled-00000-of-00008"))
+    per_shard = -(-len(serialized) // NUM_UNLABELED_SHARDS)
+    readable = []
+    for s in range(NUM_UNLABELED_SHARDS):
+        shard = serialized[s * per_shard:(s + 1) * per_shard]
+        if s == UNDECODABLE_SHARD:
+            shard[UNDECODABLE_RECORD] = encode_unlabeled(b"not an image at all")
+        path = folder / f"unlabeled-{s:05d}-of-{NUM_UNLABELED_SHARDS:05d}"
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            for record in shard:
+                writer.write(record)
+        kept = shard[:CORRUPT_RECORD] if s == CORRUPT_SHARD else shard
+        readable += [parse_unlabeled(r)["image"].numpy() for i, r in enumerate(kept)
+                     if not (s == UNDECODABLE_SHARD and i == UNDECODABLE_RECORD)]
+        if s == CORRUPT_SHARD:  # flip bytes in the middle of record CORRUPT_RECORD's data
+            offset = sum(len(r) + 16 for r in shard[:CORRUPT_RECORD]) + 12 + 40
+            data = bytearray(path.read_bytes())
+            data[offset:offset + 8] = bytes(b ^ 0xFF for b in data[offset:offset + 8])
+            path.write_bytes(bytes(data))
+    return str(folder / "unlabeled-*"), readable
+
+
+# ------------------------------------------------------------------ 5: errors after validation
+
+
+def test_missing_teacher_is_one_line_and_status_2_unless_traceback(tmp_path):
+    from noisy_student.loop import RunError
+
+    args = tiny_flags(tmp_path / "run", "--mode=label",
+                      f"--unlabel_data={os.path.join(SAMPLE, 'unlabeled-00000-of-00008')}")
+    code, stderr = cli(*args)
+    assert code == 2
+    assert error_lines(stderr) == [
+        f"noisy-student: error: No trained teacher in {tmp_path / 'run' / 'teacher'}: run the "
+        "loop (or --mode=train) first, or pass --teacher_checkpoint. (--traceback shows the "
+        "stack)"]
+    with pytest.raises(RunError, match="No trained teacher"):
+        cli(*args, "--traceback")
+
+
+def test_full_disk_is_one_line_and_status_2(tmp_path, monkeypatch):
+    import errno
+
+    def full(path, obj):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr("noisy_student.loop.write_json_atomic", full)
+    code, stderr = cli(*tiny_flags(tmp_path / "run", "--mode=train"))
+    assert code == 2
+    [line] = error_lines(stderr)
+    assert "No space left on device" in line and "manifest.json" in line
+
+
+def test_label_out_of_range_is_one_line_naming_the_file(tmp_path):
+    code, stderr = cli(*tiny_flags(tmp_path / "run", "--mode=train", "--num_classes=3",
+                                   "--num_train_images=64", "--train_epochs=1"))
+    assert code == 2
+    [line] = error_lines(stderr)
+    assert "is outside [0, 3)" in line and "train-00000-of-00004" in line
+    assert "Traceback" not in stderr
+
+
+# --------------------------------------------------------------- 2: run-directory fingerprint
+
+
+def test_rerun_with_other_settings_stops_listing_the_flags(tmp_path, teacher_weights, caplog):
+    import tensorflow as tf
+
+    run_dir = tmp_path / "run"
+    first = tiny_flags(run_dir, "--mode=train", f"--teacher_checkpoint={teacher_weights}")
+    assert cli(*first)[0] == 0
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["settings"]["teacher"]["teacher_model"] == "efficientnet-b0"
+
+    # Settings that do not change results never block.
+    assert cli(*first, "--noquiet", "--summary_every=7", "--checkpoint_every=3")[0] == 0
+
+    changed = [*first, "--teacher_model=b3", "--num_classes=5"]
+    code, stderr = cli(*changed)
+    assert code == 2
+    [line] = error_lines(stderr)
+    assert "--num_classes was 10, now 5" in line
+    assert "--teacher_model was 'efficientnet-b0', now 'efficientnet-b3'" in line
+    assert "first affected stage is teacher" in line
+    assert "new --run_dir" in line and "--redo_changed_stages" in line
+    assert json.loads((run_dir / "manifest.json").read_text()) == manifest  # nothing done
+
+    (run_dir / "teacher").mkdir(exist_ok=True)
+    (run_dir / "teacher" / "old-output").write_text("made by the b0 teacher")
+    with caplog.at_level(logging.WARNING):
+        assert cli(*changed, "--redo_changed_stages")[0] == 0
+    assert not (run_dir / "teacher" / "old-output").exists()
+    redone = json.loads((run_dir / "manifest.json").read_text())
+    assert redone["settings"]["teacher"]["teacher_model"] == "efficientnet-b3"
+    assert redone["settings"]["teacher"]["num_classes"] == 5
+    assert "Redoing stages teacher" in caplog.text
+    assert tf.io.gfile.exists(str(run_dir / "manifest.json"))
+
+
+# ----------------------------------------------------------- 3: one writer per run directory
+
+HOLD_LOCK = """
+import sys, time
+from noisy_student.run_lock import run_dir_lock
+with run_dir_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_second_command_exits_at_once_and_a_stale_lock_is_taken_over(
+        tmp_path, teacher_weights, caplog):
+    run_dir = tmp_path / "run"
+    args = tiny_flags(run_dir, "--mode=train", f"--teacher_checkpoint={teacher_weights}")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run_dir)], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code, stderr = cli(*args)
+        assert code == 2
+        [line] = error_lines(stderr)
+        assert f"{run_dir} is in use by pid {holder.pid} on " in line
+        assert "another --run_dir" in line
+        assert not (run_dir / "manifest.json").exists()  # exited before any work
+        # Another worker role has its own lock.
+        code, stderr = cli(*args, "--worker_index=1", "--num_workers=2")
+        assert code == 0, stderr
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with caplog.at_level(logging.WARNING):
+        code, stderr = cli(*args)
+    assert code == 0, stderr
+    assert f"Taking over the stale lock of pid {holder.pid}" in caplog.text
+    assert (run_dir / ".lock").read_text() == ""  # released on exit
+
+
+# --------------------------------------------------------------------- 6: clean resumption
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_temps_of_killed_writers_are_removed_on_rerun(tmp_path, teacher_weights):
+    from noisy_student.atomic_io import _host, temp_path
+
+    run_dir = tmp_path / "run"
+    (run_dir / "iter1" / "filtered").mkdir(parents=True)
+    (run_dir / "teacher").mkdir()
+    pid = dead_pid()
+    stale = [run_dir / "iter1" / "filtered" / f".train-00000-of-00002.tmp-{_host()}-{pid}",
+             run_dir / f".export.tmp-{_host()}-{pid}",
+             run_dir / "teacher" / f".model.keras.tmp-{_host()}-{pid}.keras"]
+    stale[0].write_bytes(b"")
+    (stale[1] / "variables").mkdir(parents=True)
+    stale[2].write_bytes(b"half a model")
+    live = temp_path(str(run_dir / "iter1" / "filtered" / "stats.json"))
+    with open(live, "w") as f:
+        f.write("{}")  # this process's: still being written
+    other_host = run_dir / f".x.tmp-elsewhere-{pid}"
+    other_host.write_text("")
+    code, stderr = cli(*tiny_flags(run_dir, "--mode=train",
+                                   f"--teacher_checkpoint={teacher_weights}"))
+    assert code == 0, stderr
+    assert [p for p in stale if p.exists()] == []
+    assert os.path.exists(live) and other_host.exists()
+
+
+# ---------------------------------------- 1, 3, 6, 7: kill -9 of one of two labeling workers
+
+
+def test_killed_labeling_worker_and_damaged_shards_rerun_gives_one_record_per_image(
+        tmp_path, tf, teacher_weights, unlabeled, caplog):
+    from noisy_student.data.records import parse_pseudo_labeled
+
+    pattern, readable = unlabeled
+    run_dir = tmp_path / "run"
+    labels = run_dir / "iter1" / "labels"
+
+    def worker(index: int, *extra: str) -> list[str]:
+        return tiny_flags(run_dir, "--mode=label", f"--unlabel_data={pattern}",
+                          f"--teacher_checkpoint={teacher_weights}", f"--worker_index={index}",
+                          "--num_workers=2", *extra)
+
+    command = [sys.executable, "-m", "noisy_student.main"]
+    first = subprocess.Popen(command + worker(0), cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(command + worker(1, "--wait_timeout=5"), cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = labels / "info" / f"pseudo-00000-of-{NUM_UNLABELED_SHARDS:05d}.json"
+    deadline = time.time() + 300
+    while not done.exists():  # worker 0 has finished its first shard and works on the next
+        assert first.poll() is None, first.stderr.read()[-3000:]
+        assert time.time() < deadline, "worker 0 labeled nothing"
+        time.sleep(0.01)
+    first.send_signal(signal.SIGKILL)
+    assert first.wait() == -signal.SIGKILL
+    unfinished = [name for name in ("pseudo-00002", "pseudo-00004")
+                  if not (labels / "info" / f"{name}-of-{NUM_UNLABELED_SHARDS:05d}.json").exists()]
+    assert unfinished, "worker 0 finished before it was killed; the test needs larger shards"
+    # Worker 1 labels its shards (past the damaged one), waits for worker 0's, and gives up.
+    assert second.wait(timeout=300) == 2
+    assert "Rerun the same command to resume" in second.stderr.read()
+
+    with caplog.at_level(logging.WARNING):
+        for index in (0, 1):
+            code, stderr = cli(*worker(index))
+            assert code == 0, stderr
+    assert "Taking over the stale lock" in caplog.text
+
+    written = collections.Counter()
+    for path in sorted(labels.glob("pseudo-*")):
+        for record in records_of(tf, str(path)):
+            written[parse_pseudo_labeled(record, 10)["image"].numpy()] += 1
+    assert written == collections.Counter(readable)
+    assert [p.name for p in run_dir.rglob("*.tmp-*")] == []
+
+    result = json.loads((run_dir / "manifest.json").read_text())["stages"]["iter1/label"]
+    assert result["num_labeled"] == len(readable)  # both workers, both invocations
+    assert result["num_undecodable"] == 1
+    assert result["damaged_files"] == [f"unlabeled-{CORRUPT_SHARD:05d}-of-00006"]
+    assert result["num_finished_shards"] == NUM_UNLABELED_SHARDS
