@@ -19,9 +19,9 @@ from absl.testing import flagsaver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(ROOT, "sample_data", "cifar10")
-NUM_UNLABELED_SHARDS = 6
-CORRUPT_SHARD, CORRUPT_RECORD = 5, 100  # damaged bytes inside this record of this shard
-UNDECODABLE_SHARD, UNDECODABLE_RECORD = 3, 7
+NUM_UNLABELED_SHARDS, PER_SHARD = 4, 80  # worker 0 labels shards 0 and 2, worker 1 1 and 3
+CORRUPT_SHARD, CORRUPT_RECORD = 3, 40  # damaged bytes inside this record of this shard
+UNDECODABLE_SHARD, UNDECODABLE_RECORD = 1, 7
 
 
 def tiny_flags(run_dir, *extra) -> list[str]:
@@ -55,18 +55,23 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "error" in line.lower()]
 
 
-@pytest.fixture(scope="module")
-def teacher_weights(tmp_path_factory, tf, keras):
-    """Weights of the tiny teacher the flags of `tiny_flags` build (--teacher_checkpoint)."""
+def save_teacher(path: str, num_classes: int = 10) -> str:
+    """Weights of the tiny teacher that the flags of `tiny_flags` build."""
+    import keras
+
     from noisy_student.loop import Run, RunConfig
 
-    folder = tmp_path_factory.mktemp("teacher")
-    config = RunConfig(run_dir=str(folder / "unused"), num_classes=10, small_images=True,
-                       width_coefficient=0.25, depth_coefficient=0.25)
+    config = RunConfig(run_dir=os.path.dirname(path), num_classes=num_classes,
+                       small_images=True, width_coefficient=0.25, depth_coefficient=0.25)
     keras.utils.set_random_seed(0)
-    path = str(folder / "teacher.weights.h5")
     Run(config).model_fn("efficientnet-b0", for_training=False)().save_weights(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def teacher_weights(tmp_path_factory, tf, keras):
+    """--teacher_checkpoint for the tiny 10-class teacher."""
+    return save_teacher(str(tmp_path_factory.mktemp("teacher") / "teacher.weights.h5"))
 
 
 def records_of(tf, path):
@@ -75,16 +80,15 @@ def records_of(tf, path):
 
 @pytest.fixture(scope="module")
 def unlabeled(tmp_path_factory, tf):
-    """One bundled unlabeled file split into 6 shards; shard 3 holds one undecodable image and
-    shard 5 has damaged bytes inside record 100. Returns (pattern, readable images)."""
+    """320 bundled unlabeled images in 4 shards; shard 1 holds one undecodable image and shard 3
+    has damaged bytes inside record 40. Returns (pattern, readable images)."""
     from noisy_student.data.records import encode_unlabeled, parse_unlabeled
 
     folder = tmp_path_factory.mktemp("unlabeled")
     serialized = records_of(tf, os.path.join(SAMPLE, "unlabeled-00000-of-00008"))
-    per_shard = -(-len(serialized) // NUM_UNLABELED_SHARDS)
     readable = []
     for s in range(NUM_UNLABELED_SHARDS):
-        shard = serialized[s * per_shard:(s + 1) * per_shard]
+        shard = serialized[s * PER_SHARD:(s + 1) * PER_SHARD]
         if s == UNDECODABLE_SHARD:
             shard[UNDECODABLE_RECORD] = encode_unlabeled(b"not an image at all")
         path = folder / f"unlabeled-{s:05d}-of-{NUM_UNLABELED_SHARDS:05d}"
@@ -133,12 +137,15 @@ def test_full_disk_is_one_line_and_status_2(tmp_path, monkeypatch):
     assert "No space left on device" in line and "manifest.json" in line
 
 
-def test_label_out_of_range_is_one_line_naming_the_file(tmp_path):
-    code, stderr = cli(*tiny_flags(tmp_path / "run", "--mode=train", "--num_classes=3",
-                                   "--num_train_images=64", "--train_epochs=1"))
+def test_label_out_of_range_is_one_line_naming_the_file(tmp_path, tf, keras):
+    weights = save_teacher(str(tmp_path / "three.weights.h5"), num_classes=3)
+    eval_data = os.path.join(SAMPLE, "validation-00000-of-00002")
+    code, stderr = cli(*tiny_flags(tmp_path / "run", "--mode=eval", "--iteration=0",
+                                   "--num_classes=3", f"--teacher_checkpoint={weights}",
+                                   f"--eval_data={eval_data}"))
     assert code == 2
     [line] = error_lines(stderr)
-    assert "is outside [0, 3)" in line and "train-00000-of-00004" in line
+    assert "is outside [0, 3)" in line and f"of {eval_data}" in line
     assert "Traceback" not in stderr
 
 
@@ -280,10 +287,9 @@ def test_killed_labeling_worker_and_damaged_shards_rerun_gives_one_record_per_im
         time.sleep(0.01)
     first.send_signal(signal.SIGKILL)
     assert first.wait() == -signal.SIGKILL
-    unfinished = [name for name in ("pseudo-00002", "pseudo-00004")
-                  if not (labels / "info" / f"{name}-of-{NUM_UNLABELED_SHARDS:05d}.json").exists()]
-    assert unfinished, "worker 0 finished before it was killed; the test needs larger shards"
-    # Worker 1 labels its shards (past the damaged one), waits for worker 0's, and gives up.
+    unfinished = labels / "info" / f"pseudo-00002-of-{NUM_UNLABELED_SHARDS:05d}.json"
+    assert not unfinished.exists(), "worker 0 finished before it was killed; use larger shards"
+    # Worker 1 labels its shards (past the damaged one), waits for worker 0's and gives up.
     assert second.wait(timeout=300) == 2
     assert "Rerun the same command to resume" in second.stderr.read()
 
@@ -303,5 +309,6 @@ def test_killed_labeling_worker_and_damaged_shards_rerun_gives_one_record_per_im
     result = json.loads((run_dir / "manifest.json").read_text())["stages"]["iter1/label"]
     assert result["num_labeled"] == len(readable)  # both workers, both invocations
     assert result["num_undecodable"] == 1
-    assert result["damaged_files"] == [f"unlabeled-{CORRUPT_SHARD:05d}-of-00006"]
+    assert result["damaged_files"] == [
+        f"unlabeled-{CORRUPT_SHARD:05d}-of-{NUM_UNLABELED_SHARDS:05d}"]
     assert result["num_finished_shards"] == NUM_UNLABELED_SHARDS
