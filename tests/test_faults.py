@@ -312,3 +312,72 @@ def test_killed_labeling_worker_and_damaged_shards_rerun_gives_one_record_per_im
     assert result["damaged_files"] == [
         f"unlabeled-{CORRUPT_SHARD:05d}-of-{NUM_UNLABELED_SHARDS:05d}"]
     assert result["num_finished_shards"] == NUM_UNLABELED_SHARDS
+
+
+# ------------------------------------------------------------ 4: hardened serving signatures
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tf, keras):
+    """The tiny model exported and loaded again, with its Keras original."""
+    from tiny_models import make_model_fn
+
+    from noisy_student.export import export_saved_model
+
+    model = make_model_fn(keras)()
+    path = export_saved_model(model, str(tmp_path_factory.mktemp("export") / "export"),
+                              image_size=32, small_image=True)
+    return tf.saved_model.load(path), model
+
+
+@pytest.mark.parametrize("shape, dtype, expected", [
+    ((32, 32, 3), "float32", "got shape [32 32 3]"),
+    ((1, 1, 32, 32, 3), "float32", "got shape [1 1 32 32 3]"),
+    ((1, 64, 64, 3), "float32", "got shape [1 64 64 3]"),
+    ((2, 8, 8, 3), "float32", "got shape [2 8 8 3]"),
+    ((1, 32, 32, 1), "float32", "got shape [1 32 32 1]"),
+    ((1, 32, 32, 3), "nan", "NaN or infinite pixels"),
+    ((1, 32, 32, 3), "inf", "NaN or infinite pixels"),
+    ((1, 32, 32, 3), "float64", "expected to be a float tensor but is a double"),
+    ((1, 32, 32, 3), "uint8", "expected to be a float tensor but is a uint8"),
+])
+def test_serving_default_rejects_bad_images_with_a_clear_error(served, tf, shape, dtype,
+                                                              expected):
+    import numpy as np
+
+    loaded, _ = served
+    images = np.full(shape, {"nan": np.nan, "inf": np.inf}.get(dtype, 100),
+                     "float32" if dtype in ("nan", "inf") else dtype)
+    images.flat[0] = 100 if dtype in ("nan", "inf") else images.flat[0]  # one good pixel
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        loaded.signatures["serving_default"](images=tf.constant(images))
+    assert expected in str(error.value)
+    if "shape" in expected:
+        assert "[batch, 32, 32, 3]" in str(error.value)
+
+
+def test_serving_bytes_names_bad_images_and_the_status_signature_classifies_the_rest(
+        served, tf):
+    import numpy as np
+    from data_helpers import sample_examples
+
+    from noisy_student.data.preprocessing import preprocess_for_eval
+
+    loaded, model = served
+    good = [e["image"] for e in sample_examples("validation", 3)]
+    batch = [good[0], b"not an image", good[1], good[2][:40]]
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"image_bytes\[1 3\] of 4 cannot be decoded"):
+        loaded.signatures["serving_bytes"](image_bytes=tf.constant(batch))
+
+    out = loaded.signatures["serving_bytes_status"](image_bytes=tf.constant(batch))
+    np.testing.assert_array_equal(out["valid"].numpy(), [True, False, True, False])
+    images = tf.stack([preprocess_for_eval(g, 32, small_image=True) for g in good[:2]])
+    expected = tf.nn.softmax(model(images, training=False)).numpy()
+    probabilities = out["probabilities"].numpy()
+    np.testing.assert_allclose(probabilities[[0, 2]], expected, atol=1e-5)
+    assert (probabilities[[1, 3]] == 0).all()
+    np.testing.assert_array_equal(out["classes"].numpy()[[1, 3]], [-1, -1])
+    np.testing.assert_array_equal(out["classes"].numpy()[[0, 2]], expected.argmax(-1))
+    clean = loaded.signatures["serving_bytes"](image_bytes=tf.constant(good[:2]))
+    np.testing.assert_allclose(clean["probabilities"].numpy(), expected, atol=1e-5)

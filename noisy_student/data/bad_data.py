@@ -87,19 +87,25 @@ def _placeholder(spec: tf.TensorSpec) -> tf.Tensor:
     return tf.zeros([d if d is not None else 0 for d in spec.shape], spec.dtype)
 
 
+def try_map(element, fn: Callable, *, log_warning: bool = True) -> tf.data.Dataset:
+    """A one-element dataset: ``(fn(element), True)``, or ``(zeros, False)`` when ``fn`` fails
+    on it (graph mode; also inside a tf.function or a SavedModel signature)."""
+    good = (tf.data.Dataset.from_tensors(element)
+            .map(lambda e: (fn(e), tf.constant(True)))
+            .ignore_errors(log_warning=log_warning))
+    placeholder = tf.nest.map_structure(_placeholder, good.element_spec[0])
+    bad = tf.data.Dataset.from_tensors((placeholder, tf.constant(False)))
+    return good.concatenate(bad).take(1)
+
+
 def guarded_map(dataset: tf.data.Dataset, fn: Callable, *, stats: DataStats, strict: bool,
                 deterministic: bool) -> tf.data.Dataset:
     """Maps ``fn`` over elements (dicts with "file" and "index" keys), skipping and counting
     elements on which it fails; with ``strict`` a failure raises an error naming the record."""
 
     def isolate(element):
-        good = (tf.data.Dataset.from_tensors(element)
-                .map(lambda e: (fn(e), tf.constant(True)))
-                .ignore_errors(log_warning=True))
-        placeholder = tf.nest.map_structure(_placeholder, good.element_spec[0])
-        bad = tf.data.Dataset.from_tensors((placeholder, tf.constant(False)))
-        return (good.concatenate(bad).take(1)
-                .map(lambda out, ok: (out, ok, element["file"], element["index"])))
+        return try_map(element, fn).map(
+            lambda out, ok: (out, ok, element["file"], element["index"]))
 
     def account(out, ok, filename, index):
         is_bad = tf.logical_not(ok)
