@@ -135,20 +135,22 @@ def _label_shard(label_fn, input_path: str, output_path: str, *, storage: str, s
 
 def label_totals(input_pattern: str, output_dir: str) -> dict:
     """Totals over every finished output shard, whichever worker or invocation wrote it:
-    records read, images labeled and skipped, damaged input files."""
+    records read, images labeled, undecodable images skipped (`data_skipped`) and damaged input
+    files with the bytes left unread (`data_damaged_files`)."""
     files = list_files(input_pattern)
     totals = {"num_shards": len(files), "num_finished_shards": 0, "num_records": 0,
-              "num_labeled": 0, "num_undecodable": 0, "damaged_files": []}
+              "num_labeled": 0, "data_skipped": 0, "data_damaged_files": {}}
     for index in range(len(files)):
         name = shard_name(OUTPUT_SPLIT, index, len(files))
         info = read_json(os.path.join(output_dir, INFO_DIR, name + ".json"))
         if info is None:
             continue
         totals["num_finished_shards"] += 1
-        for key in ("num_records", "num_labeled", "num_undecodable"):
-            totals[key] += info[key]
+        totals["num_records"] += info["num_records"]
+        totals["num_labeled"] += info["num_labeled"]
+        totals["data_skipped"] += info["num_undecodable"]
         if info.get("damaged"):
-            totals["damaged_files"].append(info["input"])
+            totals["data_damaged_files"][info["input"]] = info["bytes_unread"]
     return totals
 
 

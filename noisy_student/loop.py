@@ -33,6 +33,7 @@ from efficientnet_tf.scaling import canonical_name
 from noisy_student import evaluation, export, filtering, labeling
 from noisy_student.atomic_io import read_json, remove_stale_temps, write_json_atomic
 from noisy_student.data import pipelines
+from noisy_student.data.bad_data import DataStats
 from noisy_student.data.preprocessing import preprocess_for_eval
 from noisy_student.data.tfrecord_source import list_files, scan_file
 from noisy_student.training import (
@@ -197,6 +198,7 @@ class Run:
         tf.io.gfile.makedirs(config.run_dir)
         self.manifest_path = os.path.join(config.run_dir, MANIFEST)
         self.manifest = read_json(self.manifest_path) or {"stages": {}}
+        self.data_stats = DataStats()  # what the current stage's pipelines read and skipped
 
     # ------------------------------------------------------------------------ manifest
     def done(self, stage: str) -> bool:
@@ -227,11 +229,25 @@ class Run:
             return self.result(stage)
         log.info("Stage %s starting.", stage)
         self._record(stage, None)
+        self.data_stats.reset()
         start = time.time()
         result = dict(fn())
         result["seconds"] = round(time.time() - start, 1)
+        if self.data_stats.result()["files"]:  # the stage read TFRecords through a pipeline
+            result.update(self.data_stats.summary())
+        self._log_data(stage, result)
         self._record(stage, result)
         return result
+
+    @staticmethod
+    def _log_data(stage: str, result: dict) -> None:
+        """The stage's data line: skipped images and damaged files (WARNING when any)."""
+        skipped, damaged = result.get("data_skipped", 0), result.get("data_damaged_files", {})
+        if skipped or damaged:
+            log.warning("Stage %s skipped %d undecodable images; damaged files (bytes unread; "
+                        "their records after the damage are lost): %s", stage, skipped,
+                        ", ".join(f"{name} ({unread})" for name, unread in damaged.items())
+                        or "none")
 
     # ---------------------------------------------------------------- run-dir integrity
     def stage_settings(self, stage: str) -> dict:
@@ -384,7 +400,9 @@ class Run:
             return self.config.num_train_images
         if self.config.label_data.startswith("tfds:"):
             raise ValueError("Set --num_train_images for a tfds: labeled source.")
-        return sum(scan_file(f).num_records for f in list_files(self.config.label_data))
+        strict = self.config.strict_data
+        return sum(scan_file(f, strict=strict).num_records
+                   for f in list_files(self.config.label_data))
 
     def _labeled_fn(self, size: int, randaug: bool):
         config = self.config
@@ -401,6 +419,8 @@ class Run:
                 randaug_num_layers=config.randaug_num_layers if randaug else 0,
                 randaug_magnitude=config.randaug_magnitude,
                 input_context=context,
+                stats=self.data_stats,
+                strict=config.strict_data,
             )
 
         return dataset_fn
@@ -420,6 +440,8 @@ class Run:
                 randaug_num_layers=config.randaug_num_layers,
                 randaug_magnitude=config.randaug_magnitude,
                 input_context=context,
+                stats=self.data_stats,
+                strict=config.strict_data,
             )
 
         return dataset_fn
@@ -440,6 +462,7 @@ class Run:
                 label_offset=config.label_offset,
                 small_image=config.small_images,
                 input_context=context,
+                strict=config.strict_data,  # counts of its own: it rereads training images
             ).take(math.ceil(num_images / global_batch))
 
         return dataset_fn
@@ -454,6 +477,8 @@ class Run:
             num_classes=config.num_classes,
             label_offset=config.label_offset,
             small_image=config.small_images,
+            stats=self.data_stats,
+            strict=config.strict_data,
         )
 
     def train_config(self, student: bool) -> TrainConfig:
@@ -560,6 +585,8 @@ class Run:
                 randaug_magnitude=config.randaug_magnitude,
                 input_context=context,
                 include_encoded=True,
+                stats=self.data_stats,
+                strict=config.strict_data,
             )
             return dataset.map(teacher_view, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -602,9 +629,6 @@ class Run:
             lambda: not labeling.unfinished_shards(config.unlabel_data, output_dir),
         )
         totals = labeling.label_totals(config.unlabel_data, output_dir)  # all workers, all runs
-        log.info("Labeled %d of %d unlabeled records (%d undecodable skipped; damaged files: %s)",
-                 totals["num_labeled"], totals["num_records"], totals["num_undecodable"],
-                 ", ".join(totals["damaged_files"]) or "none")
         return totals
 
     def _wait(self, what: str, done: Callable[[], bool]) -> None:
@@ -630,7 +654,8 @@ class Run:
         labels_pattern = labeling.pseudo_label_pattern(self.path(f"iter{iteration}", "labels"))
         per_class = config.num_image_per_class
         if per_class is None:
-            total = sum(scan_file(f).num_records for f in list_files(labels_pattern))
+            total = sum(scan_file(f, strict=config.strict_data).num_records
+                        for f in list_files(labels_pattern))
             per_class = max(1, math.ceil(total / config.num_classes))
         output_dir = self.path(f"iter{iteration}", "filtered")
         if not self.chief:  # one writer; the other workers wait for its statistics
@@ -641,6 +666,7 @@ class Run:
             num_classes=config.num_classes,
             num_image_per_class=per_class,
             min_threshold=config.min_threshold,
+            strict=config.strict_data,
         )
         if stats["num_written"] == 0:
             raise RuntimeError(
@@ -649,7 +675,8 @@ class Run:
                 f"{self.path(f'iter{iteration}', 'filtered')}). Train the teacher longer or "
                 "lower --min_threshold, delete that directory and rerun."
             )
-        return {key: stats[key] for key in ("num_input_records", "num_kept", "num_written")}
+        result = {key: stats[key] for key in ("num_input_records", "num_kept", "num_written")}
+        return {**result, "data_damaged_files": stats.get("damaged_files", {})}
 
     def evaluate(self, iteration: int) -> dict:
         name = self.model_name(iteration)

@@ -34,21 +34,22 @@ def tiny_flags(run_dir, *extra) -> list[str]:
     ]
 
 
-def cli(*args: str) -> tuple[int, str]:
-    """Runs the CLI's main in this process on a fresh parse of `args`; (exit status, stderr)."""
+def cli(*args: str) -> tuple[int, str, str]:
+    """Runs the CLI's main in this process on a fresh parse of `args`; (exit status, stdout,
+    stderr)."""
     from noisy_student import main
 
-    stderr = io.StringIO()
+    stdout, stderr = io.StringIO(), io.StringIO()
     with flagsaver.flagsaver():
         flags.FLAGS.unparse_flags()
         flags.FLAGS(["noisy-student", *args])
-        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
             try:
                 main.main(["noisy-student"])
                 code = 0
             except SystemExit as exit_:
                 code = exit_.code
-    return code, stderr.getvalue()
+    return code, stdout.getvalue(), stderr.getvalue()
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -114,7 +115,7 @@ def test_missing_teacher_is_one_line_and_status_2_unless_traceback(tmp_path):
 
     args = tiny_flags(tmp_path / "run", "--mode=label",
                       f"--unlabel_data={os.path.join(SAMPLE, 'unlabeled-00000-of-00008')}")
-    code, stderr = cli(*args)
+    code, _, stderr = cli(*args)
     assert code == 2
     assert error_lines(stderr) == [
         f"noisy-student: error: No trained teacher in {tmp_path / 'run' / 'teacher'}: run the "
@@ -131,7 +132,7 @@ def test_full_disk_is_one_line_and_status_2(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device", path)
 
     monkeypatch.setattr("noisy_student.loop.write_json_atomic", full)
-    code, stderr = cli(*tiny_flags(tmp_path / "run", "--mode=train"))
+    code, _, stderr = cli(*tiny_flags(tmp_path / "run", "--mode=train"))
     assert code == 2
     [line] = error_lines(stderr)
     assert "No space left on device" in line and "manifest.json" in line
@@ -140,7 +141,7 @@ def test_full_disk_is_one_line_and_status_2(tmp_path, monkeypatch):
 def test_label_out_of_range_is_one_line_naming_the_file(tmp_path, tf, keras):
     weights = save_teacher(str(tmp_path / "three.weights.h5"), num_classes=3)
     eval_data = os.path.join(SAMPLE, "validation-00000-of-00002")
-    code, stderr = cli(*tiny_flags(tmp_path / "run", "--mode=eval", "--iteration=0",
+    code, _, stderr = cli(*tiny_flags(tmp_path / "run", "--mode=eval", "--iteration=0",
                                    "--num_classes=3", f"--teacher_checkpoint={weights}",
                                    f"--eval_data={eval_data}"))
     assert code == 2
@@ -152,20 +153,55 @@ def test_label_out_of_range_is_one_line_naming_the_file(tmp_path, tf, keras):
 # --------------------------------------------------------------- 2: run-directory fingerprint
 
 
-def test_rerun_with_other_settings_stops_listing_the_flags(tmp_path, teacher_weights, caplog):
-    import tensorflow as tf
+@pytest.fixture(scope="module")
+def labeled(tmp_path_factory, tf):
+    """Two labeled files as a comma-separated list: the first 250 bundled training images, and
+    64 more with damaged bytes inside record 30. Returns (flag value, damaged path)."""
+    folder = tmp_path_factory.mktemp("labeled")
+    paths = [str(folder / "good-00000-of-00001"), str(folder / "damaged-00000-of-00001")]
+    whole = records_of(tf, os.path.join(SAMPLE, "train-00000-of-00004"))
+    more = records_of(tf, os.path.join(SAMPLE, "train-00001-of-00004"))[:64]
+    for path, records in zip(paths, (whole, more), strict=True):
+        with tf.io.TFRecordWriter(path) as writer:
+            for record in records:
+                writer.write(record)
+    offset = sum(len(r) + 16 for r in more[:30]) + 12 + 40
+    data = bytearray(open(paths[1], "rb").read())
+    data[offset:offset + 8] = bytes(b ^ 0xFF for b in data[offset:offset + 8])
+    open(paths[1], "wb").write(bytes(data))
+    return ",".join(paths), paths[1]
 
+
+def test_damaged_labeled_file_trains_and_reports_then_changed_flags_stop(
+        tmp_path, teacher_weights, labeled, caplog):
+    """Item 1 (training past a damaged file, totals in manifest, log and table) and item 2
+    (settings recorded per stage; a rerun with other flags stops, or redoes on request)."""
+    label_data, damaged = labeled
     run_dir = tmp_path / "run"
-    first = tiny_flags(run_dir, "--mode=train", f"--teacher_checkpoint={teacher_weights}")
-    assert cli(*first)[0] == 0
+    first = tiny_flags(run_dir, "--mode=train", f"--label_data={label_data}",
+                       "--train_epochs=0.25")
+    code, strict_err = cli(*[*first, f"--run_dir={tmp_path / 'strict'}", "--strict_data"])[::2]
+    assert code == 2
+    [line] = error_lines(strict_err)
+    assert f"Damaged TFRecord file {damaged}" in line and "after record 29" in line
+
+    with caplog.at_level(logging.WARNING):
+        code, table, stderr = cli(*first)
+    assert code == 0, stderr
     manifest = json.loads((run_dir / "manifest.json").read_text())
+    teacher = manifest["stages"]["teacher"]
+    assert teacher["steps"] == int(0.25 * (250 + 30) / 32)  # the 30 whole records count
+    assert list(teacher["data_damaged_files"]) == [damaged]
+    assert teacher["data_images"] > 0 and teacher["data_skipped"] == 0
+    assert "damaged: damaged-00000-of-00001" in table and "bad data: 0 undecodable" in table
+    assert "Stage teacher skipped 0 undecodable images; damaged files" in caplog.text
     assert manifest["settings"]["teacher"]["teacher_model"] == "efficientnet-b0"
 
     # Settings that do not change results never block.
     assert cli(*first, "--noquiet", "--summary_every=7", "--checkpoint_every=3")[0] == 0
 
     changed = [*first, "--teacher_model=b3", "--num_classes=5"]
-    code, stderr = cli(*changed)
+    code, _, stderr = cli(*changed)
     assert code == 2
     [line] = error_lines(stderr)
     assert "--num_classes was 10, now 5" in line
@@ -174,16 +210,16 @@ def test_rerun_with_other_settings_stops_listing_the_flags(tmp_path, teacher_wei
     assert "new --run_dir" in line and "--redo_changed_stages" in line
     assert json.loads((run_dir / "manifest.json").read_text()) == manifest  # nothing done
 
-    (run_dir / "teacher").mkdir(exist_ok=True)
-    (run_dir / "teacher" / "old-output").write_text("made by the b0 teacher")
+    assert list((run_dir / "teacher").glob("ckpt-*"))
+    given = [*first, f"--teacher_checkpoint={teacher_weights}"]
+    assert cli(*given)[0] == 2
     with caplog.at_level(logging.WARNING):
-        assert cli(*changed, "--redo_changed_stages")[0] == 0
-    assert not (run_dir / "teacher" / "old-output").exists()
-    redone = json.loads((run_dir / "manifest.json").read_text())
-    assert redone["settings"]["teacher"]["teacher_model"] == "efficientnet-b3"
-    assert redone["settings"]["teacher"]["num_classes"] == 5
+        assert cli(*given, "--redo_changed_stages")[0] == 0
     assert "Redoing stages teacher" in caplog.text
-    assert tf.io.gfile.exists(str(run_dir / "manifest.json"))
+    assert not (run_dir / "teacher").exists()  # the old teacher's checkpoints are gone
+    redone = json.loads((run_dir / "manifest.json").read_text())
+    assert redone["stages"]["teacher"]["given"] == teacher_weights
+    assert redone["settings"]["teacher"]["teacher_checkpoint"] == teacher_weights
 
 
 # ----------------------------------------------------------- 3: one writer per run directory
@@ -205,20 +241,20 @@ def test_second_command_exits_at_once_and_a_stale_lock_is_taken_over(
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        code, stderr = cli(*args)
+        code, _, stderr = cli(*args)
         assert code == 2
         [line] = error_lines(stderr)
         assert f"{run_dir} is in use by pid {holder.pid} on " in line
         assert "another --run_dir" in line
         assert not (run_dir / "manifest.json").exists()  # exited before any work
         # Another worker role has its own lock.
-        code, stderr = cli(*args, "--worker_index=1", "--num_workers=2")
+        code, _, stderr = cli(*args, "--worker_index=1", "--num_workers=2")
         assert code == 0, stderr
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     with caplog.at_level(logging.WARNING):
-        code, stderr = cli(*args)
+        code, _, stderr = cli(*args)
     assert code == 0, stderr
     assert f"Taking over the stale lock of pid {holder.pid}" in caplog.text
     assert (run_dir / ".lock").read_text() == ""  # released on exit
@@ -251,7 +287,7 @@ def test_temps_of_killed_writers_are_removed_on_rerun(tmp_path, teacher_weights)
         f.write("{}")  # this process's: still being written
     other_host = run_dir / f".x.tmp-elsewhere-{pid}"
     other_host.write_text("")
-    code, stderr = cli(*tiny_flags(run_dir, "--mode=train",
+    code, _, stderr = cli(*tiny_flags(run_dir, "--mode=train",
                                    f"--teacher_checkpoint={teacher_weights}"))
     assert code == 0, stderr
     assert [p for p in stale if p.exists()] == []
@@ -295,7 +331,7 @@ def test_killed_labeling_worker_and_damaged_shards_rerun_gives_one_record_per_im
 
     with caplog.at_level(logging.WARNING):
         for index in (0, 1):
-            code, stderr = cli(*worker(index))
+            code, _, stderr = cli(*worker(index))
             assert code == 0, stderr
     assert "Taking over the stale lock" in caplog.text
 
@@ -308,8 +344,8 @@ def test_killed_labeling_worker_and_damaged_shards_rerun_gives_one_record_per_im
 
     result = json.loads((run_dir / "manifest.json").read_text())["stages"]["iter1/label"]
     assert result["num_labeled"] == len(readable)  # both workers, both invocations
-    assert result["num_undecodable"] == 1
-    assert result["damaged_files"] == [
+    assert result["data_skipped"] == 1
+    assert list(result["data_damaged_files"]) == [
         f"unlabeled-{CORRUPT_SHARD:05d}-of-{NUM_UNLABELED_SHARDS:05d}"]
     assert result["num_finished_shards"] == NUM_UNLABELED_SHARDS
 

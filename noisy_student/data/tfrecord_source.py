@@ -132,7 +132,12 @@ def _read_checked(filename: tf.Tensor, size: tf.Tensor, stats: DataStats,
                 size, " bytes (truncated or corrupt); ",
                 "strict=True, pass strict=False to skip the rest of such files" if strict
                 else "the rest of the file was skipped")
-            with tf.control_dependencies([report_bad(damaged, message, strict=strict)]):
+            if strict:
+                report = report_bad(damaged, message, strict=True)
+            else:
+                report = tf.cond(damaged, lambda: tf.py_function(
+                    stats.note_damaged, [filename, size - consumed, message], []), tf.no_op)
+            with tf.control_dependencies([report]):
                 return tf.group(stats.increment("files"),
                                 stats.increment("damaged_files", tf.cast(damaged, tf.int64)))
 
