@@ -222,6 +222,21 @@ def test_damaged_labeled_file_trains_and_reports_then_changed_flags_stop(
     assert redone["settings"]["teacher"]["teacher_checkpoint"] == teacher_weights
 
 
+def test_eval_reads_a_damaged_file_up_to_the_damage_and_reports_it(
+        tmp_path, tf, teacher_weights, labeled):
+    _, damaged = labeled
+    run_dir = tmp_path / "run"
+    code, table, stderr = cli(*tiny_flags(run_dir, "--mode=eval", "--iteration=0",
+                                          f"--teacher_checkpoint={teacher_weights}",
+                                          f"--eval_data={damaged}"))
+    assert code == 0, stderr
+    result = json.loads((run_dir / "manifest.json").read_text())["stages"]["teacher/eval"]
+    assert result["num_examples"] == 30  # the whole records before the damage
+    assert result["data_damaged_files"] == {damaged: os.path.getsize(damaged) - sum(
+        len(r) + 16 for r in records_of(tf, damaged))}
+    assert "damaged: damaged-00000-of-00001" in table
+
+
 # ----------------------------------------------------------- 3: one writer per run directory
 
 HOLD_LOCK = """
