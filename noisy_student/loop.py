@@ -1,8 +1,12 @@
 """The Noisy Student loop: teacher -> pseudo labels -> filter/balance -> noised student -> repeat.
 
-A run lives in one directory. `manifest.json` records each finished stage with its results;
-rerunning the same command skips finished stages and resumes the first unfinished one (training
-resumes from its last checkpoint, labeling skips finished shards, filtering reuses its stats).
+A run lives in one directory. `manifest.json` records each finished stage with its results and
+the settings each started stage depends on; rerunning the same command skips finished stages and
+resumes the first unfinished one (training resumes from its last checkpoint, labeling skips
+finished shards, filtering reuses its stats). `Run.prepare` (before any work) removes the temp
+files of killed writers and stops with a RunError when the settings differ from the recorded
+ones (or, with redo_changed_stages, deletes and redoes the affected stages). The CLI holds the
+directory's lock (noisy_student.run_lock) meanwhile.
 
     run_dir/
       manifest.json              stages done, their results and timings
