@@ -39,8 +39,14 @@ class _Serving(tf.Module):
         self.logits = _outputs_logits(model)
 
     def _classify(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        outputs = tf.cast(self.model(images, training=False), tf.float32)
-        probabilities = tf.nn.softmax(outputs) if self.logits else outputs
+        def run():
+            outputs = tf.cast(self.model(images, training=False), tf.float32)
+            return tf.nn.softmax(outputs) if self.logits else outputs
+
+        def empty():  # oneDNN convolutions mis-shape an empty batch (TF 2.21)
+            return tf.zeros([0, self.model.output_shape[-1]], tf.float32)
+
+        probabilities = tf.cond(tf.shape(images)[0] > 0, run, empty)
         return {"probabilities": probabilities, "classes": tf.argmax(probabilities, axis=-1)}
 
     def _checked(self, images: tf.Tensor) -> tf.Tensor:

@@ -432,3 +432,5 @@ def test_serving_bytes_names_bad_images_and_the_status_signature_classifies_the_
     np.testing.assert_array_equal(out["classes"].numpy()[[0, 2]], expected.argmax(-1))
     clean = loaded.signatures["serving_bytes"](image_bytes=tf.constant(good[:2]))
     np.testing.assert_allclose(clean["probabilities"].numpy(), expected, atol=1e-5)
+    empty = loaded.signatures["serving_bytes"](image_bytes=tf.constant([], tf.string))
+    assert empty["probabilities"].shape == (0, 10) and empty["classes"].shape == (0,)
