@@ -1,21 +1,74 @@
 """Small-file output that is either complete or absent: write a hidden temp name, then rename.
 
-Works on local paths and on any filesystem `tf.io.gfile` knows (gs://, ...).
+Works on local paths and on any filesystem `tf.io.gfile` knows (gs://, ...). Temp names carry
+the writer's host and pid (`.<name>.tmp-<host>-<pid>[suffix]`), so `remove_stale_temps` can
+delete what killed writers left behind without touching the files of live ones.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import shutil
+import socket
 from typing import Any
 
 import tensorflow as tf
 
+_TEMP_NAME = re.compile(r"^\..+\.tmp-(?:(?P<host>.+)-)?(?P<pid>\d+)(?:\.[^-]*)?$")
 
-def temp_path(path: str) -> str:
-    """The hidden temporary name used while `path` is being written (same directory)."""
+log = logging.getLogger(__name__)
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+
+
+def temp_path(path: str, suffix: str = "") -> str:
+    """The hidden temporary name used while `path` is being written (same directory); `suffix`
+    keeps an extension a writer needs (e.g. ".keras")."""
     directory, name = os.path.split(path)
-    return os.path.join(directory, f".{name}.tmp-{os.getpid()}")
+    return os.path.join(directory, f".{name}.tmp-{_host()}-{os.getpid()}{suffix}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def is_stale_temp(name: str) -> bool:
+    """True for a temp name of `temp_path` whose writer (on this host) is no longer running."""
+    match = _TEMP_NAME.match(name)
+    if not match or match["host"] not in (None, _host()):
+        return False  # not ours, or another host's: only that host can tell whether it is live
+    pid = int(match["pid"])
+    return pid != os.getpid() and not _pid_alive(pid)
+
+
+def remove_stale_temps(directory: str, *, recursive: bool = True, prefix: str = ".") -> list[str]:
+    """Deletes the temp files and folders that killed writers left under `directory` (names
+    starting with `prefix`); returns their paths. Local paths only (others are left alone)."""
+    if "://" in directory or not os.path.isdir(directory):
+        return []
+    removed = []
+    for root, dirs, files in os.walk(directory):
+        for name in [*dirs, *files]:
+            if name.startswith(prefix) and is_stale_temp(name):
+                path = os.path.join(root, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+                removed.append(path)
+        dirs[:] = [d for d in dirs if os.path.isdir(os.path.join(root, d))] if recursive else []
+    if removed:
+        log.warning("Removed %d temporary file(s) of killed writers in %s (e.g. %s)",
+                    len(removed), directory, os.path.basename(removed[0]))
+    return removed
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:

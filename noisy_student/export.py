@@ -2,21 +2,27 @@
 tensors. (TFLite converts from the Keras model instead, see ``noisy_student.deploy``: converting
 this SavedModel gives NaN outputs on TF 2.21.)
 
-Signatures (both return `probabilities` [B, C] float32 and `classes` [B] int64):
-  - `serving_default` / `serving_images`: `images` float32 [B, S, S, 3], RGB 0..255.
-  - `serving_bytes`: `image_bytes` string [B] (JPEG/PNG/BMP/GIF), decoded and center-cropped
-    with the evaluation preprocessing of the model's resolution.
+Signatures (all return `probabilities` [B, C] float32 and `classes` [B] int64):
+  - `serving_default` / `serving_images`: `images` float32 [B, S, S, 3], RGB 0..255. Any other
+    rank, size or channel count, or a NaN/infinite pixel, is an InvalidArgument error that says
+    what was expected (never a process abort).
+  - `serving_bytes`: `image_bytes` string [B] (JPEG/PNG/BMP/GIF), each decoded on its own and
+    center-cropped with the evaluation preprocessing of the model's resolution. An image that
+    cannot be decoded is an InvalidArgument error naming its index in the batch.
+  - `serving_bytes_status`: like `serving_bytes`, but one bad image does not fail the batch:
+    it also returns `valid` [B] bool, and a bad image gets zero probabilities and class -1.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import uuid
 
 import keras
 import tensorflow as tf
 
+from noisy_student.atomic_io import remove_stale_temps, temp_path
+from noisy_student.data.bad_data import try_map
 from noisy_student.data.preprocessing import preprocess_for_eval
 
 
@@ -34,25 +40,71 @@ class _Serving(tf.Module):
         self.logits = _outputs_logits(model)
 
     def _classify(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        outputs = tf.cast(self.model(images, training=False), tf.float32)
-        probabilities = tf.nn.softmax(outputs) if self.logits else outputs
+        def run():
+            outputs = tf.cast(self.model(images, training=False), tf.float32)
+            return tf.nn.softmax(outputs) if self.logits else outputs
+
+        def empty():  # oneDNN convolutions mis-shape an empty batch (TF 2.21)
+            return tf.zeros([0, self.model.output_shape[-1]], tf.float32)
+
+        probabilities = tf.cond(tf.shape(images)[0] > 0, run, empty)
         return {"probabilities": probabilities, "classes": tf.argmax(probabilities, axis=-1)}
 
-    def images_fn(self):
+    def _checked(self, images: tf.Tensor) -> tf.Tensor:
+        """`images` with the static shape [B, S, S, 3] once rank, size and channels are checked
+        (InvalidArgumentError otherwise), and every pixel is finite."""
         size = self.image_size
-        spec = tf.TensorSpec([None, size, size, 3], tf.float32, name="images")
-        return tf.function(lambda images: self._classify(images), input_signature=[spec])
+        shape = tf.shape(images)
+        padded = tf.concat([shape, [-1, -1, -1, -1]], axis=0)[:4]  # indexable at any rank
+        ok = tf.reduce_all([tf.equal(tf.size(shape), 4), tf.equal(padded[1], size),
+                            tf.equal(padded[2], size), tf.equal(padded[3], 3)])
+        message = tf.strings.format(
+            "images must be a float32 batch of shape [batch, {}, {}, 3] (RGB, 0..255); got "
+            "shape {}", (size, size, shape))
+        with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
+            images = tf.ensure_shape(tf.identity(images), [None, size, size, 3])
+        return tf.debugging.assert_all_finite(
+            images, "images hold NaN or infinite pixels; send RGB values in 0..255")
+
+    def images_fn(self):
+        spec = tf.TensorSpec(None, tf.float32, name="images")  # any shape: checked inside
+        return tf.function(lambda images: self._classify(self._checked(images)),
+                           input_signature=[spec])
+
+    def _decode_all(self, image_bytes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """(images [B, S, S, 3], valid [B]): each image decoded on its own."""
+        size = self.image_size
+
+        def preprocess(data):
+            return preprocess_for_eval(data, size, small_image=self.small_image)
+
+        return tf.map_fn(
+            lambda data: try_map(data, preprocess, log_warning=False).get_single_element(),
+            image_bytes,
+            fn_output_signature=(tf.TensorSpec([size, size, 3]), tf.TensorSpec([], tf.bool)),
+        )
 
     def bytes_fn(self):
         def classify_bytes(image_bytes):
-            images = tf.map_fn(
-                lambda data: preprocess_for_eval(
-                    data, self.image_size, small_image=self.small_image
-                ),
-                image_bytes,
-                fn_output_signature=tf.TensorSpec([self.image_size, self.image_size, 3]),
-            )
-            return self._classify(images)
+            images, valid = self._decode_all(image_bytes)
+            bad = tf.reshape(tf.where(tf.logical_not(valid)), [-1])
+            message = tf.strings.format(
+                "image_bytes{} of {} cannot be decoded as JPEG/PNG/GIF/BMP (indices in the "
+                "batch; the serving_bytes_status signature classifies the others)",
+                (bad, tf.size(valid)))
+            with tf.control_dependencies([tf.debugging.Assert(tf.size(bad) == 0, [message])]):
+                return self._classify(tf.identity(images))
+
+        spec = tf.TensorSpec([None], tf.string, name="image_bytes")
+        return tf.function(classify_bytes, input_signature=[spec])
+
+    def bytes_status_fn(self):
+        def classify_bytes(image_bytes):
+            images, valid = self._decode_all(image_bytes)
+            outputs = self._classify(images)
+            probabilities = tf.where(valid[:, None], outputs["probabilities"], 0.0)
+            classes = tf.where(valid, outputs["classes"], tf.constant(-1, tf.int64))
+            return {"probabilities": probabilities, "classes": classes, "valid": valid}
 
         spec = tf.TensorSpec([None], tf.string, name="image_bytes")
         return tf.function(classify_bytes, input_signature=[spec])
@@ -63,21 +115,24 @@ def export_saved_model(
 ) -> str:
     """Writes a SavedModel with bytes and float signatures to `export_dir`, atomically (a temp
     directory renamed at the end; an existing export is replaced only once the new one is
-    complete). Returns `export_dir`."""
+    complete; the temp directories of killed exports are removed first). Returns `export_dir`."""
     module = _Serving(model, image_size, small_image)
-    images_fn, bytes_fn = module.images_fn(), module.bytes_fn()
+    images_fn = module.images_fn()
     signatures = {
         "serving_default": images_fn,
         "serving_images": images_fn,
-        "serving_bytes": bytes_fn,
+        "serving_bytes": module.bytes_fn(),
+        "serving_bytes_status": module.bytes_status_fn(),
     }
-    parent = os.path.dirname(os.path.abspath(export_dir))
+    export_dir = os.path.abspath(export_dir)
+    parent = os.path.dirname(export_dir)
     os.makedirs(parent, exist_ok=True)
-    staging = os.path.join(parent, f".{os.path.basename(export_dir)}.tmp-{uuid.uuid4().hex[:8]}")
+    remove_stale_temps(parent, recursive=False, prefix=f".{os.path.basename(export_dir)}.tmp-")
+    staging = temp_path(export_dir)
     try:
         tf.saved_model.save(module, staging, signatures=signatures)
         if os.path.exists(export_dir):
-            old = f"{staging}.old"
+            old = temp_path(export_dir, ".old")
             os.rename(export_dir, old)
             os.rename(staging, export_dir)
             shutil.rmtree(old)

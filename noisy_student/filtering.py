@@ -26,9 +26,15 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from noisy_student.atomic_io import read_json, temp_path, write_json_atomic
+from noisy_student.atomic_io import (
+    read_json,
+    remove_stale_temps,
+    temp_path,
+    write_json_atomic,
+)
 from noisy_student.data.records import parse_pseudo_labeled
 from noisy_student.data.shards import check_no_stale_shards, shard_name
+from noisy_student.data.tfrecord_source import scan_file
 from noisy_student.plots import class_labels, new_figure, write_png
 
 NUM_BINS = 101
@@ -154,14 +160,14 @@ def _read_batches(path: str, num_classes: int, with_records: bool, batch_size: i
             return serialized, parsed["label"], parsed["prob"]
         return parsed["label"], parsed["prob"]
 
-    dataset = (tf.data.TFRecordDataset(path)
+    dataset = (tf.data.TFRecordDataset(path).ignore_errors()  # stops at damage (scan_file)
                .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
                .batch(batch_size).prefetch(2))
     try:
         yield from dataset.as_numpy_iterator()
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
         raise ValueError(f"{path}: cannot read pseudo-labeled records ({err.message}); check "
-                         f"num_classes, or relabel that shard if the file is damaged") from err
+                         f"num_classes") from err
 
 
 def _checked(path: str, labels: np.ndarray, probs: np.ndarray, num_classes: int) -> None:
@@ -254,7 +260,8 @@ def filter_and_balance(pseudo_pattern: str, output_dir: str, *, num_classes: int
                        max_prob: float = 2.0, upsample: bool = True, use_all: bool = False,
                        seed: int = 0, num_output_shards: int | None = None,
                        shuffle: bool = True, chunk_size: int = 10000,
-                       class_names: Sequence[str] | None = None) -> dict:
+                       class_names: Sequence[str] | None = None,
+                       strict: bool = False) -> dict:
     """Filters and balances pseudo-labeled TFRecords into the student's training records.
 
     Pass 1 counts images per class and confidence bin; pass 2 writes each kept record (bytes
@@ -263,7 +270,9 @@ def filter_and_balance(pseudo_pattern: str, output_dir: str, *, num_classes: int
     `train-%05d-of-%05d` (default: one per input file). Writes `stats.json` (counts, thresholds,
     totals, kept and written counts; written last, it marks the run complete) and a confidence
     histogram PNG (classes titled with ``class_names``, else their indices). A rerun with the
-    same inputs and settings returns the saved stats.
+    same inputs and settings returns the saved stats. A damaged input file is read up to the
+    damage and listed in `damaged_files` (name -> bytes unread); `strict=True` raises ValueError
+    naming it instead.
     """
     files = _input_files(pseudo_pattern)
     num_output_shards = num_output_shards or len(files)
@@ -282,6 +291,8 @@ def filter_and_balance(pseudo_pattern: str, output_dir: str, *, num_classes: int
     tf.io.gfile.makedirs(output_dir)
     check_no_stale_shards(output_dir, OUTPUT_SPLIT, num_output_shards)
 
+    remove_stale_temps(output_dir, recursive=False)
+    scans = [scan_file(path, strict=strict) for path in files]
     counts = np.zeros((num_classes, NUM_BINS), dtype=np.int64)
     for path in files:
         for labels, probs in _read_batches(path, num_classes, with_records=False):
@@ -341,6 +352,8 @@ def filter_and_balance(pseudo_pattern: str, output_dir: str, *, num_classes: int
         "num_written": int(written.sum()),
         "output_files": writers.names,
         "histogram": HISTOGRAM_NAME,
+        "damaged_files": {os.path.basename(scan.path): scan.size - scan.bytes_read
+                          for scan in scans if scan.damaged},
     }
     write_json_atomic(stats_path, stats)
     log.info("filter_and_balance: %d of %d images kept, %d records written to %s",

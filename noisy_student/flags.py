@@ -32,22 +32,46 @@ flags.DEFINE_integer(
     "Iteration that --mode=label|filter|student|eval works on (eval: 0 is the teacher).",
 )
 flags.DEFINE_bool("quiet", False, "No progress bars.")
+flags.DEFINE_bool(
+    "traceback",
+    False,
+    "Show the Python stack of an error after validation (default: one line and exit status 2).",
+)
+flags.DEFINE_bool(
+    "redo_changed_stages",
+    False,
+    "Redo the finished stages whose settings differ from this command's (their outputs are "
+    "deleted first) instead of stopping with the list of differing flags.",
+)
 
 # Data.
 flags.DEFINE_string(
     "label_data",
     None,
-    "Labeled TFRecords file pattern (ImageNet layout), or "
+    "Labeled TFRecords: a file pattern or comma-separated patterns (ImageNet layout), or "
     "'tfds:NAME' for a TensorFlow Datasets source.",
 )
-flags.DEFINE_string("unlabel_data", None, "Unlabeled TFRecords file pattern.")
-flags.DEFINE_string("eval_data", None, "Evaluation TFRecords file pattern, or 'tfds:NAME'.")
+flags.DEFINE_string(
+    "unlabel_data", None, "Unlabeled TFRecords: a file pattern or comma-separated patterns."
+)
+flags.DEFINE_string(
+    "eval_data",
+    None,
+    "Evaluation TFRecords: a file pattern or comma-separated patterns, or 'tfds:NAME'.",
+)
 flags.DEFINE_integer(
     "label_offset",
     1,
     "Subtracted from stored labels (1 for ImageNet-style 1-based files, 0 for 0-based).",
 )
 flags.DEFINE_integer("num_classes", 1000, "Number of classes.")
+flags.DEFINE_bool(
+    "strict_data",
+    False,
+    "Stop with an error naming the file and record at a damaged TFRecord file or an undecodable "
+    "image. Default: a damaged file loses only the records after the damage, an undecodable "
+    "image is skipped, and every stage reports the totals.",
+)
 flags.DEFINE_integer(
     "num_train_images", None, "Labeled images per epoch; counted from the files when unset."
 )
@@ -201,18 +225,80 @@ class FlagError(ValueError):
     """A flag value that cannot work; the message says which flag and what to do."""
 
 
-def _check_pattern(name: str, pattern: str | None, required: bool) -> None:
-    if pattern is None:
+# Allowed ranges of numeric flags: (low, low inclusive, high, high inclusive); None = open.
+# A flag left unset (None) is not checked.
+RANGES = {
+    "train_batch_size": (0, False, None, False),
+    "eval_batch_size": (0, False, None, False),
+    "num_classes": (0, False, None, False),
+    "num_train_images": (0, False, None, False),
+    "num_image_per_class": (0, False, None, False),
+    "label_offset": (0, True, None, False),
+    "image_size": (32, True, None, False),
+    "width_coefficient": (0, False, None, False),
+    "depth_coefficient": (0, False, None, False),
+    "train_epochs": (0, False, None, False),
+    "student_epochs": (0, False, None, False),
+    "student_train_ratio": (0, False, None, False),
+    "lr_warmup_epochs": (0, True, None, False),
+    "lr_decay_epochs": (0, False, None, False),
+    "base_learning_rate": (0, False, None, False),
+    "final_base_lr": (0, True, None, False),
+    "student_final_base_lr": (0, True, None, False),
+    "weight_decay": (0, True, None, False),
+    "label_smoothing": (0, True, 1, False),
+    "moving_average_decay": (0, True, 1, False),
+    "dropout_rate": (0, True, 1, False),
+    "stochastic_depth_rate": (0, True, 1, False),
+    "steps_per_loop": (0, False, None, False),
+    "checkpoint_every": (0, False, None, False),
+    "summary_every": (0, False, None, False),
+    "randaug_num_layers": (0, True, None, False),
+    "randaug_magnitude": (0, True, None, False),
+    "unlabel_ratio": (0, False, None, False),
+    "min_threshold": (0, True, 1, True),
+    "worker_index": (0, True, None, False),
+    "num_workers": (0, False, None, False),
+    "wait_timeout": (0, False, None, False),
+}
+
+
+def _range_text(low, low_inclusive, high, high_inclusive) -> str:
+    if high is None:
+        return f"must be {'>=' if low_inclusive else '>'} {low}"
+    opening, closing = "[" if low_inclusive else "(", "]" if high_inclusive else ")"
+    return f"must be in {opening}{low}, {high}{closing}"
+
+
+def _check_ranges() -> None:
+    """Every numeric flag of RANGES that is set lies in its range."""
+    for name, (low, low_inclusive, high, high_inclusive) in RANGES.items():
+        value = FLAGS[name].value
+        if value is None:
+            continue
+        above = value >= low if low_inclusive else value > low
+        below = high is None or (value <= high if high_inclusive else value < high)
+        if not (above and below):
+            bounds = _range_text(low, low_inclusive, high, high_inclusive)
+            raise FlagError(f"--{name} {bounds}, got {value}.")
+
+
+def _check_pattern(name: str, patterns: str | None, required: bool) -> None:
+    """Each comma-separated pattern of --name must have an existing directory and match files."""
+    if patterns is None:
         if required:
             raise FlagError(f"--{name} is required for --mode={FLAGS.mode}.")
         return
-    if pattern.startswith("tfds:"):
+    if patterns.startswith("tfds:"):
         return
-    directory = os.path.dirname(pattern) or "."
-    if not os.path.isdir(directory):
-        raise FlagError(f"--{name}: directory {directory!r} does not exist.")
-    if not glob.glob(pattern):
-        raise FlagError(f"--{name}: pattern {pattern!r} matches no files.")
+    for pattern in (p.strip() for p in patterns.split(",")):
+        if not pattern:
+            raise FlagError(f"--{name}={patterns!r} has an empty entry between commas.")
+        directory = os.path.dirname(pattern) or "."
+        if not os.path.isdir(directory):
+            raise FlagError(f"--{name}: directory {directory!r} does not exist.")
+        if not glob.glob(pattern):
+            raise FlagError(f"--{name}: pattern {pattern!r} matches no files.")
 
 
 def needed_data(mode: str, have_teacher: bool) -> dict[str, bool]:
@@ -256,28 +342,7 @@ def validate() -> None:
     for flag, required in needed_data(FLAGS.mode, bool(FLAGS.teacher_checkpoint)).items():
         _check_pattern(flag, getattr(FLAGS, flag), required)
     _check_pattern("eval_data", FLAGS.eval_data, False)
-    positive = {
-        "unlabel_ratio": FLAGS.unlabel_ratio,
-        "train_batch_size": FLAGS.train_batch_size,
-        "eval_batch_size": FLAGS.eval_batch_size,
-        "num_classes": FLAGS.num_classes,
-        "train_epochs": FLAGS.train_epochs,
-        "base_learning_rate": FLAGS.base_learning_rate,
-        "checkpoint_every": FLAGS.checkpoint_every,
-        "summary_every": FLAGS.summary_every,
-        "steps_per_loop": FLAGS.steps_per_loop,
-    }
-    optional_positive = {
-        "student_epochs": FLAGS.student_epochs,
-        "student_train_ratio": FLAGS.student_train_ratio,
-        "lr_decay_epochs": FLAGS.lr_decay_epochs,
-    }
-    positive.update({k: v for k, v in optional_positive.items() if v is not None})
-    for name, value in positive.items():
-        if value is None or value <= 0:
-            raise FlagError(f"--{name} must be > 0, got {value}.")
-    if FLAGS.lr_warmup_epochs < 0:
-        raise FlagError(f"--lr_warmup_epochs must be >= 0, got {FLAGS.lr_warmup_epochs}.")
+    _check_ranges()
     if FLAGS.student_epochs is not None and FLAGS.student_train_ratio is not None:
         raise FlagError("Give --student_epochs or --student_train_ratio, not both.")
     schedules = {
@@ -300,10 +365,17 @@ def validate() -> None:
             )
     if FLAGS.teacher_softmax_temp <= 0 and FLAGS.teacher_softmax_temp != -1:
         raise FlagError("--teacher_softmax_temp must be > 0, or -1 for hard labels.")
-    if not 0 <= FLAGS.min_threshold <= 1:
-        raise FlagError(f"--min_threshold must be in [0, 1], got {FLAGS.min_threshold}.")
-    if FLAGS.image_size is not None and FLAGS.image_size < 32:
-        raise FlagError(f"--image_size must be >= 32, got {FLAGS.image_size}.")
+    if abs(FLAGS.min_threshold * 100 - round(FLAGS.min_threshold * 100)) > 1e-6:
+        raise FlagError(
+            f"--min_threshold={FLAGS.min_threshold} must be on the 0.01 grid of the confidence "
+            "histogram (e.g. 0.3)."
+        )
+    if (FLAGS.worker_index is None) != (FLAGS.num_workers is None):
+        raise FlagError("Give both --worker_index and --num_workers, or neither (TF_CONFIG).")
+    if FLAGS.worker_index is not None and FLAGS.worker_index >= FLAGS.num_workers:
+        raise FlagError(
+            f"--worker_index={FLAGS.worker_index} must be below --num_workers={FLAGS.num_workers}."
+        )
     if FLAGS.strategy == "tpu" and not FLAGS.tpu and "TPU_NAME" not in os.environ:
         raise FlagError("--strategy=tpu needs --tpu=ADDRESS (or TPU_NAME in the environment).")
     if FLAGS.strategy == "multi_worker" and "TF_CONFIG" not in os.environ:

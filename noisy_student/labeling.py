@@ -28,6 +28,7 @@ from noisy_student.data.records import (
     parse_unlabeled,
 )
 from noisy_student.data.shards import check_no_stale_shards, shard_name
+from noisy_student.data.tfrecord_source import list_files, scan_file
 from noisy_student.distributed_work import shards_for_worker, worker_info
 
 OUTPUT_SPLIT = "pseudo"
@@ -82,15 +83,6 @@ def make_label_fn(teacher, *, temperature: float = 1.0, hard: bool = False,
     return label
 
 
-def _count_records(path: str) -> int:
-    try:
-        return int(tf.data.TFRecordDataset(path).reduce(tf.constant(0, tf.int64),
-                                                        lambda n, _: n + 1))
-    except tf.errors.DataLossError as err:
-        raise ValueError(f"{path} is not a readable TFRecord file ({err.message}); rewrite or "
-                         f"remove that shard") from err
-
-
 def _decoded_batches(path: str, *, image_size: int, small_image: bool, crop_padding: int,
                      batch_size: int) -> tf.data.Dataset:
     """(record index, image bytes, preprocessed image) batches in file order; records that fail
@@ -102,7 +94,7 @@ def _decoded_batches(path: str, *, image_size: int, small_image: bool, crop_padd
                                     crop_padding=crop_padding)
         return index, image_bytes, image
 
-    return (tf.data.TFRecordDataset(path).enumerate()
+    return (tf.data.TFRecordDataset(path).ignore_errors().enumerate()  # stops at any damage
             .map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .ignore_errors()
             .batch(batch_size)
@@ -115,9 +107,10 @@ def _remove_stale_temps(output_dir: str, name: str) -> None:
         tf.io.gfile.remove(stale)
 
 
-def _label_shard(label_fn, input_path: str, output_path: str, *, storage: str,
+def _label_shard(label_fn, input_path: str, output_path: str, *, storage: str, strict: bool,
                  **pipeline) -> dict:
-    num_records = _count_records(input_path)
+    scan = scan_file(input_path, strict=strict)
+    num_records = scan.num_records
     seen = []
     with atomic_tfrecord_writer(output_path) as writer:
         for indices, image_bytes, images in _decoded_batches(input_path, **pipeline):
@@ -128,18 +121,43 @@ def _label_shard(label_fn, input_path: str, output_path: str, *, storage: str,
         if num_records and not seen:  # raised inside: the writer then discards its temp file
             raise ValueError(f"none of the {num_records} records of {input_path} could be parsed "
                              f"and decoded; check that it holds 'image/encoded' images")
-    skipped = sorted(set(range(num_records)) - set(seen))
+        skipped = sorted(set(range(num_records)) - set(seen))
+        if skipped and strict:
+            raise ValueError(f"{input_path}: record {skipped[0]} cannot be parsed or decoded "
+                             f"(strict data checking; {len(skipped)} such records)")
     if skipped:
         log.warning("%s: %d of %d records could not be parsed or decoded and were skipped",
                     input_path, len(skipped), num_records)
     return {"num_records": num_records, "num_labeled": len(seen),
-            "num_undecodable": len(skipped), "undecodable_indices": skipped[:MAX_LISTED_SKIPS]}
+            "num_undecodable": len(skipped), "undecodable_indices": skipped[:MAX_LISTED_SKIPS],
+            "damaged": scan.damaged, "bytes_unread": scan.size - scan.bytes_read}
+
+
+def label_totals(input_pattern: str, output_dir: str) -> dict:
+    """Totals over every finished output shard, whichever worker or invocation wrote it:
+    records read, images labeled, undecodable images skipped (`data_skipped`) and damaged input
+    files with the bytes left unread (`data_damaged_files`)."""
+    files = list_files(input_pattern)
+    totals = {"num_shards": len(files), "num_finished_shards": 0, "num_records": 0,
+              "num_labeled": 0, "data_skipped": 0, "data_damaged_files": {}}
+    for index in range(len(files)):
+        name = shard_name(OUTPUT_SPLIT, index, len(files))
+        info = read_json(os.path.join(output_dir, INFO_DIR, name + ".json"))
+        if info is None:
+            continue
+        totals["num_finished_shards"] += 1
+        totals["num_records"] += info["num_records"]
+        totals["num_labeled"] += info["num_labeled"]
+        totals["data_skipped"] += info["num_undecodable"]
+        if info.get("damaged"):
+            totals["data_damaged_files"][info["input"]] = info["bytes_unread"]
+    return totals
 
 
 def unfinished_shards(input_pattern: str, output_dir: str) -> list[str]:
     """Output shards (of every worker) that are not complete yet: the barrier a job waits on
     before filtering what several workers labeled."""
-    files = sorted(tf.io.gfile.glob(input_pattern))
+    files = list_files(input_pattern)
     names = [shard_name(OUTPUT_SPLIT, index, len(files)) for index in range(len(files))]
     return [
         name for name in names
@@ -152,18 +170,18 @@ def label_shards(teacher, input_pattern: str, output_dir: str, *, image_size: in
                  hard: bool = False, from_logits: bool | None = None,
                  worker_index: int | None = None, num_workers: int | None = None,
                  storage: str = "float32", crop_padding: int = 32,
-                 label_fn=None) -> dict:
+                 label_fn=None, strict: bool = False) -> dict:
     """Labels this worker's share of the unlabeled shards; returns a summary dict.
 
     `worker_index`/`num_workers` default to TF_CONFIG (or a single worker). `from_logits=None`
     reads it from the teacher's last layer. `storage` is the probability storage of
     `encode_pseudo_labeled` ("float32", "float16" or "topk:K"). `label_fn` (from
     `make_label_fn`, built with the same teacher and settings) reuses an already traced function
-    across calls; by default one is built per call.
+    across calls; by default one is built per call. A damaged shard is labeled up to the
+    damage and an undecodable image is skipped, both counted in the shard's info file;
+    `strict=True` raises ValueError naming the file and record instead.
     """
-    files = sorted(tf.io.gfile.glob(input_pattern))
-    if not files:
-        raise FileNotFoundError(f"no unlabeled files match {input_pattern!r}")
+    files = list_files(input_pattern)
     worker = worker_info(worker_index, num_workers)
     if label_fn is None:
         label_fn = make_label_fn(teacher, temperature=temperature, hard=hard,
@@ -187,7 +205,7 @@ def label_shards(teacher, input_pattern: str, output_dir: str, *, image_size: in
             continue
         _remove_stale_temps(output_dir, name)
         log.info("labeling %s -> %s", input_path, output_path)
-        info = _label_shard(label_fn, input_path, output_path, storage=storage,
+        info = _label_shard(label_fn, input_path, output_path, storage=storage, strict=strict,
                             image_size=image_size, small_image=small_image,
                             crop_padding=crop_padding, batch_size=batch_size)
         info.update(input=os.path.basename(input_path), settings=settings)

@@ -1,8 +1,12 @@
 """The Noisy Student loop: teacher -> pseudo labels -> filter/balance -> noised student -> repeat.
 
-A run lives in one directory. `manifest.json` records each finished stage with its results;
-rerunning the same command skips finished stages and resumes the first unfinished one (training
-resumes from its last checkpoint, labeling skips finished shards, filtering reuses its stats).
+A run lives in one directory. `manifest.json` records each finished stage with its results and
+the settings each started stage depends on; rerunning the same command skips finished stages and
+resumes the first unfinished one (training resumes from its last checkpoint, labeling skips
+finished shards, filtering reuses its stats). `Run.prepare` (before any work) removes the temp
+files of killed writers and stops with a RunError when the settings differ from the recorded
+ones (or, with redo_changed_stages, deletes and redoes the affected stages). The CLI holds the
+directory's lock (noisy_student.run_lock) meanwhile.
 
     run_dir/
       manifest.json              stages done, their results and timings
@@ -19,10 +23,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import glob
+import json
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 
@@ -30,10 +35,18 @@ import keras
 import tensorflow as tf
 
 from efficientnet_tf import create_model, model_config
+from efficientnet_tf.scaling import canonical_name
 from noisy_student import evaluation, export, filtering, labeling, plots
-from noisy_student.atomic_io import read_json, write_json_atomic, write_text_atomic
+from noisy_student.atomic_io import (
+    read_json,
+    remove_stale_temps,
+    write_json_atomic,
+    write_text_atomic,
+)
 from noisy_student.data import pipelines
+from noisy_student.data.bad_data import DataStats
 from noisy_student.data.preprocessing import preprocess_for_eval
+from noisy_student.data.tfrecord_source import list_files, scan_file
 from noisy_student.training import (
     TrainConfig,
     check_student_size,
@@ -52,6 +65,40 @@ FINAL_MODEL = "model.keras"
 # Labeled training images (the first ones, in file order) that every training stage scores at
 # its end with eval preprocessing and EMA weights: teacher and noised students on equal terms.
 CLEAN_TRAIN_IMAGES = 2000
+
+# The settings each kind of stage adds to what it depends on (a stage depends on its own and on
+# those of every stage before it in the model chain). A finished stage records them; a rerun
+# with other values stops (or, with --redo_changed_stages, redoes it). Settings not listed
+# (quiet, summary_every, checkpoint_every, steps_per_loop, eval_batch_size, strategy, workers,
+# wait_timeout) do not change results and never block.
+TEACHER_SETTINGS = (
+    "label_data", "label_offset", "num_classes", "num_train_images", "teacher_model",
+    "teacher_checkpoint", "image_size", "small_images", "width_coefficient", "depth_coefficient",
+    "train_batch_size", "train_epochs", "optimizer", "base_learning_rate", "final_base_lr",
+    "lr_schedule", "lr_warmup_epochs", "lr_decay_epochs", "weight_decay", "label_smoothing",
+    "moving_average_decay", "dropout_rate", "stochastic_depth_rate", "precision",
+    "teacher_randaug",
+)
+RANDAUG_SETTINGS = ("randaug_num_layers", "randaug_magnitude")
+# (settings, step within an iteration: 1 label, 2 filter, 3 student)
+ITERATION_SETTINGS = (
+    (("unlabel_data", "teacher_softmax_temp", "pseudo_label_storage", "on_the_fly_teacher"), 1),
+    (("min_threshold", "num_image_per_class"), 2),
+    (("student_epochs", "student_train_ratio", "student_lr_schedule", "student_final_base_lr",
+      "unlabel_ratio", *RANDAUG_SETTINGS), 3),
+)
+STAGE_STEP = {"label": 1, "filter": 2, "student": 3, "eval": 3}
+EVAL_SETTINGS = ("eval_data",)
+EXPORT_SETTINGS = ("export_dir",)
+# Output folders a stage writes (relative to the run directory), deleted when it is redone.
+STAGE_OUTPUTS = {"teacher": "teacher", "label": "labels", "filter": "filtered",
+                 "student": "student"}
+
+
+class RunError(RuntimeError):
+    """The run directory's state stops this command (a missing earlier stage, settings that
+    differ from the finished stages', another command writing there); the message says what
+    to do."""
 
 
 @dataclasses.dataclass
@@ -111,6 +158,8 @@ class RunConfig:
     export_dir: str | None = None
     quiet: bool = False
     wait_timeout: float = 6 * 3600.0
+    redo_changed_stages: bool = False
+    strict_data: bool = False
 
     @property
     def hard_labels(self) -> bool:
@@ -119,6 +168,29 @@ class RunConfig:
     @property
     def num_iterations(self) -> int:
         return len(self.student_models)
+
+
+def _normalized(name: str, value):
+    """A setting as recorded: data patterns absolute, model names canonical, JSON types."""
+    if value is None:
+        return None
+    if name in ("label_data", "unlabel_data", "eval_data", "teacher_checkpoint", "export_dir"):
+        if not value.startswith("tfds:") and "://" not in value:
+            value = ",".join(os.path.abspath(part.strip()) for part in value.split(","))
+    elif name == "teacher_model":
+        value = canonical_name(value)
+    return json.loads(json.dumps(value))
+
+
+def _stage_position(stage: str, num_iterations: int) -> tuple[int, int]:
+    """(iteration, step) of a stage name: teacher stages are iteration 0, export follows the
+    last student."""
+    if stage in ("teacher", "teacher/eval"):
+        return 0, 3
+    if stage == "export":
+        return num_iterations, 3
+    prefix, kind = stage.split("/")
+    return int(prefix[len("iter"):]), STAGE_STEP[kind]
 
 
 def _global_batch(per_replica: int, context: tf.distribute.InputContext | None) -> int:
@@ -137,6 +209,7 @@ class Run:
         tf.io.gfile.makedirs(config.run_dir)
         self.manifest_path = os.path.join(config.run_dir, MANIFEST)
         self.manifest = read_json(self.manifest_path) or {"stages": {}}
+        self.data_stats = DataStats()  # what the current stage's pipelines read and skipped
         if self.chief:
             self._copy_labels_file()
 
@@ -167,22 +240,135 @@ class Run:
     def result(self, stage: str) -> dict:
         return self.manifest["stages"][stage]
 
-    def _record(self, stage: str, result: dict) -> None:
-        self.manifest["stages"][stage] = result
+    def _record(self, stage: str, result: dict | None) -> None:
+        """Records a stage's settings (when it starts) or its result (when it is done), merged
+        into the manifest on disk so that workers writing other stages lose nothing."""
+        settings = self.stage_settings(stage)
+        self.manifest.setdefault("settings", {})[stage] = settings
+        if result is not None:
+            self.manifest["stages"][stage] = result
         if self.chief:
-            write_json_atomic(self.manifest_path, self.manifest)
+            on_disk = read_json(self.manifest_path) or {"stages": {}}
+            on_disk.setdefault("settings", {})[stage] = settings
+            if result is not None:
+                on_disk["stages"][stage] = result
+            write_json_atomic(self.manifest_path, on_disk)
 
     def run_stage(self, stage: str, fn: Callable[[], dict]) -> dict:
-        """Runs `fn` unless the manifest says `stage` is done; records its result and time."""
+        """Runs `fn` unless the manifest says `stage` is done; records its settings before and
+        its result and time after."""
         if self.done(stage):
             log.info("Stage %s already complete; skipping.", stage)
             return self.result(stage)
         log.info("Stage %s starting.", stage)
+        self._record(stage, None)
+        self.data_stats.reset()
         start = time.time()
         result = dict(fn())
         result["seconds"] = round(time.time() - start, 1)
+        if self.data_stats.result()["files"]:  # the stage read TFRecords through a pipeline
+            result.update(self.data_stats.summary())
+        self._log_data(stage, result)
         self._record(stage, result)
         return result
+
+    @staticmethod
+    def _log_data(stage: str, result: dict) -> None:
+        """The stage's data line: skipped images and damaged files (WARNING when any)."""
+        skipped, damaged = result.get("data_skipped", 0), result.get("data_damaged_files", {})
+        if skipped or damaged:
+            log.warning("Stage %s skipped %d undecodable images; damaged files (bytes unread; "
+                        "their records after the damage are lost): %s", stage, skipped,
+                        ", ".join(f"{name} ({unread})" for name, unread in damaged.items())
+                        or "none")
+
+    # ---------------------------------------------------------------- run-dir integrity
+    def stage_settings(self, stage: str) -> dict:
+        """The settings `stage` depends on: its own and those of the stages before it."""
+        config = self.config
+        iteration, step = _stage_position(stage, config.num_iterations)
+        names = list(TEACHER_SETTINGS) + (list(RANDAUG_SETTINGS) if config.teacher_randaug else [])
+        for group, group_step in ITERATION_SETTINGS:
+            if iteration > 1 or (iteration == 1 and step >= group_step):
+                names += [name for name in group if name not in names]
+        names += list(EVAL_SETTINGS) if stage.endswith("/eval") else []
+        names += list(EXPORT_SETTINGS) if stage == "export" else []
+        settings = {name: _normalized(name, getattr(config, name)) for name in names}
+        students = iteration if step == 3 else iteration - 1
+        if students > 0:
+            settings["student_models"] = [
+                canonical_name(m) for m in config.student_models[:students]
+            ]
+        return settings
+
+    def changed_settings(self) -> dict[str, dict[str, tuple]]:
+        """{stage: {setting: (recorded, now)}} of the started or finished stages whose recorded
+        settings differ from this command's, in stage order."""
+        recorded = self.manifest.get("settings", {})
+        changed = {}
+        for stage, _ in self.stages():
+            if stage not in recorded:
+                continue
+            now, then = self.stage_settings(stage), recorded[stage]
+            diff = {key: (then.get(key), now.get(key)) for key in sorted({*now, *then})
+                    if then.get(key) != now.get(key)}
+            if diff:
+                changed[stage] = diff
+        return changed
+
+    def check_settings(self) -> None:
+        """Stops (RunError, before any work) when a started or finished stage was made with
+        other result-affecting settings; with --redo_changed_stages forgets those stages and
+        deletes their outputs instead."""
+        changed = self.changed_settings()
+        if not changed:
+            return
+        if self.config.redo_changed_stages:
+            self._forget_from(next(iter(changed)), changed)
+            return
+        flags: dict[str, tuple] = {}
+        for diff in changed.values():
+            flags.update(diff)
+        listing = "; ".join(f"--{name} was {then!r}, now {now!r}"
+                            for name, (then, now) in flags.items())
+        first = next(iter(changed))
+        raise RunError(
+            f"{self.config.run_dir} holds stages made with other settings ({listing}); the first "
+            f"affected stage is {first}. Use a new --run_dir, or pass --redo_changed_stages to "
+            f"redo {', '.join(changed)} (their outputs are deleted)."
+        )
+
+    def _forget_from(self, first: str, changed: dict) -> None:
+        """Forgets the changed stages and every unfinished stage after `first` (their partial
+        outputs were made with the old settings) and deletes their outputs."""
+        names = [name for name, _ in self.stages()]
+        redo = [name for name in names[names.index(first):]
+                if name in changed or not self.done(name)]
+        log.warning("Redoing stages %s with the new settings (--redo_changed_stages).",
+                    ", ".join(redo))
+        for stage in redo:
+            self.manifest["stages"].pop(stage, None)
+            self.manifest.get("settings", {}).pop(stage, None)
+            output = self._stage_output(stage)
+            if self.chief and output and os.path.exists(output):
+                log.warning("Deleting %s (output of stage %s).", output, stage)
+                shutil.rmtree(output)
+        if self.chief:
+            write_json_atomic(self.manifest_path, self.manifest)
+
+    def _stage_output(self, stage: str) -> str | None:
+        kind = stage.split("/")[-1]
+        if kind not in STAGE_OUTPUTS:
+            return None
+        if stage == "teacher":
+            return self.path("teacher")
+        return self.path(stage.split("/")[0], STAGE_OUTPUTS[kind])
+
+    def prepare(self) -> None:
+        """Before any work (with the run directory locked): removes what killed writers left
+        and checks the recorded settings."""
+        remove_stale_temps(self.config.run_dir)
+        self.check_settings()
 
     # --------------------------------------------------------------------------- paths
     def path(self, *parts: str) -> str:
@@ -227,6 +413,13 @@ class Run:
         path = os.path.join(self.model_dir(iteration), FINAL_MODEL)
         if os.path.exists(path):
             return keras.models.load_model(path, compile=False)
+        if tf.train.latest_checkpoint(self.model_dir(iteration)) is None:
+            what = "teacher" if iteration == 0 else f"student of iteration {iteration}"
+            raise RunError(
+                f"No trained {what} in {self.model_dir(iteration)}: run the loop (or --mode="
+                f"{'train' if iteration == 0 else f'student --iteration={iteration}'}) first"
+                + (", or pass --teacher_checkpoint." if iteration == 0 else ".")
+            )
         return load_ema_model(
             self.model_dir(iteration), self.model_fn(self.model_name(iteration), False)
         )
@@ -240,8 +433,9 @@ class Run:
             return self.config.num_train_images
         if self.config.label_data.startswith("tfds:"):
             raise ValueError("Set --num_train_images for a tfds: labeled source.")
-        files = sorted(glob.glob(self.config.label_data))
-        return sum(sum(1 for _ in tf.data.TFRecordDataset(f)) for f in files)
+        strict = self.config.strict_data
+        return sum(scan_file(f, strict=strict).num_records
+                   for f in list_files(self.config.label_data))
 
     def _labeled_fn(self, size: int, randaug: bool):
         config = self.config
@@ -258,6 +452,8 @@ class Run:
                 randaug_num_layers=config.randaug_num_layers if randaug else 0,
                 randaug_magnitude=config.randaug_magnitude,
                 input_context=context,
+                stats=self.data_stats,
+                strict=config.strict_data,
             )
 
         return dataset_fn
@@ -277,6 +473,8 @@ class Run:
                 randaug_num_layers=config.randaug_num_layers,
                 randaug_magnitude=config.randaug_magnitude,
                 input_context=context,
+                stats=self.data_stats,
+                strict=config.strict_data,
             )
 
         return dataset_fn
@@ -297,6 +495,7 @@ class Run:
                 label_offset=config.label_offset,
                 small_image=config.small_images,
                 input_context=context,
+                strict=config.strict_data,  # counts of its own: it rereads training images
             ).take(math.ceil(num_images / global_batch))
 
         return dataset_fn
@@ -311,6 +510,8 @@ class Run:
             num_classes=config.num_classes,
             label_offset=config.label_offset,
             small_image=config.small_images,
+            stats=self.data_stats,
+            strict=config.strict_data,
         )
 
     def train_config(self, student: bool) -> TrainConfig:
@@ -417,6 +618,8 @@ class Run:
                 randaug_magnitude=config.randaug_magnitude,
                 input_context=context,
                 include_encoded=True,
+                stats=self.data_stats,
+                strict=config.strict_data,
             )
             return dataset.map(teacher_view, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -438,7 +641,7 @@ class Run:
         name = self.model_name(iteration - 1)
         teacher = self.load_model(iteration - 1)
         output_dir = self.path(f"iter{iteration}", "labels")
-        summary = labeling.label_shards(
+        labeling.label_shards(
             teacher,
             config.unlabel_data,
             output_dir,
@@ -452,26 +655,29 @@ class Run:
             worker_index=config.worker_index,
             num_workers=config.num_workers,
             storage=config.pseudo_label_storage,
+            strict=config.strict_data,
         )
         self._wait(
             "the other workers' pseudo-label shards",
             lambda: not labeling.unfinished_shards(config.unlabel_data, output_dir),
         )
-        return summary
+        totals = labeling.label_totals(config.unlabel_data, output_dir)  # all workers, all runs
+        return totals
 
     def _wait(self, what: str, done: Callable[[], bool]) -> None:
         """Blocks until another worker's part of a stage is done (multi-worker runs only)."""
-        waited = 0.0
+        timeout = self.config.wait_timeout
+        start = next_log = time.monotonic()
         while not done():
-            if waited > self.config.wait_timeout:
+            if time.monotonic() - start > timeout:
                 raise TimeoutError(
-                    f"Waited {waited:.0f} s for {what}; is every worker running? Rerun the same "
-                    "command to resume."
+                    f"Waited {timeout:.0f} s (--wait_timeout) for {what}; is every worker "
+                    "running? Rerun the same command to resume."
                 )
-            if waited % 300 == 0:
+            if time.monotonic() >= next_log:
                 log.info("Waiting for %s.", what)
-            time.sleep(10)
-            waited += 10
+                next_log += 300
+            time.sleep(min(10.0, timeout / 10))
 
     def filtered_pattern(self, iteration: int) -> str:
         return self.path(f"iter{iteration}", "filtered", "train-*")
@@ -481,9 +687,8 @@ class Run:
         labels_pattern = labeling.pseudo_label_pattern(self.path(f"iter{iteration}", "labels"))
         per_class = config.num_image_per_class
         if per_class is None:
-            total = sum(
-                sum(1 for _ in tf.data.TFRecordDataset(f)) for f in glob.glob(labels_pattern)
-            )
+            total = sum(scan_file(f, strict=config.strict_data).num_records
+                        for f in list_files(labels_pattern))
             per_class = max(1, math.ceil(total / config.num_classes))
         output_dir = self.path(f"iter{iteration}", "filtered")
         if not self.chief:  # one writer; the other workers wait for its statistics
@@ -495,6 +700,7 @@ class Run:
             num_image_per_class=per_class,
             min_threshold=config.min_threshold,
             class_names=self.class_names,
+            strict=config.strict_data,
         )
         if stats["num_written"] == 0:
             raise RuntimeError(
@@ -503,7 +709,8 @@ class Run:
                 f"{self.path(f'iter{iteration}', 'filtered')}). Train the teacher longer or "
                 "lower --min_threshold, delete that directory and rerun."
             )
-        return {key: stats[key] for key in ("num_input_records", "num_kept", "num_written")}
+        result = {key: stats[key] for key in ("num_input_records", "num_kept", "num_written")}
+        return {**result, "data_damaged_files": stats.get("damaged_files", {})}
 
     def evaluate(self, iteration: int) -> dict:
         name = self.model_name(iteration)

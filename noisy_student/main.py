@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -33,12 +34,24 @@ def run_config():
 
 
 def run_mode(mode: str, iteration: int) -> dict:
-    """Runs one mode and returns what it recorded."""
+    """Runs one mode with the run directory locked for this worker role and returns what it
+    recorded."""
+    from noisy_student.distributed_work import worker_info
+    from noisy_student.run_lock import run_dir_lock
+
+    config = run_config()
+    worker = worker_info(config.worker_index, config.num_workers)
+    with run_dir_lock(config.run_dir, worker.index):
+        return _run_locked(mode, iteration, config)
+
+
+def _run_locked(mode: str, iteration: int, config) -> dict:
     from noisy_student.loop import Run
 
     if mode == "eval_corrupted" or (mode == "eval" and FLAGS.eval_benchmark != "clean"):
         return {mode: robustness_eval(mode, iteration)}
-    run = Run(run_config())
+    run = Run(config)
+    run.prepare()  # before any work: stale temps removed, recorded settings checked
     stages = dict(run.stages())
     if mode == "loop":
         stages = run.run_all()["stages"]
@@ -108,10 +121,44 @@ def validate_or_exit(program: str, argv: list[str]) -> None:
         sys.exit(2)
 
 
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """Failures a run can meet after validation (missing inputs, changed settings, a locked run
+    directory, a full disk, bad data, a diverged loss): reported in one line, not a traceback.
+    Anything else (TypeError, KeyError, ...) is a bug and keeps its traceback."""
+    import tensorflow as tf
+
+    return (OSError, ValueError, RuntimeError, FloatingPointError, tf.errors.OpError)
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line, without TensorFlow's graph-node decorations."""
+    import tensorflow as tf
+
+    text = error.message if isinstance(error, tf.errors.OpError) else str(error)
+    text = re.sub(r"\{\{function_node [^}]*\}\}|\[\[\{\{node [^]]*\]\]|\[Op:\w+\]( name:)?",
+                  " ", text)
+    assertion = re.search(r"assertion failed: \[(.*)\]", text, re.DOTALL)
+    if assertion:  # a tf.debugging.Assert in a pipeline: its message is the whole story
+        text = assertion.group(1)
+    return " ".join(text.split()) or type(error).__name__
+
+
+def run_or_exit(program: str) -> dict:
+    """Runs the chosen mode; an expected failure prints one line and exits with status 2
+    (--traceback re-raises it with its stack)."""
+    try:
+        return run_mode(FLAGS.mode, FLAGS.iteration)
+    except expected_errors() as err:
+        if FLAGS.traceback:
+            raise
+        print(f"{program}: error: {one_line(err)} (--traceback shows the stack)", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: list[str]) -> None:
     validate_or_exit("noisy-student", argv)
     logging.getLogger().setLevel(logging.INFO)
-    results = run_mode(FLAGS.mode, FLAGS.iteration)
+    results = run_or_exit("noisy-student")
     if FLAGS.mode in ("eval_corrupted",) or (
         FLAGS.mode == "eval" and FLAGS.eval_benchmark != "clean"
     ):

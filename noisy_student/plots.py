@@ -45,11 +45,12 @@ def write_png(fig, path: str, *, tight: bool = True) -> str:
 
 
 def labels_file_beside(data: str | None) -> str | None:
-    """``labels.txt`` in the folder of the first file matching the pattern ``data``, if any
-    (tfds: specs and class-folder trees have none)."""
+    """``labels.txt`` in the folder of the first file matching ``data`` (a pattern, or
+    comma-separated patterns: the first one), if any (tfds: specs and class-folder trees have
+    none)."""
     if not data or data.startswith("tfds:"):
         return None
-    files = sorted(tf.io.gfile.glob(data))
+    files = sorted(tf.io.gfile.glob(data.split(",")[0].strip()))
     if not files:
         return None
     candidate = os.path.join(os.path.dirname(files[0]), LABELS_FILE)

@@ -3,6 +3,8 @@ labeled and kept, time), then the teacher -> student gains. The manifest keeps t
 
 from __future__ import annotations
 
+import os
+
 HEADER = ("stage", "result", "seconds")
 
 
@@ -24,6 +26,26 @@ def training_text(result: dict) -> str:
     return ", ".join(parts)
 
 
+def data_note(result: dict) -> str:
+    """' [3 undecodable skipped; damaged: a, b]' when a stage met bad data, else ''."""
+    skipped, damaged = result.get("data_skipped", 0), result.get("data_damaged_files", {})
+    parts = [f"{skipped} undecodable skipped"] if skipped else []
+    if damaged:
+        parts.append(f"damaged: {', '.join(os.path.basename(name) for name in damaged)}")
+    return f" [{'; '.join(parts)}]" if parts else ""
+
+
+def data_total(stages: dict) -> list[str]:
+    """One line with the bad data of the whole run, if there was any."""
+    skipped = sum(result.get("data_skipped", 0) for result in stages.values())
+    damaged = sorted({os.path.basename(name) for result in stages.values()
+                      for name in result.get("data_damaged_files", {})})
+    if not skipped and not damaged:
+        return []
+    return [f"bad data: {skipped} undecodable images skipped, {len(damaged)} damaged files "
+            f"({', '.join(damaged) or '-'}; their records after the damage are lost)"]
+
+
 def stage_rows(stages: dict) -> list[tuple[str, str, str]]:
     """(stage, result, seconds) rows in manifest order."""
     rows = []
@@ -42,7 +64,7 @@ def stage_rows(stages: dict) -> list[tuple[str, str, str]]:
             text = training_text(result)
         else:
             text = str(result.get("export_dir", result.get("given", "")))
-        rows.append((name, text, f"{result.get('seconds', 0):.0f}"))
+        rows.append((name, text + data_note(result), f"{result.get('seconds', 0):.0f}"))
     return rows
 
 
@@ -68,5 +90,5 @@ def format_table(stages: dict) -> str:
     body = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     header = " | ".join(c.ljust(w) for c, w in zip(HEADER, widths, strict=True))
     total = sum(float(result.get("seconds", 0)) for result in stages.values())
-    tail = [*gains(stages), f"total {total / 60:.1f} min"]
+    tail = [*gains(stages), *data_total(stages), f"total {total / 60:.1f} min"]
     return "\n".join([line, header, *body, line, *tail])

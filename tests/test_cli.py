@@ -183,3 +183,43 @@ def test_svhn_flagfile_gives_the_reference_schedule(tmp_path):
         schedule = learning_rate_schedule(train)
         assert schedule.decay_epochs == pytest.approx(1.3717, abs=1e-4)
         assert schedule.peak_learning_rate == pytest.approx(0.008)
+
+
+def test_comma_separated_patterns_are_checked_one_by_one(tmp_path):
+    both = f"{os.path.join(SAMPLE, 'train-00000-*')},{os.path.join(SAMPLE, 'train-00001-*')}"
+    with flagsaver.flagsaver(label_data=both, unlabel_data=both):
+        cli_flags.validate()
+    missing = f"{both},{tmp_path}/none-*"
+    assert f"pattern '{tmp_path}/none-*' matches no files" in _error(label_data=missing)
+    assert "empty entry" in _error(unlabel_data=f"{both},")
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("student_epochs", -1.0, "--student_epochs must be > 0, got -1.0"),
+    ("lr_warmup_epochs", -0.5, "--lr_warmup_epochs must be >= 0"),
+    ("lr_decay_epochs", 0.0, "--lr_decay_epochs must be > 0"),
+    ("num_train_images", 0, "--num_train_images must be > 0"),
+    ("num_image_per_class", -3, "--num_image_per_class must be > 0"),
+    ("label_smoothing", 1.0, "--label_smoothing must be in [0, 1)"),
+    ("moving_average_decay", 1.5, "--moving_average_decay must be in [0, 1)"),
+    ("dropout_rate", -0.1, "--dropout_rate must be in [0, 1)"),
+    ("stochastic_depth_rate", 1.0, "--stochastic_depth_rate must be in [0, 1)"),
+    ("randaug_num_layers", -1, "--randaug_num_layers must be >= 0"),
+    ("width_coefficient", 0.0, "--width_coefficient must be > 0"),
+    ("weight_decay", -1e-5, "--weight_decay must be >= 0"),
+    ("min_threshold", 1.5, "--min_threshold must be in [0, 1]"),
+    ("min_threshold", 0.305, "0.01 grid"),
+    ("wait_timeout", 0.0, "--wait_timeout must be > 0"),
+    ("label_offset", -1, "--label_offset must be >= 0"),
+])
+def test_every_numeric_flag_is_range_checked(name, value, expected):
+    assert expected in _error(**{name: value})
+
+
+def test_worker_flags_come_together_and_in_range():
+    assert "both --worker_index and --num_workers" in _error(worker_index=1)
+    assert "--worker_index=2 must be below --num_workers=2" in _error(worker_index=2, num_workers=2)
+
+
+def test_every_range_names_a_flag():
+    assert set(cli_flags.RANGES) <= set(flags.FLAGS)

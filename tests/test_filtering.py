@@ -267,3 +267,24 @@ def test_filter_rejects_labels_beyond_num_classes(tmp_path, pseudo_input):
     with pytest.raises(Exception, match="num_classes"):
         filter_and_balance(pseudo_input["pattern"], str(tmp_path / "o"), num_classes=5,
                            num_image_per_class=10)
+
+
+def test_damaged_pseudo_label_file_is_read_up_to_the_damage_or_raises_when_strict(
+        tmp_path, pseudo_input):
+    import shutil
+
+    from noisy_student.filtering import filter_and_balance
+
+    folder = tmp_path / "in"
+    shutil.copytree(os.path.dirname(pseudo_input["pattern"]), folder)
+    damaged = folder / "pseudo-00001-of-00002"
+    sizes = [len(r) + 16 for r in pseudo_input["serialized"][120:]]
+    data = damaged.read_bytes()
+    damaged.write_bytes(data[:sum(sizes[:50]) + sizes[50] // 2])  # cut inside record 50
+    with pytest.raises(ValueError, match="pseudo-00001-of-00002.*after record 49"):
+        filter_and_balance(str(folder / "pseudo-*"), str(tmp_path / "strict"), num_classes=10,
+                           num_image_per_class=15, strict=True)
+    stats = filter_and_balance(str(folder / "pseudo-*"), str(tmp_path / "out"), num_classes=10,
+                               num_image_per_class=15)
+    assert stats["num_input_records"] == 120 + 50
+    assert stats["damaged_files"] == {"pseudo-00001-of-00002": sizes[50] // 2}  # bytes unread

@@ -163,8 +163,9 @@ def test_undecodable_records_are_counted_not_silently_dropped(tf, tmp_path, cifa
     assert labeled == images[:5] + [images[0]] + images[5:]
 
 
-def test_corrupt_tfrecord_file_names_the_file(tmp_path, cifar_png, teacher):
-    from noisy_student.labeling import label_shards
+def test_truncated_file_is_labeled_up_to_the_damage_or_names_the_file_when_strict(
+        tmp_path, cifar_png, teacher):
+    from noisy_student.labeling import label_shards, label_totals
 
     pattern = write_unlabeled(tmp_path / "in", cifar_png[:6], 1)
     path = glob.glob(pattern)[0]
@@ -172,8 +173,16 @@ def test_corrupt_tfrecord_file_names_the_file(tmp_path, cifar_png, teacher):
         data = f.read()
     with open(path, "wb") as f:
         f.write(data[:-7])  # truncated last record
-    with pytest.raises(ValueError, match="extra-00000-of-00001"):
-        label_shards(teacher, pattern, str(tmp_path / "out"), image_size=32, small_image=True)
+    with pytest.raises(ValueError, match="extra-00000-of-00001.*after record 4"):
+        label_shards(teacher, pattern, str(tmp_path / "strict"), image_size=32,
+                     small_image=True, strict=True)
+    out = str(tmp_path / "out")
+    summary = label_shards(teacher, pattern, out, image_size=32, small_image=True)
+    assert summary["num_labeled"] == 5
+    assert [r[1] for r in read_pseudo(os.path.join(out, "pseudo-*"))] == cifar_png[:5]
+    totals = label_totals(pattern, out)
+    assert (totals["num_records"], totals["num_labeled"]) == (5, 5)
+    assert totals["damaged_files"] == ["extra-00000-of-00001"]
 
 
 DRIVER = textwrap.dedent("""

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 from data_helpers import sample_examples
 
+from noisy_student.atomic_io import temp_path
 from noisy_student.data import records
 
 
@@ -152,7 +153,8 @@ def test_atomic_writer_renames_on_success_and_cleans_up_on_error(tmp_path, image
     with records.atomic_tfrecord_writer(path) as writer:
         writer.write(records.encode_unlabeled(image_bytes))
         assert not os.path.exists(path)
-        assert os.listdir(tmp_path) == [f".train-00000-of-00001.tmp-{os.getpid()}"]
+        assert os.listdir(tmp_path) == [os.path.basename(temp_path(path))]
+        assert os.listdir(tmp_path)[0].endswith(f"-{os.getpid()}")
     assert os.listdir(tmp_path) == ["train-00000-of-00001"]
     assert len(list(tf.data.TFRecordDataset(path))) == 1
 

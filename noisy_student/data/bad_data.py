@@ -27,7 +27,8 @@ class DataStats:
 
     Create it outside any ``strategy.scope()`` and pass it to the pipeline builders; read it
     with :meth:`result` after (or during) iteration. Counts include elements prefetched but
-    not yet consumed, and a damaged file is counted once per epoch it is read in.
+    not yet consumed, and a damaged file is counted once per epoch it is read in; its name and
+    the bytes left unread are kept (:attr:`damaged`) and logged the first time only.
     """
 
     NAMES = ("images", "bad_images", "files", "damaged_files")
@@ -38,6 +39,21 @@ class DataStats:
                 name: tf.Variable(0, dtype=tf.int64, trainable=False, name=f"data_stats_{name}")
                 for name in self.NAMES
             }
+        self.damaged: dict[str, int] = {}  # damaged file -> bytes not read (this process)
+
+    def note_damaged(self, filename: tf.Tensor, unread: tf.Tensor, message: tf.Tensor) -> None:
+        """Records a damaged file (eager; called through tf.py_function)."""
+        name = filename.numpy().decode("utf-8", "replace")
+        if name not in self.damaged:
+            _log_warning(message)
+        self.damaged[name] = int(unread.numpy())
+
+    def summary(self) -> dict:
+        """What a stage reports: images read and skipped, damaged files (name -> bytes
+        unread; the records in them after the damage are lost)."""
+        counts = self.result()
+        return {"data_images": counts["images"], "data_skipped": counts["bad_images"],
+                "data_damaged_files": dict(sorted(self.damaged.items()))}
 
     def increment(self, name: str, amount: tf.Tensor | int = 1) -> tf.Operation:
         """Adds ``amount`` to counter ``name`` (graph-safe)."""
@@ -53,6 +69,7 @@ class DataStats:
     def reset(self) -> None:
         for var in self._counters.values():
             var.assign(0)
+        self.damaged.clear()
 
     def log(self) -> None:
         """Logs the counts (WARNING if anything was skipped, INFO otherwise)."""
@@ -87,19 +104,25 @@ def _placeholder(spec: tf.TensorSpec) -> tf.Tensor:
     return tf.zeros([d if d is not None else 0 for d in spec.shape], spec.dtype)
 
 
+def try_map(element, fn: Callable, *, log_warning: bool = True) -> tf.data.Dataset:
+    """A one-element dataset: ``(fn(element), True)``, or ``(zeros, False)`` when ``fn`` fails
+    on it (graph mode; also inside a tf.function or a SavedModel signature)."""
+    good = (tf.data.Dataset.from_tensors(element)
+            .map(lambda e: (fn(e), tf.constant(True)))
+            .ignore_errors(log_warning=log_warning))
+    placeholder = tf.nest.map_structure(_placeholder, good.element_spec[0])
+    bad = tf.data.Dataset.from_tensors((placeholder, tf.constant(False)))
+    return good.concatenate(bad).take(1)
+
+
 def guarded_map(dataset: tf.data.Dataset, fn: Callable, *, stats: DataStats, strict: bool,
                 deterministic: bool) -> tf.data.Dataset:
     """Maps ``fn`` over elements (dicts with "file" and "index" keys), skipping and counting
     elements on which it fails; with ``strict`` a failure raises an error naming the record."""
 
     def isolate(element):
-        good = (tf.data.Dataset.from_tensors(element)
-                .map(lambda e: (fn(e), tf.constant(True)))
-                .ignore_errors(log_warning=True))
-        placeholder = tf.nest.map_structure(_placeholder, good.element_spec[0])
-        bad = tf.data.Dataset.from_tensors((placeholder, tf.constant(False)))
-        return (good.concatenate(bad).take(1)
-                .map(lambda out, ok: (out, ok, element["file"], element["index"])))
+        return try_map(element, fn).map(
+            lambda out, ok: (out, ok, element["file"], element["index"]))
 
     def account(out, ok, filename, index):
         is_bad = tf.logical_not(ok)

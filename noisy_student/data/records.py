@@ -206,8 +206,8 @@ def parse_pseudo_labeled(serialized: tf.Tensor, num_classes: int) -> dict[str, t
 @contextlib.contextmanager
 def atomic_tfrecord_writer(path: str,
                            compression: str | None = None) -> Iterator[tf.io.TFRecordWriter]:
-    """Yields a TFRecordWriter on ``<dir>/.<name>.tmp-<pid>``; renames it to ``path`` on a clean
-    exit and deletes it on an exception, so ``path`` only ever holds a complete file."""
+    """Yields a TFRecordWriter on ``<dir>/.<name>.tmp-<host>-<pid>``; renames it to ``path`` on
+    a clean exit and deletes it on an exception, so ``path`` only ever holds a complete file."""
     if not os.path.basename(path):
         raise ValueError(f"atomic_tfrecord_writer needs a file path, got {path!r}")
     tmp_path = temp_path(path)

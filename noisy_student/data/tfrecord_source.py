@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import tensorflow as tf
 from absl import logging
@@ -22,7 +23,7 @@ READ_BUFFER_BYTES = 8 * 1024 * 1024
 
 
 def _is_temporary(path: str) -> bool:
-    """Files being written by atomic_tfrecord_writer (``.<name>.tmp-<pid>``)."""
+    """Files being written by atomic_tfrecord_writer (``.<name>.tmp-<host>-<pid>``)."""
     name = os.path.basename(path)
     return name.startswith(".") and ".tmp-" in name
 
@@ -43,6 +44,43 @@ def list_files(file_pattern: str | Sequence[str]) -> list[str]:
                 "'/data/train-*' is expected) or build TFRecords with tools/build_tfrecords.py")
         files.update(matched)
     return sorted(files)
+
+
+class FileScan(NamedTuple):
+    """What one pass over a TFRecord file found: whole records up to any damage."""
+
+    path: str
+    num_records: int
+    bytes_read: int
+    size: int
+
+    @property
+    def damaged(self) -> bool:
+        return self.bytes_read != self.size
+
+    def damage_text(self) -> str:
+        return (f"Damaged TFRecord file {self.path}: its {self.num_records} readable records "
+                f"cover {self.bytes_read} of its {self.size} bytes (truncated or corrupt after "
+                f"record {self.num_records - 1})")
+
+
+def scan_file(path: str, *, strict: bool = False) -> FileScan:
+    """Counts the records of ``path`` up to any damage; a damaged file is logged (or, with
+    ``strict``, raises ValueError naming the file and the last good record)."""
+    size = tf.io.gfile.stat(path).length
+    count, consumed = (
+        tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES)
+        .ignore_errors()
+        .reduce((tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
+                lambda state, record: (state[0] + 1, state[1] + RECORD_FRAMING_BYTES
+                                       + tf.cast(tf.strings.length(record), tf.int64))))
+    scan = FileScan(path, int(count), int(consumed), size)
+    if scan.damaged:
+        if strict:
+            raise ValueError(f"{scan.damage_text()}; rewrite that file, or drop strict data "
+                             "checking to skip the rest of it")
+        logging.warning("%s; the rest of the file is skipped", scan.damage_text())
+    return scan
 
 
 def shard_files(files: list[str], input_context: tf.distribute.InputContext | None
@@ -94,7 +132,12 @@ def _read_checked(filename: tf.Tensor, size: tf.Tensor, stats: DataStats,
                 size, " bytes (truncated or corrupt); ",
                 "strict=True, pass strict=False to skip the rest of such files" if strict
                 else "the rest of the file was skipped")
-            with tf.control_dependencies([report_bad(damaged, message, strict=strict)]):
+            if strict:
+                report = report_bad(damaged, message, strict=True)
+            else:
+                report = tf.cond(damaged, lambda: tf.py_function(
+                    stats.note_damaged, [filename, size - consumed, message], []), tf.no_op)
+            with tf.control_dependencies([report]):
                 return tf.group(stats.increment("files"),
                                 stats.increment("damaged_files", tf.cast(damaged, tf.int64)))
 

@@ -4,12 +4,12 @@ atomic model export."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable
 
 import keras
 import tensorflow as tf
 
+from noisy_student.atomic_io import temp_path
 from noisy_student.training.ema import ExponentialMovingAverage
 from noisy_student.training.strategy import is_chief, worker_id
 
@@ -109,7 +109,7 @@ def save_model(model: keras.Model, path: str) -> str:
         )
     folder = os.path.dirname(path) or "."
     tf.io.gfile.makedirs(folder)
-    temporary = os.path.join(folder, f".tmp-{uuid.uuid4().hex}{suffix}")
+    temporary = temp_path(path, suffix)
     try:
         if suffix == ".keras":
             model.save(temporary)

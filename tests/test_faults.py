@@ -1,0 +1,436 @@
+"""Fault suite: damaged data, changed flags, concurrent commands, killed writers and bad inputs,
+run through the `noisy-student` command line (in this process where one command is enough,
+in subprocesses where two must run at once or one is killed)."""
+
+import collections
+import contextlib
+import io
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE = os.path.join(ROOT, "sample_data", "cifar10")
+NUM_UNLABELED_SHARDS, PER_SHARD = 4, 80  # worker 0 labels shards 0 and 2, worker 1 1 and 3
+CORRUPT_SHARD, CORRUPT_RECORD = 3, 40  # damaged bytes inside this record of this shard
+UNDECODABLE_SHARD, UNDECODABLE_RECORD = 1, 7
+
+
+def tiny_flags(run_dir, *extra) -> list[str]:
+    return [
+        f"--run_dir={run_dir}",
+        f"--label_data={os.path.join(SAMPLE, 'train-00000-of-00004')}",
+        "--num_classes=10", "--small_images", "--teacher_model=b0", "--student_models=b0",
+        "--width_coefficient=0.25", "--depth_coefficient=0.25", "--train_batch_size=32",
+        "--eval_batch_size=8", "--quiet", *extra,
+    ]
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    """Runs the CLI's main in this process on a fresh parse of `args`; (exit status, stdout,
+    stderr)."""
+    from noisy_student import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with flagsaver.flagsaver():
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["noisy-student", *args])
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
+            try:
+                main.main(["noisy-student"])
+                code = 0
+            except SystemExit as exit_:
+                code = exit_.code
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "error" in line.lower()]
+
+
+def save_teacher(path: str, num_classes: int = 10) -> str:
+    """Weights of the tiny teacher that the flags of `tiny_flags` build."""
+    import keras
+
+    from noisy_student.loop import Run, RunConfig
+
+    config = RunConfig(run_dir=os.path.dirname(path), num_classes=num_classes,
+                       small_images=True, width_coefficient=0.25, depth_coefficient=0.25)
+    keras.utils.set_random_seed(0)
+    Run(config).model_fn("efficientnet-b0", for_training=False)().save_weights(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def teacher_weights(tmp_path_factory, tf, keras):
+    """--teacher_checkpoint for the tiny 10-class teacher."""
+    return save_teacher(str(tmp_path_factory.mktemp("teacher") / "teacher.weights.h5"))
+
+
+def records_of(tf, path):
+    return [bytes(r) for r in tf.data.TFRecordDataset(path).ignore_errors().as_numpy_iterator()]
+
+
+@pytest.fixture(scope="module")
+def unlabeled(tmp_path_factory, tf):
+    """320 bundled unlabeled images in 4 shards; shard 1 holds one undecodable image and shard 3
+    has damaged bytes inside record 40. Returns (pattern, readable images)."""
+    from noisy_student.data.records import encode_unlabeled, parse_unlabeled
+
+    folder = tmp_path_factory.mktemp("unlabeled")
+    serialized = records_of(tf, os.path.join(SAMPLE, "unlabeled-00000-of-00008"))
+    readable = []
+    for s in range(NUM_UNLABELED_SHARDS):
+        shard = serialized[s * PER_SHARD:(s + 1) * PER_SHARD]
+        if s == UNDECODABLE_SHARD:
+            shard[UNDECODABLE_RECORD] = encode_unlabeled(b"not an image at all")
+        path = folder / f"unlabeled-{s:05d}-of-{NUM_UNLABELED_SHARDS:05d}"
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            for record in shard:
+                writer.write(record)
+        kept = shard[:CORRUPT_RECORD] if s == CORRUPT_SHARD else shard
+        readable += [parse_unlabeled(r)["image"].numpy() for i, r in enumerate(kept)
+                     if not (s == UNDECODABLE_SHARD and i == UNDECODABLE_RECORD)]
+        if s == CORRUPT_SHARD:  # flip bytes in the middle of record CORRUPT_RECORD's data
+            offset = sum(len(r) + 16 for r in shard[:CORRUPT_RECORD]) + 12 + 40
+            data = bytearray(path.read_bytes())
+            data[offset:offset + 8] = bytes(b ^ 0xFF for b in data[offset:offset + 8])
+            path.write_bytes(bytes(data))
+    return str(folder / "unlabeled-*"), readable
+
+
+# ------------------------------------------------------------------ 5: errors after validation
+
+
+def test_missing_teacher_is_one_line_and_status_2_unless_traceback(tmp_path):
+    from noisy_student.loop import RunError
+
+    args = tiny_flags(tmp_path / "run", "--mode=label",
+                      f"--unlabel_data={os.path.join(SAMPLE, 'unlabeled-00000-of-00008')}")
+    code, _, stderr = cli(*args)
+    assert code == 2
+    assert error_lines(stderr) == [
+        f"noisy-student: error: No trained teacher in {tmp_path / 'run' / 'teacher'}: run the "
+        "loop (or --mode=train) first, or pass --teacher_checkpoint. (--traceback shows the "
+        "stack)"]
+    with pytest.raises(RunError, match="No trained teacher"):
+        cli(*args, "--traceback")
+
+
+def test_full_disk_is_one_line_and_status_2(tmp_path, monkeypatch):
+    import errno
+
+    def full(path, obj):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr("noisy_student.loop.write_json_atomic", full)
+    code, _, stderr = cli(*tiny_flags(tmp_path / "run", "--mode=train"))
+    assert code == 2
+    [line] = error_lines(stderr)
+    assert "No space left on device" in line and "manifest.json" in line
+
+
+def test_label_out_of_range_is_one_line_naming_the_file(tmp_path, tf, keras):
+    weights = save_teacher(str(tmp_path / "three.weights.h5"), num_classes=3)
+    eval_data = os.path.join(SAMPLE, "validation-00000-of-00002")
+    code, _, stderr = cli(*tiny_flags(tmp_path / "run", "--mode=eval", "--iteration=0",
+                                   "--num_classes=3", f"--teacher_checkpoint={weights}",
+                                   f"--eval_data={eval_data}"))
+    assert code == 2
+    [line] = error_lines(stderr)
+    assert "is outside [0, 3)" in line and f"of {eval_data}" in line
+    assert "Traceback" not in stderr
+
+
+# --------------------------------------------------------------- 2: run-directory fingerprint
+
+
+@pytest.fixture(scope="module")
+def labeled(tmp_path_factory, tf):
+    """Two labeled files as a comma-separated list: the first 250 bundled training images, and
+    64 more with damaged bytes inside record 30. Returns (flag value, damaged path)."""
+    folder = tmp_path_factory.mktemp("labeled")
+    paths = [str(folder / "good-00000-of-00001"), str(folder / "damaged-00000-of-00001")]
+    whole = records_of(tf, os.path.join(SAMPLE, "train-00000-of-00004"))
+    more = records_of(tf, os.path.join(SAMPLE, "train-00001-of-00004"))[:64]
+    for path, records in zip(paths, (whole, more), strict=True):
+        with tf.io.TFRecordWriter(path) as writer:
+            for record in records:
+                writer.write(record)
+    offset = sum(len(r) + 16 for r in more[:30]) + 12 + 40
+    data = bytearray(open(paths[1], "rb").read())
+    data[offset:offset + 8] = bytes(b ^ 0xFF for b in data[offset:offset + 8])
+    open(paths[1], "wb").write(bytes(data))
+    return ",".join(paths), paths[1]
+
+
+def test_damaged_labeled_file_trains_and_reports_then_changed_flags_stop(
+        tmp_path, teacher_weights, labeled, caplog):
+    """Item 1 (training past a damaged file, totals in manifest, log and table) and item 2
+    (settings recorded per stage; a rerun with other flags stops, or redoes on request)."""
+    label_data, damaged = labeled
+    run_dir = tmp_path / "run"
+    first = tiny_flags(run_dir, "--mode=train", f"--label_data={label_data}",
+                       "--train_epochs=0.25")
+    code, strict_err = cli(*[*first, f"--run_dir={tmp_path / 'strict'}", "--strict_data"])[::2]
+    assert code == 2
+    [line] = error_lines(strict_err)
+    assert f"Damaged TFRecord file {damaged}" in line and "after record 29" in line
+
+    with caplog.at_level(logging.WARNING):
+        code, table, stderr = cli(*first)
+    assert code == 0, stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    teacher = manifest["stages"]["teacher"]
+    assert teacher["steps"] == int(0.25 * (250 + 30) / 32)  # the 30 whole records count
+    assert list(teacher["data_damaged_files"]) == [damaged]
+    assert teacher["data_images"] > 0 and teacher["data_skipped"] == 0
+    assert "damaged: damaged-00000-of-00001" in table and "bad data: 0 undecodable" in table
+    assert "Stage teacher skipped 0 undecodable images; damaged files" in caplog.text
+    assert manifest["settings"]["teacher"]["teacher_model"] == "efficientnet-b0"
+
+    # Settings that do not change results never block.
+    assert cli(*first, "--noquiet", "--summary_every=7", "--checkpoint_every=3")[0] == 0
+
+    changed = [*first, "--teacher_model=b3", "--num_classes=5"]
+    code, _, stderr = cli(*changed)
+    assert code == 2
+    [line] = error_lines(stderr)
+    assert "--num_classes was 10, now 5" in line
+    assert "--teacher_model was 'efficientnet-b0', now 'efficientnet-b3'" in line
+    assert "first affected stage is teacher" in line
+    assert "new --run_dir" in line and "--redo_changed_stages" in line
+    assert json.loads((run_dir / "manifest.json").read_text()) == manifest  # nothing done
+
+    assert list((run_dir / "teacher").glob("ckpt-*"))
+    given = [*first, f"--teacher_checkpoint={teacher_weights}"]
+    assert cli(*given)[0] == 2
+    with caplog.at_level(logging.WARNING):
+        assert cli(*given, "--redo_changed_stages")[0] == 0
+    assert "Redoing stages teacher" in caplog.text
+    assert not (run_dir / "teacher").exists()  # the old teacher's checkpoints are gone
+    redone = json.loads((run_dir / "manifest.json").read_text())
+    assert redone["stages"]["teacher"]["given"] == teacher_weights
+    assert redone["settings"]["teacher"]["teacher_checkpoint"] == teacher_weights
+
+
+def test_eval_reads_a_damaged_file_up_to_the_damage_and_reports_it(
+        tmp_path, tf, teacher_weights, labeled):
+    _, damaged = labeled
+    run_dir = tmp_path / "run"
+    code, table, stderr = cli(*tiny_flags(run_dir, "--mode=eval", "--iteration=0",
+                                          f"--teacher_checkpoint={teacher_weights}",
+                                          f"--eval_data={damaged}"))
+    assert code == 0, stderr
+    result = json.loads((run_dir / "manifest.json").read_text())["stages"]["teacher/eval"]
+    assert result["num_examples"] == 30  # the whole records before the damage
+    assert result["data_damaged_files"] == {damaged: os.path.getsize(damaged) - sum(
+        len(r) + 16 for r in records_of(tf, damaged))}
+    assert "damaged: damaged-00000-of-00001" in table
+
+
+# ----------------------------------------------------------- 3: one writer per run directory
+
+HOLD_LOCK = """
+import sys, time
+from noisy_student.run_lock import run_dir_lock
+with run_dir_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_second_command_exits_at_once_and_a_stale_lock_is_taken_over(
+        tmp_path, teacher_weights, caplog):
+    run_dir = tmp_path / "run"
+    args = tiny_flags(run_dir, "--mode=train", f"--teacher_checkpoint={teacher_weights}")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run_dir)], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code, _, stderr = cli(*args)
+        assert code == 2
+        [line] = error_lines(stderr)
+        assert f"{run_dir} is in use by pid {holder.pid} on " in line
+        assert "another --run_dir" in line
+        assert not (run_dir / "manifest.json").exists()  # exited before any work
+        # Another worker role has its own lock.
+        code, _, stderr = cli(*args, "--worker_index=1", "--num_workers=2")
+        assert code == 0, stderr
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with caplog.at_level(logging.WARNING):
+        code, _, stderr = cli(*args)
+    assert code == 0, stderr
+    assert f"Taking over the stale lock of pid {holder.pid}" in caplog.text
+    assert (run_dir / ".lock").read_text() == ""  # released on exit
+
+
+# --------------------------------------------------------------------- 6: clean resumption
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_temps_of_killed_writers_are_removed_on_rerun(tmp_path, teacher_weights):
+    from noisy_student.atomic_io import _host, temp_path
+
+    run_dir = tmp_path / "run"
+    (run_dir / "iter1" / "filtered").mkdir(parents=True)
+    (run_dir / "teacher").mkdir()
+    pid = dead_pid()
+    stale = [run_dir / "iter1" / "filtered" / f".train-00000-of-00002.tmp-{_host()}-{pid}",
+             run_dir / f".export.tmp-{_host()}-{pid}",
+             run_dir / "teacher" / f".model.keras.tmp-{_host()}-{pid}.keras"]
+    stale[0].write_bytes(b"")
+    (stale[1] / "variables").mkdir(parents=True)
+    stale[2].write_bytes(b"half a model")
+    live = temp_path(str(run_dir / "iter1" / "filtered" / "stats.json"))
+    with open(live, "w") as f:
+        f.write("{}")  # this process's: still being written
+    other_host = run_dir / f".x.tmp-elsewhere-{pid}"
+    other_host.write_text("")
+    code, _, stderr = cli(*tiny_flags(run_dir, "--mode=train",
+                                   f"--teacher_checkpoint={teacher_weights}"))
+    assert code == 0, stderr
+    assert [p for p in stale if p.exists()] == []
+    assert os.path.exists(live) and other_host.exists()
+
+
+# ---------------------------------------- 1, 3, 6, 7: kill -9 of one of two labeling workers
+
+
+def test_killed_labeling_worker_and_damaged_shards_rerun_gives_one_record_per_image(
+        tmp_path, tf, teacher_weights, unlabeled, caplog):
+    from noisy_student.data.records import parse_pseudo_labeled
+
+    pattern, readable = unlabeled
+    run_dir = tmp_path / "run"
+    labels = run_dir / "iter1" / "labels"
+
+    def worker(index: int, *extra: str) -> list[str]:
+        return tiny_flags(run_dir, "--mode=label", f"--unlabel_data={pattern}",
+                          f"--teacher_checkpoint={teacher_weights}", f"--worker_index={index}",
+                          "--num_workers=2", *extra)
+
+    command = [sys.executable, "-m", "noisy_student.main"]
+    first = subprocess.Popen(command + worker(0), cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(command + worker(1, "--wait_timeout=5"), cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = labels / "info" / f"pseudo-00000-of-{NUM_UNLABELED_SHARDS:05d}.json"
+    deadline = time.time() + 300
+    while not done.exists():  # worker 0 has finished its first shard and works on the next
+        assert first.poll() is None, first.stderr.read()[-3000:]
+        assert time.time() < deadline, "worker 0 labeled nothing"
+        time.sleep(0.01)
+    first.send_signal(signal.SIGKILL)
+    assert first.wait() == -signal.SIGKILL
+    unfinished = labels / "info" / f"pseudo-00002-of-{NUM_UNLABELED_SHARDS:05d}.json"
+    assert not unfinished.exists(), "worker 0 finished before it was killed; use larger shards"
+    # Worker 1 labels its shards (past the damaged one), waits for worker 0's and gives up.
+    assert second.wait(timeout=300) == 2
+    assert "Rerun the same command to resume" in second.stderr.read()
+
+    with caplog.at_level(logging.WARNING):
+        for index in (0, 1):
+            code, _, stderr = cli(*worker(index))
+            assert code == 0, stderr
+    assert "Taking over the stale lock" in caplog.text
+
+    written = collections.Counter()
+    for path in sorted(labels.glob("pseudo-*")):
+        for record in records_of(tf, str(path)):
+            written[parse_pseudo_labeled(record, 10)["image"].numpy()] += 1
+    assert written == collections.Counter(readable)
+    assert [p.name for p in run_dir.rglob("*.tmp-*")] == []
+
+    result = json.loads((run_dir / "manifest.json").read_text())["stages"]["iter1/label"]
+    assert result["num_labeled"] == len(readable)  # both workers, both invocations
+    assert result["data_skipped"] == 1
+    assert list(result["data_damaged_files"]) == [
+        f"unlabeled-{CORRUPT_SHARD:05d}-of-{NUM_UNLABELED_SHARDS:05d}"]
+    assert result["num_finished_shards"] == NUM_UNLABELED_SHARDS
+
+
+# ------------------------------------------------------------ 4: hardened serving signatures
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tf, keras):
+    """The tiny model exported and loaded again, with its Keras original."""
+    from tiny_models import make_model_fn
+
+    from noisy_student.export import export_saved_model
+
+    model = make_model_fn(keras)()
+    path = export_saved_model(model, str(tmp_path_factory.mktemp("export") / "export"),
+                              image_size=32, small_image=True)
+    return tf.saved_model.load(path), model
+
+
+@pytest.mark.parametrize("shape, dtype, expected", [
+    ((32, 32, 3), "float32", "got shape [32 32 3]"),
+    ((1, 1, 32, 32, 3), "float32", "got shape [1 1 32 32 3]"),
+    ((1, 64, 64, 3), "float32", "got shape [1 64 64 3]"),
+    ((2, 8, 8, 3), "float32", "got shape [2 8 8 3]"),
+    ((1, 32, 32, 1), "float32", "got shape [1 32 32 1]"),
+    ((1, 32, 32, 3), "nan", "NaN or infinite pixels"),
+    ((1, 32, 32, 3), "inf", "NaN or infinite pixels"),
+    ((1, 32, 32, 3), "float64", "expected to be a float tensor but is a double"),
+    ((1, 32, 32, 3), "uint8", "expected to be a float tensor but is a uint8"),
+])
+def test_serving_default_rejects_bad_images_with_a_clear_error(served, tf, shape, dtype,
+                                                              expected):
+    import numpy as np
+
+    loaded, _ = served
+    images = np.full(shape, {"nan": np.nan, "inf": np.inf}.get(dtype, 100),
+                     "float32" if dtype in ("nan", "inf") else dtype)
+    images.flat[0] = 100 if dtype in ("nan", "inf") else images.flat[0]  # one good pixel
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        loaded.signatures["serving_default"](images=tf.constant(images))
+    assert expected in str(error.value)
+    if "shape" in expected:
+        assert "[batch, 32, 32, 3]" in str(error.value)
+
+
+def test_serving_bytes_names_bad_images_and_the_status_signature_classifies_the_rest(
+        served, tf):
+    import numpy as np
+    from data_helpers import sample_examples
+
+    from noisy_student.data.preprocessing import preprocess_for_eval
+
+    loaded, model = served
+    good = [e["image"] for e in sample_examples("validation", 3)]
+    batch = [good[0], b"not an image", good[1], good[2][:40]]
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"image_bytes\[1 3\] of 4 cannot be decoded"):
+        loaded.signatures["serving_bytes"](image_bytes=tf.constant(batch))
+
+    out = loaded.signatures["serving_bytes_status"](image_bytes=tf.constant(batch))
+    np.testing.assert_array_equal(out["valid"].numpy(), [True, False, True, False])
+    images = tf.stack([preprocess_for_eval(g, 32, small_image=True) for g in good[:2]])
+    expected = tf.nn.softmax(model(images, training=False)).numpy()
+    probabilities = out["probabilities"].numpy()
+    np.testing.assert_allclose(probabilities[[0, 2]], expected, atol=1e-5)
+    assert (probabilities[[1, 3]] == 0).all()
+    np.testing.assert_array_equal(out["classes"].numpy()[[1, 3]], [-1, -1])
+    np.testing.assert_array_equal(out["classes"].numpy()[[0, 2]], expected.argmax(-1))
+    clean = loaded.signatures["serving_bytes"](image_bytes=tf.constant(good[:2]))
+    np.testing.assert_allclose(clean["probabilities"].numpy(), expected, atol=1e-5)
+    empty = loaded.signatures["serving_bytes"](image_bytes=tf.constant([], tf.string))
+    assert empty["probabilities"].shape == (0, 10) and empty["classes"].shape == (0,)
