@@ -223,3 +223,30 @@ def test_worker_flags_come_together_and_in_range():
 
 def test_every_range_names_a_flag():
     assert set(cli_flags.RANGES) <= set(flags.FLAGS)
+
+
+def test_cifar10_benchmark_baseline_commands_pass_validation(tmp_path, monkeypatch):
+    """benchmarks/self_training_cifar10.py --baseline: both commands it runs (train the
+    baseline, then evaluate it) must get past flag validation with the shipped flagfile."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "self_training_cifar10", os.path.join(ROOT, "benchmarks", "self_training_cifar10.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    commands = []
+    monkeypatch.setattr(bench, "run_loop", lambda flagfile, args: commands.append(args) or 0)
+    flagfile = os.path.join(ROOT, "configs", "cifar10_4000.cfg")
+    data = [f"--{name}={GOOD[name]}" for name in ("label_data", "unlabel_data", "eval_data")]
+    assert bench.run_baseline(flagfile, data, str(tmp_path)) == 0
+    assert [arg for args in commands for arg in args if arg.startswith("--mode=")] == [
+        "--mode=train", "--mode=eval"]
+    saved = flags.FLAGS.flag_values_dict()
+    try:
+        for args in commands:
+            flags.FLAGS(["test", f"--flagfile={flagfile}", *args])
+            cli_flags.validate()
+            assert flags.FLAGS.train_epochs == pytest.approx(60)  # teacher 30 + student 1 30
+    finally:
+        for name, value in saved.items():
+            flags.FLAGS[name].value = value
