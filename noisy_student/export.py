@@ -24,11 +24,7 @@ import tensorflow as tf
 from noisy_student.atomic_io import remove_stale_temps, temp_path
 from noisy_student.data.bad_data import try_map
 from noisy_student.data.preprocessing import preprocess_for_eval
-
-
-def _outputs_logits(model: keras.Model) -> bool:
-    activation = getattr(model.layers[-1], "activation", None)
-    return activation is None or getattr(activation, "__name__", "") == "linear"
+from noisy_student.labeling import model_outputs_logits
 
 
 class _Serving(tf.Module):
@@ -37,7 +33,7 @@ class _Serving(tf.Module):
         self.model = model
         self.image_size = image_size
         self.small_image = small_image
-        self.logits = _outputs_logits(model)
+        self.logits = model_outputs_logits(model)
 
     def _classify(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         def run():
