@@ -200,7 +200,11 @@ class MBConvBlock(layers.Layer):
     ):
         super().__init__(**kwargs)
         stochastic_depth_rate = renamed_argument(
-            "MBConvBlock", "drop_rate", drop_rate, "stochastic_depth_rate", stochastic_depth_rate,
+            "MBConvBlock",
+            "drop_rate",
+            drop_rate,
+            "stochastic_depth_rate",
+            stochastic_depth_rate,
             new_default=0.0,
         )
         self.input_filters = int(input_filters)

@@ -193,4 +193,3 @@ def create_model(
     if preset is not None:
         config["weights"] = _with_preset(config.get("weights"), preset)
     return EfficientNet(**config)
-

@@ -139,7 +139,9 @@ def build_network(
     if include_preprocessing:
         x = InputNormalization(normalization_mean, normalization_std, name="normalization")(x)
     x = conv2d(
-        round_filters(STEM_FILTERS, width_coefficient, depth_divisor), 3, strides=2,
+        round_filters(STEM_FILTERS, width_coefficient, depth_divisor),
+        3,
+        strides=2,
         name="stem_conv",
     )(x)
     x = batch_norm("stem_bn", sync_batch_norm)(x)
@@ -167,9 +169,7 @@ def build_network(
             name=spec.name,
         )(x)
 
-    x = conv2d(round_filters(HEAD_FILTERS, width_coefficient, depth_divisor), 1, name="top_conv")(
-        x
-    )
+    x = conv2d(round_filters(HEAD_FILTERS, width_coefficient, depth_divisor), 1, name="top_conv")(x)
     x = batch_norm("top_bn", sync_batch_norm)(x)
     x = layers.Activation(activation, name="top_activation")(x)
     x = _head(x, include_top, pooling, dropout_rate, classes, classifier_activation)

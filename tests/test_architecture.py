@@ -99,8 +99,10 @@ def test_no_import_cycle_and_no_lazy_imports_inside_the_package():
 
 @pytest.mark.parametrize(
     "first,second",
-    [("efficientnet_tf.weights", "efficientnet_tf.model"),
-     ("efficientnet_tf.model", "efficientnet_tf.weights")],
+    [
+        ("efficientnet_tf.weights", "efficientnet_tf.model"),
+        ("efficientnet_tf.model", "efficientnet_tf.weights"),
+    ],
 )
 def test_weights_and_model_import_in_either_order(first, second):
     code = (
@@ -109,9 +111,12 @@ def test_weights_and_model_import_in_either_order(first, second):
         "from efficientnet_tf.model import EfficientNet; print('ok')"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-        cwd=PACKAGE.parent, env={"KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3",
-                                 "PATH": "/usr/bin:/bin"},
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PACKAGE.parent,
+        env={"KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("ok")
@@ -119,19 +124,53 @@ def test_weights_and_model_import_in_either_order(first, second):
 
 def test_public_names_still_importable():
     old_top_level = [
-        "DEFAULT_BLOCKS", "PRESETS", "BlockArgs", "DropConnect", "EfficientNet",
-        "EfficientNetB0", "EfficientNetB7", "EfficientNetL2", "FusedBatchNormalization",
-        "InputNormalization", "MBConvBlock", "SqueezeExcite", "compound_scaling", "create_model",
-        "decode_block_string", "encode_block_string", "feature_endpoints",
-        "from_keras_applications", "from_tf_checkpoint", "load_pretrained", "model_config",
-        "round_filters", "round_repeats", "scaled_blocks",
+        "DEFAULT_BLOCKS",
+        "PRESETS",
+        "BlockArgs",
+        "DropConnect",
+        "EfficientNet",
+        "EfficientNetB0",
+        "EfficientNetB7",
+        "EfficientNetL2",
+        "FusedBatchNormalization",
+        "InputNormalization",
+        "MBConvBlock",
+        "SqueezeExcite",
+        "compound_scaling",
+        "create_model",
+        "decode_block_string",
+        "encode_block_string",
+        "feature_endpoints",
+        "from_keras_applications",
+        "from_tf_checkpoint",
+        "load_pretrained",
+        "model_config",
+        "round_filters",
+        "round_repeats",
+        "scaled_blocks",
     ]
     old_weights = [
-        "KerasSource", "Published", "cache_dir", "fetch", "from_keras_applications",
-        "from_tf_checkpoint", "infer_preset", "infer_scope", "load_keras_applications_arrays",
-        "load_pretrained", "load_tf_arrays", "published_weights", "read_keras_file",
-        "resolve_checkpoint", "OFFLINE_ENV", "KERAS_APPS_HASHES", "KERAS_APPS_ORIGIN",
-        "NOISY_STUDENT_ARCHIVES", "PUBLISHED_TAGS", "EMA_SUFFIX", "is_keras_applications_file",
+        "KerasSource",
+        "Published",
+        "cache_dir",
+        "fetch",
+        "from_keras_applications",
+        "from_tf_checkpoint",
+        "infer_preset",
+        "infer_scope",
+        "load_keras_applications_arrays",
+        "load_pretrained",
+        "load_tf_arrays",
+        "published_weights",
+        "read_keras_file",
+        "resolve_checkpoint",
+        "OFFLINE_ENV",
+        "KERAS_APPS_HASHES",
+        "KERAS_APPS_ORIGIN",
+        "NOISY_STUDENT_ARCHIVES",
+        "PUBLISHED_TAGS",
+        "EMA_SUFFIX",
+        "is_keras_applications_file",
     ]
     from efficientnet_tf import scaling, weights
 
@@ -171,7 +210,9 @@ def test_model_records_its_variant(keras):
     )
     record = efficientnet_tf.architecture_of(tiny)
     assert (record.preset, record.width_coefficient, record.depth_coefficient) == (
-        None, 0.25, 0.25,
+        None,
+        0.25,
+        0.25,
     )
     phi = efficientnet_tf.create_model(phi=0, input_shape=(32, 32, 3), include_top=False)
     assert efficientnet_tf.architecture_of(phi).preset == "efficientnet-b0"
@@ -187,8 +228,9 @@ def test_deprecated_spellings_warn_and_work(keras):
         assert efficientnet_tf.model_config(name="b2")["preset"] == "efficientnet-b2"
     with pytest.warns(DeprecationWarning, match="drop_connect_rate= is deprecated"):
         tiny = efficientnet_tf.EfficientNet(0.25, 0.25, 32, drop_connect_rate=0.4, classes=2)
-    rates = [b.stochastic_depth_rate for b in tiny.layers
-             if isinstance(b, efficientnet_tf.MBConvBlock)]
+    rates = [
+        b.stochastic_depth_rate for b in tiny.layers if isinstance(b, efficientnet_tf.MBConvBlock)
+    ]
     assert rates[-1] == pytest.approx(0.4 * (len(rates) - 1) / len(rates))
     with pytest.warns(DeprecationWarning, match="drop_connect_rate= is deprecated"):
         specs = efficientnet_tf.scaled_blocks(drop_connect_rate=0.4)

@@ -11,7 +11,6 @@ This package builds models through `efficientnet_tf.network` and never imports
 `efficientnet_tf.model`, which imports it for `weights=`: there is no import cycle.
 """
 
-
 from efficientnet_tf.weights.keras_applications import (
     KerasSource,
     from_keras_applications,

@@ -39,8 +39,6 @@ _KERAS_APPS_BLOCK = re.compile(r"^block\d+[a-z]+_dwconv$")
 _NORMALIZATION_NAME = re.compile(r"^normalization(_\d+)?$")
 
 
-
-
 @dataclasses.dataclass
 class KerasSource:
     """Weights of a keras.applications EfficientNet, by Keras layer name, plus what is known

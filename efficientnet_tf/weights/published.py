@@ -43,7 +43,6 @@ PUBLISHED_TAGS = ("imagenet", "noisy-student", "noisy-student-475")
 OFFLINE_ENV = "EFFICIENTNET_TF_OFFLINE"
 
 
-
 class Published(NamedTuple):
     """A published weights file: where it comes from and how it is checked."""
 

@@ -24,7 +24,6 @@ EMA_SUFFIX = "/ExponentialMovingAverage"
 _BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
 
 
-
 def _tf_variable_names(target: Target, scope: str) -> list[str]:
     """Reference checkpoint names of a layer's variables, in Keras weight order.
 
