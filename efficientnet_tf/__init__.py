@@ -1,10 +1,32 @@
-"""EfficientNet B0-B8, L2 and any compound-scaled variant, in Keras 3 (any backend)."""
+"""EfficientNet B0-B8, L2 and any compound-scaled variant, in Keras 3 (any backend).
 
-from efficientnet_tf.batch_norm import FusedBatchNormalization
-from efficientnet_tf.blocks import DropConnect, InputNormalization, MBConvBlock, SqueezeExcite
-from efficientnet_tf.model import (
+Modules: `architecture` (presets, scaling, block table; no Keras), `blocks` and `batch_norm`
+(layers), `network` (the graph), `model` (builders with `weights=`), `weights` (pretrained
+weights by source), `complexity` (MAC counts).
+"""
+
+from efficientnet_tf.architecture import (
     DEFAULT_BLOCKS,
+    PRESETS,
+    Architecture,
     BlockArgs,
+    compound_scaling,
+    decode_block_string,
+    encode_block_string,
+    model_config,
+    scaled_blocks,
+)
+from efficientnet_tf.architecture import round_filters as round_filters
+from efficientnet_tf.architecture import round_repeats as round_repeats
+from efficientnet_tf.batch_norm import FusedBatchNormalization
+from efficientnet_tf.blocks import DropConnect as DropConnect
+from efficientnet_tf.blocks import (
+    InputNormalization,
+    MBConvBlock,
+    SqueezeExcite,
+    StochasticDepth,
+)
+from efficientnet_tf.model import (
     EfficientNet,
     EfficientNetB0,
     EfficientNetB1,
@@ -17,20 +39,17 @@ from efficientnet_tf.model import (
     EfficientNetB8,
     EfficientNetL2,
     create_model,
-    decode_block_string,
-    encode_block_string,
-    feature_endpoints,
-    model_config,
-    scaled_blocks,
 )
-from efficientnet_tf.scaling import PRESETS, compound_scaling, round_filters, round_repeats
+from efficientnet_tf.network import EfficientNetModel, architecture_of, feature_endpoints
 from efficientnet_tf.weights import from_keras_applications, from_tf_checkpoint, load_pretrained
 
+# The `X as X` imports (round_filters, round_repeats, the deprecated DropConnect) stay
+# importable as before but are not API.
 __all__ = [
     "DEFAULT_BLOCKS",
     "PRESETS",
+    "Architecture",
     "BlockArgs",
-    "DropConnect",
     "EfficientNet",
     "EfficientNetB0",
     "EfficientNetB1",
@@ -42,10 +61,13 @@ __all__ = [
     "EfficientNetB7",
     "EfficientNetB8",
     "EfficientNetL2",
+    "EfficientNetModel",
     "FusedBatchNormalization",
     "InputNormalization",
     "MBConvBlock",
     "SqueezeExcite",
+    "StochasticDepth",
+    "architecture_of",
     "compound_scaling",
     "create_model",
     "decode_block_string",
@@ -55,7 +77,5 @@ __all__ = [
     "from_tf_checkpoint",
     "load_pretrained",
     "model_config",
-    "round_filters",
-    "round_repeats",
     "scaled_blocks",
 ]

@@ -2,17 +2,19 @@
 
 Numerics follow the reference (tensorflow/tpu `efficientnet_model.py`): convolutions without bias,
 TF 'SAME' padding, batch norm momentum 0.99 / epsilon 1e-3, swish, squeeze-excite sized from the
-block's input filters, per-sample drop-connect scaled by the keep probability.
+block's input filters, per-sample stochastic depth scaled by the keep probability.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import keras
 from keras import layers, ops
 
 from efficientnet_tf.batch_norm import FusedBatchNormalization
+from efficientnet_tf.deprecation import renamed_argument
 
 PACKAGE = "efficientnet_tf"
 
@@ -82,14 +84,14 @@ class InputNormalization(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class DropConnect(layers.Layer):
+class StochasticDepth(layers.Layer):
     """Stochastic depth: drops the whole residual branch per sample with probability `rate`
     during training, scaling survivors by 1 / (1 - rate)."""
 
     def __init__(self, rate: float, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= rate < 1.0:
-            raise ValueError(f"DropConnect rate must be in [0, 1), got {rate}.")
+            raise ValueError(f"Stochastic depth rate must be in [0, 1), got {rate}.")
         self.rate = float(rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed) if rate > 0 else None
@@ -108,6 +110,24 @@ class DropConnect(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class DropConnect(StochasticDepth):
+    """Deprecated name of `StochasticDepth`. Registered under the old name so that models saved
+    with it still load (as `StochasticDepth`, without a warning)."""
+
+    def __init__(self, rate: float, seed: int | None = None, **kwargs):
+        warnings.warn(
+            "efficientnet_tf.DropConnect is deprecated, use StochasticDepth.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__(rate, seed=seed, **kwargs)
+
+    @classmethod
+    def from_config(cls, config):
+        return StochasticDepth.from_config(config)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -158,7 +178,8 @@ class MBConvBlock(layers.Layer):
     """Mobile inverted bottleneck with squeeze-excite (the EfficientNet block).
 
     expand 1x1 (if expand_ratio != 1) -> BN -> swish -> depthwise kxk -> BN -> swish -> SE ->
-    project 1x1 -> BN -> (drop-connect + identity when stride 1 and input == output filters).
+    project 1x1 -> BN -> (stochastic depth + identity when stride 1 and input == output
+    filters). `drop_rate` is the deprecated name of `stochastic_depth_rate`.
     """
 
     def __init__(
@@ -170,12 +191,22 @@ class MBConvBlock(layers.Layer):
         expand_ratio: int = 1,
         se_ratio: float | None = 0.25,
         id_skip: bool = True,
-        drop_rate: float = 0.0,
+        stochastic_depth_rate: float = 0.0,
         activation: str = "swish",
         sync_batch_norm: bool = False,
+        *,
+        drop_rate: float | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        stochastic_depth_rate = renamed_argument(
+            "MBConvBlock",
+            "drop_rate",
+            drop_rate,
+            "stochastic_depth_rate",
+            stochastic_depth_rate,
+            new_default=0.0,
+        )
         self.input_filters = int(input_filters)
         self.output_filters = int(output_filters)
         self.kernel_size = int(kernel_size)
@@ -183,7 +214,7 @@ class MBConvBlock(layers.Layer):
         self.expand_ratio = int(expand_ratio)
         self.se_ratio = se_ratio
         self.id_skip = bool(id_skip)
-        self.drop_rate = float(drop_rate)
+        self.stochastic_depth_rate = float(stochastic_depth_rate)
         self.activation = activation
         self.sync_batch_norm = bool(sync_batch_norm)
 
@@ -207,7 +238,27 @@ class MBConvBlock(layers.Layer):
             self.se = SqueezeExcite(reduced, expanded, name="se")
         self.project_conv = conv2d(self.output_filters, 1, name="project_conv")
         self.project_bn = batch_norm("project_bn", self.sync_batch_norm)
-        self.drop = DropConnect(self.drop_rate, name="drop") if self.has_skip else None
+        self.drop = (
+            StochasticDepth(self.stochastic_depth_rate, name="drop") if self.has_skip else None
+        )
+
+    @classmethod
+    def from_config(cls, config):
+        """Also reads configs saved before the rename (`drop_rate`), without a warning."""
+        config = dict(config)
+        if "drop_rate" in config:
+            config["stochastic_depth_rate"] = config.pop("drop_rate")
+        return cls(**config)
+
+    @property
+    def drop_rate(self) -> float:
+        """Deprecated name of `stochastic_depth_rate`."""
+        warnings.warn(
+            "MBConvBlock.drop_rate is deprecated, use stochastic_depth_rate.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.stochastic_depth_rate
 
     @property
     def has_skip(self) -> bool:
@@ -258,7 +309,7 @@ class MBConvBlock(layers.Layer):
             "expand_ratio": self.expand_ratio,
             "se_ratio": self.se_ratio,
             "id_skip": self.id_skip,
-            "drop_rate": self.drop_rate,
+            "stochastic_depth_rate": self.stochastic_depth_rate,
             "activation": self.activation,
             "sync_batch_norm": self.sync_batch_norm,
         }

@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from efficientnet_tf import scaling
-from efficientnet_tf.model import (
+from efficientnet_tf.architecture import (
     DEFAULT_BLOCKS,
     HEAD_FILTERS,
     STEM_FILTERS,
     BlockArgs,
+    round_filters,
     scaled_blocks,
 )
 
@@ -37,7 +37,7 @@ def count_macs(
     convention of the EfficientNet paper's FLOPs column, which counts multiply-adds).
     """
     height, width = (resolution, resolution) if isinstance(resolution, int) else resolution
-    stem = scaling.round_filters(STEM_FILTERS, width_coefficient, depth_divisor)
+    stem = round_filters(STEM_FILTERS, width_coefficient, depth_divisor)
     height, width = _same_output(height, 2), _same_output(width, 2)
     macs = height * width * 3 * 3 * 3 * stem
     specs = scaled_blocks(
@@ -53,7 +53,7 @@ def count_macs(
             reduced = max(1, int(spec.input_filters * spec.se_ratio))
             macs += 2 * expanded * reduced
         macs += height * width * expanded * spec.output_filters
-    head = scaling.round_filters(HEAD_FILTERS, width_coefficient, depth_divisor)
+    head = round_filters(HEAD_FILTERS, width_coefficient, depth_divisor)
     macs += height * width * specs[-1].output_filters * head
     if include_top:
         macs += head * classes

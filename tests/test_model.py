@@ -1,5 +1,5 @@
 """The builder against published facts: parameter counts, scaled stage tables, block strings,
-drop-connect schedule and statistics, variants, endpoints, layer configs, input errors.
+stochastic depth schedule and statistics, variants, endpoints, layer configs, input errors.
 
 Expected numbers come from DESIGN.md / REFERENCE.md (the reference's TF training logs for
 trainable counts, the keras-io applications table for totals, the scaled stage tables of
@@ -14,10 +14,10 @@ import pytest
 from efficientnet_tf import (
     DEFAULT_BLOCKS,
     BlockArgs,
-    DropConnect,
     InputNormalization,
     MBConvBlock,
     SqueezeExcite,
+    StochasticDepth,
     compound_scaling,
     create_model,
     decode_block_string,
@@ -164,18 +164,19 @@ def test_block_strings():
         decode_block_string("r2_k3_s12_e6_i16_o24")
 
 
-def test_drop_connect_schedule(keras):
+def test_stochastic_depth_schedule(keras):
     model = create_model("b0", input_shape=(32, 32, 3), include_top=False)
-    rates = [layer.drop_rate for layer in model.layers if isinstance(layer, MBConvBlock)]
+    blocks = [layer for layer in model.layers if isinstance(layer, MBConvBlock)]
+    rates = [block.stochastic_depth_rate for block in blocks]
     assert len(rates) == 16
     assert rates[0] == 0.0
     assert rates[-1] == pytest.approx(0.2 * 15 / 16)  # 0.1875
     np.testing.assert_allclose(rates, [0.2 * i / 16 for i in range(16)])
 
 
-def test_drop_connect_statistics():
+def test_stochastic_depth_statistics():
     rate, n = 0.25, 4000
-    layer = DropConnect(rate, seed=3)
+    layer = StochasticDepth(rate, seed=3)
     x = np.ones((n, 2, 2, 3), "float32")
     y = np.asarray(layer(x, training=True))
     per_sample = y.reshape(n, -1)
@@ -208,18 +209,20 @@ def test_feature_endpoints_strides():
     "layer,shape",
     [
         (InputNormalization((0.5, 0.4, 0.3), (0.2, 0.25, 0.3)), (2, 8, 8, 3)),
-        (DropConnect(0.3, seed=2), (2, 8, 8, 4)),
+        (StochasticDepth(0.3, seed=2), (2, 8, 8, 4)),
         (SqueezeExcite(4, 16), (2, 8, 8, 16)),
         (
-            MBConvBlock(16, 24, kernel_size=5, strides=2, expand_ratio=6, drop_rate=0.1),
+            MBConvBlock(16, 24, kernel_size=5, strides=2, expand_ratio=6,
+                        stochastic_depth_rate=0.1),
             (2, 9, 9, 16),
         ),
         (
-            MBConvBlock(24, 24, kernel_size=3, expand_ratio=1, se_ratio=None, drop_rate=0.1),
+            MBConvBlock(24, 24, kernel_size=3, expand_ratio=1, se_ratio=None,
+                        stochastic_depth_rate=0.1),
             (2, 8, 8, 24),
         ),
     ],
-    ids=["normalization", "dropconnect", "se", "mbconv", "mbconv-skip"],
+    ids=["normalization", "stochastic-depth", "se", "mbconv", "mbconv-skip"],
 )
 def test_layer_config_round_trip(layer, shape):
     x = np.random.default_rng(0).normal(size=shape).astype("float32")

@@ -7,6 +7,7 @@ naming (REFERENCE.md 2.8), not taken from efficientnet_tf.
 """
 
 import ast
+import dataclasses
 import hashlib
 import os
 import pathlib
@@ -19,6 +20,7 @@ import pytest
 
 import efficientnet_tf
 from efficientnet_tf import weights as W
+from efficientnet_tf.weights import published, tf_checkpoint
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -298,7 +300,7 @@ def test_pretrained_imagenet_from_cache(b0_imagenet_notop, tmp_path, monkeypatch
 
     digest = hashlib.md5(path.read_bytes()).hexdigest()
     monkeypatch.setitem(W.KERAS_APPS_HASHES, "efficientnet-b0", ("0" * 32, digest))
-    W.load_pretrained(model, "imagenet")  # the preset is inferred from the model's shapes
+    W.load_pretrained(model, "imagenet")  # the preset is the one the model records
     np.testing.assert_allclose(run(model, x), expected, rtol=0, atol=1e-4)
 
 
@@ -319,12 +321,35 @@ def test_offline_fetch_names_url_and_path(tmp_path, monkeypatch):
     )
 
 
+def test_published_weights_follow_the_recorded_variant_not_shapes(keras, tmp_path, monkeypatch):
+    """'imagenet' without a preset takes the variant the model records; only a model that
+    records none (saved before models recorded it) falls back to matching shapes."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv(W.OFFLINE_ENV, "1")
+    # Width 1.001 rounds to B0's filters everywhere: B0's shapes, but not B0.
+    b0_shaped = efficientnet_tf.EfficientNet(1.001, 1.0, 224, include_top=False,
+                                             input_shape=(32, 32, 3))
+    assert W.infer_preset(32, 1280, 16, "") == "efficientnet-b0"
+    with pytest.raises(ValueError, match="custom variant .*no published weights"):
+        W.load_pretrained(b0_shaped, "imagenet")
+
+    model = efficientnet_tf.EfficientNetB0(include_top=False, input_shape=(32, 32, 3))
+    model.architecture = dataclasses.replace(model.architecture, preset="efficientnet-b3")
+    with pytest.raises(FileNotFoundError, match="efficientnetb3_notop.h5"):
+        W.load_pretrained(model, "imagenet")  # the record, although the shapes say B0
+
+    legacy = keras.Model(model.input, model.output)  # a plain Functional: no record
+    assert efficientnet_tf.architecture_of(legacy) is None
+    with pytest.raises(FileNotFoundError, match="efficientnetb0_notop.h5"):
+        W.load_pretrained(legacy, "imagenet")
+
+
 def test_failed_download_names_url_and_path(tmp_path, monkeypatch):
     """Without the offline switch a download is tried; a failure keeps the same advice."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.delenv(W.OFFLINE_ENV, raising=False)
     origin = (tmp_path / "nowhere").as_uri() + "/"  # a file:// URL that does not exist
-    monkeypatch.setattr(W, "KERAS_APPS_ORIGIN", origin)
+    monkeypatch.setattr(published, "KERAS_APPS_ORIGIN", origin)
     with pytest.raises(FileNotFoundError) as error:
         efficientnet_tf.EfficientNetB0(weights="imagenet", input_shape=(32, 32, 3))
     assert f"Could not download {origin}efficientnetb0.h5" in str(error.value)
@@ -482,12 +507,12 @@ def test_pretrained_noisy_student_archive(checkpoint, tmp_path, monkeypatch):
 def test_missing_tensorflow_gives_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # makes `import tensorflow` fail
     with pytest.raises(ImportError, match="needs TensorFlow: pip install tensorflow"):
-        W._open_tf_checkpoint("/nonexistent/model.ckpt")
+        tf_checkpoint.open_tf_checkpoint("/nonexistent/model.ckpt")
 
 
 def test_model_code_has_no_module_level_tensorflow_import():
     package = pathlib.Path(efficientnet_tf.__file__).parent
-    for path in package.glob("*.py"):
+    for path in package.rglob("*.py"):
         tree = ast.parse(path.read_text())
         for node in tree.body:  # module level only; lazy imports inside functions are fine
             for inner in ast.walk(node):

@@ -1,0 +1,243 @@
+"""Module layout and records: the Keras-free architecture module, no import cycle between the
+model and the weights package, the variant a built model records, and the deprecated names
+(still working, and warning)."""
+
+import ast
+import inspect
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+import efficientnet_tf
+from efficientnet_tf import architecture, network
+from efficientnet_tf import model as model_module
+
+PACKAGE = pathlib.Path(efficientnet_tf.__file__).parent
+
+
+def module_imports(path: pathlib.Path) -> tuple[set[str], set[str]]:
+    """(modules imported at module level, modules imported inside functions) by a source file."""
+    tree = ast.parse(path.read_text())
+    top, nested = set(), set()
+
+    def names(node) -> set[str]:
+        if isinstance(node, ast.Import):
+            return {alias.name for alias in node.names}
+        module = node.module or ""
+        return {module} | {f"{module}.{alias.name}" for alias in node.names}
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Import | ast.ImportFrom):
+                    nested |= names(inner)
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            top |= names(node)
+    return top, nested
+
+
+def module_name(path: pathlib.Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def package_modules() -> dict[str, pathlib.Path]:
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_architecture_module_imports_no_keras():
+    for name in ("architecture", "deprecation"):
+        top, nested = module_imports(PACKAGE / f"{name}.py")
+        roots = {n.split(".")[0] for n in top | nested}
+        assert not roots & {"keras", "tensorflow", "jax", "torch", "numpy"}, (name, roots)
+        assert {n for n in top if n.startswith("efficientnet_tf")} <= {
+            "efficientnet_tf.deprecation",
+            "efficientnet_tf.deprecation.renamed_argument",
+        }
+
+
+def test_no_import_cycle_and_no_lazy_imports_inside_the_package():
+    """Module-level imports between efficientnet_tf modules form no cycle, and no function
+    imports another efficientnet_tf module lazily (the old model.py did, to dodge one)."""
+    modules = package_modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        top, nested = module_imports(path)
+        assert not {n for n in nested if n.startswith("efficientnet_tf")}, (name, nested)
+        edges = set()
+        for imported in top:
+            parts = imported.split(".")
+            for end in range(1, len(parts) + 1):
+                prefix = ".".join(parts[:end])
+                # Importing a.b.c also runs package a.b first, except the importer's own
+                # packages, which Python initializes before it: those count only when named.
+                implicit = name.startswith(prefix + ".") and prefix not in top
+                if prefix in modules and prefix != name and not implicit:
+                    edges.add(prefix)
+        graph[name] = edges
+    assert "efficientnet_tf.weights" in graph["efficientnet_tf.model"]
+    assert not any("efficientnet_tf.model" in graph[m] for m in graph if "weights" in m)
+
+    visiting, done = set(), set()
+
+    def visit(node: str, trail: list[str]) -> None:
+        if node in done:
+            return
+        assert node not in visiting, f"import cycle: {' -> '.join(trail + [node])}"
+        visiting.add(node)
+        for other in graph[node]:
+            visit(other, trail + [node])
+        visiting.discard(node)
+        done.add(node)
+
+    for node in graph:
+        visit(node, [])
+
+
+@pytest.mark.parametrize(
+    "first,second",
+    [
+        ("efficientnet_tf.weights", "efficientnet_tf.model"),
+        ("efficientnet_tf.model", "efficientnet_tf.weights"),
+    ],
+)
+def test_weights_and_model_import_in_either_order(first, second):
+    code = (
+        f"import {first}, {second}; "
+        "from efficientnet_tf.weights import load_pretrained, from_tf_checkpoint; "
+        "from efficientnet_tf.model import EfficientNet; print('ok')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PACKAGE.parent,
+        env={"KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("ok")
+
+
+def test_public_names_still_importable():
+    old_top_level = [
+        "DEFAULT_BLOCKS",
+        "PRESETS",
+        "BlockArgs",
+        "DropConnect",
+        "EfficientNet",
+        "EfficientNetB0",
+        "EfficientNetB7",
+        "EfficientNetL2",
+        "FusedBatchNormalization",
+        "InputNormalization",
+        "MBConvBlock",
+        "SqueezeExcite",
+        "compound_scaling",
+        "create_model",
+        "decode_block_string",
+        "encode_block_string",
+        "feature_endpoints",
+        "from_keras_applications",
+        "from_tf_checkpoint",
+        "load_pretrained",
+        "model_config",
+        "round_filters",
+        "round_repeats",
+        "scaled_blocks",
+    ]
+    old_weights = [
+        "KerasSource",
+        "Published",
+        "cache_dir",
+        "fetch",
+        "from_keras_applications",
+        "from_tf_checkpoint",
+        "infer_preset",
+        "infer_scope",
+        "load_keras_applications_arrays",
+        "load_pretrained",
+        "load_tf_arrays",
+        "published_weights",
+        "read_keras_file",
+        "resolve_checkpoint",
+        "OFFLINE_ENV",
+        "KERAS_APPS_HASHES",
+        "KERAS_APPS_ORIGIN",
+        "NOISY_STUDENT_ARCHIVES",
+        "PUBLISHED_TAGS",
+        "EMA_SUFFIX",
+        "is_keras_applications_file",
+    ]
+    from efficientnet_tf import scaling, weights
+
+    assert all(hasattr(efficientnet_tf, n) for n in old_top_level)
+    assert all(hasattr(weights, n) for n in old_weights)
+    assert all(hasattr(scaling, n) for n in ("PRESETS", "canonical_name", "round_filters"))
+    assert all(hasattr(efficientnet_tf, n) for n in efficientnet_tf.__all__)
+    assert all(hasattr(weights, n) for n in weights.__all__)
+    assert "DropConnect" not in efficientnet_tf.__all__  # deprecated: importable, not listed
+
+
+def test_efficientnet_forwards_every_network_argument():
+    """`EfficientNet` is `build_network` plus `weights=` and the deprecated spelling."""
+    ours = list(inspect.signature(model_module.EfficientNet).parameters)
+    graph = list(inspect.signature(network.build_network).parameters)
+    assert [p for p in ours if p not in ("weights", "drop_connect_rate")] == graph
+
+
+def test_architecture_record_and_preset_matching():
+    b3 = architecture.Architecture.of(1.2, 1.4, 300)
+    assert b3.preset == "efficientnet-b3"
+    assert architecture.Architecture.from_config(b3.to_config()) == b3
+    assert architecture.Architecture.of(1.2, 1.4, 300, depth_divisor=4).preset is None
+    assert architecture.Architecture.of(1.001, 1.0, 224).preset is None
+    assert architecture.matching_preset(4.3, 5.3) == "efficientnet-l2"
+    custom = list(architecture.DEFAULT_BLOCKS[:-1])
+    assert architecture.matching_preset(1.0, 1.0, custom) is None
+
+
+def test_model_records_its_variant(keras):
+    b3 = efficientnet_tf.create_model("b3", input_shape=(32, 32, 3), include_top=False)
+    assert efficientnet_tf.architecture_of(b3).preset == "efficientnet-b3"
+    assert b3.get_config()["architecture"]["preset"] == "efficientnet-b3"
+    assert b3.get_config()["architecture"]["width_coefficient"] == 1.2
+    tiny = efficientnet_tf.create_model(
+        "b0", width_coefficient=0.25, depth_coefficient=0.25, input_shape=(32, 32, 3)
+    )
+    record = efficientnet_tf.architecture_of(tiny)
+    assert (record.preset, record.width_coefficient, record.depth_coefficient) == (
+        None,
+        0.25,
+        0.25,
+    )
+    phi = efficientnet_tf.create_model(phi=0, input_shape=(32, 32, 3), include_top=False)
+    assert efficientnet_tf.architecture_of(phi).preset == "efficientnet-b0"
+
+
+def test_deprecated_spellings_warn_and_work(keras):
+    with pytest.warns(DeprecationWarning, match="name= is deprecated, use variant="):
+        model = efficientnet_tf.create_model(name="b1", input_shape=(32, 32, 3), include_top=False)
+    assert efficientnet_tf.architecture_of(model).preset == "efficientnet-b1"
+    with pytest.raises(TypeError, match="give variant= only"):
+        efficientnet_tf.create_model("b1", name="b2")
+    with pytest.warns(DeprecationWarning, match="name= is deprecated"):
+        assert efficientnet_tf.model_config(name="b2")["preset"] == "efficientnet-b2"
+    with pytest.warns(DeprecationWarning, match="drop_connect_rate= is deprecated"):
+        tiny = efficientnet_tf.EfficientNet(0.25, 0.25, 32, drop_connect_rate=0.4, classes=2)
+    rates = [
+        b.stochastic_depth_rate for b in tiny.layers if isinstance(b, efficientnet_tf.MBConvBlock)
+    ]
+    assert rates[-1] == pytest.approx(0.4 * (len(rates) - 1) / len(rates))
+    with pytest.warns(DeprecationWarning, match="drop_connect_rate= is deprecated"):
+        specs = efficientnet_tf.scaled_blocks(drop_connect_rate=0.4)
+    assert specs[-1].drop_rate == specs[-1].stochastic_depth_rate == pytest.approx(0.4 * 15 / 16)
+    with pytest.warns(DeprecationWarning, match="drop_rate= is deprecated"):
+        block = efficientnet_tf.MBConvBlock(16, 16, drop_rate=0.3)
+    assert block.stochastic_depth_rate == 0.3
+    with pytest.warns(DeprecationWarning, match="DropConnect is deprecated"):
+        layer = efficientnet_tf.DropConnect(0.3)
+    assert isinstance(layer, efficientnet_tf.StochasticDepth)
