@@ -396,7 +396,7 @@ class Run:
             "small_images": config.small_images,
             "input_shape": (size, size, 3),
             "classifier_activation": None,
-            "drop_connect_rate": config.stochastic_depth_rate,
+            "stochastic_depth_rate": config.stochastic_depth_rate,
             "sync_batch_norm": for_training and sync_batch_norm_for(self.strategy),
         }
         for key in ("width_coefficient", "depth_coefficient", "dropout_rate"):

@@ -16,7 +16,7 @@ def make_model_fn(keras, seed=0, **overrides):
             classes=10,
             classifier_activation=None,
             dropout_rate=0.0,
-            drop_connect_rate=0.0,
+            stochastic_depth_rate=0.0,
         )
         options.update(overrides)
         return create_model("b0", **options)

@@ -3,7 +3,7 @@ r"""Converts keras.applications EfficientNet weights or a reference TF checkpoin
 python -m tools.convert_weights --source=efficientnetb3_notop.h5 --output=b3_notop.keras
 python -m tools.convert_weights --source=noisy-student-efficientnet-b3/model.ckpt \
     --output=b3_noisy_student.weights.h5
-python -m tools.convert_weights --source=svhn_teacher/model.ckpt --name=b0 --small_images \
+python -m tools.convert_weights --source=svhn_teacher/model.ckpt --variant=b0 --small_images \
     --output=svhn_b0.keras
 
 The source kind is detected: `.h5` / `.weights.h5` / `.keras` files with keras.applications layer
@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import tempfile
 
-from absl import app, flags
+from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 
@@ -27,7 +27,7 @@ OUTPUT_SUFFIXES = (".keras", ".weights.h5")
 def convert(
     source: str,
     output: str,
-    name: str | None = None,
+    variant: str | None = None,
     use_ema: bool = True,
     scope: str | None = None,
     **create_kwargs,
@@ -37,8 +37,8 @@ def convert(
 
     if not output.endswith(OUTPUT_SUFFIXES):
         raise ValueError(f"--output must end in .keras or .weights.h5, got {output!r}.")
-    if name is not None:
-        create_kwargs["name"] = name
+    if variant is not None:
+        create_kwargs["variant"] = variant
     if source.endswith((".h5", ".keras")):
         if not os.path.exists(source):
             raise FileNotFoundError(f"--source {source} does not exist.")
@@ -74,7 +74,8 @@ def define_flags() -> None:
         "source", None, "keras.applications .h5/.weights.h5/.keras or TF checkpoint."
     )
     flags.DEFINE_string("output", None, "Output path ending in .keras or .weights.h5.")
-    flags.DEFINE_string("name", None, "Variant (b0..b8, l2); default: inferred from the source.")
+    flags.DEFINE_string("variant", None, "Variant (b0..b8, l2); default: inferred from the source.")
+    flags.DEFINE_string("name", None, "Deprecated spelling of --variant.")
     flags.DEFINE_bool("use_ema", True, "TF checkpoints: load the ExponentialMovingAverage shadows.")
     flags.DEFINE_string("scope", None, "TF checkpoints: variable prefix, e.g. 'efficientnet-b0'.")
     flags.DEFINE_bool("small_images", False, "The 32x32 variant (SVHN/CIFAR checkpoints).")
@@ -84,8 +85,14 @@ def main(argv):
     del argv
     if not FLAGS.source or not FLAGS.output:
         raise app.UsageError("--source and --output are required.")
+    variant = FLAGS.variant
+    if FLAGS.name is not None:
+        if variant is not None:
+            raise app.UsageError("Give --variant only (--name is its deprecated spelling).")
+        logging.warning("--name is deprecated, use --variant.")
+        variant = FLAGS.name
     extra = {"small_images": True} if FLAGS.small_images else {}
-    model = convert(FLAGS.source, FLAGS.output, FLAGS.name, FLAGS.use_ema, FLAGS.scope, **extra)
+    model = convert(FLAGS.source, FLAGS.output, variant, FLAGS.use_ema, FLAGS.scope, **extra)
     print(f"Wrote {FLAGS.output}: {model.name}, {model.count_params():,} parameters.")
 
 

@@ -85,7 +85,7 @@ def model_fn():
         classes=10,
         classifier_activation=None,
         dropout_rate=0.0,
-        drop_connect_rate=0.0,
+        stochastic_depth_rate=0.0,
         sync_batch_norm=True,
     )
 
