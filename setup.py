@@ -26,8 +26,10 @@ setup(
         "imageio>=2.28",
         "imageio-ffmpeg",
     ],
-    # The ImageNet-C labels file (1000 WordNet ids) ships with the package.
-    package_data={"noisy_student": ["data/*.txt"]},
+    # Shipped with the package: the ImageNet class list (1000 WordNet ids), the flagfiles and
+    # the CIFAR-10 demo sample (noisy_student.assets finds them from any folder).
+    package_data={"noisy_student": ["data/*.txt"],
+                  "noisy_student.assets": ["configs/*.cfg", "sample_data/cifar10/*"]},
     # jax[cpu] lets the tests run the model on a second Keras backend.
     # corruptions: noisy-student-make-corrupted (Hendrycks' 15 ImageNet-C corruptions, with
     # compatibility shims for scikit-image >= 0.19 and NumPy 2; see BUILD.md).

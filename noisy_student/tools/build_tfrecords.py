@@ -26,6 +26,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from efficientnet_tf.tools import run_tool
+from noisy_student import assets
 from noisy_student.data import records, shards
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -171,7 +172,7 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
     """Console-script entry point."""
-    run_tool(__name__, define_flags, main)
+    run_tool(__name__, define_flags, main, assets.parse_flags)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from efficientnet_tf.tools import run_tool  # noqa: E402
+from efficientnet_tf.tools import run_tool
+from noisy_student import assets  # noqa: E402
 from noisy_student.evaluation import IMAGENET_C_CORRUPTIONS  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -61,7 +62,7 @@ def main(argv):
 
 def run() -> None:
     """Console-script entry point."""
-    run_tool(__name__, define_flags, main)
+    run_tool(__name__, define_flags, main, assets.parse_flags)
 
 
 if __name__ == "__main__":
