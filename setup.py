@@ -34,8 +34,10 @@ setup(
     # corruptions: noisy-student-make-corrupted (Hendrycks' 15 ImageNet-C corruptions, with
     # compatibility shims for scikit-image >= 0.19 and NumPy 2; see BUILD.md).
     # export: ONNX in noisy-student-export-model (tf2onnx converts, onnxruntime checks).
+    # setuptools and wheel: tests/test_packaging.py builds the wheel without build isolation
+    # (a Python 3.12+ venv has no setuptools of its own).
     extras_require={"test": ["pytest", "ruff", "jax[cpu]", "imagecorruptions", "tf2onnx>=1.17",
-                             "onnxruntime"],
+                             "onnxruntime", "setuptools>=61", "wheel"],
                     "corruptions": ["imagecorruptions"],
                     "export": ["tf2onnx>=1.17", "onnxruntime"]},
     entry_points={"console_scripts": [

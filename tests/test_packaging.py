@@ -88,7 +88,6 @@ def test_demo_command_line_is_valid_from_another_folder(tmp_path, monkeypatch):
 def wheel(tmp_path_factory) -> zipfile.ZipFile:
     """The wheel `pip wheel` builds from a copy of the checkout's package sources (built once
     per test run, ~30 s; the copy keeps build/ and *.egg-info out of the checkout)."""
-    pytest.importorskip("setuptools")
     source = tmp_path_factory.mktemp("source")
     for name in ("setup.py", "pyproject.toml", "README.md"):
         shutil.copy(os.path.join(REPO, name), source)
