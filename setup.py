@@ -11,7 +11,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     # tools/ holds checkout-only `python -m tools.X` wrappers; the tools' code is in
-    # efficientnet_tf.tools and noisy_student.tools, installed as the console scripts below.
+    # noisy_student.tools, installed as the console scripts below.
     packages=find_packages(include=["efficientnet_tf*", "noisy_student*"]),
     include_package_data=True,
     install_requires=[
@@ -49,8 +49,8 @@ setup(
         "noisy-student-export-model=noisy_student.tools.export_model:run",
         "noisy-student-make-corrupted=noisy_student.tools.make_corrupted:run",
         "noisy-student-record-sizes=noisy_student.tools.measure_record_sizes:run",
-        "efficientnet-convert-weights=efficientnet_tf.tools.convert_weights:run",
-        "efficientnet-count-flops=efficientnet_tf.tools.count_flops:run",
+        "efficientnet-convert-weights=noisy_student.tools.convert_weights:run",
+        "efficientnet-count-flops=noisy_student.tools.count_flops:run",
     ]},
     classifiers=[
         "Programming Language :: Python :: 3",

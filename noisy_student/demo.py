@@ -90,7 +90,7 @@ def demo_argv(argv: list[str]) -> list[str]:
 
 def run() -> None:
     """Console-script entry point."""
-    from efficientnet_tf.tools import show_flags_in_help
+    from noisy_student.cli import show_flags_in_help
 
     show_flags_in_help(cli_flags.__name__)
     app.run(main, argv=demo_argv(sys.argv), flags_parser=assets.parse_flags)

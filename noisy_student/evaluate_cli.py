@@ -245,10 +245,9 @@ def main(argv: list[str]) -> None:
 
 def run_cli() -> None:
     """Entry point: ``python -m noisy_student.evaluate_cli``."""
-    from efficientnet_tf.tools import run_tool
-    from noisy_student import assets
+    from noisy_student.cli import run_tool
 
-    run_tool(__name__, define_flags, main, assets.parse_flags)
+    run_tool(__name__, define_flags, main)
 
 
 if __name__ == "__main__":

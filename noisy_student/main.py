@@ -131,8 +131,8 @@ def main(argv: list[str]) -> None:
 def run() -> None:
     """Console-script entry point; ``configs/...`` and ``sample_data/...`` paths find the
     bundled files from any folder (noisy_student.assets)."""
-    from efficientnet_tf.tools import show_flags_in_help
     from noisy_student import assets
+    from noisy_student.cli import show_flags_in_help
 
     show_flags_in_help(cli_flags.__name__)
     app.run(main, flags_parser=assets.parse_flags)

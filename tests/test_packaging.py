@@ -81,6 +81,23 @@ def test_demo_command_line_is_valid_from_another_folder(tmp_path, monkeypatch):
     assert all(values[name].startswith(assets.ROOT) for name in counts)
 
 
+@pytest.mark.parametrize("entry", [
+    "noisy_student.main:run", "noisy_student.demo:run", "noisy_student.evaluate_cli:run_cli",
+    "noisy_student.tools.cam:run", "noisy_student.tools.count_flops:run"])
+def test_help_comes_before_tensorflow(entry):
+    """A console script's --help (and so any flag error) must not wait for TensorFlow, which
+    takes a minute to import on a loaded machine; the flags are listed."""
+    module, function = entry.split(":")
+    code = (f"import sys\nfrom {module} import {function}\nsys.argv = ['cmd', '--help']\n"
+            f"try:\n    {function}()\nexcept SystemExit:\n    pass\n"
+            "print('imported:', sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.splitlines()[-1] == "imported: []"
+    assert "  --" in run.stdout  # absl lists flags as "  --name: help"
+
+
 # ---- the wheel ----
 
 
@@ -128,7 +145,8 @@ def test_wheel_has_only_our_packages(wheel):
     assert {n.split("/")[0] for n in names if "dist-info" not in n} == {
         "efficientnet_tf", "noisy_student"}
     assert "noisy_student/tools/build_tfrecords.py" in names
-    assert "efficientnet_tf/tools/convert_weights.py" in names
+    assert "noisy_student/tools/convert_weights.py" in names
+    assert not any(n.startswith("efficientnet_tf/tools/") for n in names)
 
 
 def test_wheel_ships_the_flagfiles_and_the_demo_sample(wheel):

@@ -1,3 +1,3 @@
 """Checkout-only entry points: ``python -m tools.X`` runs the tool whose code lives in
-``noisy_student.tools`` or ``efficientnet_tf.tools`` (installed as console scripts). This folder
-is not part of the installed package."""
+``noisy_student.tools`` (installed as console scripts). This folder is not part of the
+installed package."""

@@ -1,2 +1,4 @@
-"""Command-line tools of ``noisy_student``, installed as ``noisy-student-*`` console scripts
-(see setup.py) and runnable from a checkout as ``python -m tools.X``."""
+"""The command-line tools, installed as console scripts (``noisy-student-*``; the two that only
+need efficientnet_tf as ``efficientnet-*``, see setup.py) and runnable from a checkout as
+``python -m tools.X``. They live here, not in efficientnet_tf, which stays a Keras-only
+library without absl."""

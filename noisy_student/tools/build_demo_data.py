@@ -29,8 +29,8 @@ import numpy as np
 from absl import app, flags, logging
 from PIL import Image
 
-from efficientnet_tf.tools import run_tool
 from noisy_student.assets import SAMPLE_DIR
+from noisy_student.cli import run_tool
 from noisy_student.data import records, shards
 
 DEFAULT_SOURCE = os.path.join("..", "shared", "data", "cifar10")  # from the repository root

@@ -25,8 +25,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from efficientnet_tf.tools import run_tool
-from noisy_student import assets
+from noisy_student.cli import run_tool
 from noisy_student.data import records, shards
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -172,7 +171,7 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
     """Console-script entry point."""
-    run_tool(__name__, define_flags, main, assets.parse_flags)
+    run_tool(__name__, define_flags, main)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from efficientnet_tf.tools import run_tool
-from noisy_student import assets  # noqa: E402
+from noisy_student.cli import run_tool
 from noisy_student.evaluation import IMAGENET_C_CORRUPTIONS  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -62,7 +61,7 @@ def main(argv):
 
 def run() -> None:
     """Console-script entry point."""
-    run_tool(__name__, define_flags, main, assets.parse_flags)
+    run_tool(__name__, define_flags, main)
 
 
 if __name__ == "__main__":

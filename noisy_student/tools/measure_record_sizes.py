@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from absl import app, flags
 
-from efficientnet_tf.tools import run_tool
+from noisy_student.cli import run_tool
 from noisy_student.data.records import encode_pseudo_labeled
 
 STORAGES = ("float32", "float16", "topk:1", "topk:5", "topk:10")

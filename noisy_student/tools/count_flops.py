@@ -12,7 +12,7 @@ import os
 
 from absl import app, flags
 
-from efficientnet_tf.tools import run_tool
+from noisy_student.cli import run_tool
 
 FLAGS = flags.FLAGS
 
