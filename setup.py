@@ -10,7 +10,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["efficientnet_tf*", "noisy_student*", "tools*"]),
+    # tools/ holds checkout-only `python -m tools.X` wrappers; the tools' code is in
+    # noisy_student.tools, installed as the console scripts below.
+    packages=find_packages(include=["efficientnet_tf*", "noisy_student*"]),
     include_package_data=True,
     install_requires=[
         "tensorflow>=2.16",
@@ -24,18 +26,32 @@ setup(
         "imageio>=2.28",
         "imageio-ffmpeg",
     ],
-    # The ImageNet-C labels file (1000 WordNet ids) ships with the package.
-    package_data={"noisy_student": ["data/*.txt"]},
+    # Shipped with the package: the ImageNet class list (1000 WordNet ids), the flagfiles and
+    # the CIFAR-10 demo sample (noisy_student.assets finds them from any folder).
+    package_data={"noisy_student": ["data/*.txt"],
+                  "noisy_student.assets": ["configs/*.cfg", "sample_data/cifar10/*"]},
     # jax[cpu] lets the tests run the model on a second Keras backend.
-    # corruptions: tools/make_corrupted.py (Hendrycks' 15 ImageNet-C corruptions, with
+    # corruptions: noisy-student-make-corrupted (Hendrycks' 15 ImageNet-C corruptions, with
     # compatibility shims for scikit-image >= 0.19 and NumPy 2; see BUILD.md).
-    # export: ONNX in tools/export_model.py (tf2onnx converts, onnxruntime checks predictions).
+    # export: ONNX in noisy-student-export-model (tf2onnx converts, onnxruntime checks).
+    # setuptools and wheel: tests/test_packaging.py builds the wheel without build isolation
+    # (a Python 3.12+ venv has no setuptools of its own).
     extras_require={"test": ["pytest", "ruff", "jax[cpu]", "imagecorruptions", "tf2onnx>=1.17",
-                             "onnxruntime"],
+                             "onnxruntime", "setuptools>=61", "wheel"],
                     "corruptions": ["imagecorruptions"],
                     "export": ["tf2onnx>=1.17", "onnxruntime"]},
-    entry_points={"console_scripts": ["noisy-student=noisy_student.main:run",
-                                      "noisy-student-eval=noisy_student.evaluate_cli:run_cli"]},
+    entry_points={"console_scripts": [
+        "noisy-student=noisy_student.main:run",
+        "noisy-student-demo=noisy_student.demo:run",
+        "noisy-student-eval=noisy_student.evaluate_cli:run_cli",
+        "noisy-student-build-tfrecords=noisy_student.tools.build_tfrecords:run",
+        "noisy-student-cam=noisy_student.tools.cam:run",
+        "noisy-student-export-model=noisy_student.tools.export_model:run",
+        "noisy-student-make-corrupted=noisy_student.tools.make_corrupted:run",
+        "noisy-student-record-sizes=noisy_student.tools.measure_record_sizes:run",
+        "efficientnet-convert-weights=noisy_student.tools.convert_weights:run",
+        "efficientnet-count-flops=noisy_student.tools.count_flops:run",
+    ]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "License :: OSI Approved :: Apache Software License",

@@ -152,7 +152,9 @@ def main() -> None:
     parser.add_argument("--parallel", default="1,2", help="num_parallel_calls values")
     parser.add_argument(
         "--cifar-dir",
-        default=os.environ.get("CIFAR10_DIR")
+        # The shared uint8 .npz shards: $CIFAR10_NPZ_DIR (as the tests and the other
+        # benchmarks), else ../shared/data/cifar10 beside the checkout.
+        default=os.environ.get("CIFAR10_NPZ_DIR")
         or os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "cifar10"),
     )
     parser.add_argument("--profile", action="store_true", help="also time each stage alone")

@@ -16,7 +16,7 @@
 
     python benchmarks/self_training_cifar10.py                       # the full recipe
     python benchmarks/self_training_cifar10.py --train_epochs=0.5 --student_epochs=0.5 \
-        --run_dir=/tmp/c10smoke                                      # a quick smoke run
+        --run_dir=runs/c10smoke                                      # a quick smoke run
     python benchmarks/self_training_cifar10.py --summary_only        # just the table
 """
 
@@ -46,7 +46,8 @@ SPLITS = {"train": 4, "unlabeled": 16, "validation": 4}  # split -> number of sh
 
 def parse_args() -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--flagfile", default=os.path.join(ROOT, "configs", "cifar10_4000.cfg"))
+    parser.add_argument("--flagfile", default=os.path.join(
+        ROOT, "noisy_student", "assets", "configs", "cifar10_4000.cfg"))
     parser.add_argument("--data_dir", default=os.path.join(ROOT, "runs", "cifar10_4000", "data"),
                         help="Where the TFRecords go (the flagfile's data patterns point here).")
     parser.add_argument("--cifar_dir", default=CIFAR_DIR, help="The uint8 npz shards.")

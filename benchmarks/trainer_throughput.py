@@ -31,12 +31,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from efficientnet_tf import create_model  # noqa: E402
+from noisy_student.assets import SAMPLE_DIR  # noqa: E402
 from noisy_student.data import pipelines, records  # noqa: E402
 from noisy_student.training import TrainConfig, train  # noqa: E402
 from noisy_student.training.optimizer import TF1RMSprop  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLE = os.path.join(ROOT, "sample_data", "cifar10")
+SAMPLE = SAMPLE_DIR
 BATCH = 128
 RANDAUG = dict(randaug_num_layers=2, randaug_magnitude=5)
 

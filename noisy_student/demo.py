@@ -6,7 +6,11 @@ results, training diagnostics and timings and writes `demo_run/demo.png` (accura
 training curves) and `demo_run/report.md` (with the images the filter kept per class).
 Rerunning resumes (or skips) finished stages; `make clean` starts over.
 
-    python -m noisy_student.demo [--run_dir=demo_run] [any noisy-student flag]
+    noisy-student-demo [--run_dir=demo_run] [any noisy-student flag]   # any folder
+    python -m noisy_student.demo                                         # the same
+
+The flags come from the bundled ``configs/demo.cfg``; its data patterns name the bundled sample
+(``noisy_student.assets``), so an installed package runs the demo from any folder.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app  # noqa: E402
 from absl import flags as absl_flags  # noqa: E402
 
+from noisy_student import assets  # noqa: E402
 from noisy_student import flags as cli_flags  # noqa: E402
 
-DEMO_FLAGFILE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "demo.cfg")
 FLAGS = cli_flags.FLAGS
 absl_flags.adopt_module_key_flags(cli_flags)  # --help lists the noisy-student flags
 
@@ -78,9 +82,18 @@ def main(argv: list[str]) -> None:
     )
 
 
+def demo_argv(argv: list[str]) -> list[str]:
+    """The demo's command line: the bundled demo flagfile first, so any flag given in ``argv``
+    overrides it."""
+    return [argv[0], f"--flagfile={assets.config_path('demo')}", *argv[1:]]
+
+
 def run() -> None:
-    # Demo defaults come first, so any flag given on the command line overrides them.
-    app.run(main, argv=[sys.argv[0], f"--flagfile={DEMO_FLAGFILE}", *sys.argv[1:]])
+    """Console-script entry point."""
+    from noisy_student.cli import show_flags_in_help
+
+    show_flags_in_help(cli_flags.__name__)
+    app.run(main, argv=demo_argv(sys.argv), flags_parser=assets.parse_flags)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ def imagenet_wnids() -> list[str]:
 def read_class_names(path: str) -> list[str]:
     """Class names in label order from a labels file.
 
-    Lines are ``<label> <name>`` (as written by tools/build_tfrecords, labels 0- or 1-based,
+    Lines are ``<label> <name>`` (as written by noisy-student-build-tfrecords, labels 0- or 1-based,
     contiguous) or just ``<name>`` (line order = label order). Empty lines are ignored.
     """
     with tf.io.gfile.GFile(path, "r") as f:

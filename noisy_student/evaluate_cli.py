@@ -41,7 +41,8 @@ def define_flags() -> None:
                       "evaluation).")
     flags.DEFINE_string("data", None, "TFRecord pattern, class-folder tree or tfds:NAME@SPLIT "
                         "(clean); the benchmark's folder tree or tfds spec (imagenet_*; TFDS by "
-                        "default for imagenet_a/r/c); tools/make_corrupted.py output (corrupted).")
+                        "default for imagenet_a/r/c); noisy-student-make-corrupted output "
+                        "(corrupted).")
     flags.DEFINE_integer("iteration", -1, "Run directory: 0 = teacher, N = student N, -1 = last.")
     flags.DEFINE_bool("ema", True, "Evaluate the EMA weights (model.keras or the checkpoint's EMA "
                       "shadows); --noema restores the raw weights of the latest checkpoint.")
@@ -244,8 +245,9 @@ def main(argv: list[str]) -> None:
 
 def run_cli() -> None:
     """Entry point: ``python -m noisy_student.evaluate_cli``."""
-    define_flags()
-    app.run(main)
+    from noisy_student.cli import run_tool
+
+    run_tool(__name__, define_flags, main)
 
 
 if __name__ == "__main__":

@@ -62,8 +62,7 @@ IMAGENET_A_INDICES = (
 # ----------------------------------------------------------------------------- accuracy
 
 
-def evaluate(model, dataset, *, class_indices: Sequence[int] | None = None,
-             max_steps: int | None = None) -> dict:
+def evaluate(model, dataset, *, class_indices: Sequence[int] | None = None) -> dict:
     """Top-1 and top-5 accuracy of `model` (inference mode) over `dataset`.
 
     `dataset` yields (images, labels) batches, labels one-hot [B, C] or integer [B]. With
@@ -88,9 +87,7 @@ def evaluate(model, dataset, *, class_indices: Sequence[int] | None = None,
             tf.cast(rank < 5, tf.int64)), tf.shape(rank, out_type=tf.int64)[0]
 
     top1 = top5 = total = 0
-    for i, (images, labels) in enumerate(dataset):
-        if max_steps is not None and i >= max_steps:
-            break
+    for images, labels in dataset:
         c1, c5, n = step(images, labels)
         top1, top5, total = top1 + int(c1), top5 + int(c5), total + int(n)
     if total == 0:

@@ -209,7 +209,8 @@ flags.DEFINE_enum(
 flags.DEFINE_string(
     "eval_benchmark_data",
     None,
-    "Data of --eval_benchmark, or the folder of tools/make_corrupted.py for --mode=eval_corrupted.",
+    "Data of --eval_benchmark, or the output folder of noisy-student-make-corrupted for "
+    "--mode=eval_corrupted.",
 )
 flags.DEFINE_string(
     "baseline_errors",
@@ -326,7 +327,7 @@ def validate() -> None:
         raise FlagError("--student_models needs at least one model.")
     if FLAGS.mode == "eval_corrupted" and not (FLAGS.eval_benchmark_data and FLAGS.baseline_errors):
         raise FlagError(
-            "--mode=eval_corrupted needs --eval_benchmark_data (from tools/make_corrupted.py) "
+            "--mode=eval_corrupted needs --eval_benchmark_data (from noisy-student-make-corrupted) "
             "and --baseline_errors."
         )
     if FLAGS.mode == "eval" and FLAGS.eval_benchmark != "clean" and not FLAGS.eval_benchmark_data:

@@ -175,17 +175,14 @@ def main(argv: list[str]) -> None:
             print(f"Report (accuracy per iteration, images the filter kept): {report}")
 
 
-def show_flags_in_help() -> None:
-    """Makes --help list our flags when the program is the `noisy-student` console script
-    (absl shows the key flags of the module named by sys.argv[0])."""
-    for flag in FLAGS.get_key_flags_for_module(cli_flags.__name__):
-        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-
-
 def run() -> None:
-    """Console-script entry point."""
-    show_flags_in_help()
-    app.run(main)
+    """Console-script entry point; ``configs/...`` and ``sample_data/...`` paths find the
+    bundled files from any folder (noisy_student.assets)."""
+    from noisy_student import assets
+    from noisy_student.cli import show_flags_in_help
+
+    show_flags_in_help(cli_flags.__name__)
+    app.run(main, flags_parser=assets.parse_flags)
 
 
 if __name__ == "__main__":

@@ -392,7 +392,7 @@ def evaluate_corrupted(model, root: str, *, baseline_path: str | None, image_siz
                        label_offset: int = 1, corruptions: Sequence[str] | None = None,
                        clean_error: float | None = None, output_dir: str | None = None,
                        max_steps: int | None = None, strict: bool = False) -> dict:
-    """mCE on our own corrupted records (``tools/make_corrupted.py`` layout
+    """mCE on our own corrupted records (``noisy-student-make-corrupted`` layout
     ``<root>/<corruption>/<severity>/*``), normalized by a baseline model's errors from
     ``baseline_path`` (AlexNet's constants only apply to ImageNet). Without a baseline only the
     errors are reported. Corruptions default to those present under ``root``."""

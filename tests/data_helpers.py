@@ -13,8 +13,9 @@ import os
 import numpy as np
 from PIL import Image
 
+from noisy_student.assets import SAMPLE_DIR  # the bundled sample
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLE_DIR = os.path.join(REPO, "sample_data", "cifar10")
 NUM_CLASSES = 10
 
 

@@ -110,12 +110,12 @@ def test_overlay_blends_toward_the_colormap():
 
 
 def test_grid_tool_compares_two_models(tmp_path, keras):
-    """tools/cam.py's function on two saved tiny models and a folder of PNG files: one row per
-    image, one column per model, titles from --names; a missing model names the file."""
+    """noisy_student.tools.cam.make_grid on two saved tiny models and a folder of PNG files: one
+    row per image, one column per model, titles from --names; a missing model names the file."""
     from PIL import Image
 
+    from noisy_student.tools import cam as cam_tool
     from noisy_student.training import save_model
-    from tools import cam as cam_tool
 
     paths = []
     for seed in (1, 2):

@@ -8,10 +8,11 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
+from noisy_student import assets
 from noisy_student import flags as cli_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLE = os.path.join(ROOT, "sample_data", "cifar10")
+SAMPLE = assets.SAMPLE_DIR
 GOOD = {
     "run_dir": "unused",
     "label_data": os.path.join(SAMPLE, "train-*"),
@@ -167,7 +168,7 @@ def test_svhn_flagfile_gives_the_reference_schedule(tmp_path):
     from noisy_student.main import run_config
     from noisy_student.training.trainer import learning_rate_schedule
 
-    flagfile = os.path.join(ROOT, "configs", "svhn.cfg")
+    flagfile = assets.config_path("svhn")
     saved = flags.FLAGS.flag_values_dict()
     try:
         flags.FLAGS(["test", f"--flagfile={flagfile}", f"--run_dir={tmp_path}"])
@@ -236,7 +237,7 @@ def test_cifar10_benchmark_baseline_commands_pass_validation(tmp_path, monkeypat
     spec.loader.exec_module(bench)
     commands = []
     monkeypatch.setattr(bench, "run_loop", lambda flagfile, args: commands.append(args) or 0)
-    flagfile = os.path.join(ROOT, "configs", "cifar10_4000.cfg")
+    flagfile = assets.config_path("cifar10_4000")
     data = [f"--{name}={GOOD[name]}" for name in ("label_data", "unlabel_data", "eval_data")]
     assert bench.run_baseline(flagfile, data, str(tmp_path)) == 0
     assert [arg for args in commands for arg in args if arg.startswith("--mode=")] == [

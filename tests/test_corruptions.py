@@ -1,4 +1,5 @@
-"""Corrupted record sets (tools/make_corrupted.py) and mCE against a user-given baseline."""
+"""Corrupted record sets (noisy_student.tools.make_corrupted) and mCE against a user-given
+baseline."""
 
 import io
 import json

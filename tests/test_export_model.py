@@ -42,7 +42,7 @@ def model_file(tmp_path_factory, keras):
 
 
 def _export(path, output_dir, **kwargs):
-    from tools import export_model
+    from noisy_student.tools import export_model
 
     options = dict(small_images=True, latency_runs=2, batch_size=8, threads=1,
                    representative_examples=NUM_IMAGES)

@@ -17,8 +17,10 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
+from noisy_student import assets
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLE = os.path.join(ROOT, "sample_data", "cifar10")
+SAMPLE = assets.SAMPLE_DIR
 NUM_UNLABELED_SHARDS, PER_SHARD = 4, 80  # worker 0 labels shards 0 and 2, worker 1 1 and 3
 CORRUPT_SHARD, CORRUPT_RECORD = 3, 40  # damaged bytes inside this record of this shard
 UNDECODABLE_SHARD, UNDECODABLE_RECORD = 1, 7

@@ -7,8 +7,7 @@ import os
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLE = os.path.join(ROOT, "sample_data", "cifar10")
+from noisy_student.assets import SAMPLE_DIR as SAMPLE
 
 
 @pytest.fixture(scope="module")

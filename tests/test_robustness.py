@@ -89,6 +89,17 @@ def test_read_class_names(tmp_path):
         eval_sources.read_class_names(str(gap))
 
 
+@pytest.mark.parametrize("label_base", [0, 1])
+def test_read_class_names_reads_what_the_tools_write(tmp_path, label_base):
+    """One labels.txt format: shards.write_labels (build_tfrecords, build_demo_data) writes what
+    eval_sources.read_class_names (plots, evaluation, CAM) reads, names with spaces included."""
+    from noisy_student.data import shards
+
+    names = ["airplane", "hot dog", "n01440764 tench"]
+    path = shards.write_labels(str(tmp_path / str(label_base)), names, label_base)
+    assert eval_sources.read_class_names(path) == names
+
+
 # ----------------------------------------------------------------------------- accuracy
 
 

@@ -183,7 +183,7 @@ def open_tf_checkpoint(prefix: str) -> _CheckpointArrays:
     except ImportError as error:
         raise ImportError(
             f"Reading the TF checkpoint {prefix} needs TensorFlow: pip install tensorflow "
-            "(or convert it once, elsewhere, with `python -m tools.convert_weights`)."
+            "(or convert it once, elsewhere, with `efficientnet-convert-weights`)."
         ) from error
     reader = tf.train.load_checkpoint(prefix)
     return _CheckpointArrays(reader.get_variable_to_shape_map(), reader.get_tensor)

@@ -59,9 +59,6 @@ class DataStats:
         """Adds ``amount`` to counter ``name`` (graph-safe)."""
         return self._counters[name].assign_add(tf.cast(amount, tf.int64))
 
-    def read(self, name: str) -> tf.Tensor:
-        return self._counters[name].read_value()
-
     def result(self) -> dict[str, int]:
         """Current counts as Python ints: images, bad_images, files, damaged_files."""
         return {name: int(var.numpy()) for name, var in self._counters.items()}

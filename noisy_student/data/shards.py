@@ -62,19 +62,9 @@ def write_sharded(output_dir: str, split: str, items: Sequence[T], num_shards: i
 
 
 def format_labels(class_names: Sequence[str], label_base: int) -> str:
-    """One ``<label> <class name>`` line per class, label = index + label_base."""
+    """One ``<label> <class name>`` line per class, label = index + label_base; read back with
+    :func:`noisy_student.eval_sources.read_class_names`."""
     return "".join(f"{i + label_base} {name}\n" for i, name in enumerate(class_names))
-
-
-def read_labels(path: str) -> dict[int, str]:
-    """Parses a labels file written by :func:`write_labels`: {label: class name}."""
-    labels = {}
-    with tf.io.gfile.GFile(path) as f:
-        for line in f:
-            if line.strip():
-                label, name = line.rstrip("\n").split(" ", 1)
-                labels[int(label)] = name
-    return labels
 
 
 def write_labels(output_dir: str, class_names: Sequence[str], label_base: int) -> str:

@@ -40,8 +40,8 @@ def list_files(file_pattern: str | Sequence[str]) -> list[str]:
         matched = [f for f in tf.io.gfile.glob(pattern) if not _is_temporary(f)]
         if not matched:
             raise FileNotFoundError(
-                f"No files match {pattern!r}; check the path (a glob such as "
-                "'/data/train-*' is expected) or build TFRecords with tools/build_tfrecords.py")
+                f"No files match {pattern!r}; check the path (a glob such as '/data/train-*' "
+                "is expected) or build TFRecords with noisy-student-build-tfrecords")
         files.update(matched)
     return sorted(files)
 
