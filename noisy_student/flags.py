@@ -89,6 +89,14 @@ flags.DEFINE_list(
     "Student architecture per iteration, e.g. b0,b1,b2 runs three iterations.",
 )
 flags.DEFINE_bool("allow_smaller_student", False, "Allow a student smaller than its teacher.")
+flags.DEFINE_enum(
+    "student_init",
+    "scratch",
+    ["scratch", "teacher"],
+    "scratch: students start from random weights (the paper); teacher: each student starts from "
+    "its teacher's EMA weights (the reference's --init_model; same architecture and image size "
+    "only), so teacher + student steps are one continued training run.",
+)
 flags.DEFINE_integer(
     "image_size", None, "Input size; defaults to each model's resolution (32 with --small_images)."
 )
@@ -325,6 +333,13 @@ def validate() -> None:
             raise FlagError(str(err)) from err
     if not FLAGS.student_models and FLAGS.mode in ("loop", "student"):
         raise FlagError("--student_models needs at least one model.")
+    if FLAGS.student_init == "teacher":
+        chain = [canonical_name(n) for n in [FLAGS.teacher_model, *FLAGS.student_models]]
+        if len(set(chain)) > 1:
+            raise FlagError(
+                "--student_init=teacher starts each student from its teacher's weights, so every "
+                f"model must be the same; got {', '.join(chain)}. Use --student_init=scratch "
+                "for larger students.")
     if FLAGS.mode == "eval_corrupted" and not (FLAGS.eval_benchmark_data and FLAGS.baseline_errors):
         raise FlagError(
             "--mode=eval_corrupted needs --eval_benchmark_data (from noisy-student-make-corrupted) "

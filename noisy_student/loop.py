@@ -85,7 +85,7 @@ ITERATION_SETTINGS = (
     (("unlabel_data", "teacher_softmax_temp", "pseudo_label_storage", "on_the_fly_teacher"), 1),
     (("min_threshold", "num_image_per_class"), 2),
     (("student_epochs", "student_train_ratio", "student_lr_schedule", "student_final_base_lr",
-      "unlabel_ratio", *RANDAUG_SETTINGS), 3),
+      "unlabel_ratio", "student_init", *RANDAUG_SETTINGS), 3),
 )
 STAGE_STEP = {"label": 1, "filter": 2, "student": 3, "eval": 3}
 EVAL_SETTINGS = ("eval_data",)
@@ -116,6 +116,7 @@ class RunConfig:
     teacher_checkpoint: str | None = None
     student_models: list[str] = dataclasses.field(default_factory=lambda: ["efficientnet-b0"])
     allow_smaller_student: bool = False
+    student_init: str = "scratch"
     image_size: int | None = None
     small_images: bool = False
     width_coefficient: float | None = None
@@ -573,6 +574,8 @@ class Run:
         size = self.image_size(name)
         teacher = self.load_model(iteration - 1)
         student_fn = self.model_fn(name)
+        if config.student_init == "teacher":
+            student_fn = _initialized_from(student_fn, teacher)
         if not config.on_the_fly_teacher:  # with a teacher in the step, the trainer checks
             check_student_size(student_fn(), teacher, config.allow_smaller_student)
         if config.on_the_fly_teacher:
@@ -753,3 +756,25 @@ class Run:
         for stage, fn in self.stages():
             self.run_stage(stage, fn)
         return self.manifest
+
+
+def _initialized_from(model_fn: Callable[[], keras.Model],
+                      source: keras.Model) -> Callable[[], keras.Model]:
+    """`model_fn` whose models start from `source`'s weights (--student_init=teacher); the two
+    must be the same architecture. A resumed stage then restores its own checkpoint on top."""
+
+    def build() -> keras.Model:
+        model = model_fn()
+        mine = [tuple(w.shape) for w in model.weights]
+        theirs = [tuple(w.shape) for w in source.weights]
+        if mine != theirs:
+            raise ValueError(
+                f"--student_init=teacher needs a student with the teacher's architecture and "
+                f"image size; {model.name} ({len(mine)} weights) differs from the teacher "
+                f"{source.name} ({len(theirs)} weights). Use --student_init=scratch for a "
+                "larger student.")
+        model.set_weights(source.get_weights())
+        return model
+
+    return build
+

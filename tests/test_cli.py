@@ -251,3 +251,11 @@ def test_cifar10_benchmark_baseline_commands_pass_validation(tmp_path, monkeypat
     finally:
         for name, value in saved.items():
             flags.FLAGS[name].value = value
+
+
+def test_student_init_teacher_needs_one_architecture():
+    message = _error(student_init="teacher", teacher_model="b0", student_models=["b0", "b1"])
+    assert "--student_init=teacher" in message and "efficientnet-b1" in message
+    with flagsaver.flagsaver(student_init="teacher", teacher_model="b0",
+                             student_models=["efficientnet-b0", "b0"]):
+        cli_flags.validate()

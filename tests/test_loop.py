@@ -143,3 +143,17 @@ def test_demo_table_and_plot(finished_run, tmp_path, capsys):
     path = demo.plot(run.config.run_dir, stages, str(tmp_path / "demo.png"))
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size[0] > 500
+
+
+def test_student_init_from_teacher_copies_every_weight_or_names_the_mismatch(keras):
+    from noisy_student.loop import _initialized_from
+    from tests.tiny_models import make_model_fn
+
+    teacher = make_model_fn(keras, seed=1)()
+    student = _initialized_from(make_model_fn(keras, seed=2), teacher)()
+    assert len(student.weights) == len(teacher.weights)
+    for mine, theirs in zip(student.weights, teacher.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs))
+    wider = _initialized_from(make_model_fn(keras, seed=2, width_coefficient=0.5), teacher)
+    with pytest.raises(ValueError, match="--student_init=teacher needs a student with the"):
+        wider()
