@@ -24,10 +24,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow as tf  # noqa: E402
 
+from noisy_student import assets  # noqa: E402
 from noisy_student.data import pipelines  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLE = os.path.join(ROOT, "sample_data", "cifar10", "train-*")
+SAMPLE = os.path.join(assets.SAMPLE_DIR, "train-*")
 BATCH = 128
 
 
