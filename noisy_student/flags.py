@@ -326,15 +326,13 @@ def validate() -> None:
 
     if not FLAGS.run_dir:
         raise FlagError("--run_dir is required: the run's checkpoints and state live there.")
-    for name in [FLAGS.teacher_model, *FLAGS.student_models]:
-        try:
-            canonical_name(name)
-        except ValueError as err:
-            raise FlagError(str(err)) from err
+    try:
+        chain = [canonical_name(n) for n in [FLAGS.teacher_model, *FLAGS.student_models]]
+    except ValueError as err:
+        raise FlagError(str(err)) from err
     if not FLAGS.student_models and FLAGS.mode in ("loop", "student"):
         raise FlagError("--student_models needs at least one model.")
     if FLAGS.student_init == "teacher":
-        chain = [canonical_name(n) for n in [FLAGS.teacher_model, *FLAGS.student_models]]
         if len(set(chain)) > 1:
             raise FlagError(
                 "--student_init=teacher starts each student from its teacher's weights, so every "
