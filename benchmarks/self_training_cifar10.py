@@ -56,10 +56,15 @@ def parse_args() -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--baseline", action="store_true",
                         help="Also train the equal-steps supervised baseline (after the loop).")
     args, passthrough = parser.parse_known_args()
+    check_passthrough(parser, passthrough)
+    return args, passthrough
+
+
+def check_passthrough(parser: argparse.ArgumentParser, passthrough: list[str]) -> None:
+    """Arguments this script does not know go to the loop, and must be --flag=value."""
     bad = [arg for arg in passthrough if not arg.startswith("--")]
     if bad:
         parser.error(f"unexpected arguments {bad}; loop options are passed as --flag=value")
-    return args, passthrough
 
 
 # ----------------------------------------------------------------------------- data
