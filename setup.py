@@ -49,6 +49,7 @@ setup(
         "noisy-student-export-model=noisy_student.tools.export_model:run",
         "noisy-student-make-corrupted=noisy_student.tools.make_corrupted:run",
         "noisy-student-record-sizes=noisy_student.tools.measure_record_sizes:run",
+        "noisy-student-scaling-search=noisy_student.tools.scaling_search:run",
         "efficientnet-convert-weights=noisy_student.tools.convert_weights:run",
         "efficientnet-count-flops=noisy_student.tools.count_flops:run",
     ]},

@@ -71,18 +71,26 @@ def compound_scaling(
     beta: float = DEFAULT_BETA,
     gamma: float = DEFAULT_GAMMA,
     base_resolution: int = 224,
+    base_width: float = 1.0,
+    base_depth: float = 1.0,
 ) -> tuple[float, float, int]:
     """Returns (width, depth, resolution) for compound coefficient `phi`.
 
-    depth = alpha**phi, width = beta**phi, resolution = base_resolution * gamma**phi (rounded to
-    the nearest integer). The paper constrains alpha * beta**2 * gamma**2 ~ 2, so FLOPs grow by
+    depth = base_depth * alpha**phi, width = base_width * beta**phi, resolution =
+    base_resolution * gamma**phi (rounded to the nearest integer). The base is B0 (width and
+    depth 1) unless `base_width` / `base_depth` say otherwise, e.g. the half-width, half-depth
+    B0 of the demo. The paper constrains alpha * beta**2 * gamma**2 ~ 2, so FLOPs grow by
     about 2**phi.
     """
     for label, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
         if value < 1.0:
             raise ValueError(f"{label} must be >= 1 (got {value}); scaling only grows the model.")
-    width = beta**phi
-    depth = alpha**phi
+    for label, value in (("base_width", base_width), ("base_depth", base_depth),
+                         ("base_resolution", base_resolution)):
+        if value <= 0:
+            raise ValueError(f"{label} must be > 0 (got {value}).")
+    width = base_width * beta**phi
+    depth = base_depth * alpha**phi
     resolution = int(round(base_resolution * gamma**phi))
     return width, depth, resolution
 
@@ -355,7 +363,7 @@ def preset_signature(preset: str) -> tuple[int, int, int]:
 # --------------------------------------------------------------------------------------------
 # Variant name or phi -> builder arguments
 
-SCALING_KEYS = ("alpha", "beta", "gamma", "base_resolution")
+SCALING_KEYS = ("alpha", "beta", "gamma", "base_resolution", "base_width", "base_depth")
 
 
 def model_config(
@@ -367,9 +375,13 @@ def model_config(
     gamma: float = DEFAULT_GAMMA,
     base_resolution: int = 224,
     name: str | None = None,
+    base_width: float = 1.0,
+    base_depth: float = 1.0,
 ) -> dict:
     """Builder arguments (width, depth, resolution, dropout, Keras model name) for a preset
-    `variant` or a compound coefficient `phi` (exactly one of the two).
+    `variant` or a compound coefficient `phi` (exactly one of the two). With `phi`, the base
+    network (`base_width`, `base_depth`, `base_resolution`; B0 at 224 by default) is scaled by
+    `alpha`, `beta`, `gamma` as in `compound_scaling`.
 
     `name` is the deprecated spelling of `variant`.
     """
@@ -379,7 +391,9 @@ def model_config(
             f"Give either a variant name or phi, not both (got variant={variant!r}, phi={phi})."
         )
     if phi is not None:
-        width, depth, resolution = compound_scaling(phi, alpha, beta, gamma, base_resolution)
+        width, depth, resolution = compound_scaling(
+            phi, alpha, beta, gamma, base_resolution, base_width, base_depth
+        )
         return {
             "width_coefficient": width,
             "depth_coefficient": depth,

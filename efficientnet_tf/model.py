@@ -183,7 +183,10 @@ def create_model(
     variant: str | None = None, *, phi: float | None = None, **overrides
 ) -> keras.Model:
     """Builds a variant by reference name ('efficientnet-b3', 'b3', 'l2', ...) or by compound
-    coefficient (`phi=1.5`, with `alpha`, `beta`, `gamma`, `base_resolution` optional).
+    coefficient (`phi=1.5`, with `alpha`, `beta`, `gamma`, `base_resolution`, `base_width`,
+    `base_depth` optional): depth base_depth * alpha**phi, width base_width * beta**phi,
+    resolution base_resolution * gamma**phi (`noisy-student-scaling-search` finds alpha, beta,
+    gamma for a base network and prints the call).
 
     Any `EfficientNet` argument can be overridden, e.g. `classes=10, small_images=True`.
     `name=` is the deprecated spelling of `variant` (in `EfficientNet`, `name` is the Keras

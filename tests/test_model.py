@@ -150,6 +150,50 @@ def test_compound_scaling():
         compound_scaling(1, alpha=0.9)
 
 
+def test_create_model_scales_a_base_with_chosen_coefficients(keras):
+    """Step 2 of compound scaling (DESIGN.md): depth multiplier alpha^phi, width beta^phi,
+    resolution gamma^phi of the base, here with coefficients other than B0's."""
+    from efficientnet_tf import architecture_of
+
+    model = create_model(phi=2, alpha=1.3, beta=1.2, gamma=1.1, base_resolution=32, classes=10)
+    record = architecture_of(model)
+    assert record.depth_coefficient == pytest.approx(1.69)  # 1.3^2
+    assert record.width_coefficient == pytest.approx(1.44)  # 1.2^2
+    assert record.default_resolution == 39  # 32 * 1.1^2 = 38.72
+    assert model.input_shape == (None, 39, 39, 3)
+    # Repeats ceil(1.69 * r) for r = 1, 2, 2, 3, 3, 4, 1: 2 + 4 + 4 + 6 + 6 + 7 + 2.
+    assert len([layer for layer in model.layers if isinstance(layer, MBConvBlock)]) == 31
+    assert model.get_layer("stem_conv").filters == 48  # 32 * 1.44 = 46.08 -> 48
+    assert model.get_layer("top_conv").filters == 1840  # 1280 * 1.44 = 1843.2 -> 1840
+    # A base other than B0 (the demo's half-width, half-depth B0 at 32 px) is scaled the same
+    # way (a small-images model is built at 32 px unless input_shape says otherwise).
+    half = architecture_of(create_model(phi=1, alpha=1.2, beta=1.1, gamma=1.15, base_width=0.5,
+                                        base_depth=0.5, base_resolution=32, small_images=True,
+                                        classes=10))
+    assert (half.width_coefficient, half.depth_coefficient, half.default_resolution) == (
+        pytest.approx(0.55), pytest.approx(0.6), 37)  # 32 * 1.15 = 36.8
+    # phi = 0 is the base itself, whatever the coefficients.
+    assert compound_scaling(0, 1.4, 1.3, 1.2, 32, 0.5, 0.5) == (0.5, 0.5, 32)
+    with pytest.raises(ValueError, match="base_width must be > 0"):
+        compound_scaling(1, base_width=0)
+
+
+def test_compound_scaling_reproduces_the_b_series_where_it_is_exact(keras):
+    """DESIGN.md: B0's search gave alpha 1.2, beta 1.1, gamma 1.15. phi = 0 is B0, and phi = 1
+    has exactly B2's width and depth (1.1, 1.2), so the built model is recorded as B2; B2's
+    resolution 260 was rounded by hand (224 * 1.15 = 257.6 -> 258). The other presets' pairs
+    are not exact powers (B3 1.2/1.4 against 1.21/1.44 at phi = 2) and are not claimed."""
+    from efficientnet_tf import architecture_of
+
+    b0 = architecture_of(create_model(phi=0, input_shape=(32, 32, 3), include_top=False))
+    assert b0.preset == "efficientnet-b0" and b0.default_resolution == 224
+    b2 = architecture_of(create_model(phi=1, alpha=1.2, beta=1.1, gamma=1.15,
+                                      input_shape=(32, 32, 3), include_top=False))
+    assert (b2.width_coefficient, b2.depth_coefficient) == (
+        PRESETS["efficientnet-b2"].width, PRESETS["efficientnet-b2"].depth)
+    assert b2.preset == "efficientnet-b2" and b2.default_resolution == 258
+
+
 def test_block_strings():
     expected = BlockArgs(2, 3, 2, 6, 16, 24, 0.25, True)
     assert decode_block_string("r2_k3_s22_e6_i16_o24_se0.25") == expected

@@ -83,7 +83,8 @@ def test_demo_command_line_is_valid_from_another_folder(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("entry", [
     "noisy_student.main:run", "noisy_student.demo:run", "noisy_student.evaluate_cli:run_cli",
-    "noisy_student.tools.cam:run", "noisy_student.tools.count_flops:run"])
+    "noisy_student.tools.cam:run", "noisy_student.tools.count_flops:run",
+    "noisy_student.tools.scaling_search:run"])
 def test_help_comes_before_tensorflow(entry):
     """A console script's --help (and so any flag error) must not wait for TensorFlow, which
     takes a minute to import on a loaded machine; the flags are listed."""
