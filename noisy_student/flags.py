@@ -11,6 +11,8 @@ import os
 
 from absl import flags
 
+from noisy_student.cli import TRACEBACK_HELP
+
 MODES = ("loop", "train", "label", "filter", "student", "eval", "eval_corrupted", "export")
 EVAL_BENCHMARKS = ("clean", "imagenet_a", "imagenet_r", "imagenet_c", "imagenet_p")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -32,11 +34,7 @@ flags.DEFINE_integer(
     "Iteration that --mode=label|filter|student|eval works on (eval: 0 is the teacher).",
 )
 flags.DEFINE_bool("quiet", False, "No progress bars.")
-flags.DEFINE_bool(
-    "traceback",
-    False,
-    "Show the Python stack of an error after validation (default: one line and exit status 2).",
-)
+flags.DEFINE_bool("traceback", False, TRACEBACK_HELP)
 flags.DEFINE_bool(
     "redo_changed_stages",
     False,
