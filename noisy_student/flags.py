@@ -163,6 +163,15 @@ flags.DEFINE_integer(
     "Training steps per call into TensorFlow (the reference's iterations_per_loop); loops also "
     "end at checkpoint, summary and epoch boundaries. A NaN loss is caught at the loop's end.",
 )
+flags.DEFINE_integer(
+    "seed",
+    None,
+    "Seed for reproducible training: each training stage seeds Python, NumPy and TensorFlow "
+    "(weight initialization, dropout, stochastic depth) with a value derived from this seed and "
+    "the iteration (the teacher and each student differ), and its input pipelines shuffle and "
+    "augment with it in a fixed order (deterministic tf.data, at some input throughput). "
+    "Default: unseeded.",
+)
 flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints.")
 flags.DEFINE_integer("summary_every", 100, "Steps between TensorBoard scalar summaries.")
 
@@ -267,6 +276,7 @@ RANGES = {
     "worker_index": (0, True, None, False),
     "num_workers": (0, False, None, False),
     "wait_timeout": (0, False, None, False),
+    "seed": (0, True, None, False),
 }
 
 
