@@ -22,11 +22,12 @@ import dataclasses
 import json
 import logging
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
+
+from noisy_student.cli import TRACEBACK_HELP, run_or_exit  # noqa: E402
 
 BENCHMARKS = ("clean", "imagenet_a", "imagenet_r", "imagenet_c", "imagenet_p", "corrupted",
               "report")
@@ -73,6 +74,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("max_videos", None, "imagenet_p: at most this many videos per "
                          "perturbation.")
     flags.DEFINE_bool("strict", False, "Fail on the first undecodable image instead of skipping.")
+    flags.DEFINE_bool("traceback", False, TRACEBACK_HELP)
 
 
 FLAGS = flags.FLAGS
@@ -235,11 +237,9 @@ def main(argv: list[str]) -> None:
     logging.getLogger().setLevel(logging.INFO)
     options = EvalOptions(**{f.name: FLAGS[f.name].value
                              for f in dataclasses.fields(EvalOptions)})
-    try:
-        result = run(options)
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        print(f"evaluate: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    # A missing optional package (tfds, imagecorruptions, ...) is an expected failure here too.
+    result = run_or_exit("noisy-student-eval", lambda: run(options), traceback=FLAGS.traceback,
+                         also=(ImportError,))
     print(summary(result))
 
 

@@ -11,6 +11,8 @@ import os
 
 from absl import flags
 
+from noisy_student.cli import TRACEBACK_HELP
+
 MODES = ("loop", "train", "label", "filter", "student", "eval", "eval_corrupted", "export")
 EVAL_BENCHMARKS = ("clean", "imagenet_a", "imagenet_r", "imagenet_c", "imagenet_p")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -32,11 +34,7 @@ flags.DEFINE_integer(
     "Iteration that --mode=label|filter|student|eval works on (eval: 0 is the teacher).",
 )
 flags.DEFINE_bool("quiet", False, "No progress bars.")
-flags.DEFINE_bool(
-    "traceback",
-    False,
-    "Show the Python stack of an error after validation (default: one line and exit status 2).",
-)
+flags.DEFINE_bool("traceback", False, TRACEBACK_HELP)
 flags.DEFINE_bool(
     "redo_changed_stages",
     False,
@@ -165,6 +163,15 @@ flags.DEFINE_integer(
     "Training steps per call into TensorFlow (the reference's iterations_per_loop); loops also "
     "end at checkpoint, summary and epoch boundaries. A NaN loss is caught at the loop's end.",
 )
+flags.DEFINE_integer(
+    "seed",
+    None,
+    "Seed for reproducible training: each training stage seeds Python, NumPy and TensorFlow "
+    "(weight initialization, dropout, stochastic depth) with a value derived from this seed and "
+    "the iteration (the teacher and each student differ), and its input pipelines shuffle and "
+    "augment with it in a fixed order (deterministic tf.data, at some input throughput). "
+    "Default: unseeded.",
+)
 flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints.")
 flags.DEFINE_integer("summary_every", 100, "Steps between TensorBoard scalar summaries.")
 
@@ -269,6 +276,7 @@ RANGES = {
     "worker_index": (0, True, None, False),
     "num_workers": (0, False, None, False),
     "wait_timeout": (0, False, None, False),
+    "seed": (0, True, None, False),
 }
 
 

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from efficientnet_tf import create_model, model_config
@@ -77,7 +78,7 @@ TEACHER_SETTINGS = (
     "train_batch_size", "train_epochs", "optimizer", "base_learning_rate", "final_base_lr",
     "lr_schedule", "lr_warmup_epochs", "lr_decay_epochs", "weight_decay", "label_smoothing",
     "moving_average_decay", "dropout_rate", "stochastic_depth_rate", "precision",
-    "teacher_randaug",
+    "teacher_randaug", "seed",
 )
 RANDAUG_SETTINGS = ("randaug_num_layers", "randaug_magnitude")
 # (settings, step within an iteration: 1 label, 2 filter, 3 student)
@@ -161,6 +162,7 @@ class RunConfig:
     wait_timeout: float = 6 * 3600.0
     redo_changed_stages: bool = False
     strict_data: bool = False
+    seed: int | None = None
 
     @property
     def hard_labels(self) -> bool:
@@ -438,7 +440,7 @@ class Run:
         return sum(scan_file(f, strict=strict).num_records
                    for f in list_files(self.config.label_data))
 
-    def _labeled_fn(self, size: int, randaug: bool):
+    def _labeled_fn(self, size: int, randaug: bool, seed: int | None = None):
         config = self.config
 
         def dataset_fn(batch_size: int, context: tf.distribute.InputContext | None = None):
@@ -455,11 +457,12 @@ class Run:
                 input_context=context,
                 stats=self.data_stats,
                 strict=config.strict_data,
+                **_seeded(seed),
             )
 
         return dataset_fn
 
-    def _pseudo_fn(self, pattern: str, size: int):
+    def _pseudo_fn(self, pattern: str, size: int, seed: int | None = None):
         config = self.config
 
         def dataset_fn(batch_size: int, context: tf.distribute.InputContext | None = None):
@@ -476,6 +479,7 @@ class Run:
                 input_context=context,
                 stats=self.data_stats,
                 strict=config.strict_data,
+                **_seeded(seed),
             )
 
         return dataset_fn
@@ -514,6 +518,26 @@ class Run:
             stats=self.data_stats,
             strict=config.strict_data,
         )
+
+    def training_seed(self, iteration: int) -> int | None:
+        """The seed of the training stage of `iteration` (0 = teacher): derived from --seed and
+        the iteration, so teacher and students differ but each is reproducible; None without
+        --seed."""
+        if self.config.seed is None:
+            return None
+        return int(np.random.SeedSequence([self.config.seed, iteration]).generate_state(1)[0]
+                   >> 1)  # 31 bits: a valid seed for every consumer
+
+    def _seed_training(self, iteration: int) -> int | None:
+        """With --seed, seeds Python, NumPy and TensorFlow (weight initialization, dropout,
+        stochastic depth) for the training stage of `iteration`; returns the stage's seed for
+        its input pipelines."""
+        seed = self.training_seed(iteration)
+        if seed is not None:
+            log.info("Seeding the training of iteration %d with %d (--seed=%d).", iteration,
+                     seed, self.config.seed)
+            keras.utils.set_random_seed(seed)
+        return seed
 
     def train_config(self, student: bool) -> TrainConfig:
         config = self.config
@@ -558,10 +582,11 @@ class Run:
         if self.config.teacher_checkpoint:
             return {"given": self.config.teacher_checkpoint, **self.evaluate(0)}
         name = self.model_name(0)
+        seed = self._seed_training(0)
         result = train(
             self.model_fn(name),
             self.train_config(student=False),
-            self._labeled_fn(self.image_size(name), self.config.teacher_randaug),
+            self._labeled_fn(self.image_size(name), self.config.teacher_randaug, seed),
             self.model_dir(0),
             self.strategy,
             train_eval_data=self._clean_train_fn(self.image_size(name)),
@@ -572,6 +597,9 @@ class Run:
         config = self.config
         name = self.model_name(iteration)
         size = self.image_size(name)
+        seed = self._seed_training(iteration)
+        # The unlabeled stream gets a seed of its own (shuffle and augmentation).
+        unlabeled_seed = None if seed is None else seed + 1
         teacher = self.load_model(iteration - 1)
         student_fn = self.model_fn(name)
         if config.student_init == "teacher":
@@ -579,15 +607,16 @@ class Run:
         if not config.on_the_fly_teacher:  # with a teacher in the step, the trainer checks
             check_student_size(student_fn(), teacher, config.allow_smaller_student)
         if config.on_the_fly_teacher:
-            unlabeled = self._on_the_fly_fn(size, self.image_size(self.model_name(iteration - 1)))
+            unlabeled = self._on_the_fly_fn(size, self.image_size(self.model_name(iteration - 1)),
+                                            unlabeled_seed)
             teacher_arg = teacher
         else:
-            unlabeled = self._pseudo_fn(self.filtered_pattern(iteration), size)
+            unlabeled = self._pseudo_fn(self.filtered_pattern(iteration), size, unlabeled_seed)
             teacher_arg = None
         result = train(
             student_fn,
             self.train_config(student=True),
-            self._labeled_fn(size, randaug=True),
+            self._labeled_fn(size, randaug=True, seed=seed),
             self.model_dir(iteration),
             self.strategy,
             unlabeled_data=unlabeled,
@@ -596,7 +625,7 @@ class Run:
         )
         return self._finish_training(iteration, result)
 
-    def _on_the_fly_fn(self, size: int, teacher_size: int):
+    def _on_the_fly_fn(self, size: int, teacher_size: int, seed: int | None = None):
         """Unlabeled batches of (noised student images, clean teacher images)."""
         config = self.config
 
@@ -623,6 +652,7 @@ class Run:
                 include_encoded=True,
                 stats=self.data_stats,
                 strict=config.strict_data,
+                **_seeded(seed),
             )
             return dataset.map(teacher_view, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -756,6 +786,13 @@ class Run:
         for stage, fn in self.stages():
             self.run_stage(stage, fn)
         return self.manifest
+
+
+def _seeded(seed: int | None) -> dict:
+    """Input-pipeline arguments of a training stage's seed: with one, the pipeline shuffles with
+    it and runs deterministically (fixed element order and per-image augmentation seeds), so a
+    seeded stage sees the same batches every time; without, today's unseeded pipeline."""
+    return {"seed": seed, "deterministic": seed is not None}
 
 
 def _initialized_from(model_fn: Callable[[], keras.Model],

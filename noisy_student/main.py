@@ -12,7 +12,6 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -121,38 +120,13 @@ def validate_or_exit(program: str, argv: list[str]) -> None:
         sys.exit(2)
 
 
-def expected_errors() -> tuple[type[BaseException], ...]:
-    """Failures a run can meet after validation (missing inputs, changed settings, a locked run
-    directory, a full disk, bad data, a diverged loss): reported in one line, not a traceback.
-    Anything else (TypeError, KeyError, ...) is a bug and keeps its traceback."""
-    import tensorflow as tf
-
-    return (OSError, ValueError, RuntimeError, FloatingPointError, tf.errors.OpError)
-
-
-def one_line(error: BaseException) -> str:
-    """The error's message on one line, without TensorFlow's graph-node decorations."""
-    import tensorflow as tf
-
-    text = error.message if isinstance(error, tf.errors.OpError) else str(error)
-    text = re.sub(r"\{\{function_node [^}]*\}\}|\[\[\{\{node [^]]*\]\]|\[Op:\w+\]( name:)?",
-                  " ", text)
-    assertion = re.search(r"assertion failed: \[(.*)\]", text, re.DOTALL)
-    if assertion:  # a tf.debugging.Assert in a pipeline: its message is the whole story
-        text = assertion.group(1)
-    return " ".join(text.split()) or type(error).__name__
-
-
 def run_or_exit(program: str) -> dict:
     """Runs the chosen mode; an expected failure prints one line and exits with status 2
-    (--traceback re-raises it with its stack)."""
-    try:
-        return run_mode(FLAGS.mode, FLAGS.iteration)
-    except expected_errors() as err:
-        if FLAGS.traceback:
-            raise
-        print(f"{program}: error: {one_line(err)} (--traceback shows the stack)", file=sys.stderr)
-        sys.exit(2)
+    (--traceback re-raises it with its stack; noisy_student.cli.run_or_exit)."""
+    from noisy_student import cli
+
+    return cli.run_or_exit(program, lambda: run_mode(FLAGS.mode, FLAGS.iteration),
+                           traceback=FLAGS.traceback)
 
 
 def main(argv: list[str]) -> None:

@@ -212,6 +212,7 @@ def test_comma_separated_patterns_are_checked_one_by_one(tmp_path):
     ("min_threshold", 0.305, "0.01 grid"),
     ("wait_timeout", 0.0, "--wait_timeout must be > 0"),
     ("label_offset", -1, "--label_offset must be >= 0"),
+    ("seed", -1, "--seed must be >= 0"),
 ])
 def test_every_numeric_flag_is_range_checked(name, value, expected):
     assert expected in _error(**{name: value})

@@ -106,3 +106,19 @@ def test_help_lists_the_flags():
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     for flag in ("--benchmark", "--baseline_errors", "--noema", "--max_videos"):
         assert flag.lstrip("-").replace("no", "", 1) in run.stdout, (flag, run.stderr)
+
+
+def test_expected_error_is_one_line_and_status_2_unless_traceback(tmp_path):
+    command = [sys.executable, "-m", "noisy_student.evaluate_cli", f"--model={tmp_path}"]
+    plain = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 2, plain.stderr[-3000:]
+    assert [line for line in plain.stderr.splitlines() if "error" in line.lower()] == [
+        "noisy-student-eval: error: --benchmark=clean needs --data (--traceback shows the stack)"]
+    assert "Traceback" not in plain.stderr
+
+    shown = subprocess.run([*command, "--traceback"], cwd=REPO, capture_output=True, text=True,
+                           timeout=300)
+    assert shown.returncode == 1, shown.stderr[-3000:]
+    assert "Traceback (most recent call last)" in shown.stderr
+    assert shown.stderr.rstrip().endswith("ValueError: --benchmark=clean needs --data")
+    assert "noisy-student-eval: error" not in shown.stderr

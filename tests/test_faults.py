@@ -311,6 +311,106 @@ def test_temps_of_killed_writers_are_removed_on_rerun(tmp_path, teacher_weights)
     assert os.path.exists(live) and other_host.exists()
 
 
+# Runs the `noisy-student` CLI with one pause added: when the run reaches the chosen point of a
+# stage (argv[1]), it creates the marker file (argv[2]) and blocks until it is killed. No timing:
+# the test waits for the marker, so the kill always lands inside the stage.
+PAUSE_INSIDE = """
+import sys, time
+where, marker = sys.argv.pop(1), sys.argv.pop(1)
+
+def pause(*args, **kwargs):
+    open(marker, "w").close()
+    while True:
+        time.sleep(60)
+
+if where == "filter":  # every record written to the shards' temp files, none renamed yet
+    from noisy_student import filtering
+    filtering._ShardWriters.commit = pause
+else:  # export: the SavedModel written into its temp directory, not yet renamed
+    import tensorflow as tf
+    save = tf.saved_model.save
+    tf.saved_model.save = lambda *args, **kwargs: (save(*args, **kwargs), pause())
+from noisy_student import main
+sys.argv[0] = "noisy-student"
+main.run()
+"""
+
+
+def kill_inside(stage: str, args: list[str], folder) -> int:
+    """Starts the CLI with `args`, SIGKILLs it inside `stage` (filter or export); returns its
+    pid."""
+    marker, log_path = folder / f"paused-{stage}", folder / f"{stage}.log"
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen([sys.executable, "-c", PAUSE_INSIDE, stage, str(marker),
+                                    *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log_file)
+        try:
+            deadline = time.time() + 900  # a guard against a hang only
+            while not marker.exists():
+                assert process.poll() is None, log_path.read_text()[-3000:]
+                assert time.time() < deadline, f"never reached the {stage} stage"
+                time.sleep(0.05)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+    assert process.returncode == -signal.SIGKILL
+    return process.pid
+
+
+def test_kill_9_inside_filter_and_inside_export_then_rerun_leaves_no_temps(
+        tmp_path, tf, keras, teacher_weights, caplog):
+    """The real CLI killed with SIGKILL while the filter's shards are open under temp names,
+    and while the export's temp SavedModel is written but not renamed: each rerun finishes the
+    stage and nothing of the killed writers is left."""
+    from noisy_student.atomic_io import _host
+    from noisy_student.loop import Run, RunConfig
+    from noisy_student.training import save_model
+
+    unlabeled = tmp_path / "unlabeled-00000-of-00001"
+    with tf.io.TFRecordWriter(str(unlabeled)) as writer:
+        for record in records_of(tf, os.path.join(SAMPLE, "unlabeled-00000-of-00008"))[:64]:
+            writer.write(record)
+    run_dir = tmp_path / "run"
+    args = tiny_flags(run_dir, f"--teacher_checkpoint={teacher_weights}",
+                      f"--unlabel_data={unlabeled}",
+                      "--min_threshold=0")  # the untrained teacher is not confident
+
+    def stages():
+        return set(json.loads((run_dir / "manifest.json").read_text())["stages"])
+
+    assert cli(*args, "--mode=label")[0] == 0
+    filter_pid = kill_inside("filter", [*args, "--mode=filter"], tmp_path)
+    filtered = run_dir / "iter1" / "filtered"
+    assert [p.name for p in run_dir.rglob("*.tmp-*")] == [
+        f".train-00000-of-00001.tmp-{_host()}-{filter_pid}"]
+    assert "iter1/filter" not in stages()
+    with caplog.at_level(logging.WARNING):
+        code, _, stderr = cli(*args, "--mode=filter")
+    assert code == 0, stderr
+    assert f"Taking over the stale lock of pid {filter_pid}" in caplog.text
+    assert "Removed 1 temporary file(s) of killed writers" in caplog.text
+    assert "iter1/filter" in stages() and (filtered / "train-00000-of-00001").exists()
+    assert [p.name for p in run_dir.rglob("*.tmp-*")] == []
+
+    # Export: the tiny teacher's weights stand in for the student of iteration 1 (training one
+    # would only cost time).
+    student = Run(RunConfig(run_dir=str(tmp_path / "scratch"), num_classes=10,
+                            small_images=True, width_coefficient=0.25, depth_coefficient=0.25)
+                  ).model_fn("efficientnet-b0", for_training=False)()
+    student.load_weights(teacher_weights)
+    save_model(student, str(run_dir / "iter1" / "student" / "model.keras"))
+    export_pid = kill_inside("export", [*args, "--mode=export"], tmp_path)
+    staging = run_dir / f".export.tmp-{_host()}-{export_pid}"
+    assert [p.name for p in run_dir.rglob("*.tmp-*")] == [staging.name]
+    assert (staging / "saved_model.pb").exists() and "export" not in stages()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        code, _, stderr = cli(*args, "--mode=export")
+    assert code == 0, stderr
+    assert "Removed 1 temporary file(s) of killed writers" in caplog.text
+    assert "export" in stages() and (run_dir / "export" / "saved_model.pb").exists()
+    assert [p.name for p in run_dir.rglob("*.tmp-*")] == []
+
+
 # ---------------------------------------- 1, 3, 6, 7: kill -9 of one of two labeling workers
 
 

@@ -157,3 +157,46 @@ def test_student_init_from_teacher_copies_every_weight_or_names_the_mismatch(ker
     wider = _initialized_from(make_model_fn(keras, seed=2, width_coefficient=0.5), teacher)
     with pytest.raises(ValueError, match="--student_init=teacher needs a student with the"):
         wider()
+
+
+def test_seed_makes_a_teacher_training_reproducible(tf, tmp_path):
+    """Two tiny teachers trained with the same --seed end with identical checkpoints (weights,
+    EMA, optimizer slots: same initialization, batches, augmentation, dropout and stochastic
+    depth); another seed starts from other weights. Students get other seeds than their
+    teacher."""
+    from noisy_student.loop import Run, RunConfig
+
+    def run_with(seed: int | None, name: str, **overrides) -> Run:
+        return Run(RunConfig(
+            run_dir=str(tmp_path / name),
+            label_data=os.path.join(SAMPLE, "train-00000-of-00004"),
+            num_classes=10, num_train_images=64, small_images=True, teacher_model="b0",
+            width_coefficient=0.25, depth_coefficient=0.25, train_batch_size=16,
+            train_epochs=0.75, checkpoint_every=3, quiet=True, seed=seed, **overrides))
+
+    def trained(seed: int, name: str) -> dict:
+        run = run_with(seed, name)
+        assert run.run_stage("teacher", run.train_teacher)["steps"] == 3
+        assert run.manifest["settings"]["teacher"]["seed"] == seed
+        reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(run.model_dir(0)))
+        return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+    first, again = trained(7, "a"), trained(7, "b")
+    assert set(first) == set(again)
+    for name, value in first.items():
+        np.testing.assert_array_equal(value, again[name], err_msg=name)
+
+    def initial_weights(seed: int) -> list[np.ndarray]:
+        run = run_with(seed, f"init{seed}")
+        run._seed_training(0)  # what train_teacher does before the trainer builds the model
+        return run.model_fn(run.model_name(0))().get_weights()
+
+    seven, eight = initial_weights(7), initial_weights(8)
+    kernels = [i for i, w in enumerate(seven) if w.ndim >= 2]
+    assert kernels and all(not np.array_equal(seven[i], eight[i]) for i in kernels)
+    assert all(np.array_equal(a, b) for a, b in zip(seven, initial_weights(7), strict=True))
+
+    run = run_with(7, "a", student_models=["b0", "b0"])
+    seeds = [run.training_seed(i) for i in range(3)]
+    assert len(set(seeds)) == 3 and seeds == [run.training_seed(i) for i in range(3)]
+    assert run_with(None, "a").training_seed(0) is None

@@ -1,8 +1,10 @@
 """Fault tolerance: a training process killed with SIGKILL resumes from its last checkpoint and
-ends at the same final step; a NaN/Inf stops training with a clear error and leaves the last
-good checkpoint intact."""
+ends at the same final step, also when it was killed while TensorFlow wrote a checkpoint (what
+that save left is removed); a NaN/Inf stops training with a clear error and leaves the last good
+checkpoint intact."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -64,6 +66,81 @@ def test_killed_run_resumes_from_last_checkpoint(tf, tmp_path):
     assert summary["step"] == 12
     final = tf.train.latest_checkpoint(model_dir)
     assert final.endswith("ckpt-12") and checkpoint_step(tf, final) == 12
+
+
+# Runs the helper with one pause added: TensorFlow's first checkpoint save blocks (after the
+# marker file, argv[1], is created) where its shards are written to ckpt-N_temp/ but not yet
+# merged, so the test can kill the process inside the save.
+PAUSE_IN_SAVE = """
+import runpy, sys, time
+from tensorflow.python.ops import gen_io_ops
+marker, helper = sys.argv.pop(1), sys.argv[1]
+
+def pause(*args, **kwargs):
+    open(marker, "w").close()
+    while True:
+        time.sleep(60)
+
+gen_io_ops.merge_v2_checkpoints = pause
+sys.argv.pop(0)
+runpy.run_path(helper, run_name="__main__")
+"""
+
+
+def test_kill_9_inside_a_checkpoint_save_leaves_nothing_after_the_rerun(tf, tmp_path):
+    model_dir, out, marker = tmp_path / "run", str(tmp_path / "out"), tmp_path / "saving"
+    args = [HELPER, "--model_dir", str(model_dir), "--out", out, "--steps", "4",
+            "--checkpoint_every", "2"]
+    env = dict(os.environ, PYTHONPATH=REPO)
+    first = subprocess.Popen([sys.executable, "-c", PAUSE_IN_SAVE, str(marker), *args], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 600  # a guard against a hang only
+        while not marker.exists():
+            assert first.poll() is None, first.stdout.read().decode()[-3000:]
+            assert time.time() < deadline, "no checkpoint save started"
+            time.sleep(0.05)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert first.returncode == -signal.SIGKILL
+    assert [p.name for p in model_dir.glob("*_temp")] == ["ckpt-2_temp"]
+    assert list((model_dir / "ckpt-2_temp").iterdir())  # the shards TensorFlow had written
+    assert tf.train.latest_checkpoint(str(model_dir)) is None
+    # Not TensorFlow's names: left alone.
+    (model_dir / "notes_temp").mkdir()
+    (model_dir / "checkpoint.tmp-mine").write_text("")
+
+    second = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    removed = [line for line in second.stderr.splitlines() if "interrupted checkpoint" in line]
+    assert len(removed) == 1
+    assert removed[0].endswith(f"Removed what interrupted checkpoint saves left in {model_dir}: "
+                               "ckpt-2_temp")
+    with open(out + ".json") as handle:
+        assert json.load(handle)["step"] == 4
+    assert sorted(p.name for p in model_dir.glob("*temp*")) == ["notes_temp"]
+    assert (model_dir / "checkpoint.tmp-mine").exists()
+
+
+def test_only_tensorflows_temp_names_are_removed(tf, training, tmp_path, caplog):
+    from noisy_student.training.checkpoints import Checkpointer
+
+    leftovers = ["checkpoint.tmp" + "0123456789abcdef" * 2, "ckpt-7_temp"]
+    kept = ["ckpt-7_temporary", "ckpt-7.index", "checkpoint.tmp-1", "ckpt_temp", "ckpt-x_temp",
+            ".worker_scratch_1"]
+    (tmp_path / leftovers[1]).mkdir()
+    (tmp_path / leftovers[1] / "part-00000-of-00001.index").write_bytes(b"x")
+    for name in [leftovers[0], *kept]:
+        (tmp_path / name).write_text("")
+    chief = Checkpointer(str(tmp_path), tf.distribute.get_strategy(), step=tf.Variable(0))
+    with caplog.at_level(logging.WARNING):
+        assert chief.remove_interrupted_saves() == [str(tmp_path / n) for n in leftovers]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+    assert caplog.messages == [
+        f"Removed what interrupted checkpoint saves left in {tmp_path}: {', '.join(leftovers)}"]
+    assert chief.remove_interrupted_saves() == []
 
 
 def nan_at_step(tf, images, labels, bad_step):

@@ -3,7 +3,9 @@ atomic model export."""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from collections.abc import Callable
 
 import keras
@@ -15,6 +17,13 @@ from noisy_student.training.strategy import is_chief, worker_id
 
 CHECKPOINT_PREFIX = "ckpt"
 MODEL_SUFFIXES = (".keras", ".weights.h5")
+# What a save killed midway leaves in a model directory: TensorFlow writes a checkpoint's shards
+# into "<prefix>-<N>_temp/" and merges them under "<prefix>-<N>" at the end, and writes the
+# "checkpoint" state file through "checkpoint.tmp<32 hex digits>".
+INTERRUPTED_SAVE = re.compile(
+    rf"^(?:{re.escape(CHECKPOINT_PREFIX)}-\d+_temp|checkpoint\.tmp[0-9a-f]{{32}})$")
+
+log = logging.getLogger(__name__)
 
 
 class Checkpointer:
@@ -42,8 +51,31 @@ class Checkpointer:
             else None
         )
 
+    def remove_interrupted_saves(self) -> list[str]:
+        """Deletes what killed saves left in model_dir (TensorFlow's ``ckpt-<N>_temp/`` shard
+        folders and ``checkpoint.tmp<hex>`` files) and logs one line naming them; returns their
+        paths. The chief does this when training starts or resumes.
+
+        Only the chief of a training writes checkpoints into model_dir, and the run directory's
+        lock (noisy_student.run_lock) admits one command per worker role, so anything of that
+        kind found then belongs to a writer that is no longer running. (Two trainings must never
+        share a model_dir: both would write its checkpoints.) Local paths only. A non-chief
+        worker's scratch folder needs nothing: its next save replaces and deletes it."""
+        if not self.chief or "://" in self.model_dir or not os.path.isdir(self.model_dir):
+            return []
+        names = sorted(n for n in os.listdir(self.model_dir) if INTERRUPTED_SAVE.match(n))
+        removed = [os.path.join(self.model_dir, name) for name in names]
+        for path in removed:
+            tf.io.gfile.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        if removed:
+            log.warning("Removed what interrupted checkpoint saves left in %s: %s",
+                        self.model_dir, ", ".join(names))
+        return removed
+
     def restore_latest(self) -> str | None:
-        """Restores the newest checkpoint in model_dir, if any; returns its path."""
+        """Restores the newest checkpoint in model_dir, if any; returns its path. What killed
+        saves left there is removed first (`remove_interrupted_saves`)."""
+        self.remove_interrupted_saves()
         path = tf.train.latest_checkpoint(self.model_dir)
         if path is None:
             return None
