@@ -28,6 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from noisy_student import run_layout  # noqa: E402
+
 BENCHMARKS = ("clean", "imagenet_a", "imagenet_r", "imagenet_c", "imagenet_p", "corrupted",
               "report")
 
@@ -132,9 +134,9 @@ def default_output_dir(options: EvalOptions, info: dict) -> str:
     if options.output_dir:
         return options.output_dir
     if info.get("run_dir"):
-        return os.path.join(info["run_dir"], "eval", f"iter{info['iteration']}")
+        return os.path.join(info["run_dir"], run_layout.eval_dir(info["iteration"]))
     base = info.get("model_dir") or os.path.dirname(os.path.abspath(options.model))
-    return os.path.join(base, "eval")
+    return os.path.join(base, run_layout.EVAL_DIR)
 
 
 def _class_names(options: EvalOptions, run_dir: str | None) -> list[str] | None:

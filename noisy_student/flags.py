@@ -11,7 +11,9 @@ import os
 
 from absl import flags
 
-MODES = ("loop", "train", "label", "filter", "student", "eval", "eval_corrupted", "export")
+from noisy_student.run_layout import MODE_KINDS
+
+MODES = ("loop", *MODE_KINDS, "eval_corrupted")
 EVAL_BENCHMARKS = ("clean", "imagenet_a", "imagenet_r", "imagenet_c", "imagenet_p")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")

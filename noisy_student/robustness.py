@@ -19,16 +19,15 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from noisy_student import eval_sources, evaluation
+from noisy_student import eval_sources, evaluation, run_layout
 from noisy_student.atomic_io import read_json, write_json_atomic
 from noisy_student.data.tfds_source import is_tfds_spec as tfds_spec
 from noisy_student.plots import new_figure, write_png
+from noisy_student.run_layout import FINAL_MODEL, MANIFEST
 
 log = logging.getLogger(__name__)
 
 MAX_CONFUSION_CLASSES = 100
-MANIFEST = "manifest.json"
-FINAL_MODEL = "model.keras"
 
 
 # ----------------------------------------------------------------------------- models
@@ -38,12 +37,12 @@ def run_model_dirs(run_dir: str) -> dict[int, str]:
     """{iteration: model directory} of a run directory (0 = teacher, N = iterN/student) for the
     models that exist there."""
     dirs = {}
-    teacher = os.path.join(run_dir, "teacher")
+    teacher = os.path.join(run_dir, run_layout.model_dir(0))
     if tf.io.gfile.isdir(teacher):
         dirs[0] = teacher
     n = 1
-    while tf.io.gfile.isdir(os.path.join(run_dir, f"iter{n}", "student")):
-        dirs[n] = os.path.join(run_dir, f"iter{n}", "student")
+    while tf.io.gfile.isdir(os.path.join(run_dir, run_layout.model_dir(n))):
+        dirs[n] = os.path.join(run_dir, run_layout.model_dir(n))
         n += 1
     return dirs
 

@@ -143,20 +143,21 @@ def test_student_train_ratio_scales_steps_and_staircase_period(tmp_path):
     import dataclasses
 
     from noisy_student.loop import Run, RunConfig
+    from noisy_student.stages import train_config
 
     config = RunConfig(
         run_dir=str(tmp_path), num_train_images=1000, train_batch_size=100, train_epochs=30,
         lr_decay_epochs=2.0, student_train_ratio=2.5, final_base_lr=None,
     )
-    run = Run(config)
-    teacher, student = run.train_config(student=False), run.train_config(student=True)
+    run = Run(config).context
+    teacher, student = train_config(run, student=False), train_config(run, student=True)
     assert (teacher.total_steps, student.total_steps) == (300, 750)
     assert (teacher.lr_decay_epochs, student.lr_decay_epochs) == (2.0, 5.0)
     assert teacher.lr_schedule == student.lr_schedule == "exponential"
     own = Run(dataclasses.replace(
         config, student_lr_schedule="cosine", student_final_base_lr=1e-4, final_base_lr=2e-3
-    ))
-    teacher, student = own.train_config(student=False), own.train_config(student=True)
+    )).context
+    teacher, student = train_config(own, student=False), train_config(own, student=True)
     assert (teacher.lr_schedule, teacher.final_base_learning_rate) == ("exponential", 2e-3)
     assert (student.lr_schedule, student.final_base_learning_rate) == ("cosine", 1e-4)
 
@@ -166,6 +167,7 @@ def test_svhn_flagfile_gives_the_reference_schedule(tmp_path):
     derived from final_base_lr=2e-4 (reference main.py; see test_recipe for the formula)."""
     from noisy_student.loop import Run, RunConfig
     from noisy_student.main import run_config
+    from noisy_student.stages import train_config
     from noisy_student.training.trainer import learning_rate_schedule
 
     flagfile = assets.config_path("svhn")
@@ -177,9 +179,9 @@ def test_svhn_flagfile_gives_the_reference_schedule(tmp_path):
         for name, value in saved.items():
             flags.FLAGS[name].value = value
     assert isinstance(config, RunConfig)
-    run = Run(config)
+    run = Run(config).context
     for student in (False, True):
-        train = run.train_config(student=student)
+        train = train_config(run, student=student)
         assert train.total_steps == 109474
         schedule = learning_rate_schedule(train)
         assert schedule.decay_epochs == pytest.approx(1.3717, abs=1e-4)

@@ -63,11 +63,12 @@ def save_teacher(path: str, num_classes: int = 10) -> str:
     import keras
 
     from noisy_student.loop import Run, RunConfig
+    from noisy_student.stages import model_fn
 
     config = RunConfig(run_dir=os.path.dirname(path), num_classes=num_classes,
                        small_images=True, width_coefficient=0.25, depth_coefficient=0.25)
     keras.utils.set_random_seed(0)
-    Run(config).model_fn("efficientnet-b0", for_training=False)().save_weights(path)
+    model_fn(Run(config).context, "efficientnet-b0", for_training=False)().save_weights(path)
     return path
 
 
@@ -133,7 +134,7 @@ def test_full_disk_is_one_line_and_status_2(tmp_path, monkeypatch):
     def full(path, obj):
         raise OSError(errno.ENOSPC, "No space left on device", path)
 
-    monkeypatch.setattr("noisy_student.loop.write_json_atomic", full)
+    monkeypatch.setattr("noisy_student.run_dir.write_json_atomic", full)
     code, _, stderr = cli(*tiny_flags(tmp_path / "run", "--mode=train"))
     assert code == 2
     [line] = error_lines(stderr)
