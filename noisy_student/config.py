@@ -69,7 +69,13 @@ class RunConfig:
 
     @property
     def hard_labels(self) -> bool:
+        """--teacher_softmax_temp=-1: students train on one-hot pseudo labels."""
         return self.teacher_softmax_temp == -1
+
+    @property
+    def soft_label_temperature(self) -> float:
+        """The temperature of the stored (always soft) pseudo labels: 1 with hard labels."""
+        return 1.0 if self.hard_labels else self.teacher_softmax_temp
 
     @property
     def num_iterations(self) -> int:

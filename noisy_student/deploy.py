@@ -72,7 +72,7 @@ def _softmax(outputs: np.ndarray) -> np.ndarray:
 
 
 def _as_probabilities(model) -> Callable[[np.ndarray], np.ndarray]:
-    from noisy_student.labeling import model_outputs_logits
+    from noisy_student.training.checks import model_outputs_logits
 
     logits = model_outputs_logits(model)
     return (lambda out: _softmax(out.astype(np.float32))) if logits else (

@@ -16,15 +16,14 @@ Signatures (all return `probabilities` [B, C] float32 and `classes` [B] int64):
 from __future__ import annotations
 
 import os
-import shutil
 
 import keras
 import tensorflow as tf
 
-from noisy_student.atomic_io import remove_stale_temps, temp_path
+from noisy_student.atomic_io import atomic_output, remove_stale_temps
 from noisy_student.data.bad_data import try_map
 from noisy_student.data.preprocessing import preprocess_for_eval
-from noisy_student.labeling import model_outputs_logits
+from noisy_student.training.checks import model_outputs_logits
 
 
 class _Serving(tf.Module):
@@ -124,17 +123,6 @@ def export_saved_model(
     parent = os.path.dirname(export_dir)
     os.makedirs(parent, exist_ok=True)
     remove_stale_temps(parent, recursive=False, prefix=f".{os.path.basename(export_dir)}.tmp-")
-    staging = temp_path(export_dir)
-    try:
+    with atomic_output(export_dir) as staging:
         tf.saved_model.save(module, staging, signatures=signatures)
-        if os.path.exists(export_dir):
-            old = temp_path(export_dir, ".old")
-            os.rename(export_dir, old)
-            os.rename(staging, export_dir)
-            shutil.rmtree(old)
-        else:
-            os.rename(staging, export_dir)
-    finally:
-        if os.path.exists(staging):
-            shutil.rmtree(staging)
     return export_dir

@@ -30,6 +30,8 @@ from noisy_student.data.records import (
 from noisy_student.data.shards import check_no_stale_shards, shard_name
 from noisy_student.data.tfrecord_source import list_files, scan_file
 from noisy_student.distributed_work import shards_for_worker, worker_info
+from noisy_student.pseudo_labels import teacher_targets
+from noisy_student.training.checks import model_outputs_logits
 
 OUTPUT_SPLIT = "pseudo"
 INFO_DIR = "info"
@@ -41,20 +43,6 @@ log = logging.getLogger(__name__)
 def pseudo_label_pattern(output_dir: str) -> str:
     """Glob matching the pseudo-labeled shards that `label_shards` writes (for filtering)."""
     return os.path.join(output_dir, "pseudo-?????-of-?????")
-
-
-def model_outputs_logits(model) -> bool:
-    """True if the model's last layer has no activation, False if it ends in a softmax."""
-    import keras
-
-    last = (getattr(model, "layers", None) or [None])[-1]
-    name = getattr(getattr(last, "activation", None), "__name__", "")
-    if name == "linear":
-        return True
-    if name == "softmax" or isinstance(last, keras.layers.Softmax):
-        return False
-    raise ValueError(f"cannot tell whether {getattr(model, 'name', model)} outputs logits or "
-                     f"probabilities (last layer activation {name or None!r}); pass from_logits")
 
 
 def make_label_fn(teacher, *, temperature: float = 1.0, hard: bool = False,
@@ -71,14 +59,7 @@ def make_label_fn(teacher, *, temperature: float = 1.0, hard: bool = False,
 
     @tf.function(reduce_retracing=True)
     def label(images):
-        outputs = tf.cast(teacher(images, training=False), tf.float32)
-        if hard:
-            return tf.one_hot(tf.argmax(outputs, axis=-1), tf.shape(outputs)[-1])
-        if from_logits:
-            return tf.nn.softmax(outputs / temperature, axis=-1)
-        if temperature == 1.0:
-            return outputs / tf.reduce_sum(outputs, axis=-1, keepdims=True)
-        return tf.nn.softmax(tf.math.log(tf.maximum(outputs, 1e-30)) / temperature, axis=-1)
+        return teacher_targets(teacher(images, training=False), temperature, hard, from_logits)
 
     return label
 

@@ -22,7 +22,7 @@ from noisy_student.config import RunConfig
 from noisy_student.data import pipelines
 from noisy_student.data.bad_data import DataStats
 from noisy_student.data.preprocessing import preprocess_for_eval
-from noisy_student.data.tfrecord_source import list_files, scan_file
+from noisy_student.data.tfrecord_source import count_records
 from noisy_student.distributed_work import wait_for
 from noisy_student.run_dir import RunDir, RunError
 from noisy_student.training import (
@@ -74,9 +74,7 @@ class Context:
             return self.config.num_train_images
         if self.config.label_data.startswith("tfds:"):
             raise ValueError("Set --num_train_images for a tfds: labeled source.")
-        strict = self.config.strict_data
-        return sum(scan_file(f, strict=strict).num_records
-                   for f in list_files(self.config.label_data))
+        return count_records(self.config.label_data, strict=self.config.strict_data)
 
 
 # ----------------------------------------------------------------------------- models
@@ -183,7 +181,7 @@ def train_config(ctx: Context, student: bool) -> TrainConfig:
         moving_average_decay=config.moving_average_decay,
         unlabel_ratio=config.unlabel_ratio if student else 0.0,
         hard_pseudo_labels=config.hard_labels,
-        teacher_temperature=1.0 if config.hard_labels else config.teacher_softmax_temp,
+        teacher_temperature=config.soft_label_temperature,
         allow_smaller_student=config.allow_smaller_student,
         precision=config.precision,
         steps_per_loop=config.steps_per_loop,
@@ -201,48 +199,51 @@ def _global_batch(per_replica: int, context: tf.distribute.InputContext | None) 
     return per_replica * (context.num_replicas_in_sync if context else 1)
 
 
-def labeled_fn(ctx: Context, size: int, randaug: bool):
+def input_options(ctx: Context, size: int, batch_size: int, *, training: bool,
+                  randaug: bool = False, count: bool = True,
+                  input_context: tf.distribute.InputContext | None = None
+                  ) -> pipelines.InputOptions:
+    """The run's pipeline options: its image variant, RandAugment (`randaug`) and bad-data
+    policy; `count` adds what is read to the stage's data counts."""
     config = ctx.config
+    return pipelines.InputOptions(
+        image_size=size,
+        batch_size=batch_size,
+        training=training,
+        small_image=config.small_images,
+        randaug_num_layers=config.randaug_num_layers if randaug else 0,
+        randaug_magnitude=config.randaug_magnitude,
+        input_context=input_context,
+        stats=ctx.data_stats if count else None,
+        strict=config.strict_data,
+    )
+
+
+def training_data_fn(ctx: Context, size: int, build: Callable[..., tf.data.Dataset], *,
+                     randaug: bool):
+    """The trainer's dataset function (per-replica batch size, input context) ->
+    ``build(options)`` for training."""
 
     def dataset_fn(batch_size: int, context: tf.distribute.InputContext | None = None):
-        return pipelines.labeled_dataset(
-            config.label_data,
-            image_size=size,
-            batch_size=_global_batch(batch_size, context),
-            training=True,
-            num_classes=config.num_classes,
-            label_offset=config.label_offset,
-            small_image=config.small_images,
-            randaug_num_layers=config.randaug_num_layers if randaug else 0,
-            randaug_magnitude=config.randaug_magnitude,
-            input_context=context,
-            stats=ctx.data_stats,
-            strict=config.strict_data,
-        )
+        global_batch = _global_batch(batch_size, context)
+        return build(input_options(ctx, size, global_batch, training=True, randaug=randaug,
+                                   input_context=context))
 
     return dataset_fn
+
+
+def labeled_fn(ctx: Context, size: int, randaug: bool):
+    config = ctx.config
+    return training_data_fn(ctx, size, functools.partial(
+        pipelines.labeled_dataset, config.label_data, num_classes=config.num_classes,
+        label_offset=config.label_offset), randaug=randaug)
 
 
 def pseudo_fn(ctx: Context, pattern: str, size: int):
     config = ctx.config
-
-    def dataset_fn(batch_size: int, context: tf.distribute.InputContext | None = None):
-        return pipelines.pseudo_labeled_dataset(
-            pattern,
-            image_size=size,
-            batch_size=_global_batch(batch_size, context),
-            num_classes=config.num_classes,
-            training=True,
-            hard=config.hard_labels,
-            small_image=config.small_images,
-            randaug_num_layers=config.randaug_num_layers,
-            randaug_magnitude=config.randaug_magnitude,
-            input_context=context,
-            stats=ctx.data_stats,
-            strict=config.strict_data,
-        )
-
-    return dataset_fn
+    return training_data_fn(ctx, size, functools.partial(
+        pipelines.pseudo_labeled_dataset, pattern, num_classes=config.num_classes,
+        hard=config.hard_labels), randaug=True)
 
 
 def clean_train_fn(ctx: Context, size: int):
@@ -252,16 +253,11 @@ def clean_train_fn(ctx: Context, size: int):
 
     def dataset_fn(batch_size: int, context: tf.distribute.InputContext | None = None):
         global_batch = _global_batch(batch_size, context)
+        options = input_options(ctx, size, global_batch, training=False, input_context=context,
+                                count=False)  # counts of its own: it rereads training images
         return pipelines.labeled_dataset(
-            config.label_data,
-            image_size=size,
-            batch_size=global_batch,
-            training=False,
-            num_classes=config.num_classes,
+            config.label_data, options, num_classes=config.num_classes,
             label_offset=config.label_offset,
-            small_image=config.small_images,
-            input_context=context,
-            strict=config.strict_data,  # counts of its own: it rereads training images
         ).take(math.ceil(num_images / global_batch))
 
     return dataset_fn
@@ -279,38 +275,18 @@ def on_the_fly_fn(ctx: Context, size: int, teacher_size: int):
         )
         return images, clean
 
-    def dataset_fn(batch_size: int, context: tf.distribute.InputContext | None = None):
-        dataset = pipelines.unlabeled_dataset(
-            config.unlabel_data,
-            image_size=size,
-            batch_size=_global_batch(batch_size, context),
-            training=True,
-            small_image=config.small_images,
-            randaug_num_layers=config.randaug_num_layers,
-            randaug_magnitude=config.randaug_magnitude,
-            input_context=context,
-            include_encoded=True,
-            stats=ctx.data_stats,
-            strict=config.strict_data,
-        )
+    def build(options: pipelines.InputOptions) -> tf.data.Dataset:
+        dataset = pipelines.unlabeled_dataset(config.unlabel_data, options, include_encoded=True)
         return dataset.map(teacher_view, num_parallel_calls=tf.data.AUTOTUNE)
 
-    return dataset_fn
+    return training_data_fn(ctx, size, build, randaug=True)
 
 
 def eval_dataset(ctx: Context, size: int) -> tf.data.Dataset:
     config = ctx.config
-    return pipelines.labeled_dataset(
-        config.eval_data,
-        image_size=size,
-        batch_size=config.eval_batch_size,
-        training=False,
-        num_classes=config.num_classes,
-        label_offset=config.label_offset,
-        small_image=config.small_images,
-        stats=ctx.data_stats,
-        strict=config.strict_data,
-    )
+    options = input_options(ctx, size, config.eval_batch_size, training=False)
+    return pipelines.labeled_dataset(config.eval_data, options, num_classes=config.num_classes,
+                                     label_offset=config.label_offset)
 
 
 # ----------------------------------------------------------------------------- stages
@@ -392,7 +368,7 @@ def label(ctx: Context, iteration: int) -> dict:
         batch_size=config.eval_batch_size,
         # Stored labels stay soft even for hard-label training: filtering ranks by
         # confidence, and the student's pipeline takes the argmax (hard=True).
-        temperature=1.0 if config.hard_labels else config.teacher_softmax_temp,
+        temperature=config.soft_label_temperature,
         from_logits=True,
         worker_index=config.worker_index,
         num_workers=config.num_workers,
@@ -419,8 +395,7 @@ def filter_stage(ctx: Context, iteration: int) -> dict:
         ctx.run_dir.path(run_layout.labels_dir(iteration)))
     per_class = config.num_image_per_class
     if per_class is None:
-        total = sum(scan_file(f, strict=config.strict_data).num_records
-                    for f in list_files(labels_pattern))
+        total = count_records(labels_pattern, strict=config.strict_data)
         per_class = max(1, math.ceil(total / config.num_classes))
     output_dir = ctx.run_dir.path(run_layout.filtered_dir(iteration))
     if not ctx.chief:  # one writer; the other workers wait for its statistics
