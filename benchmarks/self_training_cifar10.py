@@ -186,10 +186,10 @@ def baseline_epochs(flagfile: str, passthrough: list[str]) -> float:
 
 
 def run_baseline(flagfile: str, passthrough: list[str], run_dir: str) -> int:
-    """The supervised baseline: --mode=train with the students' noise, then its evaluation."""
+    """The supervised baseline: --mode=teacher with the students' noise, then its evaluation."""
     flags = [*passthrough, f"--run_dir={os.path.join(run_dir, 'baseline')}", "--teacher_randaug",
              f"--train_epochs={baseline_epochs(flagfile, passthrough)}"]
-    for mode in ("--mode=train", "--mode=eval --iteration=0"):  # train: the teacher stage
+    for mode in ("--mode=teacher", "--mode=eval --iteration=0"):
         code = run_loop(flagfile, [*flags, *mode.split()])
         if code:
             return code

@@ -175,7 +175,7 @@ def run(options: EvalOptions) -> dict:
                                         ema=options.ema, model_fn=_model_fn(options))
     size = robustness.model_image_size(model, options.image_size)
     out = default_output_dir(options, info)
-    common = {"image_size": size, "small_image": options.small_images, "output_dir": out}
+    common = {"image_size": size, "small_images": options.small_images, "output_dir": out}
     b = options.benchmark
     if b == "clean":
         folder = eval_sources.is_class_folder(options.data)
@@ -185,7 +185,7 @@ def run(options: EvalOptions) -> dict:
         dataset = eval_sources.labeled_source(
             options.data, image_size=size, batch_size=options.batch_size,
             num_classes=options.num_classes, label_offset=options.label_offset,
-            small_image=options.small_images, strict=options.strict)
+            small_images=options.small_images, strict=options.strict)
         result = robustness.evaluate_classification(
             model, dataset, num_classes=options.num_classes, class_names=names,
             output_dir=out, max_steps=options.max_steps,

@@ -20,6 +20,7 @@ import os
 import keras
 import tensorflow as tf
 
+from efficientnet_tf.deprecation import renamed_keywords
 from noisy_student.atomic_io import atomic_output, remove_stale_temps
 from noisy_student.data.bad_data import try_map
 from noisy_student.data.preprocessing import preprocess_for_eval
@@ -27,11 +28,11 @@ from noisy_student.training.checks import model_outputs_logits
 
 
 class _Serving(tf.Module):
-    def __init__(self, model: keras.Model, image_size: int, small_image: bool):
+    def __init__(self, model: keras.Model, image_size: int, small_images: bool):
         super().__init__()
         self.model = model
         self.image_size = image_size
-        self.small_image = small_image
+        self.small_images = small_images
         self.logits = model_outputs_logits(model)
 
     def _classify(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -71,7 +72,7 @@ class _Serving(tf.Module):
         size = self.image_size
 
         def preprocess(data):
-            return preprocess_for_eval(data, size, small_image=self.small_image)
+            return preprocess_for_eval(data, size, small_images=self.small_images)
 
         return tf.map_fn(
             lambda data: try_map(data, preprocess, log_warning=False).get_single_element(),
@@ -105,13 +106,14 @@ class _Serving(tf.Module):
         return tf.function(classify_bytes, input_signature=[spec])
 
 
+@renamed_keywords(small_image="small_images")
 def export_saved_model(
-    model: keras.Model, export_dir: str, *, image_size: int, small_image: bool = False
+    model: keras.Model, export_dir: str, *, image_size: int, small_images: bool = False
 ) -> str:
     """Writes a SavedModel with bytes and float signatures to `export_dir`, atomically (a temp
     directory renamed at the end; an existing export is replaced only once the new one is
     complete; the temp directories of killed exports are removed first). Returns `export_dir`."""
-    module = _Serving(model, image_size, small_image)
+    module = _Serving(model, image_size, small_images)
     images_fn = module.images_fn()
     signatures = {
         "serving_default": images_fn,

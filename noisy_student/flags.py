@@ -11,9 +11,9 @@ import os
 
 from absl import flags
 
-from noisy_student.run_layout import MODE_KINDS
+from noisy_student.run_layout import DEPRECATED_MODES, MODE_KINDS
 
-MODES = ("loop", *MODE_KINDS, "eval_corrupted")
+MODES = ("loop", *MODE_KINDS, "eval_corrupted", *DEPRECATED_MODES)
 EVAL_BENCHMARKS = ("clean", "imagenet_a", "imagenet_r", "imagenet_c", "imagenet_p")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -25,7 +25,8 @@ flags.DEFINE_enum(
     "mode",
     "loop",
     MODES,
-    "Stage to run; 'loop' runs every stage in order and resumes at the first incomplete one.",
+    "Stage to run; 'loop' runs every stage in order and resumes at the first incomplete one; "
+    "'teacher' trains the teacher ('train' is its deprecated spelling).",
 )
 flags.DEFINE_string("run_dir", None, "Run directory: checkpoints, pseudo labels, manifest.")
 flags.DEFINE_integer(
@@ -159,7 +160,9 @@ flags.DEFINE_float("weight_decay", 1e-5, "Weight decay on 0.5*||w||^2, batch nor
 flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing (labeled and hard pseudo labels).")
 flags.DEFINE_float("moving_average_decay", 0.9999, "EMA decay (with (1+n)/(10+n) warm-up).")
 flags.DEFINE_float("dropout_rate", None, "Dropout before the classifier (default: preset).")
-flags.DEFINE_float("stochastic_depth_rate", 0.2, "Drop-connect rate of the last block.")
+flags.DEFINE_float(
+    "stochastic_depth_rate", 0.2,
+    "Stochastic depth: the drop rate of the last block (earlier blocks scale it linearly).")
 flags.DEFINE_enum("precision", "float32", PRECISIONS, "Compute precision.")
 flags.DEFINE_integer(
     "steps_per_loop",
@@ -314,7 +317,8 @@ def _check_pattern(name: str, patterns: str | None, required: bool) -> None:
 
 def needed_data(mode: str, have_teacher: bool) -> dict[str, bool]:
     """Which data flags a mode needs."""
-    train = mode in ("loop", "train", "student") and not (mode == "train" and have_teacher)
+    mode = DEPRECATED_MODES.get(mode, mode)
+    train = mode in ("loop", "teacher", "student") and not (mode == "teacher" and have_teacher)
     return {
         "label_data": train,
         "unlabel_data": mode in ("loop", "label", "student"),

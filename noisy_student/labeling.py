@@ -20,6 +20,7 @@ import os
 
 import tensorflow as tf
 
+from efficientnet_tf.deprecation import renamed_keywords
 from noisy_student.atomic_io import read_json, write_json_atomic
 from noisy_student.data.preprocessing import preprocess_for_eval
 from noisy_student.data.records import (
@@ -64,14 +65,14 @@ def make_label_fn(teacher, *, temperature: float = 1.0, hard: bool = False,
     return label
 
 
-def _decoded_batches(path: str, *, image_size: int, small_image: bool, crop_padding: int,
+def _decoded_batches(path: str, *, image_size: int, small_images: bool, crop_padding: int,
                      batch_size: int) -> tf.data.Dataset:
     """(record index, image bytes, preprocessed image) batches in file order; records that fail
     to parse or decode are dropped (the caller finds them from the missing indices)."""
 
     def prepare(index, serialized):
         image_bytes = parse_unlabeled(serialized)["image"]
-        image = preprocess_for_eval(image_bytes, image_size, small_image=small_image,
+        image = preprocess_for_eval(image_bytes, image_size, small_images=small_images,
                                     crop_padding=crop_padding)
         return index, image_bytes, image
 
@@ -146,8 +147,9 @@ def unfinished_shards(input_pattern: str, output_dir: str) -> list[str]:
     ]
 
 
+@renamed_keywords(small_image="small_images")
 def label_shards(teacher, input_pattern: str, output_dir: str, *, image_size: int,
-                 small_image: bool = False, batch_size: int = 128, temperature: float = 1.0,
+                 small_images: bool = False, batch_size: int = 128, temperature: float = 1.0,
                  hard: bool = False, from_logits: bool | None = None,
                  worker_index: int | None = None, num_workers: int | None = None,
                  storage: str = "float32", crop_padding: int = 32,
@@ -167,7 +169,7 @@ def label_shards(teacher, input_pattern: str, output_dir: str, *, image_size: in
     if label_fn is None:
         label_fn = make_label_fn(teacher, temperature=temperature, hard=hard,
                                  from_logits=from_logits)
-    settings = {"image_size": image_size, "small_image": small_image, "crop_padding": crop_padding,
+    settings = {"image_size": image_size, "small_image": small_images, "crop_padding": crop_padding,
                 "temperature": temperature, "hard": hard, "storage": storage}
     tf.io.gfile.makedirs(os.path.join(output_dir, INFO_DIR))
     check_no_stale_shards(output_dir, OUTPUT_SPLIT, len(files))
@@ -187,7 +189,7 @@ def label_shards(teacher, input_pattern: str, output_dir: str, *, image_size: in
         _remove_stale_temps(output_dir, name)
         log.info("labeling %s -> %s", input_path, output_path)
         info = _label_shard(label_fn, input_path, output_path, storage=storage, strict=strict,
-                            image_size=image_size, small_image=small_image,
+                            image_size=image_size, small_images=small_images,
                             crop_padding=crop_padding, batch_size=batch_size)
         info.update(input=os.path.basename(input_path), settings=settings)
         write_json_atomic(info_path, info)

@@ -125,7 +125,7 @@ def load_model(ctx: Context, iteration: int) -> keras.Model:
         what = "teacher" if iteration == 0 else f"student of iteration {iteration}"
         raise RunError(
             f"No trained {what} in {folder}: run the loop (or --mode="
-            f"{'train' if iteration == 0 else f'student --iteration={iteration}'}) first"
+            f"{'teacher' if iteration == 0 else f'student --iteration={iteration}'}) first"
             + (", or pass --teacher_checkpoint." if iteration == 0 else ".")
         )
     return load_ema_model(folder, model_fn(ctx, model_name(ctx, iteration), False))
@@ -210,7 +210,7 @@ def input_options(ctx: Context, size: int, batch_size: int, *, training: bool,
         image_size=size,
         batch_size=batch_size,
         training=training,
-        small_image=config.small_images,
+        small_images=config.small_images,
         randaug_num_layers=config.randaug_num_layers if randaug else 0,
         randaug_magnitude=config.randaug_magnitude,
         input_context=input_context,
@@ -269,7 +269,7 @@ def on_the_fly_fn(ctx: Context, size: int, teacher_size: int):
 
     def teacher_view(images, encoded):
         clean = tf.map_fn(
-            lambda data: preprocess_for_eval(data, teacher_size, small_image=config.small_images),
+            lambda data: preprocess_for_eval(data, teacher_size, small_images=config.small_images),
             encoded,
             fn_output_signature=tf.TensorSpec([teacher_size, teacher_size, 3]),
         )
@@ -364,7 +364,7 @@ def label(ctx: Context, iteration: int) -> dict:
         config.unlabel_data,
         output_dir,
         image_size=image_size(ctx, name),
-        small_image=config.small_images,
+        small_images=config.small_images,
         batch_size=config.eval_batch_size,
         # Stored labels stay soft even for hard-label training: filtering ranks by
         # confidence, and the student's pipeline takes the argmax (hard=True).
@@ -439,7 +439,7 @@ def export_model(ctx: Context, iteration: int | None = None) -> dict:
         load_model(ctx, iteration),
         export_dir,
         image_size=image_size(ctx, name),
-        small_image=ctx.config.small_images,
+        small_images=ctx.config.small_images,
     )
     return {"export_dir": export_dir, "model": name}
 

@@ -243,7 +243,7 @@ def test_cifar10_benchmark_baseline_commands_pass_validation(tmp_path, monkeypat
     data = [f"--{name}={GOOD[name]}" for name in ("label_data", "unlabel_data", "eval_data")]
     assert bench.run_baseline(flagfile, data, str(tmp_path)) == 0
     assert [arg for args in commands for arg in args if arg.startswith("--mode=")] == [
-        "--mode=train", "--mode=eval"]
+        "--mode=teacher", "--mode=eval"]
     saved = flags.FLAGS.flag_values_dict()
     try:
         for args in commands:

@@ -122,7 +122,7 @@ def test_missing_teacher_is_one_line_and_status_2_unless_traceback(tmp_path):
     assert code == 2
     assert error_lines(stderr) == [
         f"noisy-student: error: No trained teacher in {tmp_path / 'run' / 'teacher'}: run the "
-        "loop (or --mode=train) first, or pass --teacher_checkpoint. (--traceback shows the "
+        "loop (or --mode=teacher) first, or pass --teacher_checkpoint. (--traceback shows the "
         "stack)"]
     with pytest.raises(RunError, match="No trained teacher"):
         cli(*args, "--traceback")

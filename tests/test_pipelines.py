@@ -303,3 +303,13 @@ def test_small_image_randaugment_runs_on_batches(small_set):
     images = pipelines._augment_batch(tf.constant(plain[0][0].astype(np.uint8)),
                                       tf.constant(0, tf.int64), 32, 1, 5.0, tf.bfloat16, None)
     assert images.shape == (16, 32, 32, 3) and images.dtype == tf.bfloat16
+
+
+def test_small_image_is_the_deprecated_spelling_of_small_images():
+    with pytest.warns(DeprecationWarning, match="small_image= is deprecated"):
+        options = pipelines.input_options(image_size=32, batch_size=8, training=False,
+                                          small_image=True)
+    assert options.small_images
+    with pytest.raises(TypeError, match="give small_images= only"):
+        pipelines.input_options(image_size=32, batch_size=8, training=False, small_image=True,
+                                small_images=True)

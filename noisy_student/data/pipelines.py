@@ -24,6 +24,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from efficientnet_tf.deprecation import renamed_keywords
 from noisy_student.data import records, tfds_source
 from noisy_student.data.bad_data import DataStats, guarded_map, text
 from noisy_student.data.preprocessing import (
@@ -53,7 +54,7 @@ class InputOptions:
     image_size: int
     batch_size: int
     training: bool
-    small_image: bool = False
+    small_images: bool = False
     randaug_num_layers: int = 0
     randaug_magnitude: float = 10.0
     input_context: tf.distribute.InputContext | None = None
@@ -69,6 +70,7 @@ class InputOptions:
     seed: int | None = None
 
 
+@renamed_keywords(small_image="small_images")
 def input_options(options: InputOptions | None = None, **fields: Any) -> InputOptions:
     """`options` with `fields` replaced, or new options made of `fields` (a TypeError names an
     unknown or a missing field)."""
@@ -140,19 +142,19 @@ def _build(source: Source, options: InputOptions, *, kind: str,
 
     # Small images with RandAugment: decode per image, augment whole batches (RandAugment's
     # per-image op dispatch would dominate at 32 px; see augment_small_batch_for_train).
-    batched_augment = training and o.small_image and o.randaug_num_layers > 0
+    batched_augment = training and o.small_images and o.randaug_num_layers > 0
 
     def preprocess(element: Element):
         if batched_augment:
             image = decode_small_for_train(element["image"], o.image_size)
         elif training:
             image = preprocess_for_train(
-                element["image"], o.image_size, small_image=o.small_image,
+                element["image"], o.image_size, small_images=o.small_images,
                 randaug_num_layers=o.randaug_num_layers,
                 randaug_magnitude=o.randaug_magnitude, dtype=o.dtype, seed=element.get("seed"))
         else:
             image = preprocess_for_eval(element["image"], o.image_size,
-                                        small_image=o.small_image, crop_padding=o.crop_padding,
+                                        small_images=o.small_images, crop_padding=o.crop_padding,
                                         dtype=o.dtype)
         return output(element, image)
 
