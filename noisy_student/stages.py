@@ -152,44 +152,37 @@ def initialized_from(model_fn: Callable[[], keras.Model],
     return build
 
 
+# TrainConfig (the training library's own API) fields that take a run setting of another name;
+# every other TrainConfig field with a RunConfig namesake takes that setting as it is.
+TRAIN_SETTING_NAMES = {"batch_size": "train_batch_size", "warmup_epochs": "lr_warmup_epochs",
+                       "final_base_learning_rate": "final_base_lr"}
+
+
 def train_config(ctx: Context, student: bool) -> TrainConfig:
-    """The trainer's settings for the teacher or a student."""
+    """The trainer's settings for the teacher or a student: the run's settings, with the
+    students' own length, schedule and final rate, and the pseudo-label settings."""
     config = ctx.config
-    epochs, decay_epochs = config.train_epochs, config.lr_decay_epochs
-    schedule, final = config.lr_schedule, config.final_base_lr
-    if student:
-        schedule = config.student_lr_schedule or schedule
-        if config.student_final_base_lr is not None:
-            final = config.student_final_base_lr
-    if student and config.student_epochs:
-        epochs = config.student_epochs
-    elif student and config.student_train_ratio:  # reference: steps and period scale
-        epochs *= config.student_train_ratio
-        decay_epochs *= config.student_train_ratio
-    return TrainConfig(
-        batch_size=config.train_batch_size,
-        num_train_examples=ctx.num_train_images,
-        train_epochs=epochs,
-        optimizer=config.optimizer,
-        base_learning_rate=config.base_learning_rate,
-        final_base_learning_rate=final,
-        lr_schedule=schedule,
-        warmup_epochs=config.lr_warmup_epochs,
-        lr_decay_epochs=decay_epochs,
-        weight_decay=config.weight_decay,
-        label_smoothing=config.label_smoothing,
-        moving_average_decay=config.moving_average_decay,
-        unlabel_ratio=config.unlabel_ratio if student else 0.0,
-        hard_pseudo_labels=config.hard_labels,
-        teacher_temperature=config.soft_label_temperature,
-        allow_smaller_student=config.allow_smaller_student,
-        precision=config.precision,
-        steps_per_loop=config.steps_per_loop,
-        checkpoint_every=config.checkpoint_every,
-        summary_every=config.summary_every,
-        eval_batch_size=config.eval_batch_size,
-        quiet=config.quiet,
-    )
+    run_settings = {field.name for field in dataclasses.fields(config)}
+    settings = {}
+    for field in dataclasses.fields(TrainConfig):
+        name = TRAIN_SETTING_NAMES.get(field.name, field.name)
+        if name in run_settings:
+            settings[field.name] = getattr(config, name)
+    settings.update(num_train_examples=ctx.num_train_images,
+                    unlabel_ratio=config.unlabel_ratio if student else 0.0,
+                    hard_pseudo_labels=config.hard_labels,
+                    teacher_temperature=config.soft_label_temperature)
+    if not student:
+        return TrainConfig(**settings)
+    settings["lr_schedule"] = config.student_lr_schedule or config.lr_schedule
+    if config.student_final_base_lr is not None:
+        settings["final_base_learning_rate"] = config.student_final_base_lr
+    if config.student_epochs:
+        settings["train_epochs"] = config.student_epochs
+    elif config.student_train_ratio:  # reference: steps and period scale
+        settings["train_epochs"] = config.train_epochs * config.student_train_ratio
+        settings["lr_decay_epochs"] = config.lr_decay_epochs * config.student_train_ratio
+    return TrainConfig(**settings)
 
 
 # ------------------------------------------------------------------------------- data
