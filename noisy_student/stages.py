@@ -377,7 +377,8 @@ def label(ctx: Context, iteration: int) -> dict:
 
 
 def filtered_pattern(ctx: Context, iteration: int) -> str:
-    return os.path.join(ctx.run_dir.path(run_layout.filtered_dir(iteration)), "train-*")
+    folder = ctx.run_dir.path(run_layout.filtered_dir(iteration))
+    return os.path.join(folder, f"{filtering.OUTPUT_SPLIT}-*")
 
 
 def filter_stage(ctx: Context, iteration: int) -> dict:
