@@ -43,7 +43,7 @@ def rate(guarded: bool, batches: int) -> float:
     try:
         dataset = pipelines.labeled_dataset(
             SAMPLE, image_size=32, batch_size=BATCH, training=True, num_classes=10,
-            label_offset=1, small_image=True)
+            label_offset=1, small_images=True)
     finally:
         if patch:
             patch.stop()

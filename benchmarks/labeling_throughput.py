@@ -102,7 +102,7 @@ def main() -> None:
             out = tempfile.mkdtemp(dir=work)
             start = time.perf_counter()
             summary = label_shards(model, pattern, out, image_size=args.resolution,
-                                   small_image=small, batch_size=args.batch, label_fn=label_fn)
+                                   small_images=small, batch_size=args.batch, label_fn=label_fn)
             elapsed = time.perf_counter() - start
             assert summary["num_labeled"] == args.images
             return args.images / elapsed

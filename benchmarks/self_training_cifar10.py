@@ -191,10 +191,10 @@ def baseline_epochs(flagfile: str, passthrough: list[str]) -> float:
 
 
 def run_baseline(flagfile: str, passthrough: list[str], run_dir: str) -> int:
-    """The supervised baseline: --mode=train with the students' noise, then its evaluation."""
+    """The supervised baseline: --mode=teacher with the students' noise, then its evaluation."""
     flags = [*passthrough, f"--run_dir={os.path.join(run_dir, 'baseline')}", "--teacher_randaug",
              f"--train_epochs={baseline_epochs(flagfile, passthrough)}"]
-    for mode in ("--mode=train", "--mode=eval --iteration=0"):  # train: the teacher stage
+    for mode in ("--mode=teacher", "--mode=eval --iteration=0"):
         code = run_loop(flagfile, [*flags, *mode.split()])
         if code:
             return code
@@ -213,17 +213,6 @@ def _fmt_gain(new: float | None, old: float | None) -> str:
 def _fmt_time(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     return f"{minutes}m{secs:02d}s"
-
-
-def _stage_order(stage: str) -> tuple[int, int]:
-    """Loop order: teacher, teacher/eval, iterN/label|filter|student|eval, export."""
-    steps = ["label", "filter", "student", "eval"]
-    if stage.startswith("teacher"):
-        return 0, int(stage != "teacher")
-    if stage.startswith("iter"):
-        number, _, step = stage[4:].partition("/")
-        return int(number), steps.index(step) if step in steps else len(steps)
-    return 1 << 30, 0
 
 
 def images_per_step(flagfile: str, passthrough: list[str]) -> dict[str, int]:
@@ -246,13 +235,22 @@ def summary_table(manifest: dict, data_seconds: float | None = None,
                   per_step: dict[str, int] | None = None) -> str:
     """Markdown: accuracy per model with gains, images labeled/kept, and per stage the wall
     time, steps and training images/s (``per_step``: see images_per_step)."""
+    from noisy_student.run_layout import (
+        EVAL,
+        FILTER,
+        LABEL,
+        TRAIN,
+        iterations,
+        parse_stage,
+        stage_name,
+        stage_order,
+    )
+
     per_step = per_step or {}
     stages = manifest.get("stages", {})
-    evals = [("teacher", stages.get("teacher/eval", {}).get("top1"))]
-    iteration = 1
-    while any(key.startswith(f"iter{iteration}/") for key in stages):
-        evals.append((f"student {iteration}", stages.get(f"iter{iteration}/eval", {}).get("top1")))
-        iteration += 1
+    students = [i for i in iterations(stages) if i > 0]
+    evals = [("teacher", stages.get(stage_name(EVAL, 0), {}).get("top1"))]
+    evals += [(f"student {i}", stages.get(stage_name(EVAL, i), {}).get("top1")) for i in students]
     lines = ["| model | top-1 | gain over its teacher |", "| --- | --- | --- |"]
     previous = None
     for name, top1 in evals:
@@ -260,9 +258,9 @@ def summary_table(manifest: dict, data_seconds: float | None = None,
         previous = top1
     lines += ["", "| iteration | images labeled | kept (>= threshold) | records written |",
               "| --- | --- | --- | --- |"]
-    for i in range(1, iteration):
-        label = stages.get(f"iter{i}/label", {})
-        filt = stages.get(f"iter{i}/filter", {})
+    for i in students:
+        label = stages.get(stage_name(LABEL, i), {})
+        filt = stages.get(stage_name(FILTER, i), {})
         labeled = filt.get("num_input_records", label.get("num_labeled", "TBD"))
         lines.append(f"| {i} | {labeled} | {filt.get('num_kept', 'TBD')} | "
                      f"{filt.get('num_written', 'TBD')} |")
@@ -271,10 +269,12 @@ def summary_table(manifest: dict, data_seconds: float | None = None,
     if data_seconds:
         lines.append(f"| data (TFRecords) | {_fmt_time(data_seconds)} | - | - |")
         total += data_seconds
-    for stage, result in sorted(stages.items(), key=lambda item: _stage_order(item[0])):
+    for stage, result in sorted(stages.items(), key=lambda item: stage_order(item[0])):
         seconds = float(result.get("seconds", 0.0))
         total += seconds
-        kind = "teacher" if stage == "teacher" else "student" if stage.endswith("/student") else ""
+        parsed = parse_stage(stage)
+        kind = ("" if parsed is None or parsed.kind != TRAIN
+                else "teacher" if parsed.iteration == 0 else "student")
         lines.append(f"| {stage} | {_fmt_time(seconds)} | "
                      f"{_throughput(result, per_step.get(kind))} |")
     lines.append(f"| **total** | **{_fmt_time(total)}** | | |")
@@ -283,14 +283,16 @@ def summary_table(manifest: dict, data_seconds: float | None = None,
 
 def baseline_line(run_dir: str, manifest: dict) -> str:
     """The supervised baseline's accuracy against student 1, if it was trained."""
-    path = os.path.join(run_dir, "baseline", "manifest.json")
+    from noisy_student.run_layout import EVAL, MANIFEST, TRAIN, stage_name
+
+    path = os.path.join(run_dir, "baseline", MANIFEST)
     if not os.path.exists(path):
         return ""
     with open(path) as f:
         stages = json.load(f).get("stages", {})
-    top1 = stages.get("teacher/eval", {}).get("top1")
-    train = stages.get("teacher", {})
-    student = manifest.get("stages", {}).get("iter1/eval", {}).get("top1")
+    top1 = stages.get(stage_name(EVAL, 0), {}).get("top1")
+    train = stages.get(stage_name(TRAIN, 0), {})
+    student = manifest.get("stages", {}).get(stage_name(EVAL, 1), {}).get("top1")
     return (f"\nSupervised baseline (labeled images only, students' noise, "
             f"{train.get('steps')} steps = teacher + student 1, "
             f"{_fmt_time(float(train.get('seconds', 0.0)))}): top-1 {_fmt_pct(top1)}; "
@@ -299,7 +301,9 @@ def baseline_line(run_dir: str, manifest: dict) -> str:
 
 def write_summary(run_dir: str, data_seconds: float | None,
                   per_step: dict[str, int] | None = None) -> None:
-    manifest_path = os.path.join(run_dir, "manifest.json")
+    from noisy_student.run_layout import MANIFEST
+
+    manifest_path = os.path.join(run_dir, MANIFEST)
     if not os.path.exists(manifest_path):
         print(f"no {manifest_path} yet; nothing to summarize")
         return
@@ -316,6 +320,7 @@ def write_summary(run_dir: str, data_seconds: float | None,
 
 
 def main() -> int:
+    sys.path.insert(0, ROOT)
     args, passthrough = parse_args()
     run_dir = flag_value("run_dir", args.flagfile, passthrough)
     if not run_dir:
@@ -326,7 +331,6 @@ def main() -> int:
         write_summary(run_dir, recorded_build_seconds(args.data_dir), per_step)
         return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.path.insert(0, ROOT)
     start = time.time()
     data_seconds = build_data(args.data_dir, args.cifar_dir)
     code = run_loop(args.flagfile, passthrough)

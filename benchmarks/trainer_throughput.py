@@ -65,14 +65,14 @@ def data_fns(pseudo_pattern: str):
     def labeled(batch_size, context=None):
         return pipelines.labeled_dataset(
             os.path.join(SAMPLE, "train-*"), image_size=32, batch_size=batch_size,
-            training=True, num_classes=10, label_offset=1, small_image=True,
+            training=True, num_classes=10, label_offset=1, small_images=True,
             input_context=context, **RANDAUG,
         )
 
     def pseudo(batch_size, context=None):
         return pipelines.pseudo_labeled_dataset(
             pseudo_pattern, image_size=32, batch_size=batch_size, num_classes=10,
-            training=True, small_image=True, input_context=context, **RANDAUG,
+            training=True, small_images=True, input_context=context, **RANDAUG,
         )
 
     return labeled, pseudo

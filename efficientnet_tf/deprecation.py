@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def renamed_argument(
@@ -24,3 +27,26 @@ def renamed_argument(
         f"{where}: {old}= is deprecated, use {new}= instead.", DeprecationWarning, stacklevel=3
     )
     return old_value
+
+
+def renamed_keywords(**renames: str) -> Callable[[F], F]:
+    """Decorator: ``old="new"`` accepts keyword argument `old` as the deprecated spelling of
+    `new` (warns with DeprecationWarning; a TypeError when both are given)."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            for old, new in renames.items():
+                if old not in kwargs:
+                    continue
+                if new in kwargs:
+                    raise TypeError(f"{fn.__qualname__}: give {new}= only ({old}= is its "
+                                    "deprecated spelling).")
+                warnings.warn(f"{fn.__qualname__}: {old}= is deprecated, use {new}= instead.",
+                              DeprecationWarning, stacklevel=2)
+                kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

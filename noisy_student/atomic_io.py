@@ -1,4 +1,6 @@
-"""Small-file output that is either complete or absent: write a hidden temp name, then rename.
+"""Output that is either complete or absent: write a hidden temp name, then rename. Every writer
+of the package (JSON, text, PNG, TFRecord shards, models, SavedModels) goes through
+`atomic_output` or the helpers below.
 
 Works on local paths and on any filesystem `tf.io.gfile` knows (gs://, ...). Temp names carry
 the writer's host and pid (`.<name>.tmp-<host>-<pid>[suffix]`), so `remove_stale_temps` can
@@ -7,12 +9,14 @@ delete what killed writers left behind without touching the files of live ones.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import shutil
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import tensorflow as tf
@@ -31,6 +35,11 @@ def temp_path(path: str, suffix: str = "") -> str:
     keeps an extension a writer needs (e.g. ".keras")."""
     directory, name = os.path.split(path)
     return os.path.join(directory, f".{name}.tmp-{_host()}-{os.getpid()}{suffix}")
+
+
+def is_temp_name(name: str) -> bool:
+    """True for a file name that `temp_path` makes (a writer's unfinished output)."""
+    return _TEMP_NAME.match(name) is not None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -71,11 +80,42 @@ def remove_stale_temps(directory: str, *, recursive: bool = True, prefix: str = 
     return removed
 
 
+def discard(temporary: str) -> None:
+    """Deletes an unfinished temp file or folder, if there."""
+    if tf.io.gfile.isdir(temporary):
+        tf.io.gfile.rmtree(temporary)
+    elif tf.io.gfile.exists(temporary):
+        tf.io.gfile.remove(temporary)
+
+
+def move_into_place(temporary: str, path: str) -> None:
+    """Renames a finished temp file or folder to `path`, replacing what is there. An existing
+    folder (which a rename cannot replace) is renamed aside first and deleted after."""
+    if tf.io.gfile.isdir(temporary) and tf.io.gfile.exists(path):
+        old = temp_path(path, ".old")
+        tf.io.gfile.rename(path, old)
+        tf.io.gfile.rename(temporary, path)
+        tf.io.gfile.rmtree(old)
+    else:
+        tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str, suffix: str = "") -> Iterator[str]:
+    """Yields the temp name to write `path` under (a file or a folder; `suffix` as in
+    `temp_path`); moves it into place on a clean exit and deletes it on an exception, so
+    `path` is either the complete new output or what it was before."""
+    temporary = temp_path(path, suffix)
+    try:
+        yield temporary
+        move_into_place(temporary, path)
+    finally:
+        discard(temporary)
+
+
 def write_bytes_atomic(path: str, data: bytes) -> None:
-    tmp = temp_path(path)
-    with tf.io.gfile.GFile(tmp, "wb") as f:
+    with atomic_output(path) as temporary, tf.io.gfile.GFile(temporary, "wb") as f:
         f.write(data)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def write_text_atomic(path: str, text: str) -> None:

@@ -39,12 +39,13 @@ def print_table(stages: dict) -> None:
 def plot(run_dir: str, stages: dict, path: str) -> str:
     """Accuracy per stage and the training-loss curves, as a PNG written atomically."""
     from noisy_student.plots import new_figure, write_png
+    from noisy_student.run_layout import EVAL, model_dir, parse_stage
     from noisy_student.training.summaries import read_scalars
 
     evals = [
         (name.split("/")[0], result["top1"])
         for name, result in stages.items()
-        if name.endswith("/eval") and "top1" in result
+        if getattr(parse_stage(name), "kind", None) == EVAL and "top1" in result
     ]
     figure = new_figure(11, 4)
     left, right = figure.subplots(1, 2)
@@ -53,8 +54,8 @@ def plot(run_dir: str, stages: dict, path: str) -> str:
         left.text(index, 100 * top1 + 0.5, f"{100 * top1:.1f}", ha="center")
     left.set_ylabel("test top-1 (%)")
     left.set_title("Accuracy per stage")
-    for model_dir, label in [("teacher", "teacher"), ("iter1/student", "student")]:
-        scalars = read_scalars(os.path.join(run_dir, model_dir, "train"))
+    for iteration, label in [(0, "teacher"), (1, "student")]:
+        scalars = read_scalars(os.path.join(run_dir, model_dir(iteration), "train"))
         for tag, style in (("train/labeled_loss", "-"), ("train/unlabeled_loss", "--")):
             points = [(step, value) for step, value in scalars.get(tag, []) if value > 0]
             if points:

@@ -14,7 +14,7 @@ TFLite is converted from the Keras model (``TFLiteConverter.from_keras_model``):
 SavedModel with ``from_saved_model`` keeps the Keras 3 variables as uninitialized resource
 variables on TF 2.21 and the interpreter returns NaN (see BUILD.md).
 
-    report = export_all(model, "deploy/", image_size=32, small_image=True,
+    report = export_all(model, "deploy/", image_size=32, small_images=True,
                         test_data=dataset, representative=images)
     print(report_table(report))
 """
@@ -65,6 +65,16 @@ class Artifact:
 # ----------------------------------------------------------------------------- conversion
 
 
+def _small_images(where: str, old: bool | None, new: bool) -> bool:
+    """`new`, or the deprecated ``small_image=`` (efficientnet_tf.deprecation, imported here
+    to keep this module's import free of Keras)."""
+    if old is None:
+        return new
+    from efficientnet_tf.deprecation import renamed_argument
+
+    return renamed_argument(where, "small_image", old, "small_images", new, False)
+
+
 def _softmax(outputs: np.ndarray) -> np.ndarray:
     shifted = outputs - outputs.max(axis=-1, keepdims=True)
     e = np.exp(shifted)
@@ -72,7 +82,7 @@ def _softmax(outputs: np.ndarray) -> np.ndarray:
 
 
 def _as_probabilities(model) -> Callable[[np.ndarray], np.ndarray]:
-    from noisy_student.labeling import model_outputs_logits
+    from noisy_student.training.checks import model_outputs_logits
 
     logits = model_outputs_logits(model)
     return (lambda out: _softmax(out.astype(np.float32))) if logits else (
@@ -205,7 +215,7 @@ def _failure(error: BaseException) -> str:
     return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
-def _write_format(name: str, model, output_dir: str, *, image_size: int, small_image: bool,
+def _write_format(name: str, model, output_dir: str, *, image_size: int, small_images: bool,
                   representative: Sequence[np.ndarray] | None, int8_io: str, opset: int,
                   threads: int | None) -> Artifact:
     """Writes one format and builds its predictor (probabilities); raises on failure."""
@@ -223,7 +233,7 @@ def _write_format(name: str, model, output_dir: str, *, image_size: int, small_i
         return Artifact(name, path, os.path.getsize(path),
                         lambda x: probabilities(function(tf.constant(x, tf.float32)).numpy()))
     if name == "saved_model":
-        export_saved_model(model, path, image_size=image_size, small_image=small_image)
+        export_saved_model(model, path, image_size=image_size, small_images=small_images)
         return Artifact(name, path, _directory_size(path), saved_model_predictor(path))
     if name.startswith("tflite"):
         quantize = name == "tflite_int8"
@@ -246,14 +256,17 @@ def _write_format(name: str, model, output_dir: str, *, image_size: int, small_i
     raise ValueError(f"unknown format {name!r}; use some of {FORMATS}")
 
 
-def write_formats(model, output_dir: str, *, image_size: int, small_image: bool = False,
+def write_formats(model, output_dir: str, *, image_size: int, small_images: bool = False,
                   formats: Sequence[str] = FORMATS,
                   representative: Sequence[np.ndarray] | None = None,
                   int8_io: str = "float", opset: int = DEFAULT_OPSET,
                   threads: int | None = None,
-                  progress: Callable[[str], None] = lambda message: None) -> list[Artifact]:
+                  progress: Callable[[str], None] = lambda message: None,
+                  small_image: bool | None = None) -> list[Artifact]:
     """Writes every format to ``output_dir``; a format that cannot be written (missing
-    package, converter error) is reported in its ``note`` instead of stopping the others."""
+    package, converter error) is reported in its ``note`` instead of stopping the others.
+    ``small_image`` is the deprecated spelling of ``small_images``."""
+    small_images = _small_images("write_formats", small_image, small_images)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"unknown formats {unknown}; use some of {FORMATS}")
@@ -263,7 +276,7 @@ def write_formats(model, output_dir: str, *, image_size: int, small_image: bool 
         progress(f"[{index + 1}/{len(formats)}] writing {name}")
         try:
             artifact = _write_format(name, model, output_dir, image_size=image_size,
-                                     small_image=small_image, representative=representative,
+                                     small_images=small_images, representative=representative,
                                      int8_io=int8_io, opset=opset, threads=threads)
         except MissingDependency as missing:
             artifact = Artifact(name, note=f"skipped: {missing}")
@@ -346,22 +359,26 @@ def latency_ms(predict: Predictor, image: np.ndarray, *, runs: int = 50,
 # ----------------------------------------------------------------------------- report
 
 
-def export_all(model, output_dir: str, *, image_size: int, small_image: bool = False,
+def export_all(model, output_dir: str, *, image_size: int, small_images: bool = False,
                formats: Sequence[str] = FORMATS,
                representative: Sequence[np.ndarray] | None = None,
                test_data: Iterable | None = None, max_examples: int | None = None,
                latency_runs: int = 50, int8_io: str = "float", opset: int = DEFAULT_OPSET,
                threads: int | None = None, extra: dict | None = None,
-               progress: Callable[[str], None] = lambda message: None) -> dict:
+               progress: Callable[[str], None] = lambda message: None,
+               small_image: bool | None = None) -> dict:
     """Writes all formats, compares them with Keras on ``test_data`` ((images, labels)
-    batches), times batch-1 latency, and writes ``export_report.json`` / ``.md``."""
+    batches), times batch-1 latency, and writes ``export_report.json`` / ``.md``.
+    ``small_image`` is the deprecated spelling of ``small_images``."""
     from noisy_student.atomic_io import write_json_atomic, write_text_atomic
+
+    small_images = _small_images("export_all", small_image, small_images)
 
     formats = list(formats)
     if "keras" not in formats:
         formats.insert(0, "keras")  # the reference of every comparison
     artifacts = write_formats(model, output_dir, image_size=image_size,
-                              small_image=small_image, formats=formats,
+                              small_images=small_images, formats=formats,
                               representative=representative, int8_io=int8_io, opset=opset,
                               threads=threads, progress=progress)
     rows = {a.format: {"path": a.path, "size_bytes": a.size_bytes, "note": a.note}

@@ -1,4 +1,5 @@
-"""Which share of a sharded job this process does: worker index/count and the shard split.
+"""Which share of a sharded job this process does (worker index/count and the shard split), and
+waiting for the other workers' shares.
 
 The index and count come from explicit arguments (flags) or, when those are absent, from the
 ``TF_CONFIG`` environment variable that `tf.distribute` multi-worker jobs already set. Shard ``i``
@@ -9,9 +10,13 @@ owner and the split needs no coordination between workers.
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
+
+log = logging.getLogger(__name__)
 
 # Task types that do a share of the work in a TF_CONFIG cluster; "ps" and "evaluator" do not.
 _WORKING_TASK_TYPES = ("chief", "master", "worker")
@@ -73,3 +78,19 @@ def shards_for_worker(files: Sequence[str], worker_index: int,
     info = worker_info(worker_index, num_workers)
     ordered = sorted(files)
     return [(i, path) for i, path in enumerate(ordered) if i % info.count == info.index]
+
+
+def wait_for(what: str, done: Callable[[], bool], timeout: float) -> None:
+    """Blocks until another worker's part of a stage is `done` (multi-worker runs only); a
+    TimeoutError after `timeout` seconds (--wait_timeout) says how to resume."""
+    start = next_log = time.monotonic()
+    while not done():
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(
+                f"Waited {timeout:.0f} s (--wait_timeout) for {what}; is every worker "
+                "running? Rerun the same command to resume."
+            )
+        if time.monotonic() >= next_log:
+            log.info("Waiting for %s.", what)
+            next_log += 300
+        time.sleep(min(10.0, timeout / 10))

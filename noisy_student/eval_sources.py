@@ -32,6 +32,7 @@ from importlib import resources
 import numpy as np
 import tensorflow as tf
 
+from efficientnet_tf.deprecation import renamed_keywords
 from noisy_student.data import pipelines, tfds_source
 from noisy_student.data.bad_data import DataStats, guarded_map
 from noisy_student.data.preprocessing import preprocess_for_eval
@@ -142,8 +143,9 @@ def is_class_folder(source) -> bool:
         tf.io.gfile.isdir(source))
 
 
+@renamed_keywords(small_image="small_images")
 def image_folder_dataset(root: str, *, image_size: int, batch_size: int,
-                         small_image: bool = False,
+                         small_images: bool = False,
                          class_to_label: Mapping[str, int] | None = None, strict: bool = False,
                          stats: DataStats | None = None) -> tf.data.Dataset:
     """Batches of (images, int32 labels) from ``root/<class>/*.jpg|jpeg|png`` (file order)."""
@@ -154,7 +156,7 @@ def image_folder_dataset(root: str, *, image_size: int, batch_size: int,
     dataset = dataset.map(lambda e: {**e, "image": tf.io.read_file(e["file"])})
 
     def preprocess(element):
-        image = preprocess_for_eval(element["image"], image_size, small_image=small_image)
+        image = preprocess_for_eval(element["image"], image_size, small_images=small_images)
         return image, element["label"]
 
     dataset = guarded_map(dataset, preprocess, stats=stats or DataStats(), strict=strict,
@@ -165,8 +167,9 @@ def image_folder_dataset(root: str, *, image_size: int, batch_size: int,
 # ----------------------------------------------------------------------------- generic source
 
 
+@renamed_keywords(small_image="small_images")
 def labeled_source(source: str, *, image_size: int, batch_size: int, num_classes: int,
-                   label_offset: int = 0, small_image: bool = False,
+                   label_offset: int = 0, small_images: bool = False,
                    class_to_label: Mapping[str, int] | None = None, strict: bool = False,
                    label_map: Sequence[int] | None = None) -> tf.data.Dataset:
     """Batches of (images, int32 labels) from a TFDS spec, a class-folder tree or TFRecords.
@@ -177,7 +180,7 @@ def labeled_source(source: str, *, image_size: int, batch_size: int, num_classes
     """
     if is_class_folder(source):
         dataset = image_folder_dataset(source, image_size=image_size, batch_size=batch_size,
-                                       small_image=small_image, class_to_label=class_to_label,
+                                       small_images=small_images, class_to_label=class_to_label,
                                        strict=strict)
     else:
         if not tfds_source.is_tfds_spec(source) and not tf.io.gfile.glob(source):
@@ -188,7 +191,7 @@ def labeled_source(source: str, *, image_size: int, batch_size: int, num_classes
             label_offset = 0  # TFDS labels are 0-based
         dataset = pipelines.labeled_dataset(
             source, image_size=image_size, batch_size=batch_size, training=False,
-            num_classes=read_classes, label_offset=label_offset, small_image=small_image,
+            num_classes=read_classes, label_offset=label_offset, small_images=small_images,
             one_hot=False, strict=strict, deterministic=True)
     if label_map is not None:
         table = tf.constant(np.asarray(label_map, np.int32))
@@ -212,8 +215,9 @@ def subset_label_table(indices: Sequence[int], num_classes: int = 1000) -> list[
     return table
 
 
+@renamed_keywords(small_image="small_images")
 def subset_source(benchmark: str, source: str | None, *, image_size: int, batch_size: int,
-                  small_image: bool = False, strict: bool = False) -> tf.data.Dataset:
+                  small_images: bool = False, strict: bool = False) -> tf.data.Dataset:
     """ImageNet-A / ImageNet-R: the released folder tree or TFDS (``source=None`` reads the
     TFDS data set), labels = position in the 200-class subset."""
     if benchmark not in SUBSET_INDICES:
@@ -221,10 +225,10 @@ def subset_source(benchmark: str, source: str | None, *, image_size: int, batch_
     source = source or f"tfds:{TFDS_NAMES[benchmark]}"
     if is_class_folder(source):
         return labeled_source(source, image_size=image_size, batch_size=batch_size,
-                              num_classes=200, small_image=small_image, strict=strict,
+                              num_classes=200, small_images=small_images, strict=strict,
                               class_to_label=subset_label_map(benchmark))
     return labeled_source(source, image_size=image_size, batch_size=batch_size, num_classes=1000,
-                          small_image=small_image, strict=strict,
+                          small_images=small_images, strict=strict,
                           label_map=subset_label_table(SUBSET_INDICES[benchmark]))
 
 
@@ -285,12 +289,13 @@ def list_videos(root: str, perturbation: str, class_to_label: Mapping[str, int] 
     return paths, labels
 
 
-def preprocess_frames(frames: np.ndarray, image_size: int, small_image: bool = False
+@renamed_keywords(small_image="small_images")
+def preprocess_frames(frames: np.ndarray, image_size: int, small_images: bool = False
                       ) -> tf.Tensor:
     """uint8 frames [T, H, W, 3] -> float [T, S, S, 3]: unchanged when already S x S (ImageNet-P
     frames are 224 x 224), else the eval preprocessing of still images (PNG in memory)."""
     if frames.shape[1] == frames.shape[2] == image_size:
         return tf.cast(frames, tf.float32)
     encoded = [tf.io.encode_png(frame) for frame in frames]
-    return tf.stack([preprocess_for_eval(e, image_size, small_image=small_image)
+    return tf.stack([preprocess_for_eval(e, image_size, small_images=small_images)
                      for e in encoded])

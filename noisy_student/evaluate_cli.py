@@ -27,6 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from noisy_student import run_layout  # noqa: E402
 from noisy_student.cli import TRACEBACK_HELP, run_or_exit  # noqa: E402
 
 BENCHMARKS = ("clean", "imagenet_a", "imagenet_r", "imagenet_c", "imagenet_p", "corrupted",
@@ -134,9 +135,9 @@ def default_output_dir(options: EvalOptions, info: dict) -> str:
     if options.output_dir:
         return options.output_dir
     if info.get("run_dir"):
-        return os.path.join(info["run_dir"], "eval", f"iter{info['iteration']}")
+        return os.path.join(info["run_dir"], run_layout.eval_dir(info["iteration"]))
     base = info.get("model_dir") or os.path.dirname(os.path.abspath(options.model))
-    return os.path.join(base, "eval")
+    return os.path.join(base, run_layout.EVAL_DIR)
 
 
 def _class_names(options: EvalOptions, run_dir: str | None) -> list[str] | None:
@@ -175,7 +176,7 @@ def run(options: EvalOptions) -> dict:
                                         ema=options.ema, model_fn=_model_fn(options))
     size = robustness.model_image_size(model, options.image_size)
     out = default_output_dir(options, info)
-    common = {"image_size": size, "small_image": options.small_images, "output_dir": out}
+    common = {"image_size": size, "small_images": options.small_images, "output_dir": out}
     b = options.benchmark
     if b == "clean":
         folder = eval_sources.is_class_folder(options.data)
@@ -185,7 +186,7 @@ def run(options: EvalOptions) -> dict:
         dataset = eval_sources.labeled_source(
             options.data, image_size=size, batch_size=options.batch_size,
             num_classes=options.num_classes, label_offset=options.label_offset,
-            small_image=options.small_images, strict=options.strict)
+            small_images=options.small_images, strict=options.strict)
         result = robustness.evaluate_classification(
             model, dataset, num_classes=options.num_classes, class_names=names,
             output_dir=out, max_steps=options.max_steps,

@@ -16,23 +16,23 @@ Signatures (all return `probabilities` [B, C] float32 and `classes` [B] int64):
 from __future__ import annotations
 
 import os
-import shutil
 
 import keras
 import tensorflow as tf
 
-from noisy_student.atomic_io import remove_stale_temps, temp_path
+from efficientnet_tf.deprecation import renamed_keywords
+from noisy_student.atomic_io import atomic_output, remove_stale_temps
 from noisy_student.data.bad_data import try_map
 from noisy_student.data.preprocessing import preprocess_for_eval
-from noisy_student.labeling import model_outputs_logits
+from noisy_student.training.checks import model_outputs_logits
 
 
 class _Serving(tf.Module):
-    def __init__(self, model: keras.Model, image_size: int, small_image: bool):
+    def __init__(self, model: keras.Model, image_size: int, small_images: bool):
         super().__init__()
         self.model = model
         self.image_size = image_size
-        self.small_image = small_image
+        self.small_images = small_images
         self.logits = model_outputs_logits(model)
 
     def _classify(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -72,7 +72,7 @@ class _Serving(tf.Module):
         size = self.image_size
 
         def preprocess(data):
-            return preprocess_for_eval(data, size, small_image=self.small_image)
+            return preprocess_for_eval(data, size, small_images=self.small_images)
 
         return tf.map_fn(
             lambda data: try_map(data, preprocess, log_warning=False).get_single_element(),
@@ -106,13 +106,14 @@ class _Serving(tf.Module):
         return tf.function(classify_bytes, input_signature=[spec])
 
 
+@renamed_keywords(small_image="small_images")
 def export_saved_model(
-    model: keras.Model, export_dir: str, *, image_size: int, small_image: bool = False
+    model: keras.Model, export_dir: str, *, image_size: int, small_images: bool = False
 ) -> str:
     """Writes a SavedModel with bytes and float signatures to `export_dir`, atomically (a temp
     directory renamed at the end; an existing export is replaced only once the new one is
     complete; the temp directories of killed exports are removed first). Returns `export_dir`."""
-    module = _Serving(model, image_size, small_image)
+    module = _Serving(model, image_size, small_images)
     images_fn = module.images_fn()
     signatures = {
         "serving_default": images_fn,
@@ -124,17 +125,6 @@ def export_saved_model(
     parent = os.path.dirname(export_dir)
     os.makedirs(parent, exist_ok=True)
     remove_stale_temps(parent, recursive=False, prefix=f".{os.path.basename(export_dir)}.tmp-")
-    staging = temp_path(export_dir)
-    try:
+    with atomic_output(export_dir) as staging:
         tf.saved_model.save(module, staging, signatures=signatures)
-        if os.path.exists(export_dir):
-            old = temp_path(export_dir, ".old")
-            os.rename(export_dir, old)
-            os.rename(staging, export_dir)
-            shutil.rmtree(old)
-        else:
-            os.rename(staging, export_dir)
-    finally:
-        if os.path.exists(staging):
-            shutil.rmtree(staging)
     return export_dir

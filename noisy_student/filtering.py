@@ -27,6 +27,8 @@ import numpy as np
 import tensorflow as tf
 
 from noisy_student.atomic_io import (
+    discard,
+    move_into_place,
     read_json,
     remove_stale_temps,
     temp_path,
@@ -246,13 +248,12 @@ class _ShardWriters:
         for writer in self.writers:
             writer.close()
         for tmp, path in zip(self.temps, self.paths, strict=True):
-            tf.io.gfile.rename(tmp, path, overwrite=True)
+            move_into_place(tmp, path)
 
     def abort(self) -> None:
         for writer, tmp in zip(self.writers, self.temps, strict=True):
             writer.close()
-            if tf.io.gfile.exists(tmp):
-                tf.io.gfile.remove(tmp)
+            discard(tmp)
 
 
 def filter_and_balance(pseudo_pattern: str, output_dir: str, *, num_classes: int,

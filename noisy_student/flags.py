@@ -1,217 +1,87 @@
 """Command-line flags of `noisy-student` and their validation (all checked before any work).
 
-Flag names follow the reference (`google-research/noisystudent` main.py) where it had one, so its
-recipes translate directly; see configs/ for flagfiles.
+The flags of the run's settings are generated from `noisy_student.config.RunConfig` (name,
+default, help, choices, range); this module adds the flags that only choose what the command
+does (--mode, --iteration, --traceback, --eval_benchmark...). See configs/ for flagfiles.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
+import types
+import typing
 
 from absl import flags
 
 from noisy_student.cli import TRACEBACK_HELP
+from noisy_student.config import PRECISIONS, STRATEGIES, RunConfig
+from noisy_student.run_layout import DEPRECATED_MODES, MODE_KINDS
 
-MODES = ("loop", "train", "label", "filter", "student", "eval", "eval_corrupted", "export")
+MODES = ("loop", *MODE_KINDS, "eval_corrupted", *DEPRECATED_MODES)
 EVAL_BENCHMARKS = ("clean", "imagenet_a", "imagenet_r", "imagenet_c", "imagenet_p")
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+__all__ = ["EVAL_BENCHMARKS", "FLAGS", "MODES", "PRECISIONS", "RANGES", "STRATEGIES", "FlagError",
+           "needed_data", "validate"]
 
 FLAGS = flags.FLAGS
 
-# What to run and where.
+
+def _define_setting(field: dataclasses.Field, kind: type) -> None:
+    """The flag of one RunConfig field: same name, default, help and choices."""
+    if field.default_factory is not dataclasses.MISSING:
+        default = field.default_factory()
+    else:
+        default = None if field.default is dataclasses.MISSING else field.default
+    meta = field.metadata
+    if meta["choices"]:
+        flags.DEFINE_enum(field.name, default, meta["choices"], meta["help"])
+    elif kind is bool:
+        flags.DEFINE_bool(field.name, default, meta["help"])
+    elif kind is int:
+        flags.DEFINE_integer(field.name, default, meta["help"])
+    elif kind is float:
+        flags.DEFINE_float(field.name, default, meta["help"])
+    elif kind is str:
+        flags.DEFINE_string(field.name, default, meta["help"])
+    elif kind == list[str]:
+        flags.DEFINE_list(field.name, default, meta["help"])
+    else:
+        raise TypeError(f"RunConfig.{field.name}: no flag type for {kind}")
+
+
+def _setting_type(annotation) -> type:
+    """`int` of ``int | None``; other annotations as they are."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return args[0]
+    return annotation
+
+
+def define_setting_flags() -> None:
+    """Defines one flag per RunConfig field (once)."""
+    hints = typing.get_type_hints(RunConfig)
+    for field in dataclasses.fields(RunConfig):
+        if field.name not in FLAGS:
+            _define_setting(field, _setting_type(hints[field.name]))
+
+
+define_setting_flags()
+
+# What to run (not a setting of the run).
 flags.DEFINE_enum(
     "mode",
     "loop",
     MODES,
-    "Stage to run; 'loop' runs every stage in order and resumes at the first incomplete one.",
+    "Stage to run; 'loop' runs every stage in order and resumes at the first incomplete one; "
+    "'teacher' trains the teacher ('train' is its deprecated spelling).",
 )
-flags.DEFINE_string("run_dir", None, "Run directory: checkpoints, pseudo labels, manifest.")
 flags.DEFINE_integer(
     "iteration",
     1,
     "Iteration that --mode=label|filter|student|eval works on (eval: 0 is the teacher).",
 )
-flags.DEFINE_bool("quiet", False, "No progress bars.")
 flags.DEFINE_bool("traceback", False, TRACEBACK_HELP)
-flags.DEFINE_bool(
-    "redo_changed_stages",
-    False,
-    "Redo the finished stages whose settings differ from this command's (their outputs are "
-    "deleted first) instead of stopping with the list of differing flags.",
-)
-
-# Data.
-flags.DEFINE_string(
-    "label_data",
-    None,
-    "Labeled TFRecords: a file pattern or comma-separated patterns (ImageNet layout), or "
-    "'tfds:NAME' for a TensorFlow Datasets source.",
-)
-flags.DEFINE_string(
-    "unlabel_data", None, "Unlabeled TFRecords: a file pattern or comma-separated patterns."
-)
-flags.DEFINE_string(
-    "eval_data",
-    None,
-    "Evaluation TFRecords: a file pattern or comma-separated patterns, or 'tfds:NAME'.",
-)
-flags.DEFINE_integer(
-    "label_offset",
-    1,
-    "Subtracted from stored labels (1 for ImageNet-style 1-based files, 0 for 0-based).",
-)
-flags.DEFINE_integer("num_classes", 1000, "Number of classes.")
-flags.DEFINE_bool(
-    "strict_data",
-    False,
-    "Stop with an error naming the file and record at a damaged TFRecord file or an undecodable "
-    "image. Default: a damaged file loses only the records after the damage, an undecodable "
-    "image is skipped, and every stage reports the totals.",
-)
-flags.DEFINE_integer(
-    "num_train_images", None, "Labeled images per epoch; counted from the files when unset."
-)
-
-# Models.
-flags.DEFINE_string("teacher_model", "efficientnet-b0", "Teacher architecture (b0..b8, l2).")
-flags.DEFINE_string(
-    "teacher_checkpoint",
-    None,
-    "Use this trained teacher (.keras or .weights.h5) instead of training one.",
-)
-flags.DEFINE_list(
-    "student_models",
-    ["efficientnet-b0"],
-    "Student architecture per iteration, e.g. b0,b1,b2 runs three iterations.",
-)
-flags.DEFINE_bool("allow_smaller_student", False, "Allow a student smaller than its teacher.")
-flags.DEFINE_enum(
-    "student_init",
-    "scratch",
-    ["scratch", "teacher"],
-    "scratch: students start from random weights (the paper); teacher: each student starts from "
-    "its teacher's EMA weights (the reference's --init_model; same architecture and image size "
-    "only), so teacher + student steps are one continued training run.",
-)
-flags.DEFINE_integer(
-    "image_size", None, "Input size; defaults to each model's resolution (32 with --small_images)."
-)
-flags.DEFINE_bool("small_images", False, "32x32 variant (CIFAR/SVHN): stride-1 stages 2-3.")
-flags.DEFINE_float("width_coefficient", None, "Override the width multiplier of every model.")
-flags.DEFINE_float("depth_coefficient", None, "Override the depth multiplier of every model.")
-
-# Training recipe.
-flags.DEFINE_integer("train_batch_size", 128, "Labeled images per global batch.")
-flags.DEFINE_integer("eval_batch_size", 256, "Images per evaluation/labeling batch.")
-flags.DEFINE_float("train_epochs", 350, "Epochs of labeled data for the teacher.")
-flags.DEFINE_float(
-    "student_epochs",
-    None,
-    "Epochs of labeled data for students (default: --train_epochs x --student_train_ratio).",
-)
-flags.DEFINE_float(
-    "student_train_ratio",
-    None,
-    "Student steps = ratio x teacher steps (the reference's train_ratio; its staircase period "
-    "scales by the ratio too). Exclusive with --student_epochs; default 1.",
-)
-flags.DEFINE_enum(
-    "optimizer",
-    "rmsprop",
-    ["rmsprop", "momentum", "adamw"],
-    "rmsprop: the reference's TF1 RMSProp; momentum: SGD with Nesterov momentum 0.9; adamw: "
-    "Keras AdamW with decoupled --weight_decay (x learning rate, batch norm excluded).",
-)
-flags.DEFINE_float("base_learning_rate", 0.016, "Learning rate per 256 labeled images.")
-flags.DEFINE_float(
-    "final_base_lr",
-    None,
-    "Learning rate per 256 labeled images at the last step (the reference's flag): sets the "
-    "staircase period of 'exponential' so it ends there, and the floor of 'cosine'.",
-)
-flags.DEFINE_enum(
-    "lr_schedule",
-    "exponential",
-    ["exponential", "cosine", "constant"],
-    "Learning rate schedule after warm-up.",
-)
-flags.DEFINE_enum(
-    "student_lr_schedule",
-    None,
-    ["exponential", "cosine", "constant"],
-    "Students' schedule (default: --lr_schedule). Short teachers on few labels may learn best "
-    "without annealing while their longer students need it (configs/demo.cfg).",
-)
-flags.DEFINE_float(
-    "student_final_base_lr", None, "Students' --final_base_lr (default: --final_base_lr)."
-)
-flags.DEFINE_float("lr_warmup_epochs", 5.0, "Linear warm-up epochs.")
-flags.DEFINE_float(
-    "lr_decay_epochs", 2.4, "Epochs per x0.97 staircase step (ignored with --final_base_lr)."
-)
-flags.DEFINE_float("weight_decay", 1e-5, "Weight decay on 0.5*||w||^2, batch norm excluded.")
-flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing (labeled and hard pseudo labels).")
-flags.DEFINE_float("moving_average_decay", 0.9999, "EMA decay (with (1+n)/(10+n) warm-up).")
-flags.DEFINE_float("dropout_rate", None, "Dropout before the classifier (default: preset).")
-flags.DEFINE_float("stochastic_depth_rate", 0.2, "Drop-connect rate of the last block.")
-flags.DEFINE_enum("precision", "float32", PRECISIONS, "Compute precision.")
-flags.DEFINE_integer(
-    "steps_per_loop",
-    10,
-    "Training steps per call into TensorFlow (the reference's iterations_per_loop); loops also "
-    "end at checkpoint, summary and epoch boundaries. A NaN loss is caught at the loop's end.",
-)
-flags.DEFINE_integer(
-    "seed",
-    None,
-    "Seed for reproducible training: each training stage seeds Python, NumPy and TensorFlow "
-    "(weight initialization, dropout, stochastic depth) with a value derived from this seed and "
-    "the iteration (the teacher and each student differ), and its input pipelines shuffle and "
-    "augment with it in a fixed order (deterministic tf.data, at some input throughput). "
-    "Default: unseeded.",
-)
-flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints.")
-flags.DEFINE_integer("summary_every", 100, "Steps between TensorBoard scalar summaries.")
-
-# Noise and self-training.
-flags.DEFINE_integer("randaug_num_layers", 2, "RandAugment ops per image for students (0 = off).")
-flags.DEFINE_float("randaug_magnitude", 10.0, "RandAugment magnitude M (max level 10).")
-flags.DEFINE_bool("teacher_randaug", False, "Also use RandAugment when training the teacher.")
-flags.DEFINE_float(
-    "unlabel_ratio",
-    1.0,
-    "Unlabeled images per labeled image in a batch; also the weight of the unlabeled loss.",
-)
-flags.DEFINE_float(
-    "teacher_softmax_temp", 1.0, "Temperature of soft pseudo labels; -1 for hard one-hot labels."
-)
-flags.DEFINE_enum(
-    "pseudo_label_storage",
-    "float16",
-    ["float32", "float16", "topk:5", "topk:10"],
-    "How pseudo-label distributions are stored.",
-)
-flags.DEFINE_float("min_threshold", 0.3, "Lowest confidence a pseudo label may have.")
-flags.DEFINE_integer(
-    "num_image_per_class",
-    None,
-    "Balanced images per class after filtering (default: unlabeled images / classes).",
-)
-flags.DEFINE_bool(
-    "on_the_fly_teacher",
-    False,
-    "Run the teacher inside the student's training step instead of storing pseudo labels.",
-)
-
-# Distribution.
-flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy.")
-flags.DEFINE_string("tpu", None, "TPU address for --strategy=tpu.")
-flags.DEFINE_integer("worker_index", None, "This worker for labeling (default: TF_CONFIG).")
-flags.DEFINE_integer("num_workers", None, "Number of labeling workers (default: TF_CONFIG).")
-flags.DEFINE_float("wait_timeout", 6 * 3600.0, "Seconds a worker waits for the others' part of "
-                   "a stage (multi-worker labeling and filtering).")
 
 # Evaluation (--mode=eval / eval_corrupted; python -m noisy_student.evaluate_cli has more).
 flags.DEFINE_enum(
@@ -233,51 +103,15 @@ flags.DEFINE_string(
     "--mode=eval_corrupted: JSON of a baseline model's errors per corruption (normalizes mCE).",
 )
 
-# Export.
-flags.DEFINE_string("export_dir", None, "SavedModel directory (default: RUN_DIR/export).")
-
 
 class FlagError(ValueError):
     """A flag value that cannot work; the message says which flag and what to do."""
 
 
-# Allowed ranges of numeric flags: (low, low inclusive, high, high inclusive); None = open.
-# A flag left unset (None) is not checked.
-RANGES = {
-    "train_batch_size": (0, False, None, False),
-    "eval_batch_size": (0, False, None, False),
-    "num_classes": (0, False, None, False),
-    "num_train_images": (0, False, None, False),
-    "num_image_per_class": (0, False, None, False),
-    "label_offset": (0, True, None, False),
-    "image_size": (32, True, None, False),
-    "width_coefficient": (0, False, None, False),
-    "depth_coefficient": (0, False, None, False),
-    "train_epochs": (0, False, None, False),
-    "student_epochs": (0, False, None, False),
-    "student_train_ratio": (0, False, None, False),
-    "lr_warmup_epochs": (0, True, None, False),
-    "lr_decay_epochs": (0, False, None, False),
-    "base_learning_rate": (0, False, None, False),
-    "final_base_lr": (0, True, None, False),
-    "student_final_base_lr": (0, True, None, False),
-    "weight_decay": (0, True, None, False),
-    "label_smoothing": (0, True, 1, False),
-    "moving_average_decay": (0, True, 1, False),
-    "dropout_rate": (0, True, 1, False),
-    "stochastic_depth_rate": (0, True, 1, False),
-    "steps_per_loop": (0, False, None, False),
-    "checkpoint_every": (0, False, None, False),
-    "summary_every": (0, False, None, False),
-    "randaug_num_layers": (0, True, None, False),
-    "randaug_magnitude": (0, True, None, False),
-    "unlabel_ratio": (0, False, None, False),
-    "min_threshold": (0, True, 1, True),
-    "worker_index": (0, True, None, False),
-    "num_workers": (0, False, None, False),
-    "wait_timeout": (0, False, None, False),
-    "seed": (0, True, None, False),
-}
+# Allowed ranges of numeric flags (from RunConfig): (low, low inclusive, high, high inclusive);
+# None = open. A flag left unset (None) is not checked.
+RANGES = {field.name: field.metadata["bounds"] for field in dataclasses.fields(RunConfig)
+          if field.metadata["bounds"] is not None}
 
 
 def _range_text(low, low_inclusive, high, high_inclusive) -> str:
@@ -320,7 +154,8 @@ def _check_pattern(name: str, patterns: str | None, required: bool) -> None:
 
 def needed_data(mode: str, have_teacher: bool) -> dict[str, bool]:
     """Which data flags a mode needs."""
-    train = mode in ("loop", "train", "student") and not (mode == "train" and have_teacher)
+    mode = DEPRECATED_MODES.get(mode, mode)
+    train = mode in ("loop", "teacher", "student") and not (mode == "teacher" and have_teacher)
     return {
         "label_data": train,
         "unlabel_data": mode in ("loop", "label", "student"),

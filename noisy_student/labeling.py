@@ -20,6 +20,7 @@ import os
 
 import tensorflow as tf
 
+from efficientnet_tf.deprecation import renamed_keywords
 from noisy_student.atomic_io import read_json, write_json_atomic
 from noisy_student.data.preprocessing import preprocess_for_eval
 from noisy_student.data.records import (
@@ -30,6 +31,8 @@ from noisy_student.data.records import (
 from noisy_student.data.shards import check_no_stale_shards, shard_name
 from noisy_student.data.tfrecord_source import list_files, scan_file
 from noisy_student.distributed_work import shards_for_worker, worker_info
+from noisy_student.pseudo_labels import teacher_targets
+from noisy_student.training.checks import model_outputs_logits
 
 OUTPUT_SPLIT = "pseudo"
 INFO_DIR = "info"
@@ -41,20 +44,6 @@ log = logging.getLogger(__name__)
 def pseudo_label_pattern(output_dir: str) -> str:
     """Glob matching the pseudo-labeled shards that `label_shards` writes (for filtering)."""
     return os.path.join(output_dir, "pseudo-?????-of-?????")
-
-
-def model_outputs_logits(model) -> bool:
-    """True if the model's last layer has no activation, False if it ends in a softmax."""
-    import keras
-
-    last = (getattr(model, "layers", None) or [None])[-1]
-    name = getattr(getattr(last, "activation", None), "__name__", "")
-    if name == "linear":
-        return True
-    if name == "softmax" or isinstance(last, keras.layers.Softmax):
-        return False
-    raise ValueError(f"cannot tell whether {getattr(model, 'name', model)} outputs logits or "
-                     f"probabilities (last layer activation {name or None!r}); pass from_logits")
 
 
 def make_label_fn(teacher, *, temperature: float = 1.0, hard: bool = False,
@@ -71,26 +60,19 @@ def make_label_fn(teacher, *, temperature: float = 1.0, hard: bool = False,
 
     @tf.function(reduce_retracing=True)
     def label(images):
-        outputs = tf.cast(teacher(images, training=False), tf.float32)
-        if hard:
-            return tf.one_hot(tf.argmax(outputs, axis=-1), tf.shape(outputs)[-1])
-        if from_logits:
-            return tf.nn.softmax(outputs / temperature, axis=-1)
-        if temperature == 1.0:
-            return outputs / tf.reduce_sum(outputs, axis=-1, keepdims=True)
-        return tf.nn.softmax(tf.math.log(tf.maximum(outputs, 1e-30)) / temperature, axis=-1)
+        return teacher_targets(teacher(images, training=False), temperature, hard, from_logits)
 
     return label
 
 
-def _decoded_batches(path: str, *, image_size: int, small_image: bool, crop_padding: int,
+def _decoded_batches(path: str, *, image_size: int, small_images: bool, crop_padding: int,
                      batch_size: int) -> tf.data.Dataset:
     """(record index, image bytes, preprocessed image) batches in file order; records that fail
     to parse or decode are dropped (the caller finds them from the missing indices)."""
 
     def prepare(index, serialized):
         image_bytes = parse_unlabeled(serialized)["image"]
-        image = preprocess_for_eval(image_bytes, image_size, small_image=small_image,
+        image = preprocess_for_eval(image_bytes, image_size, small_images=small_images,
                                     crop_padding=crop_padding)
         return index, image_bytes, image
 
@@ -165,8 +147,9 @@ def unfinished_shards(input_pattern: str, output_dir: str) -> list[str]:
     ]
 
 
+@renamed_keywords(small_image="small_images")
 def label_shards(teacher, input_pattern: str, output_dir: str, *, image_size: int,
-                 small_image: bool = False, batch_size: int = 128, temperature: float = 1.0,
+                 small_images: bool = False, batch_size: int = 128, temperature: float = 1.0,
                  hard: bool = False, from_logits: bool | None = None,
                  worker_index: int | None = None, num_workers: int | None = None,
                  storage: str = "float32", crop_padding: int = 32,
@@ -186,7 +169,7 @@ def label_shards(teacher, input_pattern: str, output_dir: str, *, image_size: in
     if label_fn is None:
         label_fn = make_label_fn(teacher, temperature=temperature, hard=hard,
                                  from_logits=from_logits)
-    settings = {"image_size": image_size, "small_image": small_image, "crop_padding": crop_padding,
+    settings = {"image_size": image_size, "small_image": small_images, "crop_padding": crop_padding,
                 "temperature": temperature, "hard": hard, "storage": storage}
     tf.io.gfile.makedirs(os.path.join(output_dir, INFO_DIR))
     check_no_stale_shards(output_dir, OUTPUT_SPLIT, len(files))
@@ -206,7 +189,7 @@ def label_shards(teacher, input_pattern: str, output_dir: str, *, image_size: in
         _remove_stale_temps(output_dir, name)
         log.info("labeling %s -> %s", input_path, output_path)
         info = _label_shard(label_fn, input_path, output_path, storage=storage, strict=strict,
-                            image_size=image_size, small_image=small_image,
+                            image_size=image_size, small_images=small_images,
                             crop_padding=crop_padding, batch_size=batch_size)
         info.update(input=os.path.basename(input_path), settings=settings)
         write_json_atomic(info_path, info)

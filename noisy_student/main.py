@@ -20,6 +20,7 @@ from absl import app  # noqa: E402
 from absl import flags as absl_flags  # noqa: E402
 
 from noisy_student import flags as cli_flags  # noqa: E402
+from noisy_student.run_layout import DEPRECATED_MODES, MANIFEST, stage_for_mode  # noqa: E402
 
 FLAGS = cli_flags.FLAGS
 absl_flags.adopt_module_key_flags(cli_flags)  # `python -m noisy_student.main --help`
@@ -27,7 +28,7 @@ absl_flags.adopt_module_key_flags(cli_flags)  # `python -m noisy_student.main --
 
 def run_config():
     """RunConfig filled from the flags of the same names."""
-    from noisy_student.loop import RunConfig
+    from noisy_student.config import RunConfig
 
     return RunConfig(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(RunConfig)})
 
@@ -51,21 +52,13 @@ def _run_locked(mode: str, iteration: int, config) -> dict:
         return {mode: robustness_eval(mode, iteration)}
     run = Run(config)
     run.prepare()  # before any work: stale temps removed, recorded settings checked
-    stages = dict(run.stages())
     if mode == "loop":
         stages = run.run_all()["stages"]
         if run.chief:
             write_run_report(run.config.run_dir)
         return stages
-    name = {
-        "train": "teacher",
-        "label": f"iter{iteration}/label",
-        "filter": f"iter{iteration}/filter",
-        "student": f"iter{iteration}/student",
-        "eval": "teacher/eval" if iteration == 0 else f"iter{iteration}/eval",
-        "export": "export",
-    }[mode]
-    return {name: run.run_stage(name, stages[name])}
+    stage = stage_for_mode(mode, iteration)
+    return {stage.name: run.run_stage(stage)}
 
 
 def write_run_report(run_dir: str) -> str | None:
@@ -132,6 +125,9 @@ def run_or_exit(program: str) -> dict:
 def main(argv: list[str]) -> None:
     validate_or_exit("noisy-student", argv)
     logging.getLogger().setLevel(logging.INFO)
+    if FLAGS.mode in DEPRECATED_MODES:
+        logging.warning("--mode=%s is deprecated; use --mode=%s.", FLAGS.mode,
+                        DEPRECATED_MODES[FLAGS.mode])
     results = run_or_exit("noisy-student")
     if FLAGS.mode in ("eval_corrupted",) or (
         FLAGS.mode == "eval" and FLAGS.eval_benchmark != "clean"
@@ -141,7 +137,7 @@ def main(argv: list[str]) -> None:
         from noisy_student.summary import format_table
 
         print(format_table(results))
-        print(f"Results of every stage: {os.path.join(FLAGS.run_dir, 'manifest.json')}")
+        print(f"Results of every stage: {os.path.join(FLAGS.run_dir, MANIFEST)}")
         import tensorflow as tf
 
         report = os.path.join(FLAGS.run_dir, "report.md")

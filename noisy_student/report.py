@@ -17,10 +17,19 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from noisy_student import plots
+from noisy_student import plots, run_layout
 from noisy_student.atomic_io import read_json, write_text_atomic
 from noisy_student.data.records import IMAGE_KEY, PSEUDO_LABEL_KEY
 from noisy_student.filtering import HISTOGRAM_NAME, OUTPUT_SPLIT, STATS_NAME
+from noisy_student.run_layout import (
+    EVAL,
+    MANIFEST,
+    TRAIN,
+    eval_dir,
+    filtered_dir,
+    stage_name,
+    stage_order,
+)
 
 HEADLINES = {"clean": "top1", "imagenet_a": "top1", "imagenet_r": "top1", "imagenet_c": "mCE",
              "corrupted": "mCE", "imagenet_p": "mean_flip_probability"}
@@ -47,35 +56,11 @@ def _model_label(iteration: int) -> str:
 
 def iterations(manifest: dict) -> list[int]:
     """Iterations the manifest knows of (0 = teacher), in order."""
-    stages = manifest.get("stages", {})
-    found = [0] if any(s.startswith("teacher") for s in stages) else []
-    n = 1
-    while any(s.startswith(f"iter{n}/") for s in stages):
-        found.append(n)
-        n += 1
-    return found
-
-
-STEP_ORDER = ("teacher", "label", "filter", "student", "eval")
-
-
-def stage_order(stage: str) -> tuple[float, int]:
-    """Sort key putting stages in the order a loop runs them (the manifest is stored with
-    sorted keys): teacher, its eval, then per iteration label, filter, student, eval; export
-    and anything unknown last."""
-    head, _, step = stage.partition("/")
-    if head == "teacher":
-        iteration = 0
-    elif head.startswith("iter") and head[4:].isdigit():
-        iteration = int(head[4:])
-    else:
-        return float("inf"), 0
-    step = step or head  # the stage "teacher" is the teacher's training
-    return iteration, STEP_ORDER.index(step) if step in STEP_ORDER else len(STEP_ORDER)
+    return run_layout.iterations(manifest.get("stages", {}))
 
 
 def _eval_result(stages: dict, iteration: int) -> dict:
-    return stages.get("teacher/eval" if iteration == 0 else f"iter{iteration}/eval", {})
+    return stages.get(stage_name(EVAL, iteration), {})
 
 
 # ----------------------------------------------------------------------------- accuracy
@@ -191,7 +176,7 @@ def samples_figure(run_dir: str, iteration: int, class_names: Sequence[str] | No
                    per_class: int = SAMPLES_PER_CLASS) -> tuple[object, dict] | None:
     """(grid figure of the images the filter kept in ``<run>/iterN/filtered``, the filter's
     stats), or None when that iteration has no finished filter output."""
-    filtered = os.path.join(run_dir, f"iter{iteration}", "filtered")
+    filtered = os.path.join(run_dir, filtered_dir(iteration))
     stats = read_json(os.path.join(filtered, STATS_NAME))
     if stats is None:
         return None
@@ -214,14 +199,14 @@ def samples_figure(run_dir: str, iteration: int, class_names: Sequence[str] | No
 def _robustness_lines(run_dir: str, manifest: dict) -> list[str]:
     rows, figures = [], []
     for i in iterations(manifest):
-        folder = os.path.join(run_dir, "eval", f"iter{i}")
+        folder = os.path.join(run_dir, eval_dir(i))
         if not tf.io.gfile.isdir(folder):
             continue
         for benchmark, key in HEADLINES.items():
             data = read_json(os.path.join(folder, f"{benchmark}.json"))
             if data and data.get(key) is not None:
                 rows.append(f"| {_model_label(i)} | {benchmark} | {key} | {_pct(data[key])} |")
-        figures += [f"![{_model_label(i)}: {name}](eval/iter{i}/{name})"
+        figures += [f"![{_model_label(i)}: {name}]({eval_dir(i)}/{name})"
                     for name in sorted(tf.io.gfile.listdir(folder)) if name.endswith(".png")]
     if not rows and not figures:
         return []
@@ -244,7 +229,7 @@ def _samples_lines(run_dir: str, manifest: dict, class_names: Sequence[str] | No
         lines += ["", f"### Iteration {i}: {stats['num_kept']} of {stats['num_input_records']} "
                   f"pseudo-labeled images kept, {stats['num_written']} records written", "",
                   f"![iteration {i} kept images]({os.path.relpath(path, run_dir)})"]
-        histogram = f"iter{i}/filtered/{stats.get('histogram', HISTOGRAM_NAME)}"
+        histogram = f"{filtered_dir(i)}/{stats.get('histogram', HISTOGRAM_NAME)}"
         if tf.io.gfile.exists(os.path.join(run_dir, histogram)):
             lines += ["", f"![iteration {i} teacher confidence per class]({histogram})"]
     return ["", "## Images the filter kept", *lines] if lines else []
@@ -252,7 +237,7 @@ def _samples_lines(run_dir: str, manifest: dict, class_names: Sequence[str] | No
 
 def report_markdown(run_dir: str, class_names: Sequence[str] | None = None) -> str:
     """The report's text; writes its PNGs under ``<run_dir>/report/`` on the way."""
-    manifest = read_json(os.path.join(run_dir, "manifest.json"))
+    manifest = read_json(os.path.join(run_dir, MANIFEST))
     if manifest is None:
         raise FileNotFoundError(f"{run_dir}: no manifest.json (not a run directory)")
     stages = manifest.get("stages", {})
@@ -261,7 +246,7 @@ def report_markdown(run_dir: str, class_names: Sequence[str] | None = None) -> s
              "| training time |", "| --- | --- | --- | --- | --- | --- | --- |"]
     previous = None
     for i in iterations(manifest):
-        train = stages.get("teacher" if i == 0 else f"iter{i}/student", {})
+        train = stages.get(stage_name(TRAIN, i), {})
         result = _eval_result(stages, i)
         top1 = result.get("top1")
         gain = "-" if top1 is None or previous is None else f"{100 * (top1 - previous):+.2f}"
@@ -286,8 +271,7 @@ def run_class_names(run_dir: str, labels: str | None = None) -> list[str] | None
     """Class names from ``labels`` or the run's ``labels.txt``; None (plots show indices)
     without a usable file. They are checked against the classes the run's filter saw."""
     path = labels or os.path.join(run_dir, plots.LABELS_FILE)
-    stats_files = sorted(tf.io.gfile.glob(os.path.join(run_dir, "iter*", "filtered",
-                                                       STATS_NAME)))
+    stats_files = sorted(tf.io.gfile.glob(os.path.join(run_dir, filtered_dir("*"), STATS_NAME)))
     num_classes = len(read_json(stats_files[0])["kept_per_class"]) if stats_files else None
     return plots.class_names_or_none(path, num_classes)
 

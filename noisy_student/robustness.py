@@ -19,16 +19,16 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from noisy_student import eval_sources, evaluation
+from efficientnet_tf.deprecation import renamed_keywords
+from noisy_student import eval_sources, evaluation, run_layout
 from noisy_student.atomic_io import read_json, write_json_atomic
 from noisy_student.data.tfds_source import is_tfds_spec as tfds_spec
 from noisy_student.plots import new_figure, write_png
+from noisy_student.run_layout import FINAL_MODEL, MANIFEST
 
 log = logging.getLogger(__name__)
 
 MAX_CONFUSION_CLASSES = 100
-MANIFEST = "manifest.json"
-FINAL_MODEL = "model.keras"
 
 
 # ----------------------------------------------------------------------------- models
@@ -38,12 +38,12 @@ def run_model_dirs(run_dir: str) -> dict[int, str]:
     """{iteration: model directory} of a run directory (0 = teacher, N = iterN/student) for the
     models that exist there."""
     dirs = {}
-    teacher = os.path.join(run_dir, "teacher")
+    teacher = os.path.join(run_dir, run_layout.model_dir(0))
     if tf.io.gfile.isdir(teacher):
         dirs[0] = teacher
     n = 1
-    while tf.io.gfile.isdir(os.path.join(run_dir, f"iter{n}", "student")):
-        dirs[n] = os.path.join(run_dir, f"iter{n}", "student")
+    while tf.io.gfile.isdir(os.path.join(run_dir, run_layout.model_dir(n))):
+        dirs[n] = os.path.join(run_dir, run_layout.model_dir(n))
         n += 1
     return dirs
 
@@ -221,14 +221,15 @@ def evaluate_classification(model, dataset, *, num_classes: int,
     return result
 
 
+@renamed_keywords(small_image="small_images")
 def evaluate_subset(model, benchmark: str, source: str | None, *, image_size: int,
-                    batch_size: int = 64, small_image: bool = False,
+                    batch_size: int = 64, small_images: bool = False,
                     output_dir: str | None = None, max_steps: int | None = None,
                     strict: bool = False) -> dict:
     """ImageNet-A or ImageNet-R accuracy of a 1000-class model, scores restricted to the 200
     classes. ``source`` is the released folder tree, a ``tfds:`` spec or None (TFDS default)."""
     dataset = eval_sources.subset_source(benchmark, source, image_size=image_size,
-                                         batch_size=batch_size, small_image=small_image,
+                                         batch_size=batch_size, small_images=small_images,
                                          strict=strict)
     wnids = eval_sources.imagenet_wnids()
     indices = eval_sources.SUBSET_INDICES[benchmark]
@@ -306,8 +307,9 @@ def corruption_metrics(errors: Mapping[str, Sequence[float]],
     return out
 
 
+@renamed_keywords(small_image="small_images")
 def corruption_errors(model, root: str, corruptions: Sequence[str], *, image_size: int,
-                      num_classes: int, batch_size: int = 64, small_image: bool = False,
+                      num_classes: int, batch_size: int = 64, small_images: bool = False,
                       label_offset: int = 0, class_to_label: Mapping[str, int] | None = None,
                       severities: Sequence[int] = (1, 2, 3, 4, 5),
                       max_steps: int | None = None, strict: bool = False) -> dict:
@@ -320,7 +322,7 @@ def corruption_errors(model, root: str, corruptions: Sequence[str], *, image_siz
             source = eval_sources.corrupted_source(root, c, s)
             dataset = eval_sources.labeled_source(
                 source, image_size=image_size, batch_size=batch_size, num_classes=num_classes,
-                label_offset=label_offset, small_image=small_image,
+                label_offset=label_offset, small_images=small_images,
                 class_to_label=class_to_label, strict=strict)
             counts = confusion_and_topk(model, dataset, num_classes, max_steps=max_steps)
             error = 1.0 - counts["top1_hits"] / counts["num_examples"]
@@ -342,8 +344,9 @@ def _write_corruption_outputs(result: dict, output_dir: str | None, name: str) -
     return result
 
 
+@renamed_keywords(small_image="small_images")
 def evaluate_imagenet_c(model, root: str, *, image_size: int, batch_size: int = 64,
-                        small_image: bool = False,
+                        small_images: bool = False,
                         corruptions: Sequence[str] = evaluation.IMAGENET_C_CORRUPTIONS,
                         clean_error: float | None = None,
                         alexnet_clean_error: float | None = None,
@@ -356,7 +359,7 @@ def evaluate_imagenet_c(model, root: str, *, image_size: int, batch_size: int = 
     wnids = eval_sources.imagenet_wnids()
     errors = corruption_errors(
         model, root, corruptions, image_size=image_size, num_classes=1000,
-        batch_size=batch_size, small_image=small_image,
+        batch_size=batch_size, small_images=small_images,
         class_to_label={w: i for i, w in enumerate(wnids)}, max_steps=max_steps, strict=strict)
     result = corruption_metrics(errors, evaluation.ALEXNET_IMAGENET_C_ERRORS,
                                 clean_error=clean_error, baseline_clean_error=alexnet_clean_error)
@@ -387,8 +390,9 @@ def read_baseline(path: str) -> tuple[dict, float | None]:
     return out, clean
 
 
+@renamed_keywords(small_image="small_images")
 def evaluate_corrupted(model, root: str, *, baseline_path: str | None, image_size: int,
-                       num_classes: int, batch_size: int = 64, small_image: bool = False,
+                       num_classes: int, batch_size: int = 64, small_images: bool = False,
                        label_offset: int = 1, corruptions: Sequence[str] | None = None,
                        clean_error: float | None = None, output_dir: str | None = None,
                        max_steps: int | None = None, strict: bool = False) -> dict:
@@ -405,7 +409,7 @@ def evaluate_corrupted(model, root: str, *, baseline_path: str | None, image_siz
             raise FileNotFoundError(f"{root}: no <corruption>/<severity>/ folders")
     errors = corruption_errors(model, root, corruptions, image_size=image_size,
                                num_classes=num_classes, batch_size=batch_size,
-                               small_image=small_image, label_offset=label_offset,
+                               small_images=small_images, label_offset=label_offset,
                                max_steps=max_steps, strict=strict)
     if baseline_path:
         baseline, baseline_clean = read_baseline(baseline_path)
@@ -457,7 +461,8 @@ def sequence_stability(scores: np.ndarray, *, noise: bool, difficulty: int = 1
     return flip, t5d
 
 
-def evaluate_imagenet_p(model, root: str, *, image_size: int, small_image: bool = False,
+@renamed_keywords(small_image="small_images")
+def evaluate_imagenet_p(model, root: str, *, image_size: int, small_images: bool = False,
                         perturbations: Sequence[str] = evaluation.IMAGENET_P_PERTURBATIONS,
                         difficulty: int = 1, class_indices: Sequence[int] | None = None,
                         baseline_flip_probabilities: Mapping[str, float] | None = None,
@@ -482,7 +487,7 @@ def evaluate_imagenet_p(model, root: str, *, image_size: int, small_image: bool 
         flips, t5ds = [], []
         for path in paths:
             frames = eval_sources.read_video(path)
-            batch = eval_sources.preprocess_frames(frames, image_size, small_image)
+            batch = eval_sources.preprocess_frames(frames, image_size, small_images)
             flip, t5d = sequence_stability(scores_fn(batch).numpy(), noise=noise,
                                            difficulty=difficulty)
             flips.append(flip)

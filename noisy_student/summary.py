@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+from noisy_student.run_layout import EVAL, FILTER, LABEL, parse_stage, stage_name
+
 HEADER = ("stage", "result", "seconds")
 
 
@@ -50,15 +52,16 @@ def stage_rows(stages: dict) -> list[tuple[str, str, str]]:
     """(stage, result, seconds) rows in manifest order."""
     rows = []
     for name, result in stages.items():
-        if name.endswith("/eval"):
+        kind = getattr(parse_stage(name), "kind", None)
+        if kind == EVAL:
             top5 = f", top-5 {_percent(result['top5'])}" if "top5" in result else ""
             text = (
                 f"top-1 {_percent(result.get('top1'))}{top5} on "
                 f"{result.get('num_examples', '?')} test images"
             )
-        elif name.endswith("/label"):
+        elif kind == LABEL:
             text = f"{result.get('num_labeled', 0)} images labeled"
-        elif name.endswith("/filter"):
+        elif kind == FILTER:
             text = f"{result.get('num_kept', 0)} kept, {result.get('num_written', 0)} written"
         elif "steps" in result:
             text = training_text(result)
@@ -70,10 +73,10 @@ def stage_rows(stages: dict) -> list[tuple[str, str, str]]:
 
 def gains(stages: dict) -> list[str]:
     """'teacher 40.1% -> student 1 44.0% (+3.9 points)' per iteration with both evaluations."""
-    lines, previous, label = [], stages.get("teacher/eval", {}).get("top1"), "teacher"
+    lines, previous, label = [], stages.get(stage_name(EVAL, 0), {}).get("top1"), "teacher"
     iteration = 1
-    while f"iter{iteration}/eval" in stages:
-        current = stages[f"iter{iteration}/eval"].get("top1")
+    while stage_name(EVAL, iteration) in stages:
+        current = stages[stage_name(EVAL, iteration)].get("top1")
         if previous is not None and current is not None:
             lines.append(
                 f"{label} top-1 {previous:.1%} -> student {iteration} top-1 {current:.1%} "

@@ -99,14 +99,69 @@ def test_unknown_flag_is_rejected():
     assert result.returncode != 0 and "unlabel_ratoi" in result.stderr
 
 
-def test_every_run_setting_has_a_flag():
-    """main.run_config fills RunConfig from flags of the same names."""
+def test_every_run_setting_and_its_flag_agree():
+    """One home per setting: RunConfig's name, default, help, choices and range are the flag's
+    (main.run_config fills RunConfig from flags of the same names); every other flag of the
+    command only chooses what it does."""
     import dataclasses
 
-    from noisy_student.loop import RunConfig
+    from noisy_student.config import RunConfig
 
-    missing = [f.name for f in dataclasses.fields(RunConfig) if f.name not in flags.FLAGS]
-    assert missing == []
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    for name, field in fields.items():
+        flag = flags.FLAGS[name]
+        default = (field.default_factory() if field.default_factory is not dataclasses.MISSING
+                   else None if field.default is dataclasses.MISSING else field.default)
+        choices = field.metadata["choices"]
+        shown = f"<{'|'.join(choices)}>: " if choices else ""  # absl lists an enum's values
+        assert (flag.default, flag.help) == (default, shown + field.metadata["help"]), name
+        assert getattr(flag.parser, "enum_values", None) == (list(choices) if choices else None)
+        assert cli_flags.RANGES.get(name) == field.metadata["bounds"], name
+    own = {name for name in flags.FLAGS
+           if flags.FLAGS.find_module_defining_flag(name) == cli_flags.__name__}
+    assert own - set(fields) == {"mode", "iteration", "traceback", "eval_benchmark",
+                                 "eval_benchmark_data", "baseline_errors"}
+
+
+def test_choice_lists_are_the_implementations():
+    from noisy_student.training import optimizer, precision, schedules, strategy
+
+    for name, implemented in (("optimizer", optimizer.OPTIMIZERS),
+                              ("lr_schedule", schedules.SCHEDULES),
+                              ("student_lr_schedule", schedules.SCHEDULES),
+                              ("precision", precision.PRECISIONS),
+                              ("strategy", strategy.STRATEGIES)):
+        assert flags.FLAGS[name].parser.enum_values == list(implemented), name
+
+
+def test_every_training_setting_reaches_the_trainer(tmp_path):
+    """stages.train_config copies each run setting that TrainConfig has (same name, or the one
+    rename in TRAIN_SETTING_NAMES): a non-default value of each arrives unchanged."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from noisy_student.config import RunConfig
+    from noisy_student.stages import TRAIN_SETTING_NAMES, train_config
+    from noisy_student.training import TrainConfig
+
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    run_fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    assert set(TRAIN_SETTING_NAMES) <= train_fields
+    assert set(TRAIN_SETTING_NAMES.values()) <= set(run_fields)
+    changed = {"train_batch_size": 64, "lr_warmup_epochs": 1.5, "final_base_lr": 1e-3,
+               "optimizer": "adamw", "base_learning_rate": 0.05, "lr_schedule": "cosine",
+               "lr_decay_epochs": 3.0, "weight_decay": 2e-5, "label_smoothing": 0.2,
+               "moving_average_decay": 0.99, "allow_smaller_student": True,
+               "precision": "mixed_bfloat16", "steps_per_loop": 3, "checkpoint_every": 7,
+               "summary_every": 9, "eval_batch_size": 11, "quiet": True, "train_epochs": 4.0}
+    shared = {TRAIN_SETTING_NAMES.get(name, name) for name in train_fields} & set(run_fields)
+    assert shared - {"unlabel_ratio"} == set(changed)  # unlabel_ratio: students only
+    config = RunConfig(run_dir=str(tmp_path), **changed)
+    teacher = train_config(SimpleNamespace(config=config, num_train_images=640), student=False)
+    for name in train_fields:
+        setting = TRAIN_SETTING_NAMES.get(name, name)
+        if setting in changed:
+            assert getattr(teacher, name) == changed[setting], name
 
 
 def test_console_script_help_lists_the_flags():
@@ -143,20 +198,21 @@ def test_student_train_ratio_scales_steps_and_staircase_period(tmp_path):
     import dataclasses
 
     from noisy_student.loop import Run, RunConfig
+    from noisy_student.stages import train_config
 
     config = RunConfig(
         run_dir=str(tmp_path), num_train_images=1000, train_batch_size=100, train_epochs=30,
         lr_decay_epochs=2.0, student_train_ratio=2.5, final_base_lr=None,
     )
-    run = Run(config)
-    teacher, student = run.train_config(student=False), run.train_config(student=True)
+    run = Run(config).context
+    teacher, student = train_config(run, student=False), train_config(run, student=True)
     assert (teacher.total_steps, student.total_steps) == (300, 750)
     assert (teacher.lr_decay_epochs, student.lr_decay_epochs) == (2.0, 5.0)
     assert teacher.lr_schedule == student.lr_schedule == "exponential"
     own = Run(dataclasses.replace(
         config, student_lr_schedule="cosine", student_final_base_lr=1e-4, final_base_lr=2e-3
-    ))
-    teacher, student = own.train_config(student=False), own.train_config(student=True)
+    )).context
+    teacher, student = train_config(own, student=False), train_config(own, student=True)
     assert (teacher.lr_schedule, teacher.final_base_learning_rate) == ("exponential", 2e-3)
     assert (student.lr_schedule, student.final_base_learning_rate) == ("cosine", 1e-4)
 
@@ -166,6 +222,7 @@ def test_svhn_flagfile_gives_the_reference_schedule(tmp_path):
     derived from final_base_lr=2e-4 (reference main.py; see test_recipe for the formula)."""
     from noisy_student.loop import Run, RunConfig
     from noisy_student.main import run_config
+    from noisy_student.stages import train_config
     from noisy_student.training.trainer import learning_rate_schedule
 
     flagfile = assets.config_path("svhn")
@@ -177,9 +234,9 @@ def test_svhn_flagfile_gives_the_reference_schedule(tmp_path):
         for name, value in saved.items():
             flags.FLAGS[name].value = value
     assert isinstance(config, RunConfig)
-    run = Run(config)
+    run = Run(config).context
     for student in (False, True):
-        train = run.train_config(student=student)
+        train = train_config(run, student=student)
         assert train.total_steps == 109474
         schedule = learning_rate_schedule(train)
         assert schedule.decay_epochs == pytest.approx(1.3717, abs=1e-4)
@@ -242,7 +299,7 @@ def test_cifar10_benchmark_baseline_commands_pass_validation(tmp_path, monkeypat
     data = [f"--{name}={GOOD[name]}" for name in ("label_data", "unlabel_data", "eval_data")]
     assert bench.run_baseline(flagfile, data, str(tmp_path)) == 0
     assert [arg for args in commands for arg in args if arg.startswith("--mode=")] == [
-        "--mode=train", "--mode=eval"]
+        "--mode=teacher", "--mode=eval"]
     saved = flags.FLAGS.flag_values_dict()
     try:
         for args in commands:

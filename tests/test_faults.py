@@ -63,11 +63,12 @@ def save_teacher(path: str, num_classes: int = 10) -> str:
     import keras
 
     from noisy_student.loop import Run, RunConfig
+    from noisy_student.stages import model_fn
 
     config = RunConfig(run_dir=os.path.dirname(path), num_classes=num_classes,
                        small_images=True, width_coefficient=0.25, depth_coefficient=0.25)
     keras.utils.set_random_seed(0)
-    Run(config).model_fn("efficientnet-b0", for_training=False)().save_weights(path)
+    model_fn(Run(config).context, "efficientnet-b0", for_training=False)().save_weights(path)
     return path
 
 
@@ -121,7 +122,7 @@ def test_missing_teacher_is_one_line_and_status_2_unless_traceback(tmp_path):
     assert code == 2
     assert error_lines(stderr) == [
         f"noisy-student: error: No trained teacher in {tmp_path / 'run' / 'teacher'}: run the "
-        "loop (or --mode=train) first, or pass --teacher_checkpoint. (--traceback shows the "
+        "loop (or --mode=teacher) first, or pass --teacher_checkpoint. (--traceback shows the "
         "stack)"]
     with pytest.raises(RunError, match="No trained teacher"):
         cli(*args, "--traceback")
@@ -133,8 +134,8 @@ def test_full_disk_is_one_line_and_status_2(tmp_path, monkeypatch):
     def full(path, obj):
         raise OSError(errno.ENOSPC, "No space left on device", path)
 
-    monkeypatch.setattr("noisy_student.loop.write_json_atomic", full)
-    code, _, stderr = cli(*tiny_flags(tmp_path / "run", "--mode=train"))
+    monkeypatch.setattr("noisy_student.run_dir.write_json_atomic", full)
+    code, _, stderr = cli(*tiny_flags(tmp_path / "run", "--mode=teacher"))
     assert code == 2
     [line] = error_lines(stderr)
     assert "No space left on device" in line and "manifest.json" in line
@@ -180,7 +181,7 @@ def test_damaged_labeled_file_trains_and_reports_then_changed_flags_stop(
     (settings recorded per stage; a rerun with other flags stops, or redoes on request)."""
     label_data, damaged = labeled
     run_dir = tmp_path / "run"
-    first = tiny_flags(run_dir, "--mode=train", f"--label_data={label_data}",
+    first = tiny_flags(run_dir, "--mode=teacher", f"--label_data={label_data}",
                        "--train_epochs=0.25")
     code, strict_err = cli(*[*first, f"--run_dir={tmp_path / 'strict'}", "--strict_data"])[::2]
     assert code == 2
@@ -253,7 +254,7 @@ with run_dir_lock(sys.argv[1]):
 def test_second_command_exits_at_once_and_a_stale_lock_is_taken_over(
         tmp_path, teacher_weights, caplog):
     run_dir = tmp_path / "run"
-    args = tiny_flags(run_dir, "--mode=train", f"--teacher_checkpoint={teacher_weights}")
+    args = tiny_flags(run_dir, "--mode=teacher", f"--teacher_checkpoint={teacher_weights}")
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run_dir)], cwd=ROOT,
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -304,7 +305,7 @@ def test_temps_of_killed_writers_are_removed_on_rerun(tmp_path, teacher_weights)
         f.write("{}")  # this process's: still being written
     other_host = run_dir / f".x.tmp-elsewhere-{pid}"
     other_host.write_text("")
-    code, _, stderr = cli(*tiny_flags(run_dir, "--mode=train",
+    code, _, stderr = cli(*tiny_flags(run_dir, "--mode=teacher",
                                    f"--teacher_checkpoint={teacher_weights}"))
     assert code == 0, stderr
     assert [p for p in stale if p.exists()] == []
@@ -363,6 +364,7 @@ def test_kill_9_inside_filter_and_inside_export_then_rerun_leaves_no_temps(
     stage and nothing of the killed writers is left."""
     from noisy_student.atomic_io import _host
     from noisy_student.loop import Run, RunConfig
+    from noisy_student.stages import model_fn
     from noisy_student.training import save_model
 
     unlabeled = tmp_path / "unlabeled-00000-of-00001"
@@ -393,9 +395,9 @@ def test_kill_9_inside_filter_and_inside_export_then_rerun_leaves_no_temps(
 
     # Export: the tiny teacher's weights stand in for the student of iteration 1 (training one
     # would only cost time).
-    student = Run(RunConfig(run_dir=str(tmp_path / "scratch"), num_classes=10,
-                            small_images=True, width_coefficient=0.25, depth_coefficient=0.25)
-                  ).model_fn("efficientnet-b0", for_training=False)()
+    scratch = Run(RunConfig(run_dir=str(tmp_path / "scratch"), num_classes=10,
+                            small_images=True, width_coefficient=0.25, depth_coefficient=0.25))
+    student = model_fn(scratch.context, "efficientnet-b0", for_training=False)()
     student.load_weights(teacher_weights)
     save_model(student, str(run_dir / "iter1" / "student" / "model.keras"))
     export_pid = kill_inside("export", [*args, "--mode=export"], tmp_path)

@@ -42,7 +42,7 @@ def finished_run(tmp_path_factory, tf):
 
 def test_every_stage_recorded(finished_run):
     run, manifest = finished_run
-    names = [name for name, _ in run.stages()]
+    names = [stage.name for stage in run.stages()]
     assert names == ["teacher", "teacher/eval", "iter1/label", "iter1/filter", "iter1/student",
                      "iter1/eval", "export"]
     assert set(manifest["stages"]) == set(names)
@@ -64,7 +64,7 @@ def test_rerun_skips_finished_stages(finished_run, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a finished stage ran again")
 
-    monkeypatch.setattr("noisy_student.loop.train", fail)
+    monkeypatch.setattr("noisy_student.stages.train", fail)
     monkeypatch.setattr("noisy_student.labeling.label_shards", fail)
     monkeypatch.setattr("noisy_student.filtering.filter_and_balance", fail)
     assert rerun.run_all()["stages"] == manifest["stages"]
@@ -73,9 +73,10 @@ def test_rerun_skips_finished_stages(finished_run, monkeypatch):
 def test_export_signatures_match_the_model(finished_run, tf):
     from noisy_student.data import records
     from noisy_student.data.preprocessing import preprocess_for_eval
+    from noisy_student.stages import load_model
 
     run, manifest = finished_run
-    model = run.load_model(1)
+    model = load_model(run.context, 1)
     loaded = tf.saved_model.load(manifest["stages"]["export"]["export_dir"])
     encoded = [
         records.parse_labeled(r)["image"]
@@ -92,9 +93,11 @@ def test_export_signatures_match_the_model(finished_run, tf):
 
 
 def test_student_model_is_saved_with_ema_weights(finished_run):
+    from noisy_student.stages import model_dir
+
     run, _ = finished_run
-    assert glob.glob(os.path.join(run.model_dir(1), "model.keras"))
-    assert glob.glob(os.path.join(run.model_dir(1), "ckpt-*.index"))
+    assert glob.glob(os.path.join(model_dir(run.context, 1), "model.keras"))
+    assert glob.glob(os.path.join(model_dir(run.context, 1), "ckpt-*.index"))
 
 
 def test_on_the_fly_teacher_from_a_given_checkpoint(finished_run, tmp_path):
@@ -102,24 +105,27 @@ def test_on_the_fly_teacher_from_a_given_checkpoint(finished_run, tmp_path):
     filter stage, and the student trains on the unlabeled images directly."""
     import dataclasses
 
-    from noisy_student.loop import Run
+    from noisy_student.loop import Run, RunError
+    from noisy_student.stages import load_model, model_dir
 
     run, _ = finished_run
     config = dataclasses.replace(
         run.config,
         run_dir=str(tmp_path / "fly"),
-        teacher_checkpoint=os.path.join(run.model_dir(0), "model.keras"),
+        teacher_checkpoint=os.path.join(model_dir(run.context, 0), "model.keras"),
         on_the_fly_teacher=True,
         eval_data=None,
     )
     fly = Run(config)
-    names = [name for name, _ in fly.stages()]
+    names = [stage.name for stage in fly.stages()]
     assert names == ["teacher", "teacher/eval", "iter1/student", "iter1/eval", "export"]
-    given = fly.load_model(0)
-    trained = run.load_model(0)
+    given = load_model(fly.context, 0)
+    trained = load_model(run.context, 0)
     for mine, theirs in zip(given.weights, trained.weights, strict=True):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
-    result = fly.run_stage("iter1/student", lambda: fly.train_student(1))
+    with pytest.raises(RunError, match="iter1/label is not a stage of this run"):
+        fly.run_stage("iter1/label")  # --mode=label with an on-the-fly teacher
+    result = fly.run_stage("iter1/student")
     assert result["steps"] == int(0.5 * 250 / 32) and result["train_unlabeled_loss"] > 0
 
 
@@ -146,7 +152,7 @@ def test_demo_table_and_plot(finished_run, tmp_path, capsys):
 
 
 def test_student_init_from_teacher_copies_every_weight_or_names_the_mismatch(keras):
-    from noisy_student.loop import _initialized_from
+    from noisy_student.stages import initialized_from as _initialized_from
     from tests.tiny_models import make_model_fn
 
     teacher = make_model_fn(keras, seed=1)()
@@ -164,6 +170,7 @@ def test_seed_makes_a_teacher_training_reproducible(tf, tmp_path):
     EMA, optimizer slots: same initialization, batches, augmentation, dropout and stochastic
     depth); another seed starts from other weights. Students get other seeds than their
     teacher."""
+    from noisy_student import stages
     from noisy_student.loop import Run, RunConfig
 
     def run_with(seed: int | None, name: str, **overrides) -> Run:
@@ -176,9 +183,10 @@ def test_seed_makes_a_teacher_training_reproducible(tf, tmp_path):
 
     def trained(seed: int, name: str) -> dict:
         run = run_with(seed, name)
-        assert run.run_stage("teacher", run.train_teacher)["steps"] == 3
+        assert run.run_stage("teacher")["steps"] == 3
         assert run.manifest["settings"]["teacher"]["seed"] == seed
-        reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(run.model_dir(0)))
+        folder = stages.model_dir(run.context, 0)
+        reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(folder))
         return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
 
     first, again = trained(7, "a"), trained(7, "b")
@@ -187,16 +195,16 @@ def test_seed_makes_a_teacher_training_reproducible(tf, tmp_path):
         np.testing.assert_array_equal(value, again[name], err_msg=name)
 
     def initial_weights(seed: int) -> list[np.ndarray]:
-        run = run_with(seed, f"init{seed}")
-        run._seed_training(0)  # what train_teacher does before the trainer builds the model
-        return run.model_fn(run.model_name(0))().get_weights()
+        ctx = run_with(seed, f"init{seed}").context
+        stages.seed_training(ctx, 0)  # what train_teacher does before the trainer builds it
+        return stages.model_fn(ctx, stages.model_name(ctx, 0))().get_weights()
 
     seven, eight = initial_weights(7), initial_weights(8)
     kernels = [i for i, w in enumerate(seven) if w.ndim >= 2]
     assert kernels and all(not np.array_equal(seven[i], eight[i]) for i in kernels)
     assert all(np.array_equal(a, b) for a, b in zip(seven, initial_weights(7), strict=True))
 
-    run = run_with(7, "a", student_models=["b0", "b0"])
-    seeds = [run.training_seed(i) for i in range(3)]
-    assert len(set(seeds)) == 3 and seeds == [run.training_seed(i) for i in range(3)]
-    assert run_with(None, "a").training_seed(0) is None
+    ctx = run_with(7, "a", student_models=["b0", "b0"]).context
+    seeds = [stages.training_seed(ctx, i) for i in range(3)]
+    assert len(set(seeds)) == 3 and seeds == [stages.training_seed(ctx, i) for i in range(3)]
+    assert stages.training_seed(run_with(None, "a").context, 0) is None

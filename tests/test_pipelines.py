@@ -125,6 +125,26 @@ def test_deterministic_mode_repeats_exactly(small_set):
     assert not np.array_equal(a[0][0], c[0][0])
 
 
+def test_input_options_object_and_keywords_build_the_same_pipeline(small_set):
+    """One InputOptions for every builder; keywords replace its fields, unknown ones fail."""
+    options = pipelines.InputOptions(image_size=32, batch_size=16, training=True,
+                                     small_image=True, deterministic=True, seed=3,
+                                     shuffle_buffer=50)
+    by_keywords = pipelines.labeled_dataset(
+        small_set[0], image_size=32, batch_size=16, training=True, num_classes=NUM_CLASSES,
+        label_offset=1, small_image=True, deterministic=True, seed=3, shuffle_buffer=50)
+    by_object = pipelines.labeled_dataset(small_set[0], options, num_classes=NUM_CLASSES,
+                                          label_offset=1)
+    mixed = pipelines.labeled_dataset(small_set[0], options, num_classes=NUM_CLASSES,
+                                      label_offset=1, batch_size=8)
+    for (xa, ya), (xb, yb) in zip(by_keywords.take(3), by_object.take(3), strict=True):
+        np.testing.assert_array_equal(xa.numpy(), xb.numpy())
+        np.testing.assert_array_equal(ya.numpy(), yb.numpy())
+    assert next(iter(mixed))[0].shape[0] == 8
+    with pytest.raises(TypeError, match="image_sise"):
+        pipelines.unlabeled_dataset(UNLABELED, options, image_sise=32)
+
+
 def test_input_context_shards_files_and_splits_the_batch(small_set):
     pattern, examples = small_set
 
@@ -283,3 +303,13 @@ def test_small_image_randaugment_runs_on_batches(small_set):
     images = pipelines._augment_batch(tf.constant(plain[0][0].astype(np.uint8)),
                                       tf.constant(0, tf.int64), 32, 1, 5.0, tf.bfloat16, None)
     assert images.shape == (16, 32, 32, 3) and images.dtype == tf.bfloat16
+
+
+def test_small_image_is_the_deprecated_spelling_of_small_images():
+    with pytest.warns(DeprecationWarning, match="small_image= is deprecated"):
+        options = pipelines.input_options(image_size=32, batch_size=8, training=False,
+                                          small_image=True)
+    assert options.small_images
+    with pytest.raises(TypeError, match="give small_images= only"):
+        pipelines.input_options(image_size=32, batch_size=8, training=False, small_image=True,
+                                small_images=True)

@@ -173,3 +173,24 @@ def test_atomic_writer_compression(tmp_path, image_bytes):
     with open(path, "rb") as f:
         assert f.read(2) == b"\x1f\x8b"  # gzip magic
     assert len(list(tf.data.TFRecordDataset(path, compression_type="GZIP"))) == 1
+
+
+def test_atomic_output_replaces_a_folder_only_when_complete(tmp_path):
+    """atomic_output (every writer's temp-then-rename): a folder output replaces an existing
+    folder whole; a failed write leaves the old one and no temp behind."""
+    from noisy_student.atomic_io import atomic_output, is_temp_name
+
+    target = tmp_path / "export"
+    for version in ("old", "new"):
+        with atomic_output(str(target)) as staging:
+            assert is_temp_name(os.path.basename(staging)) and not os.path.exists(staging)
+            os.makedirs(os.path.join(staging, "variables"))
+            with open(os.path.join(staging, "variables", "v"), "w") as f:
+                f.write(version)
+    assert (target / "variables" / "v").read_text() == "new"
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_output(str(target)) as staging:
+            os.makedirs(staging)
+            raise RuntimeError("boom")
+    assert os.listdir(tmp_path) == ["export"]
+    assert (target / "variables" / "v").read_text() == "new"

@@ -10,14 +10,21 @@ Training on small images with RandAugment decodes per image and augments whole b
 (``augment_small_batch_for_train``: RandAugment, pad, crop, flip; one stateless seed per batch).
 ``deterministic=True`` fixes every seed and the element order, for tests and debugging
 (RandAugment keeps its own randomness).
+
+The options every builder shares are one `InputOptions`; a builder takes it, or its fields as
+keyword arguments (``labeled_dataset(files, image_size=32, batch_size=8, training=False,
+num_classes=10)``), or both (the keywords replace the object's fields).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import tensorflow as tf
 
+from efficientnet_tf.deprecation import renamed_keywords
 from noisy_student.data import records, tfds_source
 from noisy_student.data.bad_data import DataStats, guarded_map, text
 from noisy_student.data.preprocessing import (
@@ -28,9 +35,48 @@ from noisy_student.data.preprocessing import (
     preprocess_for_train,
 )
 from noisy_student.data.tfrecord_source import list_files, tfrecord_dataset
+from noisy_student.pseudo_labels import teacher_targets
 
 Source = str | Sequence[str]
 Element = dict[str, tf.Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class InputOptions:
+    """How a pipeline reads, preprocesses and batches images (the options of every builder).
+
+    ``batch_size`` is global: with ``input_context`` each pipeline yields per-replica batches.
+    ``repeat`` and ``drop_remainder`` default to ``training``. ``stats`` counts what was read
+    and skipped (a fresh DataStats when None). ``seed`` (0 with ``deterministic``) seeds the
+    file order, shuffling and augmentation.
+    """
+
+    image_size: int
+    batch_size: int
+    training: bool
+    small_images: bool = False
+    randaug_num_layers: int = 0
+    randaug_magnitude: float = 10.0
+    input_context: tf.distribute.InputContext | None = None
+    cache: bool = False
+    shuffle_buffer: int = 1024
+    deterministic: bool = False
+    strict: bool = False
+    repeat: bool | None = None
+    drop_remainder: bool | None = None
+    stats: DataStats | None = None
+    dtype: tf.DType = tf.float32
+    crop_padding: int = CROP_PADDING
+    seed: int | None = None
+
+
+@renamed_keywords(small_image="small_images")
+def input_options(options: InputOptions | None = None, **fields: Any) -> InputOptions:
+    """`options` with `fields` replaced, or new options made of `fields` (a TypeError names an
+    unknown or a missing field)."""
+    if options is None:
+        return InputOptions(**fields)
+    return dataclasses.replace(options, **fields) if fields else options
 
 
 def _check_first_record(path: str, parse: Callable[[tf.Tensor], Element], kind: str) -> None:
@@ -51,48 +97,43 @@ def _check_first_record(path: str, parse: Callable[[tf.Tensor], Element], kind: 
             "each kind of record needs.") from error
 
 
-def _build(source: Source, *, kind: str, parse: Callable[[tf.Tensor], Element],
-           output: Callable[[Element, tf.Tensor], object],
-           check: Callable[[Element], Element] | None = None, image_size: int, batch_size: int,
-           training: bool, small_image: bool, randaug_num_layers: int,
-           randaug_magnitude: float, crop_padding: int,
-           input_context: tf.distribute.InputContext | None, cache: bool,
-           shuffle_buffer: int, deterministic: bool, strict: bool, repeat: bool | None,
-           drop_remainder: bool | None, stats: DataStats | None, dtype: tf.DType,
-           seed: int | None) -> tf.data.Dataset:
+def _build(source: Source, options: InputOptions, *, kind: str,
+           parse: Callable[[tf.Tensor], Element], output: Callable[[Element, tf.Tensor], object],
+           check: Callable[[Element], Element] | None = None) -> tf.data.Dataset:
     """The one pipeline behind the three builders. ``parse`` maps a serialized record to a
     dict with "image" (TFDS elements come parsed), ``check`` validates a parsed element (its
     errors always raise), ``output`` maps (element, preprocessed image) to the model input."""
-    repeat = training if repeat is None else repeat
-    drop_remainder = training if drop_remainder is None else drop_remainder
-    stats = stats if stats is not None else DataStats()
-    if deterministic and seed is None:
-        seed = 0
-    pipeline_id = input_context.input_pipeline_id if input_context else 0
+    o = options
+    training, deterministic, context = o.training, o.deterministic, o.input_context
+    repeat = training if o.repeat is None else o.repeat
+    drop_remainder = training if o.drop_remainder is None else o.drop_remainder
+    stats = o.stats if o.stats is not None else DataStats()
+    seed = 0 if deterministic and o.seed is None else o.seed
+    pipeline_id = context.input_pipeline_id if context else 0
     if seed is not None:
         seed += 1_000_003 * pipeline_id
-    per_replica_batch = (input_context.get_per_replica_batch_size(batch_size)
-                         if input_context else batch_size)
+    per_replica_batch = (context.get_per_replica_batch_size(o.batch_size)
+                         if context else o.batch_size)
 
     if tfds_source.is_tfds_spec(source):
         dataset = tfds_source.tfds_dataset(source, training=training,
                                            with_labels=kind == "labeled",
-                                           input_context=input_context, seed=seed)
+                                           input_context=context, seed=seed)
     else:
         files = list_files(source)
         _check_first_record(files[0], parse, kind)
-        dataset = tfrecord_dataset(files, training=training, input_context=input_context,
-                                   stats=stats, strict=strict, deterministic=deterministic,
+        dataset = tfrecord_dataset(files, training=training, input_context=context,
+                                   stats=stats, strict=o.strict, deterministic=deterministic,
                                    seed=seed)
         dataset = dataset.map(
             lambda e: {"file": e["file"], "index": e["index"], **parse(e["record"])},
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     if check is not None:
         dataset = dataset.map(check)
-    if cache:
+    if o.cache:
         dataset = dataset.cache()
     if training:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(o.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
     if deterministic:
@@ -101,34 +142,35 @@ def _build(source: Source, *, kind: str, parse: Callable[[tf.Tensor], Element],
 
     # Small images with RandAugment: decode per image, augment whole batches (RandAugment's
     # per-image op dispatch would dominate at 32 px; see augment_small_batch_for_train).
-    batched_augment = training and small_image and randaug_num_layers > 0
+    batched_augment = training and o.small_images and o.randaug_num_layers > 0
 
     def preprocess(element: Element):
         if batched_augment:
-            image = decode_small_for_train(element["image"], image_size)
+            image = decode_small_for_train(element["image"], o.image_size)
         elif training:
             image = preprocess_for_train(
-                element["image"], image_size, small_image=small_image,
-                randaug_num_layers=randaug_num_layers, randaug_magnitude=randaug_magnitude,
-                dtype=dtype, seed=element.get("seed"))
+                element["image"], o.image_size, small_images=o.small_images,
+                randaug_num_layers=o.randaug_num_layers,
+                randaug_magnitude=o.randaug_magnitude, dtype=o.dtype, seed=element.get("seed"))
         else:
-            image = preprocess_for_eval(element["image"], image_size, small_image=small_image,
-                                        crop_padding=crop_padding, dtype=dtype)
+            image = preprocess_for_eval(element["image"], o.image_size,
+                                        small_images=o.small_images, crop_padding=o.crop_padding,
+                                        dtype=o.dtype)
         return output(element, image)
 
-    dataset = guarded_map(dataset, preprocess, stats=stats, strict=strict,
+    dataset = guarded_map(dataset, preprocess, stats=stats, strict=o.strict,
                           deterministic=deterministic)
     dataset = dataset.batch(per_replica_batch, drop_remainder=drop_remainder)
     if batched_augment:
         dataset = dataset.enumerate().map(
-            lambda i, batch: _augment_batch(batch, i, image_size, randaug_num_layers,
-                                            randaug_magnitude, dtype,
+            lambda i, batch: _augment_batch(batch, i, o.image_size, o.randaug_num_layers,
+                                            o.randaug_magnitude, o.dtype,
                                             seed if deterministic else None),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.deterministic = deterministic
-    return dataset.with_options(options)
+    data_options = tf.data.Options()
+    data_options.deterministic = deterministic
+    return dataset.with_options(data_options)
 
 
 def _augment_batch(batch, index: tf.Tensor, image_size: int, num_layers: int,
@@ -163,22 +205,14 @@ def _check_label(element: Element, num_classes: int, label_offset: int) -> Eleme
         return {**element, "label": tf.identity(label)}
 
 
-def labeled_dataset(file_pattern: Source, *, image_size: int, batch_size: int, training: bool,
-                    num_classes: int, label_offset: int = 0, small_image: bool = False,
-                    randaug_num_layers: int = 0, randaug_magnitude: float = 10.0,
-                    input_context: tf.distribute.InputContext | None = None,
-                    cache: bool = False, shuffle_buffer: int = 1024,
-                    deterministic: bool = False, strict: bool = False, one_hot: bool = True,
-                    repeat: bool | None = None, drop_remainder: bool | None = None,
-                    stats: DataStats | None = None, dtype: tf.DType = tf.float32,
-                    crop_padding: int = CROP_PADDING, seed: int | None = None
-                    ) -> tf.data.Dataset:
+def labeled_dataset(file_pattern: Source, options: InputOptions | None = None, *,
+                    num_classes: int, label_offset: int = 0, one_hot: bool = True,
+                    **fields: Any) -> tf.data.Dataset:
     """Batches of (images [B, S, S, 3] in 0..255, labels).
 
     Labels are one-hot float32 [B, num_classes] (``one_hot=True``) or int32 [B]. Stored labels
     minus ``label_offset`` must lie in [0, num_classes) (ImageNet files: label_offset=1).
-    ``batch_size`` is global: with ``input_context`` each pipeline yields per-replica batches.
-    ``repeat`` and ``drop_remainder`` default to ``training``.
+    ``options`` and ``fields``: see InputOptions.
     """
     if tfds_source.is_tfds_spec(file_pattern) and label_offset:
         raise ValueError(f"{file_pattern}: TFDS labels are 0-based; use label_offset=0")
@@ -194,65 +228,34 @@ def labeled_dataset(file_pattern: Source, *, image_size: int, batch_size: int, t
             return image, tf.one_hot(element["label"], num_classes, dtype=tf.float32)
         return image, tf.cast(element["label"], tf.int32)
 
-    return _build(file_pattern, kind="labeled", parse=parse, output=output, check=check,
-                  image_size=image_size, batch_size=batch_size, training=training,
-                  small_image=small_image, randaug_num_layers=randaug_num_layers,
-                  randaug_magnitude=randaug_magnitude, crop_padding=crop_padding,
-                  input_context=input_context, cache=cache, shuffle_buffer=shuffle_buffer,
-                  deterministic=deterministic, strict=strict, repeat=repeat,
-                  drop_remainder=drop_remainder, stats=stats, dtype=dtype, seed=seed)
+    return _build(file_pattern, input_options(options, **fields), kind="labeled", parse=parse,
+                  output=output, check=check)
 
 
-def unlabeled_dataset(file_pattern: Source, *, image_size: int, batch_size: int, training: bool,
-                      small_image: bool = False, randaug_num_layers: int = 0,
-                      randaug_magnitude: float = 10.0,
-                      input_context: tf.distribute.InputContext | None = None,
-                      cache: bool = False, shuffle_buffer: int = 1024,
-                      deterministic: bool = False, strict: bool = False,
-                      repeat: bool | None = None, drop_remainder: bool | None = None,
-                      stats: DataStats | None = None, dtype: tf.DType = tf.float32,
-                      crop_padding: int = CROP_PADDING, seed: int | None = None,
-                      include_encoded: bool = False) -> tf.data.Dataset:
+def unlabeled_dataset(file_pattern: Source, options: InputOptions | None = None, *,
+                      include_encoded: bool = False, **fields: Any) -> tf.data.Dataset:
     """Batches of images [B, S, S, 3] from any records with ``image/encoded``.
 
     ``include_encoded=True`` yields (images, encoded bytes [B]) instead, e.g. for a teacher
-    that writes pseudo-labeled records of the same images.
+    that writes pseudo-labeled records of the same images. ``options`` and ``fields``: see
+    InputOptions.
     """
 
     def output(element, image):
         return (image, element["image"]) if include_encoded else image
 
-    return _build(file_pattern, kind="unlabeled", parse=records.parse_unlabeled, output=output,
-                  image_size=image_size, batch_size=batch_size, training=training,
-                  small_image=small_image, randaug_num_layers=randaug_num_layers,
-                  randaug_magnitude=randaug_magnitude, crop_padding=crop_padding,
-                  input_context=input_context, cache=cache, shuffle_buffer=shuffle_buffer,
-                  deterministic=deterministic, strict=strict, repeat=repeat,
-                  drop_remainder=drop_remainder, stats=stats, dtype=dtype, seed=seed)
+    return _build(file_pattern, input_options(options, **fields), kind="unlabeled",
+                  parse=records.parse_unlabeled, output=output)
 
 
-def soften(probabilities: tf.Tensor, temperature: float) -> tf.Tensor:
-    """``probabilities ** (1/T)`` renormalized, computed in log space (zeros stay zero)."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    return tf.nn.softmax(tf.math.log(probabilities) / temperature, axis=-1)
-
-
-def pseudo_labeled_dataset(file_pattern: Source, *, image_size: int, batch_size: int,
-                           training: bool, num_classes: int, temperature: float = 1.0,
-                           hard: bool = False, small_image: bool = False,
-                           randaug_num_layers: int = 0, randaug_magnitude: float = 10.0,
-                           input_context: tf.distribute.InputContext | None = None,
-                           cache: bool = False, shuffle_buffer: int = 1024,
-                           deterministic: bool = False, strict: bool = False,
-                           repeat: bool | None = None, drop_remainder: bool | None = None,
-                           stats: DataStats | None = None, dtype: tf.DType = tf.float32,
-                           crop_padding: int = CROP_PADDING, seed: int | None = None
-                           ) -> tf.data.Dataset:
+def pseudo_labeled_dataset(file_pattern: Source, options: InputOptions | None = None, *,
+                           num_classes: int, temperature: float = 1.0, hard: bool = False,
+                           **fields: Any) -> tf.data.Dataset:
     """Batches of (images, targets float32 [B, num_classes]).
 
     Soft targets are the stored distribution sharpened by ``temperature``; ``hard=True`` gives
-    the one-hot of the teacher's argmax (the record's ``label``).
+    the one-hot of the teacher's argmax (the record's ``label``). ``options`` and ``fields``:
+    see InputOptions.
     """
     if tfds_source.is_tfds_spec(file_pattern):
         raise ValueError(f"{file_pattern}: pseudo-labeled data must come from TFRecord files")
@@ -265,12 +268,7 @@ def pseudo_labeled_dataset(file_pattern: Source, *, image_size: int, batch_size:
     def output(element, image):
         if hard:
             return image, tf.one_hot(element["label"], num_classes, dtype=tf.float32)
-        return image, soften(element["probabilities"], temperature)
+        return image, teacher_targets(element["probabilities"], temperature, from_logits=False)
 
-    return _build(file_pattern, kind="pseudo-labeled", parse=parse, output=output,
-                  image_size=image_size, batch_size=batch_size, training=training,
-                  small_image=small_image, randaug_num_layers=randaug_num_layers,
-                  randaug_magnitude=randaug_magnitude, crop_padding=crop_padding,
-                  input_context=input_context, cache=cache, shuffle_buffer=shuffle_buffer,
-                  deterministic=deterministic, strict=strict, repeat=repeat,
-                  drop_remainder=drop_remainder, stats=stats, dtype=dtype, seed=seed)
+    return _build(file_pattern, input_options(options, **fields), kind="pseudo-labeled",
+                  parse=parse, output=output)

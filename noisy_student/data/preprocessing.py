@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from efficientnet_tf.deprecation import renamed_keywords
+
 CROP_PADDING = 32
 SMALL_IMAGE_PAD = 4
 MIN_OBJECT_COVERED = 0.1
@@ -99,7 +101,7 @@ def _resize_if_needed(image: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.ensure_shape(image, [image_size, image_size, 3])
 
 
-def _randaugment(image: tf.Tensor, num_layers: int, magnitude: float, *, small_image: bool,
+def _randaugment(image: tf.Tensor, num_layers: int, magnitude: float, *, small_images: bool,
                  seeds: tf.Tensor) -> tf.Tensor:
     """RandAugment on uint8 pixels (imported lazily: only needed when it is switched on).
 
@@ -109,12 +111,12 @@ def _randaugment(image: tf.Tensor, num_layers: int, magnitude: float, *, small_i
     from noisy_student.data import randaugment
 
     size = int(image.shape[0])
-    translate, cutout = randaugment.randaugment_constants(size, small_image=small_image)
+    translate, cutout = randaugment.randaugment_constants(size, small_images=small_images)
     pixels = tf.saturate_cast(tf.round(image), tf.uint8)
     pixels = randaugment.distort_image_with_randaugment(
         pixels, num_layers, magnitude, translate_const=translate, cutout_const=cutout,
         seed=seeds[0])
-    if small_image:
+    if small_images:
         pixels = randaugment.cutout(pixels, size // 4, seed=seeds[1])
     return tf.cast(pixels, tf.float32)
 
@@ -127,17 +129,18 @@ def _split_seed(seed: tf.Tensor | None) -> tf.Tensor:
     return tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=4)
 
 
-def preprocess_for_train(image_bytes: tf.Tensor, image_size: int, *, small_image: bool = False,
+@renamed_keywords(small_image="small_images")
+def preprocess_for_train(image_bytes: tf.Tensor, image_size: int, *, small_images: bool = False,
                          randaug_num_layers: int = 0, randaug_magnitude: float = 10.0,
                          dtype: tf.DType = tf.float32,
                          seed: tf.Tensor | None = None) -> tf.Tensor:
     """Encoded image -> augmented [image_size, image_size, 3] image in 0..255 of ``dtype``."""
     seeds = _split_seed(seed)
-    if small_image:
+    if small_images:
         image = _resize_if_needed(decode_image(image_bytes), image_size)
         if randaug_num_layers > 0:
             image = _randaugment(image, randaug_num_layers, randaug_magnitude,
-                                 small_image=True, seeds=seeds[2:])
+                                 small_images=True, seeds=seeds[2:])
         pad = SMALL_IMAGE_PAD
         image = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
         image = tf.image.stateless_random_crop(image, [image_size, image_size, 3], seeds[0])
@@ -146,8 +149,8 @@ def preprocess_for_train(image_bytes: tf.Tensor, image_size: int, *, small_image
             image_bytes, lambda shape: inception_crop_window(shape, seeds[0], image_size))
         image = _resize(image, image_size)
     image = tf.image.stateless_random_flip_left_right(image, seeds[1])
-    if randaug_num_layers > 0 and not small_image:
-        image = _randaugment(image, randaug_num_layers, randaug_magnitude, small_image=False,
+    if randaug_num_layers > 0 and not small_images:
+        image = _randaugment(image, randaug_num_layers, randaug_magnitude, small_images=False,
                              seeds=seeds[2:])
     image = tf.ensure_shape(image, [image_size, image_size, 3])
     return tf.cast(image, dtype)
@@ -175,7 +178,7 @@ def augment_small_batch_for_train(images: tf.Tensor, image_size: int, *,
     images = tf.ensure_shape(tf.convert_to_tensor(images), [None, image_size, image_size, 3])
     seeds = _split_seed(seed)  # crop, flip, RandAugment, cutout
     if randaug_num_layers > 0:
-        translate, cutout = randaugment.randaugment_constants(image_size, small_image=True)
+        translate, cutout = randaugment.randaugment_constants(image_size, small_images=True)
         images = randaugment.distort_batch_with_randaugment(
             images, randaug_num_layers, randaug_magnitude, translate_const=translate,
             cutout_const=cutout, seed=seeds[2])
@@ -194,11 +197,12 @@ def augment_small_batch_for_train(images: tf.Tensor, image_size: int, *,
     return tf.cast(images, dtype)
 
 
-def preprocess_for_eval(image_bytes: tf.Tensor, image_size: int, *, small_image: bool = False,
+@renamed_keywords(small_image="small_images")
+def preprocess_for_eval(image_bytes: tf.Tensor, image_size: int, *, small_images: bool = False,
                         crop_padding: int = CROP_PADDING,
                         dtype: tf.DType = tf.float32) -> tf.Tensor:
     """Encoded image -> center-cropped [image_size, image_size, 3] image in 0..255."""
-    if small_image:
+    if small_images:
         image = _resize_if_needed(decode_image(image_bytes), image_size)
     else:
         image = decode_and_crop(

@@ -40,6 +40,8 @@ import math
 
 import tensorflow as tf
 
+from efficientnet_tf.deprecation import renamed_keywords
+
 MAX_LEVEL = 10.0
 FILL_VALUE = 128
 
@@ -72,15 +74,16 @@ _LUMA_WEIGHTS = (19595, 38470, 7471)
 _CHANNEL_OFFSETS = (0, 256, 512)
 
 
-def randaugment_constants(image_size: int, *, small_image: bool = False) -> tuple[float, float]:
+@renamed_keywords(small_image="small_images")
+def randaugment_constants(image_size: int, *, small_images: bool = False) -> tuple[float, float]:
     """(translate_const, cutout_const) for square images of side `image_size`.
 
     Default: the reference's 100 and 40 at 224 px, scaled in proportion to the side.
-    `small_image=True`: the Noisy Student rule for 32x32 data, `image_size // 8` for both.
+    `small_images=True`: the Noisy Student rule for 32x32 data, `image_size // 8` for both.
     """
     if image_size <= 0:
         raise ValueError(f"image_size must be positive, got {image_size}")
-    if small_image:
+    if small_images:
         return float(image_size // 8), float(image_size // 8)
     scale = image_size / REFERENCE_IMAGE_SIZE
     return REFERENCE_TRANSLATE_CONST * scale, REFERENCE_CUTOUT_CONST * scale

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import numpy as np
 import tensorflow as tf
 
-from noisy_student.atomic_io import temp_path
+from noisy_student.atomic_io import atomic_output
 
 IMAGE_KEY = "image/encoded"
 LABEL_KEY = "image/class/label"
@@ -210,15 +210,10 @@ def atomic_tfrecord_writer(path: str,
     a clean exit and deletes it on an exception, so ``path`` only ever holds a complete file."""
     if not os.path.basename(path):
         raise ValueError(f"atomic_tfrecord_writer needs a file path, got {path!r}")
-    tmp_path = temp_path(path)
     options = tf.io.TFRecordOptions(compression_type=compression or "")
-    writer = tf.io.TFRecordWriter(tmp_path, options=options)
-    try:
-        yield writer
-        writer.close()
-        tf.io.gfile.rename(tmp_path, path, overwrite=True)
-    except BaseException:
-        writer.close()
-        if tf.io.gfile.exists(tmp_path):
-            tf.io.gfile.remove(tmp_path)
-        raise
+    with atomic_output(path) as temporary:
+        writer = tf.io.TFRecordWriter(temporary, options=options)
+        try:
+            yield writer
+        finally:
+            writer.close()

@@ -15,17 +15,12 @@ from typing import NamedTuple
 import tensorflow as tf
 from absl import logging
 
+from noisy_student.atomic_io import is_temp_name
 from noisy_student.data.bad_data import DataStats, report_bad, text
 
 RECORD_FRAMING_BYTES = 16  # uint64 length, uint32 CRC of the length, uint32 CRC of the data
 READ_CYCLE_LENGTH = 16
 READ_BUFFER_BYTES = 8 * 1024 * 1024
-
-
-def _is_temporary(path: str) -> bool:
-    """Files being written by atomic_tfrecord_writer (``.<name>.tmp-<host>-<pid>``)."""
-    name = os.path.basename(path)
-    return name.startswith(".") and ".tmp-" in name
 
 
 def list_files(file_pattern: str | Sequence[str]) -> list[str]:
@@ -37,7 +32,8 @@ def list_files(file_pattern: str | Sequence[str]) -> list[str]:
                 else list(file_pattern))
     files: set[str] = set()
     for pattern in (p.strip() for p in patterns):
-        matched = [f for f in tf.io.gfile.glob(pattern) if not _is_temporary(f)]
+        matched = [f for f in tf.io.gfile.glob(pattern)
+                   if not is_temp_name(os.path.basename(f))]  # a writer's unfinished output
         if not matched:
             raise FileNotFoundError(
                 f"No files match {pattern!r}; check the path (a glob such as '/data/train-*' "
@@ -81,6 +77,12 @@ def scan_file(path: str, *, strict: bool = False) -> FileScan:
                              "checking to skip the rest of it")
         logging.warning("%s; the rest of the file is skipped", scan.damage_text())
     return scan
+
+
+def count_records(source, *, strict: bool = False) -> int:
+    """The readable records of every file of a pattern (or list of patterns; see list_files),
+    each counted by `scan_file`."""
+    return sum(scan_file(path, strict=strict).num_records for path in list_files(source))
 
 
 def shard_files(files: list[str], input_context: tf.distribute.InputContext | None

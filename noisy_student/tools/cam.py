@@ -105,12 +105,12 @@ def load_images(source: str, *, image_size: int, num_images: int, num_classes: i
 
     files = image_files(source)
     if files is not None:
-        images = [preprocess_for_eval(tf.io.read_file(f), image_size, small_image=small_images)
+        images = [preprocess_for_eval(tf.io.read_file(f), image_size, small_images=small_images)
                   for f in files[:num_images]]
         return np.stack([i.numpy() for i in images]), None
     dataset = eval_sources.labeled_source(
         source, image_size=image_size, batch_size=num_images, num_classes=num_classes,
-        label_offset=label_offset, small_image=small_images)
+        label_offset=label_offset, small_images=small_images)
     for images, labels in dataset.take(1):
         return images.numpy(), labels.numpy()
     raise ValueError(f"{source}: no images")

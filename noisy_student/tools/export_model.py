@@ -90,13 +90,13 @@ def representative_images(source: str, *, image_size: int, count: int, num_class
     if eval_sources.is_class_folder(source) or tfds_source.is_tfds_spec(source):
         dataset = eval_sources.labeled_source(
             source, image_size=image_size, batch_size=batch, num_classes=num_classes,
-            label_offset=label_offset, small_image=small_images).map(lambda x, y: x)
+            label_offset=label_offset, small_images=small_images).map(lambda x, y: x)
     else:
         if not tf.io.gfile.glob(source):
             raise FileNotFoundError(f"{source}: no such TFRecord files, class folder or "
                                     "'tfds:NAME@SPLIT' data set (--representative_data)")
         dataset = pipelines.unlabeled_dataset(source, image_size=image_size, batch_size=batch,
-                                              training=False, small_image=small_images,
+                                              training=False, small_images=small_images,
                                               deterministic=True)
     out, seen = [], 0
     for images in dataset:
@@ -143,7 +143,7 @@ def export(model_path: str, output_dir: str | None = None, *, iteration: int = -
     if data:
         test_data = eval_sources.labeled_source(
             data, image_size=size, batch_size=batch_size, num_classes=classes,
-            label_offset=label_offset, small_image=small_images)
+            label_offset=label_offset, small_images=small_images)
     representative = None
     if "tflite_int8" in formats and (representative_data or data):
         progress(f"reading {representative_examples} calibration images")
@@ -154,7 +154,7 @@ def export(model_path: str, output_dir: str | None = None, *, iteration: int = -
              "representative_data": representative_data or data,
              "representative_examples": representative_examples if representative else 0}
     report = deploy.export_all(
-        model, output_dir, image_size=size, small_image=small_images, formats=formats,
+        model, output_dir, image_size=size, small_images=small_images, formats=formats,
         representative=representative, test_data=test_data,
         max_examples=max_examples or None, latency_runs=latency_runs, int8_io=int8_io,
         opset=opset, threads=threads or None, extra=extra, progress=progress)

@@ -8,7 +8,7 @@
 With phi fixed at 1, every (alpha, beta, gamma) on a grid (1, 1 + step, 1 + 2 step, ...) with
 alpha * beta^2 * gamma^2 within --tolerance of --target_multiplier (the paper: ~2) scales the
 base network: depth x alpha, width x beta, resolution x gamma. Each candidate is trained exactly
-as `noisy-student --mode=train` trains a teacher (the same recipe flags, a flagfile works) for a
+as `noisy-student --mode=teacher` trains a teacher (the same recipe flags, a flagfile works) for a
 short budget (--train_epochs), scored on --eval_data (top-1, the EMA weights) and ranked by
 accuracy, or (--rank_by=nas) by the NAS objective ACC * (FLOPS / T)^w with T = base MACs x
 --target_multiplier and w = --nas_weight. FLOPs are multiply-adds (efficientnet_tf.complexity,
@@ -53,7 +53,7 @@ _EPSILON = 1e-9  # products are compared with this slack, so grid values on the 
 
 # noisy-student flags that shape a candidate's training and evaluation, listed by --help (the
 # others are accepted and ignored). tests/test_scaling_search.py checks that this covers the
-# teacher stage's settings (noisy_student.loop.TEACHER_SETTINGS).
+# teacher stage's settings (noisy_student.run_dir.TEACHER_SETTINGS).
 RECIPE_FLAGS = (
     "label_data", "eval_data", "label_offset", "num_classes", "num_train_images", "strict_data",
     "teacher_model", "small_images", "width_coefficient", "depth_coefficient", "image_size",
@@ -61,7 +61,7 @@ RECIPE_FLAGS = (
     "final_base_lr", "lr_schedule", "lr_warmup_epochs", "lr_decay_epochs", "weight_decay",
     "label_smoothing", "moving_average_decay", "dropout_rate", "stochastic_depth_rate",
     "precision", "teacher_randaug", "randaug_num_layers", "randaug_magnitude", "steps_per_loop",
-    "checkpoint_every", "summary_every", "strategy", "tpu", "quiet", "redo_changed_stages",
+    "seed", "checkpoint_every", "summary_every", "strategy", "tpu", "quiet", "redo_changed_stages",
     "traceback",
 )
 SEARCH_DEFAULT_EPOCHS = 5.0  # this tool's default --train_epochs: a short budget per candidate
@@ -348,7 +348,7 @@ def step2_text(base: BaseNetwork, best: Candidate | None, phis: Sequence[float])
 
 @dataclasses.dataclass
 class SearchOptions:
-    """What the search does besides the training recipe (a noisy_student.loop.RunConfig)."""
+    """What the search does besides the training recipe (a noisy_student.config.RunConfig)."""
 
     output_dir: str
     base_model: str | None = None  # default: the recipe's teacher_model
@@ -404,7 +404,7 @@ def search(recipe, options: SearchOptions, *,
     """Trains and scores every candidate not finished before (in `options.output_dir`), then
     writes the JSON, table and PNG; returns what the JSON holds.
 
-    `recipe` is a noisy_student.loop.RunConfig (its run_dir is ignored): each candidate is a
+    `recipe` is a noisy_student.config.RunConfig (its run_dir is ignored): each candidate is a
     run directory under output_dir/candidates whose teacher stage is the candidate.
     """
     import keras
@@ -449,46 +449,49 @@ def search(recipe, options: SearchOptions, *,
 def _train_candidate(config, strategy, worker_index: int, row: dict, prefix: str,
                      progress: Callable[[str], None]) -> dict:
     """Trains and evaluates one candidate through noisy_student.loop, as `noisy-student
-    --mode=train` and `--mode=eval --iteration=0` would (finished stages are skipped, a started
+    --mode=teacher` and `--mode=eval --iteration=0` would (finished stages are skipped, a started
     training resumes from its last checkpoint); returns the row's new fields."""
     import tensorflow as tf
 
+    from noisy_student import stages
     from noisy_student.atomic_io import read_json, write_json_atomic
     from noisy_student.loop import Run
+    from noisy_student.run_dir import stage_settings
+    from noisy_student.run_layout import parse_stage
     from noisy_student.run_lock import run_dir_lock
 
+    teacher, teacher_eval = parse_stage("teacher"), parse_stage("teacher/eval")
     with run_dir_lock(config.run_dir, worker_index):
         run = Run(config, strategy)
-        run.prepare()  # stale temps removed, recorded settings checked (as --mode=train)
+        run.prepare()  # stale temps removed, recorded settings checked (as --mode=teacher)
+        run_dir, settings = run.context.run_dir, stage_settings(config, teacher)
         diverged_path = os.path.join(config.run_dir, DIVERGED)
         diverged = read_json(diverged_path)
-        if diverged and diverged.get("settings") == run.stage_settings("teacher"):
+        if diverged and diverged.get("settings") == settings:
             progress(f"{prefix}: diverged earlier ({diverged['error']}); skipped (delete "
                      f"{config.run_dir} to retry)")
             return {"status": "diverged", "error": diverged["error"]}
-        stages = dict(run.stages())
-        finished = run.done("teacher") and run.done("teacher/eval")
+        finished = run_dir.done(teacher) and run_dir.done(teacher_eval)
         if finished:
             progress(f"{prefix}: finished earlier (top-1 "
-                     f"{100 * run.result('teacher/eval')['top1']:.2f}%); not retrained")
-        elif run.done("teacher"):
+                     f"{100 * run_dir.result(teacher_eval)['top1']:.2f}%); not retrained")
+        elif run_dir.done(teacher):
             progress(f"{prefix}: trained earlier; evaluating")
         else:
-            checkpoint = tf.train.latest_checkpoint(run.model_dir(0))
+            checkpoint = tf.train.latest_checkpoint(stages.model_dir(run.context, 0))
             resuming = f" (resuming from {os.path.basename(checkpoint)})" if checkpoint else ""
             progress(f"{prefix}: width {row['width']:.4g}, depth {row['depth']:.4g}, "
                      f"{row['resolution']} px, {row['macs_ratio']:.2f}x the base's MACs; "
                      f"training{resuming}")
         start = time.time()
         try:
-            trained = run.run_stage("teacher", stages["teacher"])
+            trained = run.run_stage(teacher)
         except FloatingPointError as err:  # NonFiniteLossError: a diverged candidate
             if run.chief:
-                write_json_atomic(diverged_path, {"error": str(err),
-                                                  "settings": run.stage_settings("teacher")})
+                write_json_atomic(diverged_path, {"error": str(err), "settings": settings})
             progress(f"{prefix}: diverged ({err}); recorded, the search goes on")
             return {"status": "diverged", "error": str(err)}
-        scored = run.run_stage("teacher/eval", stages["teacher/eval"])
+        scored = run.run_stage(teacher_eval)
     if not finished:
         progress(f"{prefix}: top-1 {100 * scored['top1']:.2f}% on "
                  f"{scored.get('num_examples')} images ({time.time() - start:.0f} s)")
@@ -610,10 +613,10 @@ def options_from_flags() -> SearchOptions:
 
 
 def validate_recipe() -> None:
-    """The noisy-student checks of a --mode=train command (data patterns, ranges, ...)."""
+    """The noisy-student checks of a --mode=teacher command (data patterns, ranges, ...)."""
     from noisy_student import flags as recipe_flags
 
-    FLAGS.mode, FLAGS.run_dir, FLAGS.iteration = "train", FLAGS.output_dir, 1
+    FLAGS.mode, FLAGS.run_dir, FLAGS.iteration = "teacher", FLAGS.output_dir, 1
     FLAGS.teacher_checkpoint = None
     try:
         recipe_flags.validate()
@@ -634,7 +637,8 @@ def main(argv: list[str]) -> None:
     validate_recipe()
     import logging
 
-    from noisy_student.main import expected_errors, one_line, run_config
+    from noisy_student.cli import run_or_exit
+    from noisy_student.main import run_config
 
     logging.getLogger().setLevel(logging.INFO)
     recipe = run_config()
@@ -642,25 +646,22 @@ def main(argv: list[str]) -> None:
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    try:
-        if FLAGS.dry_run:
-            base = base_network(recipe, options.base_model)
-            rows = [describe(base, c) for c in candidate_list(options)]
-            print(f"Base {base.model}: width {base.width:g}, depth {base.depth:g}, "
-                  f"{base.resolution} px, {base.macs() / 1e6:.2f} MMACs; {len(rows)} "
-                  "candidates (dry run: nothing trained)")
-            print(format_table(rank_results(rows, rank_by=options.rank_by,
-                                            target_flops=base.macs() * options.target_multiplier,
-                                            weight=options.nas_weight),
-                               rank_by=options.rank_by))
-            return
-        results = search(recipe, options, progress=progress)
-    except expected_errors() as err:
-        if FLAGS.traceback:
-            raise
-        print(f"noisy-student-scaling-search: error: {one_line(err)} (--traceback shows the "
-              "stack)", file=sys.stderr)
-        sys.exit(2)
+    if FLAGS.dry_run:
+        base = run_or_exit("noisy-student-scaling-search",
+                           lambda: base_network(recipe, options.base_model),
+                           traceback=FLAGS.traceback)
+        rows = [describe(base, c) for c in candidate_list(options)]
+        print(f"Base {base.model}: width {base.width:g}, depth {base.depth:g}, "
+              f"{base.resolution} px, {base.macs() / 1e6:.2f} MMACs; {len(rows)} "
+              "candidates (dry run: nothing trained)")
+        print(format_table(rank_results(rows, rank_by=options.rank_by,
+                                        target_flops=base.macs() * options.target_multiplier,
+                                        weight=options.nas_weight),
+                           rank_by=options.rank_by))
+        return
+    results = run_or_exit("noisy-student-scaling-search",
+                          lambda: search(recipe, options, progress=progress),
+                          traceback=FLAGS.traceback)
     base = BaseNetwork(**{k: v for k, v in results["base"].items() if k != "macs"})
     best = results["best"]
     winner = Candidate(best["alpha"], best["beta"], best["gamma"]) if best else None

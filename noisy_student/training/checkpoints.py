@@ -11,7 +11,7 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from noisy_student.atomic_io import temp_path
+from noisy_student.atomic_io import atomic_output
 from noisy_student.training.ema import ExponentialMovingAverage
 from noisy_student.training.strategy import is_chief, worker_id
 
@@ -141,14 +141,9 @@ def save_model(model: keras.Model, path: str) -> str:
         )
     folder = os.path.dirname(path) or "."
     tf.io.gfile.makedirs(folder)
-    temporary = temp_path(path, suffix)
-    try:
+    with atomic_output(path, suffix) as temporary:
         if suffix == ".keras":
             model.save(temporary)
         else:
             model.save_weights(temporary)
-        tf.io.gfile.rename(temporary, path, overwrite=True)
-    finally:
-        if tf.io.gfile.exists(temporary):
-            tf.io.gfile.remove(temporary)
     return path

@@ -23,10 +23,28 @@ def check_student_size(
     return student_params, teacher_params
 
 
+def model_outputs_logits(model) -> bool:
+    """True if the model's last layer has no activation, False if it ends in a softmax (an
+    activation or a Softmax layer); a ValueError when it cannot tell. The one answer for
+    labeling, training, export and deployment."""
+    last = (getattr(model, "layers", None) or [None])[-1]
+    name = getattr(getattr(last, "activation", None), "__name__", "")
+    if name == "linear":
+        return True
+    if name == "softmax" or isinstance(last, keras.layers.Softmax):
+        return False
+    raise ValueError(f"cannot tell whether {getattr(model, 'name', model)} outputs logits or "
+                     f"probabilities (last layer activation {name or None!r}); pass from_logits")
+
+
 def require_logits(model: keras.Model, role: str = "model") -> None:
-    """Training and on-the-fly labeling work on logits: refuse a model that ends in softmax."""
-    last = model.layers[-1] if model.layers else None
-    if getattr(last, "activation", None) is keras.activations.softmax:
+    """Training and on-the-fly labeling work on logits: refuse a model that ends in softmax.
+    A model whose output `model_outputs_logits` cannot tell is taken as logits."""
+    try:
+        logits = model_outputs_logits(model)
+    except ValueError:
+        return
+    if not logits:
         raise ValueError(
             f"The {role} {model.name!r} ends in a softmax; build it with "
             "classifier_activation=None so training sees logits."

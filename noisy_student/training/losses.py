@@ -1,10 +1,16 @@
 """Loss pieces of the recipe: label smoothing, cross-entropy, L2 weight decay without batch norm,
-pseudo-label targets from teacher logits. All computed in float32 (logits are cast first)."""
+pseudo-label targets from teacher logits (noisy_student.pseudo_labels). All computed in float32
+(logits are cast first)."""
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+from noisy_student.pseudo_labels import teacher_targets
+
+__all__ = ["batch_norm_layers", "cross_entropy_sum", "l2_penalty", "smooth_labels",
+           "teacher_targets", "weight_decay_variables"]
 
 REFERENCE_BN_NAME = "batch_normalization"
 
@@ -22,17 +28,6 @@ def cross_entropy_sum(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     logits = tf.cast(logits, tf.float32)
     targets = tf.cast(targets, tf.float32)
     return -tf.reduce_sum(targets * tf.nn.log_softmax(logits, axis=-1))
-
-
-def teacher_targets(teacher_logits: tf.Tensor, temperature: float = 1.0, hard: bool = False):
-    """Soft targets softmax(logits / T), or one-hot argmax targets when `hard`."""
-    teacher_logits = tf.stop_gradient(tf.cast(teacher_logits, tf.float32))
-    if hard:
-        classes = tf.shape(teacher_logits)[-1]
-        return tf.one_hot(tf.argmax(teacher_logits, axis=-1), classes, dtype=tf.float32)
-    if temperature <= 0:
-        raise ValueError(f"Soft pseudo labels need a temperature > 0, got {temperature}.")
-    return tf.nn.softmax(teacher_logits / temperature, axis=-1)
 
 
 def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from noisy_student.config import OPTIMIZERS
+
 
 @keras.saving.register_keras_serializable(package="noisy_student")
 class TF1RMSprop(keras.optimizers.Optimizer):
@@ -66,9 +68,6 @@ class TF1RMSprop(keras.optimizers.Optimizer):
             "momentum": self.momentum,
             "epsilon": self.epsilon,
         }
-
-
-OPTIMIZERS = ("rmsprop", "momentum", "adamw")
 
 
 def make_optimizer(

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import keras
 import tensorflow as tf
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+from noisy_student.config import PRECISIONS
 
 
 @contextlib.contextmanager

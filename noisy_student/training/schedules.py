@@ -22,7 +22,8 @@ import math
 import keras
 from keras import ops
 
-SCHEDULES = ("exponential", "cosine", "constant")
+from noisy_student.config import LR_SCHEDULES as SCHEDULES
+
 REFERENCE_BATCH = 256
 # A schedule that ends above this fraction of its peak has not annealed (see end_fraction).
 ANNEALED_FRACTION = 0.1

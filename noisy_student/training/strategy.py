@@ -7,7 +7,7 @@ import os
 
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+from noisy_student.config import STRATEGIES
 
 
 def make_strategy(name: str = "default", tpu_address: str | None = None) -> tf.distribute.Strategy:

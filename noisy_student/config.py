@@ -1,0 +1,196 @@
+"""The settings of a Noisy Student run: `RunConfig`, the one home of each setting's name,
+default, help text, choices and allowed range. The `noisy-student` flags are generated from it
+(noisy_student.flags), and the CLI fills it from them. No TensorFlow, so the command line
+checks its flags before importing it.
+
+Flag names follow the reference (`google-research/noisystudent` main.py) where it had one
+(``unlabel_data``, ``teacher_softmax_temp``, ...), so its recipes translate directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+# Choices shared with the modules that implement them (they import these).
+OPTIMIZERS = ("rmsprop", "momentum", "adamw")
+LR_SCHEDULES = ("exponential", "cosine", "constant")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+PSEUDO_LABEL_STORAGES = ("float32", "float16", "topk:5", "topk:10")
+STUDENT_INITS = ("scratch", "teacher")
+
+# Allowed ranges: (low, low inclusive, high, high inclusive); None = open. Unset (None) values
+# are not checked.
+POSITIVE = (0, False, None, False)
+NON_NEGATIVE = (0, True, None, False)
+FRACTION = (0, True, 1, False)
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *,  # noqa: A002
+            choices: Sequence[str] | None = None, bounds: tuple | None = None,
+            default_factory: Callable[[], Any] | None = None) -> Any:
+    """A RunConfig field with what its flag needs: help text, choices, range."""
+    metadata = {"help": help, "choices": tuple(choices) if choices else None, "bounds": bounds}
+    if default_factory is not None:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything a run needs; the CLI fills it from flags of the same names."""
+
+    # Where.
+    run_dir: str = setting(help="Run directory: checkpoints, pseudo labels, manifest.")
+    # Data.
+    label_data: str | None = setting(
+        None, "Labeled TFRecords: a file pattern or comma-separated patterns (ImageNet layout), "
+        "or 'tfds:NAME' for a TensorFlow Datasets source.")
+    unlabel_data: str | None = setting(
+        None, "Unlabeled TFRecords: a file pattern or comma-separated patterns.")
+    eval_data: str | None = setting(
+        None, "Evaluation TFRecords: a file pattern or comma-separated patterns, or 'tfds:NAME'.")
+    label_offset: int = setting(
+        1, "Subtracted from stored labels (1 for ImageNet-style 1-based files, 0 for 0-based).",
+        bounds=NON_NEGATIVE)
+    num_classes: int = setting(1000, "Number of classes.", bounds=POSITIVE)
+    num_train_images: int | None = setting(
+        None, "Labeled images per epoch; counted from the files when unset.", bounds=POSITIVE)
+    # Models.
+    teacher_model: str = setting("efficientnet-b0", "Teacher architecture (b0..b8, l2).")
+    teacher_checkpoint: str | None = setting(
+        None, "Use this trained teacher (.keras or .weights.h5) instead of training one.")
+    student_models: list[str] = setting(
+        help="Student architecture per iteration, e.g. b0,b1,b2 runs three iterations.",
+        default_factory=lambda: ["efficientnet-b0"])
+    allow_smaller_student: bool = setting(False, "Allow a student smaller than its teacher.")
+    student_init: str = setting(
+        "scratch", "scratch: students start from random weights (the paper); teacher: each "
+        "student starts from its teacher's EMA weights (the reference's --init_model; same "
+        "architecture and image size only), so teacher + student steps are one continued "
+        "training run.", choices=STUDENT_INITS)
+    image_size: int | None = setting(
+        None, "Input size; defaults to each model's resolution (32 with --small_images).",
+        bounds=(32, True, None, False))
+    small_images: bool = setting(False, "32x32 variant (CIFAR/SVHN): stride-1 stages 2-3.")
+    width_coefficient: float | None = setting(
+        None, "Override the width multiplier of every model.", bounds=POSITIVE)
+    depth_coefficient: float | None = setting(
+        None, "Override the depth multiplier of every model.", bounds=POSITIVE)
+    # Training recipe.
+    train_batch_size: int = setting(128, "Labeled images per global batch.", bounds=POSITIVE)
+    eval_batch_size: int = setting(
+        256, "Images per evaluation/labeling batch.", bounds=POSITIVE)
+    train_epochs: float = setting(
+        350, "Epochs of labeled data for the teacher.", bounds=POSITIVE)
+    student_epochs: float | None = setting(
+        None, "Epochs of labeled data for students (default: --train_epochs x "
+        "--student_train_ratio).", bounds=POSITIVE)
+    student_train_ratio: float | None = setting(
+        None, "Student steps = ratio x teacher steps (the reference's train_ratio; its "
+        "staircase period scales by the ratio too). Exclusive with --student_epochs; default 1.",
+        bounds=POSITIVE)
+    optimizer: str = setting(
+        "rmsprop", "rmsprop: the reference's TF1 RMSProp; momentum: SGD with Nesterov momentum "
+        "0.9; adamw: Keras AdamW with decoupled --weight_decay (x learning rate, batch norm "
+        "excluded).", choices=OPTIMIZERS)
+    base_learning_rate: float = setting(
+        0.016, "Learning rate per 256 labeled images.", bounds=POSITIVE)
+    final_base_lr: float | None = setting(
+        None, "Learning rate per 256 labeled images at the last step (the reference's flag): "
+        "sets the staircase period of 'exponential' so it ends there, and the floor of "
+        "'cosine'.", bounds=NON_NEGATIVE)
+    lr_schedule: str = setting(
+        "exponential", "Learning rate schedule after warm-up.", choices=LR_SCHEDULES)
+    student_lr_schedule: str | None = setting(
+        None, "Students' schedule (default: --lr_schedule). Short teachers on few labels may "
+        "learn best without annealing while their longer students need it (configs/demo.cfg).",
+        choices=LR_SCHEDULES)
+    student_final_base_lr: float | None = setting(
+        None, "Students' --final_base_lr (default: --final_base_lr).", bounds=NON_NEGATIVE)
+    lr_warmup_epochs: float = setting(5.0, "Linear warm-up epochs.", bounds=NON_NEGATIVE)
+    lr_decay_epochs: float = setting(
+        2.4, "Epochs per x0.97 staircase step (ignored with --final_base_lr).", bounds=POSITIVE)
+    weight_decay: float = setting(
+        1e-5, "Weight decay on 0.5*||w||^2, batch norm excluded.", bounds=NON_NEGATIVE)
+    label_smoothing: float = setting(
+        0.1, "Label smoothing (labeled and hard pseudo labels).", bounds=FRACTION)
+    moving_average_decay: float = setting(
+        0.9999, "EMA decay (with (1+n)/(10+n) warm-up).", bounds=FRACTION)
+    dropout_rate: float | None = setting(
+        None, "Dropout before the classifier (default: preset).", bounds=FRACTION)
+    stochastic_depth_rate: float = setting(
+        0.2, "Stochastic depth: the drop rate of the last block (earlier blocks scale it "
+        "linearly).", bounds=FRACTION)
+    precision: str = setting("float32", "Compute precision.", choices=PRECISIONS)
+    steps_per_loop: int = setting(
+        10, "Training steps per call into TensorFlow (the reference's iterations_per_loop); "
+        "loops also end at checkpoint, summary and epoch boundaries. A NaN loss is caught at "
+        "the loop's end.", bounds=POSITIVE)
+    seed: int | None = setting(
+        None, "Seed for reproducible training: each training stage seeds Python, NumPy and "
+        "TensorFlow (weight initialization, dropout, stochastic depth) with a value derived from "
+        "this seed and the iteration (the teacher and each student differ), and its input "
+        "pipelines shuffle and augment with it in a fixed order (deterministic tf.data, at some "
+        "input throughput). Default: unseeded.", bounds=NON_NEGATIVE)
+    checkpoint_every: int = setting(500, "Steps between checkpoints.", bounds=POSITIVE)
+    summary_every: int = setting(
+        100, "Steps between TensorBoard scalar summaries.", bounds=POSITIVE)
+    # Noise and self-training.
+    randaug_num_layers: int = setting(
+        2, "RandAugment ops per image for students (0 = off).", bounds=NON_NEGATIVE)
+    randaug_magnitude: float = setting(
+        10.0, "RandAugment magnitude M (max level 10).", bounds=NON_NEGATIVE)
+    teacher_randaug: bool = setting(False, "Also use RandAugment when training the teacher.")
+    unlabel_ratio: float = setting(
+        1.0, "Unlabeled images per labeled image in a batch; also the weight of the unlabeled "
+        "loss.", bounds=POSITIVE)
+    teacher_softmax_temp: float = setting(
+        1.0, "Temperature of soft pseudo labels; -1 for hard one-hot labels.")
+    pseudo_label_storage: str = setting(
+        "float16", "How pseudo-label distributions are stored.", choices=PSEUDO_LABEL_STORAGES)
+    min_threshold: float = setting(
+        0.3, "Lowest confidence a pseudo label may have.", bounds=(0, True, 1, True))
+    num_image_per_class: int | None = setting(
+        None, "Balanced images per class after filtering (default: unlabeled images / "
+        "classes).", bounds=POSITIVE)
+    on_the_fly_teacher: bool = setting(
+        False, "Run the teacher inside the student's training step instead of storing pseudo "
+        "labels.")
+    # Distribution.
+    strategy: str = setting("default", "tf.distribute strategy.", choices=STRATEGIES)
+    tpu: str | None = setting(None, "TPU address for --strategy=tpu.")
+    worker_index: int | None = setting(
+        None, "This worker for labeling (default: TF_CONFIG).", bounds=NON_NEGATIVE)
+    num_workers: int | None = setting(
+        None, "Number of labeling workers (default: TF_CONFIG).", bounds=POSITIVE)
+    wait_timeout: float = setting(
+        6 * 3600.0, "Seconds a worker waits for the others' part of a stage (multi-worker "
+        "labeling and filtering).", bounds=POSITIVE)
+    # Export and run behaviour.
+    export_dir: str | None = setting(
+        None, "SavedModel directory (default: RUN_DIR/export).")
+    quiet: bool = setting(False, "No progress bars.")
+    redo_changed_stages: bool = setting(
+        False, "Redo the finished stages whose settings differ from this command's (their "
+        "outputs are deleted first) instead of stopping with the list of differing flags.")
+    strict_data: bool = setting(
+        False, "Stop with an error naming the file and record at a damaged TFRecord file or an "
+        "undecodable image. Default: a damaged file loses only the records after the damage, "
+        "an undecodable image is skipped, and every stage reports the totals.")
+
+    @property
+    def hard_labels(self) -> bool:
+        """--teacher_softmax_temp=-1: students train on one-hot pseudo labels."""
+        return self.teacher_softmax_temp == -1
+
+    @property
+    def soft_label_temperature(self) -> float:
+        """The temperature of the stored (always soft) pseudo labels: 1 with hard labels."""
+        return 1.0 if self.hard_labels else self.teacher_softmax_temp
+
+    @property
+    def num_iterations(self) -> int:
+        return len(self.student_models)

@@ -1,0 +1,63 @@
+"""Stage names and run-directory folders (noisy_student.run_layout): one spelling, read back."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from noisy_student import run_layout
+from noisy_student.run_layout import EVAL, EXPORT, LABEL, TRAIN, Stage
+
+
+def _config(students: int, on_the_fly: bool = False) -> SimpleNamespace:
+    return SimpleNamespace(student_models=["b0"] * students, on_the_fly_teacher=on_the_fly)
+
+
+def test_plan_lists_the_loop_order_and_every_name_reads_back():
+    stages = run_layout.plan(_config(2))
+    assert [s.name for s in stages] == [
+        "teacher", "teacher/eval", "iter1/label", "iter1/filter", "iter1/student", "iter1/eval",
+        "iter2/label", "iter2/filter", "iter2/student", "iter2/eval", "export"]
+    assert [run_layout.parse_stage(s.name) for s in stages] == stages
+    names = [s.name for s in stages]
+    assert sorted(reversed(names), key=run_layout.stage_order) == names
+
+
+def test_on_the_fly_teacher_plan_has_no_label_or_filter_stage():
+    names = [s.name for s in run_layout.plan(_config(1, on_the_fly=True))]
+    assert names == ["teacher", "teacher/eval", "iter1/student", "iter1/eval", "export"]
+
+
+@pytest.mark.parametrize("name", ["iter0/eval", "iter1/train", "iter01/eval", "teacher/label",
+                                  "iter1", "student", "iter1/student/eval"])
+def test_names_no_loop_writes_are_not_stages(name):
+    assert run_layout.parse_stage(name) is None
+
+
+def test_every_single_stage_mode_names_a_planned_stage():
+    from noisy_student.flags import MODES
+
+    stages = run_layout.plan(_config(2))
+    single = [mode for mode in MODES if mode in run_layout.MODE_KINDS]
+    assert set(single) == set(MODES) - {"loop", "eval_corrupted", "train"}
+    for mode in single:
+        assert run_layout.stage_for_mode(mode, 2) in stages
+    assert run_layout.stage_for_mode("teacher", 2) == Stage(TRAIN, 0)
+    assert run_layout.stage_for_mode("train", 2) == Stage(TRAIN, 0)  # deprecated spelling
+    assert run_layout.stage_for_mode("student", 2).name == "iter2/student"
+    assert run_layout.stage_for_mode("eval", 0).name == "teacher/eval"
+    assert run_layout.stage_for_mode("export", 1) == Stage(EXPORT)
+
+
+def test_stage_names_and_folders_agree():
+    assert run_layout.stage_name(TRAIN, 0) == run_layout.model_dir(0) == "teacher"
+    assert run_layout.stage_name(TRAIN, 3) == run_layout.model_dir(3).replace("\\", "/")
+    assert run_layout.stage_output(Stage(LABEL, 2)) == run_layout.labels_dir(2)
+    assert run_layout.stage_output(Stage(EVAL, 2)) is None
+    with pytest.raises(ValueError, match="no label stage"):
+        run_layout.stage_name(LABEL, 0)
+
+
+def test_iterations_stop_at_the_first_gap():
+    names = ["teacher", "teacher/eval", "iter1/eval", "iter3/eval", "export"]
+    assert run_layout.iterations(names) == [0, 1]
+    assert run_layout.iterations(["iter1/student"]) == [1]
