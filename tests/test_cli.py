@@ -305,7 +305,7 @@ def test_cifar10_benchmark_baseline_commands_pass_validation(tmp_path, monkeypat
         for args in commands:
             flags.FLAGS(["test", f"--flagfile={flagfile}", *args])
             cli_flags.validate()
-            assert flags.FLAGS.train_epochs == pytest.approx(60)  # teacher 30 + student 1 30
+            assert flags.FLAGS.train_epochs == pytest.approx(128)  # teacher 96 + student 1 32
     finally:
         for name, value in saved.items():
             flags.FLAGS[name].value = value
