@@ -6,7 +6,8 @@ run of ``benchmarks/self_training_cifar10.py``; those are hard-linked, not recom
 loop then runs what is left (labeling and filtering where the variant changes them, student 1,
 its evaluation) with the flagfile, the variant's flags and any further --flag=value given here
 (e.g. a shorter --student_epochs). Rerunning resumes unfinished variants and skips finished
-ones.
+ones. With --recipe_from_source the recipe row is the source run's own student 1 (hard-linked,
+not retrained): right when the source ran the flagfile at the same budget and seed.
 
 Variants (the paper's claims: each of noise, soft labels and filtering helps):
   recipe      the flagfile's student (reference point at this budget)
@@ -16,6 +17,7 @@ Variants (the paper's claims: each of noise, soft labels and filtering helps):
   threshold0  no confidence filtering (--min_threshold=0)
 
     python benchmarks/cifar10_ablations.py --source_run=runs/cifar10_4000 --student_epochs=16
+    python benchmarks/cifar10_ablations.py --source_run=runs/seed1 --seed=1 --recipe_from_source
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from self_training_cifar10 import ROOT, _fmt_pct, _fmt_time, check_passthrough, run_loop  # noqa: E402
 
+sys.path.insert(0, ROOT)
+from noisy_student import run_layout  # noqa: E402
+
 # variant -> (flags, stages of the source run it reuses besides the teacher)
 VARIANTS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "recipe": ([], ("label", "filter")),
@@ -42,7 +47,8 @@ VARIANTS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "threshold0": (["--min_threshold=0"], ("label",)),
 }
 # stage -> folder it writes, relative to the run directory
-STAGE_DIRS = {"teacher": "teacher", "iter1/label": "iter1/labels", "iter1/filter": "iter1/filtered"}
+STAGE_DIRS = {"teacher": run_layout.model_dir(0), "iter1/label": run_layout.labels_dir(1),
+              "iter1/filter": run_layout.filtered_dir(1), "iter1/student": run_layout.model_dir(1)}
 
 
 def parse_args() -> tuple[argparse.Namespace, list[str]]:
@@ -61,6 +67,12 @@ def parse_args() -> tuple[argparse.Namespace, list[str]]:
         "--variants",
         default=",".join(VARIANTS),
         help=f"Comma-separated subset of {', '.join(VARIANTS)}.",
+    )
+    parser.add_argument(
+        "--recipe_from_source",
+        action="store_true",
+        help="The recipe row is the source run's student 1 (same flagfile, budget and seed), "
+        "not a retrained one.",
     )
     args, passthrough = parser.parse_known_args()
     check_passthrough(parser, passthrough)
@@ -135,6 +147,8 @@ def main() -> int:
     variants = args.variants.split(",")
     for name in variants:
         flags, reuse = VARIANTS[name]
+        if name == "recipe" and args.recipe_from_source:
+            reuse = (*reuse, "student", "eval")
         run_dir = os.path.join(out_dir, name)
         seed_run_dir(source, run_dir, reuse)
         start = time.time()
