@@ -37,6 +37,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR_DIR = os.environ.get(
     "CIFAR10_NPZ_DIR", os.path.join(os.path.dirname(ROOT), "shared", "data", "cifar10")
 )
+# Where the TFRecords go by default (configs/cifar10_4000.cfg reads them there).
+DATA_DIR = os.path.join(ROOT, "runs", "cifar10_4000", "data")
 LABELED_PER_CLASS_PER_SHARD = 80
 NUM_CLASSES = 10
 LABEL_BASE = 1
@@ -48,7 +50,7 @@ def parse_args() -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--flagfile", default=os.path.join(
         ROOT, "noisy_student", "assets", "configs", "cifar10_4000.cfg"))
-    parser.add_argument("--data_dir", default=os.path.join(ROOT, "runs", "cifar10_4000", "data"),
+    parser.add_argument("--data_dir", default=DATA_DIR,
                         help="Where the TFRecords go (the flagfile's data patterns point here).")
     parser.add_argument("--cifar_dir", default=CIFAR_DIR, help="The uint8 npz shards.")
     parser.add_argument("--summary_only", action="store_true",
@@ -115,49 +117,56 @@ def recorded_build_seconds(data_dir: str) -> float:
         return float(json.load(f)["seconds"])
 
 
-def build_data(data_dir: str, cifar_dir: str) -> float:
-    """Writes the three splits unless complete; returns the seconds spent."""
-    if all(split_complete(data_dir, s, n) for s, n in SPLITS.items()):
-        print(f"data: complete in {data_dir}, skipping")
+def build_data(data_dir: str, cifar_dir: str, splits: tuple[str, ...] = tuple(SPLITS)) -> float:
+    """Writes those of ``splits`` that are not complete; returns the seconds the data build
+    took in total (this call's added to what an earlier partial build recorded).
+    ``benchmarks/cifar10_c.py`` asks for the validation split only."""
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        raise ValueError(f"unknown split(s) {unknown}; use some of {list(SPLITS)}")
+    todo = [s for s in splits if not split_complete(data_dir, s, SPLITS[s])]
+    if not todo:
+        print(f"data: {', '.join(splits)} complete in {data_dir}, skipping")
         return recorded_build_seconds(data_dir)
+    from noisy_student.atomic_io import write_json_atomic
     from noisy_student.data.records import encode_labeled, encode_unlabeled
     from noisy_student.data.shards import write_labels, write_sharded
 
     start = time.time()
-    shards = [load_npz(os.path.join(cifar_dir, f"cifar10_train_{i}.npz")) for i in range(5)]
     test_images, test_labels, class_names = load_npz(os.path.join(cifar_dir, "cifar10_test.npz"))
-    parts = split_train([labels for _, labels, _ in shards])
-    labeled = [(img[li], lab[li]) for (img, lab, _), (li, _) in zip(shards, parts, strict=True)]
-    train_x = np.concatenate([x for x, _ in labeled])
-    train_y = np.concatenate([y for _, y in labeled])
-    unlabeled_x = np.concatenate([img[ui] for (img, _, _), (_, ui) in
-                                  zip(shards, parts, strict=True)])
-    counts = np.bincount(train_y, minlength=NUM_CLASSES)
-    print(f"data: {len(train_y)} labeled (per class {counts.tolist()}), "
-          f"{len(unlabeled_x)} unlabeled, {len(test_labels)} validation")
 
     def labeled_items(x, y):
         return [(x[i], int(y[i])) for i in range(len(y))]
 
-    jobs = {
-        "train": (labeled_items(train_x, train_y),
-                  lambda item: encode_labeled(png_bytes(item[0]), item[1] + LABEL_BASE)),
-        "unlabeled": (list(unlabeled_x), lambda image: encode_unlabeled(png_bytes(image))),
-        "validation": (labeled_items(test_images, test_labels),
-                       lambda item: encode_labeled(png_bytes(item[0]), item[1] + LABEL_BASE)),
-    }
+    def encode_item(item):
+        return encode_labeled(png_bytes(item[0]), item[1] + LABEL_BASE)
+
+    jobs = {"validation": lambda: (labeled_items(test_images, test_labels), encode_item)}
+    if {"train", "unlabeled"} & set(todo):
+        shards = [load_npz(os.path.join(cifar_dir, f"cifar10_train_{i}.npz")) for i in range(5)]
+        parts = split_train([labels for _, labels, _ in shards])
+        labeled = [(img[li], lab[li]) for (img, lab, _), (li, _) in
+                   zip(shards, parts, strict=True)]
+        train_x = np.concatenate([x for x, _ in labeled])
+        train_y = np.concatenate([y for _, y in labeled])
+        unlabeled_x = np.concatenate([img[ui] for (img, _, _), (_, ui) in
+                                      zip(shards, parts, strict=True)])
+        counts = np.bincount(train_y, minlength=NUM_CLASSES)
+        print(f"data: {len(train_y)} labeled (per class {counts.tolist()}), "
+              f"{len(unlabeled_x)} unlabeled, {len(test_labels)} validation")
+        jobs["train"] = lambda: (labeled_items(train_x, train_y), encode_item)
+        jobs["unlabeled"] = lambda: (list(unlabeled_x),
+                                     lambda image: encode_unlabeled(png_bytes(image)))
     write_labels(data_dir, class_names, LABEL_BASE)
-    for split, (items, encode) in jobs.items():
-        if split_complete(data_dir, split, SPLITS[split]):
-            print(f"data: {split} complete, skipping")
-            continue
+    for split in todo:
+        items, encode = jobs[split]()
         write_sharded(data_dir, split, items, SPLITS[split], encode, num_threads=2)
         print(f"data: wrote {len(items)} {split} records in {SPLITS[split]} shards")
     seconds = time.time() - start
-    with open(os.path.join(data_dir, BUILD_TIME_FILE), "w") as f:
-        json.dump({"seconds": round(seconds, 1)}, f)
-    print(f"data: built in {seconds:.0f} s")
-    return seconds
+    total = recorded_build_seconds(data_dir) + seconds
+    write_json_atomic(os.path.join(data_dir, BUILD_TIME_FILE), {"seconds": round(total, 1)})
+    print(f"data: built {', '.join(todo)} in {seconds:.0f} s")
+    return total
 
 
 # ----------------------------------------------------------------------------- loop
