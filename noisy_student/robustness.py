@@ -121,10 +121,11 @@ def _scores_fn(model, class_indices: Sequence[int] | None):
 
 def confusion_and_topk(model, dataset, num_classes: int, *,
                        class_indices: Sequence[int] | None = None,
-                       max_steps: int | None = None) -> dict:
+                       max_steps: int | None = None, scores_fn=None) -> dict:
     """One pass over (images, int labels) batches: confusion matrix [true, predicted] of the
-    argmax and top-1/top-5 hit counts (ties at the boundary count as hits, as in `evaluate`)."""
-    scores_fn = _scores_fn(model, class_indices)
+    argmax and top-1/top-5 hit counts (ties at the boundary count as hits, as in `evaluate`).
+    ``scores_fn`` (from `_scores_fn`) lets many passes share one traced function."""
+    scores_fn = scores_fn or _scores_fn(model, class_indices)
     confusion = np.zeros((num_classes, num_classes), np.int64)
     hits = np.zeros(2, np.int64)
     for step, (images, labels) in enumerate(dataset):
@@ -260,15 +261,35 @@ def corruption_table(errors: Mapping[str, Sequence[float]], ce: Mapping[str, flo
 
 def corruption_figure(ce: Mapping[str, float], mce: float, title: str = ""):
     """Bar chart of CE per corruption (x100) with the mCE as a line."""
-    names = list(ce)
-    fig = new_figure(max(6, 0.55 * len(names) + 2), 4)
+    return corruption_comparison_figure({"": ce}, {"": mce}, title)
+
+
+def corruption_comparison_figure(ce: Mapping[str, Mapping[str, float]],
+                                 mce: Mapping[str, float], title: str = ""):
+    """Grouped bar chart of CE per corruption (x100), one bar per model (``ce``: {model:
+    {corruption: CE}}, all with the first model's corruptions), each model's mCE as a dashed
+    line in its colour. One model named "" gives a plain single-model chart."""
+    models = list(ce)
+    names = list(ce[models[0]])
+    width = 0.8 / len(models)
+    several = len(models) > 1
+    fig = new_figure(max(6, (0.25 + 0.2 * len(models)) * len(names) + (4 if several else 2)), 4)
     ax = fig.add_subplot(1, 1, 1)
-    ax.bar(range(len(names)), [100 * ce[c] for c in names], color="tab:blue")
-    ax.axhline(100 * mce, color="tab:red", linestyle="--", label=f"mCE {100 * mce:.1f}")
+    for k, model in enumerate(models):
+        color = f"C{k}" if several else "tab:blue"
+        offsets = np.arange(len(names)) + (k - (len(models) - 1) / 2) * width
+        ax.bar(offsets, [100 * ce[model][c] for c in names], width, color=color,
+               label=model or None)
+        ax.axhline(100 * mce[model], color=color if several else "tab:red",
+                   linestyle="--", label=f"{model + ' ' if model else ''}mCE "
+                   f"{100 * mce[model]:.1f}")
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("corruption error (%)")
     ax.set_title(title or "corruption errors")
-    ax.legend()
+    if several:  # beside the axes, clear of the bars
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend()
     return fig
 
 
@@ -276,6 +297,12 @@ def plot_corruption_errors(ce: Mapping[str, float], mce: float, path: str,
                            title: str = "") -> str:
     """`corruption_figure` as a PNG at ``path`` (atomic write); returns the path."""
     return write_png(corruption_figure(ce, mce, title), path)
+
+
+def plot_corruption_comparison(ce: Mapping[str, Mapping[str, float]], mce: Mapping[str, float],
+                               path: str, title: str = "") -> str:
+    """`corruption_comparison_figure` as a PNG at ``path`` (atomic write); returns the path."""
+    return write_png(corruption_comparison_figure(ce, mce, title), path)
 
 
 def corruption_metrics(errors: Mapping[str, Sequence[float]],
@@ -290,6 +317,11 @@ def corruption_metrics(errors: Mapping[str, Sequence[float]],
     if missing:
         raise ValueError(f"the baseline has no error for {missing}")
     base = {c: float(np.mean(baseline[c])) for c in corruptions}
+    zero = [c for c in corruptions if base[c] == 0]
+    if zero:
+        raise ValueError(f"the baseline's error is 0 on {zero}, so CE (errors divided by the "
+                         "baseline's) is undefined there; leave those corruptions out or use a "
+                         "baseline model that errs on them")
     severities = {len(e) for e in errors.values()}
     if severities != {evaluation.NUM_SEVERITIES}:
         raise ValueError(f"need errors at all {evaluation.NUM_SEVERITIES} severities, got "
@@ -297,13 +329,19 @@ def corruption_metrics(errors: Mapping[str, Sequence[float]],
     result = evaluation.mean_corruption_error(errors, baseline=base, corruptions=corruptions)
     out = {"errors": {c: [float(e) for e in errors[c]] for c in corruptions},
            "CE": result["CE"], "mCE": result["mCE"]}
-    if clean_error is not None and baseline_clean_error is not None:
-        rel = evaluation.relative_mean_corruption_error(
-            errors, clean_error, baseline_clean_error, baseline=base, corruptions=corruptions)
-        out.update(relative_CE=rel["relative_CE"], relative_mCE=rel["relative_mCE"],
-                   clean_error=clean_error, baseline_clean_error=baseline_clean_error)
-    elif clean_error is not None:
+    if clean_error is not None:
         out["clean_error"] = clean_error
+    if clean_error is None or baseline_clean_error is None:
+        return out
+    out["baseline_clean_error"] = baseline_clean_error
+    flat = [c for c in corruptions if abs(base[c] - baseline_clean_error) < 1e-12]
+    if flat:  # relative CE divides by (baseline error - baseline clean error)
+        log.warning("relative CE is undefined: the baseline's corrupted error equals its clean "
+                    "error on %s", flat)
+        return out
+    rel = evaluation.relative_mean_corruption_error(
+        errors, clean_error, baseline_clean_error, baseline=base, corruptions=corruptions)
+    out.update(relative_CE=rel["relative_CE"], relative_mCE=rel["relative_mCE"])
     return out
 
 
@@ -316,6 +354,7 @@ def corruption_errors(model, root: str, corruptions: Sequence[str], *, image_siz
     """{corruption: [top-1 error at each severity]} over ``root`` (see
     ``eval_sources.corrupted_source`` for the layouts)."""
     errors = {}
+    scores_fn = _scores_fn(model, None)  # traced once for all the sets
     for c in corruptions:
         errors[c] = []
         for s in severities:
@@ -324,7 +363,8 @@ def corruption_errors(model, root: str, corruptions: Sequence[str], *, image_siz
                 source, image_size=image_size, batch_size=batch_size, num_classes=num_classes,
                 label_offset=label_offset, small_images=small_images,
                 class_to_label=class_to_label, strict=strict)
-            counts = confusion_and_topk(model, dataset, num_classes, max_steps=max_steps)
+            counts = confusion_and_topk(model, dataset, num_classes, max_steps=max_steps,
+                                        scores_fn=scores_fn)
             error = 1.0 - counts["top1_hits"] / counts["num_examples"]
             errors[c].append(error)
             log.info("%s severity %d: error %.4f over %d images", c, s, error,
