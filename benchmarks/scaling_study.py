@@ -409,7 +409,9 @@ def recipe_from_flags(flagfile: str, passthrough: Sequence[str], out_dir: str):
                         f"--train_epochs={STUDY_EPOCHS:g}", *passthrough])
     FLAGS = flags.FLAGS  # noqa: N806 - absl's name
     FLAGS.mode, FLAGS.run_dir, FLAGS.iteration = "teacher", out_dir, 1
-    FLAGS.teacher_checkpoint = None
+    # Only the teacher stage runs: no checkpoint to start from, no unlabeled data (the
+    # flagfile's pattern may match nothing, since the study builds only train and validation).
+    FLAGS.teacher_checkpoint, FLAGS.unlabel_data = None, None
     return run_config()
 
 
