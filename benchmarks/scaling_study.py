@@ -360,7 +360,7 @@ def run_study(recipe, base: BaseNetwork, plan: Sequence[StudyModel], out_dir: st
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0],
+        description=__doc__.split("\n")[0], allow_abbrev=False,  # prefixes are recipe flags
         epilog="Any other --flag=value is a noisy-student flag of the training recipe (e.g. "
                f"--train_epochs, default {STUDY_EPOCHS:g} here; --seed; --eval_data).")
     parser.add_argument("--flagfile", default=os.path.join(
