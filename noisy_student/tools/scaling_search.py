@@ -433,7 +433,7 @@ def search(recipe, options: SearchOptions, *,
             prefix = f"[{index}/{len(candidates)}] {candidate.name}"
             run_dir = os.path.join(output_dir, CANDIDATES_DIR, candidate.name)
             config = candidate_config(recipe, base, candidate, run_dir)
-            fields = _train_candidate(config, strategy, worker.index, rows[candidate.name],
+            fields = train_candidate(config, strategy, worker.index, rows[candidate.name],
                                       prefix, progress)
             fields["run_dir"] = os.path.relpath(run_dir, output_dir)
             rows[candidate.name].update(fields)
@@ -446,7 +446,7 @@ def search(recipe, options: SearchOptions, *,
     return results
 
 
-def _train_candidate(config, strategy, worker_index: int, row: dict, prefix: str,
+def train_candidate(config, strategy, worker_index: int, row: dict, prefix: str,
                      progress: Callable[[str], None]) -> dict:
     """Trains and evaluates one candidate through noisy_student.loop, as `noisy-student
     --mode=teacher` and `--mode=eval --iteration=0` would (finished stages are skipped, a started
