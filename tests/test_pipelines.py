@@ -66,7 +66,7 @@ def test_bundled_validation_matches_npz_source():
     stats = DataStats()
     images, labels = _collect(pipelines.labeled_dataset(
         VALIDATION, image_size=32, batch_size=100, training=False, num_classes=NUM_CLASSES,
-        label_offset=1, small_image=True, one_hot=False, stats=stats))
+        label_offset=1, small_images=True, one_hot=False, stats=stats))
     assert images.shape == (2000, 32, 32, 3) and labels.shape == (2000,)
     np.testing.assert_array_equal(np.bincount(labels, minlength=10),
                                   np.bincount(npz_labels[indices], minlength=10))
@@ -80,7 +80,7 @@ def test_bundled_validation_matches_npz_source():
 def test_bundled_train_labels_match_records_read_directly():
     images, labels = _collect(pipelines.labeled_dataset(
         TRAIN, image_size=32, batch_size=250, training=False, num_classes=NUM_CLASSES,
-        label_offset=1, small_image=True))
+        label_offset=1, small_images=True))
     assert labels.shape == (1000, 10) and labels.dtype == np.float32
     np.testing.assert_array_equal(labels.sum(axis=1), 1.0)
     examples = sample_examples("train")
@@ -107,7 +107,7 @@ def test_training_batches_repeat_and_drop_remainder():
 def test_eval_keeps_the_last_partial_batch():
     dataset = pipelines.labeled_dataset(
         VALIDATION, image_size=32, batch_size=300, training=False, num_classes=NUM_CLASSES,
-        label_offset=1, small_image=True)
+        label_offset=1, small_images=True)
     assert [int(x.shape[0]) for x, _ in dataset] == [300] * 6 + [200]  # 2,000 images
 
 
@@ -115,7 +115,7 @@ def test_deterministic_mode_repeats_exactly(small_set):
     def first_batches(seed):
         dataset = pipelines.labeled_dataset(
             small_set[0], image_size=32, batch_size=16, training=True, num_classes=NUM_CLASSES,
-            label_offset=1, small_image=True, deterministic=True, seed=seed, shuffle_buffer=50)
+            label_offset=1, small_images=True, deterministic=True, seed=seed, shuffle_buffer=50)
         return [(x.numpy(), y.numpy()) for x, y in dataset.take(5)]  # 80 > 60: repeats
 
     a, b, c = first_batches(1), first_batches(1), first_batches(2)
@@ -128,11 +128,11 @@ def test_deterministic_mode_repeats_exactly(small_set):
 def test_input_options_object_and_keywords_build_the_same_pipeline(small_set):
     """One InputOptions for every builder; keywords replace its fields, unknown ones fail."""
     options = pipelines.InputOptions(image_size=32, batch_size=16, training=True,
-                                     small_image=True, deterministic=True, seed=3,
+                                     small_images=True, deterministic=True, seed=3,
                                      shuffle_buffer=50)
     by_keywords = pipelines.labeled_dataset(
         small_set[0], image_size=32, batch_size=16, training=True, num_classes=NUM_CLASSES,
-        label_offset=1, small_image=True, deterministic=True, seed=3, shuffle_buffer=50)
+        label_offset=1, small_images=True, deterministic=True, seed=3, shuffle_buffer=50)
     by_object = pipelines.labeled_dataset(small_set[0], options, num_classes=NUM_CLASSES,
                                           label_offset=1)
     mixed = pipelines.labeled_dataset(small_set[0], options, num_classes=NUM_CLASSES,
@@ -154,7 +154,7 @@ def test_input_context_shards_files_and_splits_the_batch(small_set):
                                              num_replicas_in_sync=2 * count)
         dataset = pipelines.labeled_dataset(
             pattern, image_size=32, batch_size=12 * count, training=False,
-            num_classes=NUM_CLASSES, label_offset=1, small_image=True, input_context=context)
+            num_classes=NUM_CLASSES, label_offset=1, small_images=True, input_context=context)
         sizes, digests = [], []
         for x, _ in dataset:
             sizes.append(int(x.shape[0]))
@@ -176,7 +176,7 @@ def test_fewer_files_than_pipelines_shards_records(small_set):
         context = tf.distribute.InputContext(num_input_pipelines=3, input_pipeline_id=i)
         images, _ = _collect(pipelines.labeled_dataset(
             two_files, image_size=32, batch_size=100, training=False,
-            num_classes=NUM_CLASSES, label_offset=1, small_image=True, input_context=context,
+            num_classes=NUM_CLASSES, label_offset=1, small_images=True, input_context=context,
             deterministic=True))
         parts.append([_digest(img) for img in images])
     assert [len(p) for p in parts] == [10] * 3
@@ -185,7 +185,7 @@ def test_fewer_files_than_pipelines_shards_records(small_set):
 
 def test_cache_gives_the_same_eval_data(small_set):
     kwargs = dict(image_size=32, batch_size=25, training=False, num_classes=NUM_CLASSES,
-                  label_offset=1, small_image=True, deterministic=True)
+                  label_offset=1, small_images=True, deterministic=True)
     a = _collect(pipelines.labeled_dataset(small_set[0], **kwargs))
     cached = pipelines.labeled_dataset(small_set[0], cache=True, **kwargs)
     b, c = _collect(cached), _collect(cached)  # second pass reads the cache
@@ -197,7 +197,7 @@ def test_cache_gives_the_same_eval_data(small_set):
 def test_unlabeled_dataset_reads_jpeg_records_and_labeled_files():
     one_file = os.path.join(SAMPLE_DIR, "unlabeled-00000-of-00008")
     images = np.concatenate([x.numpy() for x in pipelines.unlabeled_dataset(
-        one_file, image_size=32, batch_size=128, training=False, small_image=True)])
+        one_file, image_size=32, batch_size=128, training=False, small_images=True)])
     assert images.shape == (1125, 32, 32, 3)
     # JPEG: the reference pixels come from TF's own decoder (Pillow's differs by a few levels).
     expected = {_digest(tf.io.decode_jpeg(e["image"], channels=3).numpy())
@@ -205,7 +205,7 @@ def test_unlabeled_dataset_reads_jpeg_records_and_labeled_files():
     assert {_digest(img) for img in images} == expected
     # labeled files are valid unlabeled input; include_encoded returns the stored bytes
     x, encoded = next(iter(pipelines.unlabeled_dataset(
-        VALIDATION, image_size=32, batch_size=8, training=False, small_image=True,
+        VALIDATION, image_size=32, batch_size=8, training=False, small_images=True,
         include_encoded=True, deterministic=True)))
     for image, data in zip(x.numpy(), encoded.numpy(), strict=True):
         np.testing.assert_array_equal(image, pil_decode(data))
@@ -229,7 +229,7 @@ def pseudo_file(tmp_path_factory):
 def _pseudo_targets(path, **kwargs):
     x, y = next(iter(pipelines.pseudo_labeled_dataset(
         path, image_size=32, batch_size=12, training=False, num_classes=NUM_CLASSES,
-        small_image=True, deterministic=True, **kwargs)))
+        small_images=True, deterministic=True, **kwargs)))
     return x.numpy(), y.numpy()
 
 
@@ -266,7 +266,7 @@ def test_wrong_kind_of_file_is_named():
 def test_label_out_of_range_names_file_and_fix():
     dataset = pipelines.labeled_dataset(  # 1-based labels read without label_offset
         VALIDATION, image_size=32, batch_size=1000, training=False, num_classes=NUM_CLASSES,
-        small_image=True)
+        small_images=True)
     with pytest.raises(tf.errors.InvalidArgumentError, match="validation-0000.*label_offset=1"):
         for _ in dataset:
             pass
@@ -284,7 +284,7 @@ def test_small_image_randaugment_runs_on_batches(small_set):
     def first_batches(num_layers):
         dataset = pipelines.labeled_dataset(
             small_set[0], image_size=32, batch_size=16, training=True, num_classes=NUM_CLASSES,
-            label_offset=1, small_image=True, deterministic=True, seed=1, shuffle_buffer=50,
+            label_offset=1, small_images=True, deterministic=True, seed=1, shuffle_buffer=50,
             randaug_num_layers=num_layers, randaug_magnitude=5.0)
         assert dataset.element_spec[0].shape == (16, 32, 32, 3)
         return [(x.numpy(), y.numpy()) for x, y in dataset.take(2)]
