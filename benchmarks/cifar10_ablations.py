@@ -23,7 +23,6 @@ Variants (the paper's claims: each of noise, soft labels and filtering helps):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -34,6 +33,7 @@ from self_training_cifar10 import ROOT, _fmt_pct, _fmt_time, check_passthrough, 
 
 sys.path.insert(0, ROOT)
 from noisy_student import run_layout  # noqa: E402
+from noisy_student.atomic_io import read_json, write_json_atomic, write_text_atomic  # noqa: E402
 
 # variant -> (flags, stages of the source run it reuses besides the teacher)
 VARIANTS: dict[str, tuple[list[str], tuple[str, ...]]] = {
@@ -83,17 +83,14 @@ def parse_args() -> tuple[argparse.Namespace, list[str]]:
 
 
 def read_manifest(run_dir: str) -> dict:
-    path = os.path.join(run_dir, "manifest.json")
-    if not os.path.exists(path):
-        return {"settings": {}, "stages": {}}
-    with open(path) as f:
-        return json.load(f)
+    return read_json(os.path.join(run_dir, run_layout.MANIFEST)) or {"settings": {},
+                                                                      "stages": {}}
 
 
 def seed_run_dir(source: str, target: str, reuse: tuple[str, ...]) -> None:
     """Hard-links the teacher (and the reused iter1 stages) of ``source`` into a new run dir
     and writes a manifest that lists them as finished; a no-op if ``target`` has a manifest."""
-    if os.path.exists(os.path.join(target, "manifest.json")):
+    if os.path.exists(os.path.join(target, run_layout.MANIFEST)):
         return
     stages = read_manifest(source)["stages"]
     wanted = ["teacher", "teacher/eval", *(f"iter1/{step}" for step in reuse)]
@@ -110,10 +107,7 @@ def seed_run_dir(source: str, target: str, reuse: tuple[str, ...]) -> None:
     if os.path.exists(os.path.join(source, "labels.txt")):
         shutil.copy(os.path.join(source, "labels.txt"), target)
     manifest = {"settings": {}, "stages": {stage: stages[stage] for stage in wanted}}
-    tmp = os.path.join(target, f".manifest.json.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(manifest, f, indent=1, sort_keys=True)
-    os.replace(tmp, os.path.join(target, "manifest.json"))
+    write_json_atomic(os.path.join(target, run_layout.MANIFEST), manifest)
 
 
 def table(out_dir: str, variants: list[str], teacher_top1: float | None) -> str:
@@ -162,10 +156,7 @@ def main() -> int:
         out_dir, variants, read_manifest(source)["stages"].get("teacher/eval", {}).get("top1")
     )
     print(text)
-    tmp = os.path.join(out_dir, f".summary.md.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, os.path.join(out_dir, "summary.md"))
+    write_text_atomic(os.path.join(out_dir, "summary.md"), text)
     return 0
 
 
