@@ -200,8 +200,10 @@ def baseline_epochs(flagfile: str, passthrough: list[str]) -> float:
 
 
 def run_baseline(flagfile: str, passthrough: list[str], run_dir: str) -> int:
-    """The supervised baseline: --mode=teacher with the students' noise, then its evaluation."""
-    flags = [*passthrough, f"--run_dir={os.path.join(run_dir, 'baseline')}", "--teacher_randaug",
+    """The supervised baseline: --mode=teacher with the students' noise, then its evaluation.
+    It always trains from scratch, so a --teacher_checkpoint given to the loop is dropped."""
+    own = [arg for arg in passthrough if not arg.startswith("--teacher_checkpoint")]
+    flags = [*own, f"--run_dir={os.path.join(run_dir, 'baseline')}", "--teacher_randaug",
              f"--train_epochs={baseline_epochs(flagfile, passthrough)}"]
     for mode in ("--mode=teacher", "--mode=eval --iteration=0"):
         code = run_loop(flagfile, [*flags, *mode.split()])

@@ -297,7 +297,9 @@ def test_cifar10_benchmark_baseline_commands_pass_validation(tmp_path, monkeypat
     monkeypatch.setattr(bench, "run_loop", lambda flagfile, args: commands.append(args) or 0)
     flagfile = assets.config_path("cifar10_4000")
     data = [f"--{name}={GOOD[name]}" for name in ("label_data", "unlabel_data", "eval_data")]
-    assert bench.run_baseline(flagfile, data, str(tmp_path)) == 0
+    given = f"--teacher_checkpoint={tmp_path / 'teacher.keras'}"  # the loop's, not the baseline's
+    assert bench.run_baseline(flagfile, [*data, given], str(tmp_path)) == 0
+    assert not [arg for args in commands for arg in args if arg.startswith("--teacher_checkpoint")]
     assert [arg for args in commands for arg in args if arg.startswith("--mode=")] == [
         "--mode=teacher", "--mode=eval"]
     saved = flags.FLAGS.flag_values_dict()
@@ -305,7 +307,7 @@ def test_cifar10_benchmark_baseline_commands_pass_validation(tmp_path, monkeypat
         for args in commands:
             flags.FLAGS(["test", f"--flagfile={flagfile}", *args])
             cli_flags.validate()
-            assert flags.FLAGS.train_epochs == pytest.approx(128)  # teacher 96 + student 1 32
+            assert flags.FLAGS.train_epochs == pytest.approx(160)  # teacher 128 + student 1 32
     finally:
         for name, value in saved.items():
             flags.FLAGS[name].value = value
