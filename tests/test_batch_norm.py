@@ -1,6 +1,7 @@
-"""FusedBatchNormalization: the TensorFlow fused-kernel training path against NumPy and against
-Keras' own BatchNormalization (outputs, gradients, moving statistics), the cases that must fall
-back to Keras' computation, and models saved with Keras batch norm before the change."""
+"""FusedBatchNormalization: the TensorFlow fused-kernel training and inference paths against
+NumPy and against Keras' own BatchNormalization (outputs, gradients, moving statistics), the
+cases that must fall back to Keras' computation, and models saved with Keras batch norm before
+the change."""
 
 import numpy as np
 import pytest
@@ -75,39 +76,73 @@ def test_gradients_equal_keras_batch_norm(tf, keras, x):
         np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
 
 
-def test_falls_back_to_keras_where_the_kernel_does_not_apply(tf, keras, x):
-    def used_fused(layer, inputs, **kwargs):
-        calls = []
-        original = FusedBatchNormalization._fused_training_call
-        FusedBatchNormalization._fused_training_call = lambda self, v: calls.append(1) or (
-            original(self, v)
-        )
-        try:
-            layer(inputs, **kwargs)
-        finally:
-            FusedBatchNormalization._fused_training_call = original
-        return bool(calls)
+def fused_path(layer, inputs, **kwargs) -> str | None:
+    """Which fused path ("training", "inference") a call took; None = Keras' own ops."""
+    taken = []
+    originals = {name: getattr(FusedBatchNormalization, f"_fused_{name}_call")
+                 for name in ("training", "inference")}
 
-    (fused, plain), _, _ = make_pair(keras, x.shape)
-    assert used_fused(fused, x, training=True)
-    # Inference: Keras' computation with the moving statistics, identical outputs.
-    assert not used_fused(fused, x, training=False)
-    plain.set_weights(fused.get_weights())  # the training call moved fused's statistics
-    np.testing.assert_array_equal(
-        np.asarray(fused(x, training=False)), np.asarray(plain(x, training=False))
-    )
+    def spy(name):
+        return lambda self, v: taken.append(name) or originals[name](self, v)
+
+    try:
+        for name in originals:
+            setattr(FusedBatchNormalization, f"_fused_{name}_call", spy(name))
+        layer(inputs, **kwargs)
+    finally:
+        for name, original in originals.items():
+            setattr(FusedBatchNormalization, f"_fused_{name}_call", original)
+    return taken[0] if taken else None
+
+
+def test_falls_back_to_keras_where_the_kernel_does_not_apply(tf, keras, x):
+    (fused, _), _, _ = make_pair(keras, x.shape)
+    assert fused_path(fused, x, training=True) == "training"
     small = np.random.default_rng(2).normal(size=(8, 2, 2, 7)).astype("float32")
-    assert not used_fused(fused, small, training=True)  # maps under 4x4 pixels
+    assert fused_path(fused, small, training=True) is None  # maps under 4x4 pixels
+    assert fused_path(fused, small, training=False) == "inference"  # one pass wins at any size
     flat = FusedBatchNormalization()
-    assert not used_fused(flat, x.reshape(4, 30, 7), training=True)  # not 4-D
-    frozen = FusedBatchNormalization()
-    frozen.build(x.shape)
-    frozen.trainable = False
-    assert not used_fused(frozen, x, training=True)
+    assert fused_path(flat, x.reshape(4, 30, 7), training=True) is None  # not 4-D
+    assert fused_path(flat, x.reshape(4, 30, 7), training=False) is None
+    channels_first = FusedBatchNormalization(axis=1)
+    assert fused_path(channels_first, x, training=False) is None
     synced = FusedBatchNormalization(synchronized=True)
-    assert used_fused(synced, x, training=True)  # one replica: nothing to synchronize
+    assert fused_path(synced, x, training=True) == "training"  # one replica: nothing to sync
     # Two replicas (Keras' all-reduced statistics) are covered by test_distribution.py, whose
     # MirroredStrategy run must match a single-device run of the same global batch.
+
+
+@pytest.mark.parametrize("frozen", [False, True], ids=["inference", "frozen_in_training"])
+def test_inference_path_matches_keras_and_numpy(tf, keras, x, frozen):
+    """With moving statistics (inference, or a frozen layer called with training=True) the
+    fused kernel gives Keras' outputs and gradients, and leaves the statistics alone."""
+    (fused, plain), gamma, beta = make_pair(keras, x.shape)
+    rng = np.random.default_rng(3)
+    mean = rng.normal(1.0, 1.0, x.shape[-1]).astype("float32")
+    variance = rng.uniform(0.5, 4.0, x.shape[-1]).astype("float32")
+    for layer in (fused, plain):
+        layer.moving_mean.assign(mean)
+        layer.moving_variance.assign(variance)
+        layer.trainable = not frozen
+    training = frozen  # a frozen layer in a training step must still use moving statistics
+    assert fused_path(fused, x, training=training) == "inference"
+    weights = tf.constant(np.arange(7, dtype="float32"))
+    results = []
+    for layer in (fused, plain):
+        inputs = tf.constant(x)
+        variables = [layer.gamma.value, layer.beta.value]  # watched even when frozen
+        with tf.GradientTape() as tape:
+            tape.watch([inputs, *variables])
+            out = layer(inputs, training=training)
+            loss = tf.reduce_sum(out**2 * weights)
+        grads = tape.gradient(loss, [inputs, *variables])
+        results.append([np.asarray(out), *[np.asarray(g) for g in grads]])
+    expected = (x - mean) / np.sqrt(variance + 1e-3) * gamma + beta
+    np.testing.assert_allclose(results[0][0], expected, rtol=1e-5, atol=1e-5)
+    for got, want in zip(*results, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(fused.moving_mean.numpy(), mean)
+    np.testing.assert_array_equal(fused.moving_variance.numpy(), variance)
 
 
 def test_models_saved_with_keras_batch_norm_still_load(keras, tmp_path, monkeypatch):

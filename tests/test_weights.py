@@ -20,6 +20,7 @@ import pytest
 
 import efficientnet_tf
 from efficientnet_tf import weights as W
+from efficientnet_tf.batch_norm import keras_computation
 from efficientnet_tf.weights import published, tf_checkpoint
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -64,7 +65,10 @@ def images(size, n=2, seed=1):
 
 
 def run(model, x):
-    return np.asarray(model(x, training=False))
+    """Inference with Keras' own batch-norm ops, so that a weight mapping is checked bit for
+    bit (test_fused_inference_agrees_with_keras_applications covers the fused kernel)."""
+    with keras_computation():
+        return np.asarray(model(x, training=False))
 
 
 def set_imagenet_statistics(norm):
@@ -198,6 +202,19 @@ def test_keras_applications_model_equivalence(keras_model, variant, size):
     expected = run(reference, x)
     assert np.abs(expected).max() > 0.05  # a live comparison, not zeros against zeros
     np.testing.assert_allclose(run(ours, x), expected, rtol=0, atol=1e-4)
+
+
+def test_fused_inference_agrees_with_keras_applications(keras_model):
+    """Our default inference path (TensorFlow's fused batch-norm kernel) rounds differently
+    from Keras' ops, never by more than float32 noise over the whole network."""
+    reference = keras_model("b3", 225)
+    ours = W.from_keras_applications(reference)
+    x = images(225)
+    expected = run(reference, x)
+    got = np.asarray(ours(x, training=False))
+    scale = np.abs(expected).max()
+    assert not np.array_equal(got, expected), "the fused kernel was not used"
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * scale)
 
 
 def test_b3_weights_h5_file(keras_model, tmp_path):
