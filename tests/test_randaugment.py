@@ -6,6 +6,10 @@ Pillow's bicubic resize (64, 96 and a non-square 61x97) to exercise interpolatio
 """
 
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -13,6 +17,8 @@ from cifar_data import cifar_test_images
 from PIL import Image, ImageEnhance, ImageOps
 
 from noisy_student.data import randaugment as ra
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 GRAY = (128, 128, 128)
 
@@ -384,6 +390,35 @@ def test_batched_op_equals_per_image_op(index):
                 np.testing.assert_array_equal(
                     got[i].numpy(), want,
                     err_msg=f"{ra.OP_NAMES[index]} image {i} M={magnitude} shape {batch.shape}")
+
+
+EMPTY_GROUP_SCRIPT = """
+import tensorflow as tf
+from noisy_student.data import randaugment as ra
+empty = tf.zeros([0, 32, 32, 3], tf.uint8)
+args = (tf.constant(10.0, tf.float64), tf.constant(5.0, tf.float64),
+        tf.constant(4.0, tf.float64), tf.zeros([0], tf.float64), tf.zeros([0, 2], tf.int32))
+for index, name in enumerate(ra.OP_NAMES):
+    eager = ra.apply_op_batch(index, empty, *args)
+    graph = tf.function(lambda x: ra.apply_op_batch(index, x, *args),
+                        input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.uint8)])(empty)
+    print(name, tuple(eager.shape), tuple(graph.shape))
+"""
+
+
+@pytest.mark.parametrize("onednn", ["0", "1"])
+def test_batched_ops_on_an_empty_group(onednn):
+    """A layer runs every op on the images that drew it; when none did, the op gets an empty
+    group and must return one. With oneDNN (TensorFlow's default on x86, off in this suite),
+    a VALID depthwise convolution of an empty batch kept its input's size, and Sharpness
+    crashed training after a random number of steps."""
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", EMPTY_GROUP_SCRIPT], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.split("\n")
+    for name in ra.OP_NAMES:
+        assert f"{name} (0, 32, 32, 3) (0, 32, 32, 3)" in lines, done.stdout
 
 
 def test_batched_draws_are_uniform_per_image():

@@ -509,7 +509,9 @@ def sharpness_batch(images: tf.Tensor, factor) -> tf.Tensor:
     pixels = _to_float(images)
     kernel = tf.constant([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]])
     kernel = tf.tile(kernel[:, :, tf.newaxis, tf.newaxis], [1, 1, 3, 1])
-    summed = tf.nn.depthwise_conv2d(pixels, kernel, [1, 1, 1, 1], "VALID")
+    # SAME, then the interior: with oneDNN a VALID convolution of an empty batch (an op that
+    # no image drew) keeps its input's height and width, and the concat below would fail.
+    summed = tf.nn.depthwise_conv2d(pixels, kernel, [1, 1, 1, 1], "SAME")[:, 1:-1, 1:-1]
     inner = tf.floor(summed / 13.0 + 0.5)
     middle = tf.concat([pixels[:, 1:-1, :1], inner, pixels[:, 1:-1, -1:]], axis=2)
     smooth = tf.concat([pixels[:, :1], middle, pixels[:, -1:]], axis=1)
