@@ -33,13 +33,14 @@ setup(
     # jax[cpu] lets the tests run the model on a second Keras backend.
     # corruptions: noisy-student-make-corrupted (Hendrycks' 15 ImageNet-C corruptions, with
     # compatibility shims for scikit-image >= 0.19 and NumPy 2; see BUILD.md).
-    # export: ONNX in noisy-student-export-model (tf2onnx converts, onnxruntime checks).
+    # export: ONNX in noisy-student-export-model (tf2onnx converts, onnxruntime checks) and
+    # LiteRT's TFLite interpreter (ai-edge-litert), which replaces the deprecated tf.lite one.
     # setuptools and wheel: tests/test_packaging.py builds the wheel without build isolation
     # (a Python 3.12+ venv has no setuptools of its own).
     extras_require={"test": ["pytest", "ruff", "jax[cpu]", "imagecorruptions", "tf2onnx>=1.17",
-                             "onnxruntime", "setuptools>=61", "wheel"],
+                             "onnxruntime", "ai-edge-litert", "setuptools>=61", "wheel"],
                     "corruptions": ["imagecorruptions"],
-                    "export": ["tf2onnx>=1.17", "onnxruntime"]},
+                    "export": ["tf2onnx>=1.17", "onnxruntime", "ai-edge-litert"]},
     entry_points={"console_scripts": [
         "noisy-student=noisy_student.main:run",
         "noisy-student-demo=noisy_student.demo:run",

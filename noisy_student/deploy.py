@@ -138,16 +138,26 @@ def onnx_bytes(model, image_size: int, opset: int = DEFAULT_OPSET) -> bytes:
 # ----------------------------------------------------------------------------- predictors
 
 
+def tflite_interpreter(**kwargs):
+    """A TFLite interpreter: LiteRT's (``ai_edge_litert``, the ``export`` extra) when installed,
+    else ``tf.lite.Interpreter``, which TensorFlow deprecates in its favour."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        with warnings.catch_warnings():  # tf.lite.Interpreter's LiteRT deprecation notice
+            warnings.simplefilter("ignore")
+            return tf.lite.Interpreter(**kwargs)
+    return Interpreter(**kwargs)
+
+
 class TFLitePredictor:
     """Runs a TFLite flatbuffer on float images (quantizing integer inputs, dequantizing
     integer outputs) and returns the model's outputs as float32."""
 
     def __init__(self, content: bytes, threads: int | None = None):
-        import tensorflow as tf
-
-        with warnings.catch_warnings():  # tf.lite.Interpreter's LiteRT deprecation notice
-            warnings.simplefilter("ignore")
-            self.interpreter = tf.lite.Interpreter(model_content=content, num_threads=threads)
+        self.interpreter = tflite_interpreter(model_content=content, num_threads=threads)
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.batch = None

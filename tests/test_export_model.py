@@ -57,7 +57,9 @@ def _keras_top1(model):
     return float((model.predict(images.astype("float32"), verbose=0).argmax(1) == labels).mean())
 
 
-def test_tflite_and_saved_model_predict_like_keras(tf, model_file, data, tmp_path):
+def test_tflite_and_saved_model_predict_like_keras(model_file, data, tmp_path):
+    from noisy_student import deploy
+
     path, model = model_file
     out = tmp_path / "deploy"
     report = _export(path, out, data=data,
@@ -80,10 +82,10 @@ def test_tflite_and_saved_model_predict_like_keras(tf, model_file, data, tmp_pat
         assert row["size_bytes"] > 0 and row["latency_ms"] > 0, name
         assert f"| {name} |" in (out / "export_report.md").read_text()
     # The int8 file holds int8 weights (a float model would hold none).
-    interpreter = tf.lite.Interpreter(model_path=str(out / "model_int8.tflite"))
+    interpreter = deploy.tflite_interpreter(model_path=str(out / "model_int8.tflite"))
     dtypes = {d["dtype"] for d in interpreter.get_tensor_details()}
     assert np.int8 in dtypes
-    floats = tf.lite.Interpreter(model_path=str(out / "model_float.tflite"))
+    floats = deploy.tflite_interpreter(model_path=str(out / "model_float.tflite"))
     assert np.int8 not in {d["dtype"] for d in floats.get_tensor_details()}
 
 
@@ -101,6 +103,24 @@ def test_int8_with_integer_input_and_output(model_file):
     assert runner.input["dtype"] == np.uint8 and runner.output["dtype"] == np.uint8
     logits = np.asarray(model(images, training=False))
     np.testing.assert_allclose(runner(images), logits, atol=0.1 * np.abs(logits).max() + 0.02)
+
+
+def test_tflite_runs_without_litert(model_file, monkeypatch):
+    """Without ai-edge-litert the predictor falls back to tf.lite.Interpreter, same outputs."""
+    import tensorflow as tf
+
+    from noisy_student import deploy
+
+    _, model = model_file
+    images = np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    content = deploy.tflite_bytes(model)
+    preferred = deploy.TFLitePredictor(content)(images)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # import now raises ImportError
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    fallback = deploy.TFLitePredictor(content)
+    assert isinstance(fallback.interpreter, tf.lite.Interpreter)
+    np.testing.assert_allclose(fallback(images), preferred, atol=1e-5)
+    np.testing.assert_allclose(preferred, np.asarray(model(images, training=False)), atol=1e-4)
 
 
 def test_onnx_predicts_like_keras(model_file, data, tmp_path):
