@@ -106,7 +106,8 @@ def test_int8_with_integer_input_and_output(model_file):
 
 
 def test_tflite_runs_without_litert(model_file, monkeypatch):
-    """Without ai-edge-litert the predictor falls back to tf.lite.Interpreter, same outputs."""
+    """LiteRT's interpreter is used when installed (the test extra installs it); without
+    ai-edge-litert the predictor falls back to tf.lite.Interpreter, same outputs."""
     import tensorflow as tf
 
     from noisy_student import deploy
@@ -114,7 +115,12 @@ def test_tflite_runs_without_litert(model_file, monkeypatch):
     _, model = model_file
     images = np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     content = deploy.tflite_bytes(model)
-    preferred = deploy.TFLitePredictor(content)(images)
+    runner = deploy.TFLitePredictor(content)
+    if importlib.util.find_spec("ai_edge_litert") is not None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        assert isinstance(runner.interpreter, Interpreter)
+    preferred = runner(images)
     monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # import now raises ImportError
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
     fallback = deploy.TFLitePredictor(content)
