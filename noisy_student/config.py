@@ -149,6 +149,9 @@ class RunConfig:
         "loss.", bounds=POSITIVE)
     teacher_softmax_temp: float = setting(
         1.0, "Temperature of soft pseudo labels; -1 for hard one-hot labels.")
+    teacher_flip_average: bool = setting(
+        False, "Pseudo labels average the teacher's distributions on each unlabeled image and "
+        "on its horizontal mirror (test-time augmentation of the labels; not in the reference).")
     pseudo_label_storage: str = setting(
         "float16", "How pseudo-label distributions are stored.", choices=PSEUDO_LABEL_STORAGES)
     min_threshold: float = setting(

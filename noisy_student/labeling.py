@@ -31,7 +31,7 @@ from noisy_student.data.records import (
 from noisy_student.data.shards import check_no_stale_shards, shard_name
 from noisy_student.data.tfrecord_source import list_files, scan_file
 from noisy_student.distributed_work import shards_for_worker, worker_info
-from noisy_student.pseudo_labels import teacher_targets
+from noisy_student.pseudo_labels import teacher_labels
 from noisy_student.training.checks import model_outputs_logits
 
 OUTPUT_SPLIT = "pseudo"
@@ -47,11 +47,12 @@ def pseudo_label_pattern(output_dir: str) -> str:
 
 
 def make_label_fn(teacher, *, temperature: float = 1.0, hard: bool = False,
-                  from_logits: bool | None = None):
+                  from_logits: bool | None = None, flip_average: bool = False):
     """Compiled images -> pseudo-label distribution [B, C] (float32).
 
     Soft: softmax(logits / T); for a model that outputs probabilities p this is p^(1/T)
-    renormalized. Hard: one-hot of the argmax.
+    renormalized. Hard: one-hot of the argmax. `flip_average`: the mean over each image and
+    its horizontal mirror (`pseudo_labels.teacher_labels`).
     """
     if not hard and temperature <= 0:
         raise ValueError(f"temperature must be > 0 for soft labels, got {temperature}")
@@ -60,7 +61,7 @@ def make_label_fn(teacher, *, temperature: float = 1.0, hard: bool = False,
 
     @tf.function(reduce_retracing=True)
     def label(images):
-        return teacher_targets(teacher(images, training=False), temperature, hard, from_logits)
+        return teacher_labels(teacher, images, temperature, hard, from_logits, flip_average)
 
     return label
 
@@ -153,14 +154,15 @@ def label_shards(teacher, input_pattern: str, output_dir: str, *, image_size: in
                  hard: bool = False, from_logits: bool | None = None,
                  worker_index: int | None = None, num_workers: int | None = None,
                  storage: str = "float32", crop_padding: int = 32,
-                 label_fn=None, strict: bool = False) -> dict:
+                 label_fn=None, strict: bool = False, flip_average: bool = False) -> dict:
     """Labels this worker's share of the unlabeled shards; returns a summary dict.
 
     `worker_index`/`num_workers` default to TF_CONFIG (or a single worker). `from_logits=None`
     reads it from the teacher's last layer. `storage` is the probability storage of
     `encode_pseudo_labeled` ("float32", "float16" or "topk:K"). `label_fn` (from
     `make_label_fn`, built with the same teacher and settings) reuses an already traced function
-    across calls; by default one is built per call. A damaged shard is labeled up to the
+    across calls; by default one is built per call. `flip_average` labels each image by the
+    mean over it and its mirror. A damaged shard is labeled up to the
     damage and an undecodable image is skipped, both counted in the shard's info file;
     `strict=True` raises ValueError naming the file and record instead.
     """
@@ -168,9 +170,11 @@ def label_shards(teacher, input_pattern: str, output_dir: str, *, image_size: in
     worker = worker_info(worker_index, num_workers)
     if label_fn is None:
         label_fn = make_label_fn(teacher, temperature=temperature, hard=hard,
-                                 from_logits=from_logits)
+                                 from_logits=from_logits, flip_average=flip_average)
     settings = {"image_size": image_size, "small_image": small_images, "crop_padding": crop_padding,
                 "temperature": temperature, "hard": hard, "storage": storage}
+    if flip_average:  # recorded only when set, so shards labeled before the option still match
+        settings["flip_average"] = True
     tf.io.gfile.makedirs(os.path.join(output_dir, INFO_DIR))
     check_no_stale_shards(output_dir, OUTPUT_SPLIT, len(files))
     summary = {"worker_index": worker.index, "num_workers": worker.count, "labeled_shards": [],

@@ -19,3 +19,20 @@ def teacher_targets(outputs: tf.Tensor, temperature: float = 1.0, hard: bool = F
         raise ValueError(f"Soft pseudo labels need a temperature > 0, got {temperature}.")
     logits = outputs if from_logits else tf.math.log(outputs)
     return tf.nn.softmax(logits / temperature, axis=-1)
+
+
+def teacher_labels(teacher, images: tf.Tensor, temperature: float = 1.0, hard: bool = False,
+                   from_logits: bool = True, flip_average: bool = False) -> tf.Tensor:
+    """`teacher_targets` of the teacher (inference mode) on NHWC `images`. With `flip_average`,
+    the mean of its soft targets on each image and on its horizontal mirror (hard: the one-hot
+    of that mean's argmax): test-time augmentation of the labels, not in the reference."""
+    outputs = teacher(images, training=False)
+    if not flip_average:
+        return teacher_targets(outputs, temperature, hard, from_logits)
+    mirrored = teacher(tf.reverse(images, axis=[2]), training=False)
+    soft_temperature = 1.0 if hard else temperature
+    mean = (teacher_targets(outputs, soft_temperature, False, from_logits)
+            + teacher_targets(mirrored, soft_temperature, False, from_logits)) / 2
+    if hard:
+        return tf.one_hot(tf.argmax(mean, axis=-1), tf.shape(mean)[-1], dtype=tf.float32)
+    return mean

@@ -58,11 +58,15 @@ TEACHER_SETTINGS = (
 RANDAUG_SETTINGS = ("randaug_num_layers", "randaug_magnitude")
 # (settings, step within an iteration: 1 label, 2 filter, 3 student)
 ITERATION_SETTINGS = (
-    (("unlabel_data", "teacher_softmax_temp", "pseudo_label_storage", "on_the_fly_teacher"), 1),
+    (("unlabel_data", "teacher_softmax_temp", "pseudo_label_storage", "on_the_fly_teacher",
+      "teacher_flip_average"), 1),
     (("min_threshold", "num_image_per_class"), 2),
     (("student_epochs", "student_train_ratio", "student_lr_schedule", "student_final_base_lr",
       "unlabel_ratio", "student_init", *RANDAUG_SETTINGS), 3),
 )
+# Settings added after run directories were recorded: left out of a stage's record while they
+# hold this value, so those directories still resume.
+LATER_SETTINGS = {"teacher_flip_average": False}
 STAGE_STEP = {LABEL: 1, FILTER: 2, TRAIN: 3, EVAL: 3, EXPORT: 3}
 EVAL_SETTINGS = ("eval_data",)
 EXPORT_SETTINGS = ("export_dir",)
@@ -97,7 +101,8 @@ def stage_settings(config, stage: Stage) -> dict:
             names += [name for name in group if name not in names]
     names += list(EVAL_SETTINGS) if stage.kind == EVAL else []
     names += list(EXPORT_SETTINGS) if stage.kind == EXPORT else []
-    settings = {name: _normalized(name, getattr(config, name)) for name in names}
+    settings = {name: _normalized(name, getattr(config, name)) for name in names
+                if LATER_SETTINGS.get(name, ...) != getattr(config, name)}
     students = iteration if step == 3 else iteration - 1
     if students > 0:
         settings["student_models"] = [canonical_name(m) for m in config.student_models[:students]]

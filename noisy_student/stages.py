@@ -401,6 +401,7 @@ def label(ctx: Context, iteration: int) -> dict:
         num_workers=config.num_workers,
         storage=config.pseudo_label_storage,
         strict=config.strict_data,
+        flip_average=config.teacher_flip_average,
     )
     wait_for(
         "the other workers' pseudo-label shards",

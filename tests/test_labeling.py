@@ -117,6 +117,19 @@ def test_temperature_hard_and_probability_outputs(tf, keras, cifar_png, teacher)
     assert model_outputs_logits(teacher) and not model_outputs_logits(with_softmax)
     soft_from_probs = make_label_fn(with_softmax, temperature=0.5)(tf.constant(pixels)).numpy()
     np.testing.assert_allclose(soft_from_probs, softmax(logits / 0.5), atol=2e-5)
+    # flip_average: the mean over each image and its mirror; hard takes that mean's argmax.
+    # (Logits scaled up: the untrained teacher's are ~1e-3, too flat to tell the views apart.)
+    sharp = keras.Model(teacher.inputs, keras.layers.Rescaling(1000.0)(teacher.outputs[0]))
+    logits, mirrored = (sharp.predict(x, verbose=0) for x in (pixels, pixels[:, :, ::-1]))
+    mean = (softmax(logits / 2) + softmax(mirrored / 2)) / 2
+    averaged = make_label_fn(sharp, temperature=2.0, from_logits=True,
+                             flip_average=True)(tf.constant(pixels))
+    np.testing.assert_allclose(averaged.numpy(), mean, atol=2e-5)
+    assert not np.allclose(mean, softmax(logits / 2), atol=1e-2)  # the mirror changes labels
+    hard_mean = (softmax(logits) + softmax(mirrored)) / 2
+    hard_averaged = make_label_fn(sharp, hard=True, from_logits=True,
+                                  flip_average=True)(tf.constant(pixels))
+    np.testing.assert_array_equal(hard_averaged.numpy(), np.eye(10)[hard_mean.argmax(axis=1)])
 
 
 def test_workers_split_shards_and_rerun_skips_complete_ones(tmp_path, cifar_png, teacher):
@@ -249,3 +262,21 @@ def test_shard_with_no_decodable_image_is_an_error(tmp_path, teacher):
     with pytest.raises(ValueError, match="none of the 3 records"):
         label_shards(teacher, pattern, str(tmp_path / "out"), image_size=32, small_image=True)
     assert not os.path.exists(tmp_path / "out" / "pseudo-00000-of-00001")
+
+
+def test_flip_average_is_recorded_only_when_set(tmp_path):
+    """Run directories recorded before the option existed still resume; turning it on changes
+    the labeling stage's settings (so a rerun stops or redoes it), never the teacher's."""
+    from noisy_student.config import RunConfig
+    from noisy_student.run_dir import stage_settings
+    from noisy_student.run_layout import LABEL, TRAIN, Stage
+
+    def settings(stage, **flags):
+        config = RunConfig(run_dir=str(tmp_path), num_classes=10, student_models=["b0"],
+                           unlabel_data="u-*", **flags)
+        return stage_settings(config, stage)
+
+    label = Stage(LABEL, 1)
+    assert "teacher_flip_average" not in settings(label)
+    assert settings(label, teacher_flip_average=True)["teacher_flip_average"] is True
+    assert settings(Stage(TRAIN, 0), teacher_flip_average=True) == settings(Stage(TRAIN, 0))

@@ -91,7 +91,7 @@ def test_student_step_one_forward_pass_and_loss(training, tf, keras, tmp_path, j
     assert not np.allclose(moving_mean, ema_factor * separate, rtol=1e-3, atol=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["hard_separate_input", "soft_same_input"])
+@pytest.mark.parametrize("mode", ["hard_separate_input", "soft_same_input", "soft_flip_average"])
 def test_on_the_fly_teacher_targets(training, tf, keras, tmp_path, mode):
     batch, ratio = 4, 2.0
     images, labels = synthetic(batch, 4)
@@ -110,15 +110,23 @@ def test_on_the_fly_teacher_targets(training, tf, keras, tmp_path, mode):
         hard_pseudo_labels=hard,
         teacher_temperature=2.0,
         teacher_same_input=not hard,
+        teacher_flip_average=mode == "soft_flip_average",
         quiet=True,
     )
     teacher_fn = make_model_fn(keras, seed=7)
-    teacher_logits = teacher_fn()(teacher_view if hard else unlabeled, training=False).numpy()
+    teacher = teacher_fn()
+    if mode == "soft_flip_average":  # sharper logits, so that the two views' labels differ
+        kernel, bias = teacher.get_layer("predictions").get_weights()
+        teacher.get_layer("predictions").set_weights([kernel * 20, bias])
+    teacher_logits = teacher(teacher_view if hard else unlabeled, training=False).numpy()
     if hard:
         targets = np.eye(10)[teacher_logits.argmax(-1)] * 0.9 + 0.01
     else:
-        scaled = np.exp(log_softmax(teacher_logits / 2.0))
-        targets = scaled
+        targets = np.exp(log_softmax(teacher_logits / 2.0))
+    if mode == "soft_flip_average":  # the mean over each image and its horizontal mirror
+        mirrored = teacher(unlabeled[:, :, ::-1], training=False).numpy()
+        assert not np.allclose(targets, np.exp(log_softmax(mirrored / 2.0)), atol=1e-2)
+        targets = (targets + np.exp(log_softmax(mirrored / 2.0))) / 2
     student_fn = make_model_fn(keras)
     logits = student_fn()(np.concatenate([images, unlabeled]), training=True).numpy()
     result = training.train(
@@ -127,7 +135,7 @@ def test_on_the_fly_teacher_targets(training, tf, keras, tmp_path, mode):
         tf.data.Dataset.from_tensors((images, labels)).repeat(),
         str(tmp_path),
         unlabeled_data=unlabeled_ds,
-        teacher=teacher_fn if hard else teacher_fn(),
+        teacher=teacher_fn if hard else teacher,
     )
     assert result.metrics["unlabeled_loss"] == pytest.approx(
         mean_ce(targets, logits[batch:]), rel=1e-4

@@ -43,6 +43,7 @@ class TrainConfig:
     hard_pseudo_labels: bool = False
     teacher_temperature: float = 1.0
     teacher_same_input: bool = False
+    teacher_flip_average: bool = False
     allow_smaller_student: bool = False
     # Execution.
     precision: str = "float32"

@@ -26,6 +26,7 @@ import keras
 import tensorflow as tf
 
 from noisy_student.atomic_io import write_json_atomic
+from noisy_student.pseudo_labels import teacher_labels
 from noisy_student.training.checkpoints import Checkpointer
 from noisy_student.training.checks import check_student_size, require_logits
 from noisy_student.training.config import TrainConfig
@@ -35,7 +36,6 @@ from noisy_student.training.losses import (
     cross_entropy_sum,
     l2_penalty,
     smooth_labels,
-    teacher_targets,
     weight_decay_variables,
 )
 from noisy_student.training.optimizer import make_optimizer, uses_loss_weight_decay
@@ -231,8 +231,9 @@ class Trainer:
             student_images = teacher_images = unlabeled
         else:
             student_images, teacher_images = unlabeled
-        logits = self.teacher(teacher_images, training=False)
-        targets = teacher_targets(logits, config.teacher_temperature, config.hard_pseudo_labels)
+        targets = teacher_labels(self.teacher, teacher_images, config.teacher_temperature,
+                                 config.hard_pseudo_labels,
+                                 flip_average=config.teacher_flip_average)
         return student_images, targets
 
     def _replica_step(self, batch) -> dict[str, tf.Tensor]:
