@@ -153,7 +153,8 @@ def test_every_training_setting_reaches_the_trainer(tmp_path):
                "lr_decay_epochs": 3.0, "weight_decay": 2e-5, "label_smoothing": 0.2,
                "moving_average_decay": 0.99, "allow_smaller_student": True,
                "precision": "mixed_bfloat16", "steps_per_loop": 3, "checkpoint_every": 7,
-               "summary_every": 9, "eval_batch_size": 11, "quiet": True, "train_epochs": 4.0}
+               "summary_every": 9, "eval_batch_size": 11, "quiet": True, "train_epochs": 4.0,
+               "teacher_flip_average": True}
     shared = {TRAIN_SETTING_NAMES.get(name, name) for name in train_fields} & set(run_fields)
     assert shared - {"unlabel_ratio"} == set(changed)  # unlabel_ratio: students only
     config = RunConfig(run_dir=str(tmp_path), **changed)
