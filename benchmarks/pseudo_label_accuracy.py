@@ -28,7 +28,10 @@ NUM_TRAIN_SHARDS = 5
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="A .keras model that outputs logits.")
+    parser.add_argument("--model", required=True,
+                        help="A .keras file, a model directory or a run directory (logits out).")
+    parser.add_argument("--iteration", type=int, default=None,
+                        help="With a run directory: 0 = teacher, N = student N (default: last).")
     parser.add_argument("--cifar_dir", default=CIFAR_DIR, help="The CIFAR-10 npz shards.")
     parser.add_argument("--min_threshold", type=float, default=0.3,
                         help="Confidence threshold for the 'kept' columns (the flagfile's).")
@@ -61,16 +64,13 @@ def label_quality(probs: np.ndarray, labels: np.ndarray, threshold: float) -> di
 def main() -> int:
     args = parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
     import tensorflow as tf
 
-    import efficientnet_tf  # noqa: F401  (registers the model classes for loading)
     from noisy_student.labeling import make_label_fn
+    from noisy_student.robustness import load_model
 
-    if not os.path.exists(args.model):
-        raise SystemExit(f"{args.model} does not exist; pass a trained model's model.keras")
-    model = keras.saving.load_model(args.model, compile=False)
-    print(f"model: {args.model}")
+    model, info = load_model(args.model, iteration=args.iteration)
+    print(f"model: {info.get('model_dir', args.model)} ({info['weights']} weights)")
     print(f"| split | labels | top-1 | mean confidence | kept (>= {args.min_threshold}) | "
           "top-1 of kept | NLL | seconds |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
