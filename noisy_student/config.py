@@ -108,6 +108,10 @@ class RunConfig:
         None, "Students' schedule (default: --lr_schedule). Short teachers on few labels may "
         "learn best without annealing while their longer students need it (configs/demo.cfg).",
         choices=LR_SCHEDULES)
+    student_base_learning_rate: float | None = setting(
+        None, "Students' --base_learning_rate (default: --base_learning_rate). Students that "
+        "start from their teacher's weights may need a higher peak rate to move away from it "
+        "(configs/cifar10_4000.cfg).", bounds=POSITIVE)
     student_final_base_lr: float | None = setting(
         None, "Students' --final_base_lr (default: --final_base_lr).", bounds=NON_NEGATIVE)
     lr_warmup_epochs: float = setting(5.0, "Linear warm-up epochs.", bounds=NON_NEGATIVE)

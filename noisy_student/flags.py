@@ -203,18 +203,19 @@ def validate() -> None:
     if FLAGS.student_epochs is not None and FLAGS.student_train_ratio is not None:
         raise FlagError("Give --student_epochs or --student_train_ratio, not both.")
     schedules = {
-        "": (FLAGS.lr_schedule, FLAGS.final_base_lr),
+        "": (FLAGS.lr_schedule, "base_learning_rate", FLAGS.final_base_lr),
         "student_": (
             FLAGS.student_lr_schedule or FLAGS.lr_schedule,
+            "student_base_learning_rate" if FLAGS.student_base_learning_rate
+            else "base_learning_rate",
             FLAGS.final_base_lr if FLAGS.student_final_base_lr is None
             else FLAGS.student_final_base_lr,
         ),
     }
-    for prefix, (schedule, final) in schedules.items():
-        if final is not None and not 0 <= final < FLAGS.base_learning_rate:
+    for prefix, (schedule, peak, final) in schedules.items():
+        if final is not None and not 0 <= final < getattr(FLAGS, peak):
             raise FlagError(
-                f"--{prefix}final_base_lr={final} must be in [0, --base_learning_rate="
-                f"{FLAGS.base_learning_rate})."
+                f"--{prefix}final_base_lr={final} must be in [0, --{peak}={getattr(FLAGS, peak)})."
             )
         if final == 0 and schedule == "exponential":
             raise FlagError(

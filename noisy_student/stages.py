@@ -164,7 +164,7 @@ TRAIN_SETTING_NAMES = {"batch_size": "train_batch_size", "warmup_epochs": "lr_wa
 
 def train_config(ctx: Context, student: bool) -> TrainConfig:
     """The trainer's settings for the teacher or a student: the run's settings, with the
-    students' own length, schedule and final rate, and the pseudo-label settings."""
+    students' own length, schedule, peak and final rate, and the pseudo-label settings."""
     config = ctx.config
     run_settings = {field.name for field in dataclasses.fields(config)}
     settings = {}
@@ -179,6 +179,8 @@ def train_config(ctx: Context, student: bool) -> TrainConfig:
     if not student:
         return TrainConfig(**settings)
     settings["lr_schedule"] = config.student_lr_schedule or config.lr_schedule
+    if config.student_base_learning_rate is not None:
+        settings["base_learning_rate"] = config.student_base_learning_rate
     if config.student_final_base_lr is not None:
         settings["final_base_learning_rate"] = config.student_final_base_lr
     if config.student_epochs:

@@ -184,6 +184,13 @@ def test_schedule_and_student_length_flags_are_checked_up_front():
     assert "--student_final_base_lr=0 cannot" in _error(
         student_final_base_lr=0.0, lr_schedule="exponential"
     )
+    # A student's final rate is checked against the students' own peak rate when given.
+    assert "[0, --student_base_learning_rate=0.01)" in _error(
+        student_base_learning_rate=0.01, student_final_base_lr=0.012, lr_schedule="cosine"
+    )
+    with flagsaver.flagsaver(student_base_learning_rate=0.05, student_final_base_lr=0.02,
+                             lr_schedule="cosine"):
+        cli_flags.validate()
     with flagsaver.flagsaver(final_base_lr=0.0, lr_schedule="cosine", student_train_ratio=2.0):
         cli_flags.validate()
 
@@ -210,12 +217,15 @@ def test_student_train_ratio_scales_steps_and_staircase_period(tmp_path):
     assert (teacher.total_steps, student.total_steps) == (300, 750)
     assert (teacher.lr_decay_epochs, student.lr_decay_epochs) == (2.0, 5.0)
     assert teacher.lr_schedule == student.lr_schedule == "exponential"
+    assert teacher.base_learning_rate == student.base_learning_rate == 0.016
     own = Run(dataclasses.replace(
-        config, student_lr_schedule="cosine", student_final_base_lr=1e-4, final_base_lr=2e-3
+        config, student_lr_schedule="cosine", student_final_base_lr=1e-4, final_base_lr=2e-3,
+        student_base_learning_rate=0.032,
     )).context
     teacher, student = train_config(own, student=False), train_config(own, student=True)
     assert (teacher.lr_schedule, teacher.final_base_learning_rate) == ("exponential", 2e-3)
     assert (student.lr_schedule, student.final_base_learning_rate) == ("cosine", 1e-4)
+    assert (teacher.base_learning_rate, student.base_learning_rate) == (0.016, 0.032)
 
 
 def test_svhn_flagfile_gives_the_reference_schedule(tmp_path):

@@ -262,21 +262,3 @@ def test_shard_with_no_decodable_image_is_an_error(tmp_path, teacher):
     with pytest.raises(ValueError, match="none of the 3 records"):
         label_shards(teacher, pattern, str(tmp_path / "out"), image_size=32, small_image=True)
     assert not os.path.exists(tmp_path / "out" / "pseudo-00000-of-00001")
-
-
-def test_flip_average_is_recorded_only_when_set(tmp_path):
-    """Run directories recorded before the option existed still resume; turning it on changes
-    the labeling stage's settings (so a rerun stops or redoes it), never the teacher's."""
-    from noisy_student.config import RunConfig
-    from noisy_student.run_dir import stage_settings
-    from noisy_student.run_layout import LABEL, TRAIN, Stage
-
-    def settings(stage, **flags):
-        config = RunConfig(run_dir=str(tmp_path), num_classes=10, student_models=["b0"],
-                           unlabel_data="u-*", **flags)
-        return stage_settings(config, stage)
-
-    label = Stage(LABEL, 1)
-    assert "teacher_flip_average" not in settings(label)
-    assert settings(label, teacher_flip_average=True)["teacher_flip_average"] is True
-    assert settings(Stage(TRAIN, 0), teacher_flip_average=True) == settings(Stage(TRAIN, 0))

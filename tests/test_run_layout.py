@@ -61,3 +61,29 @@ def test_iterations_stop_at_the_first_gap():
     names = ["teacher", "teacher/eval", "iter1/eval", "iter3/eval", "export"]
     assert run_layout.iterations(names) == [0, 1]
     assert run_layout.iterations(["iter1/student"]) == [1]
+
+
+@pytest.mark.parametrize("name, value, first_stage", [
+    ("teacher_flip_average", True, Stage(LABEL, 1)),
+    ("student_base_learning_rate", 0.032, Stage(TRAIN, 1)),
+])
+def test_later_settings_are_recorded_only_when_set(tmp_path, name, value, first_stage):
+    """Run directories recorded before a setting existed still resume (at its default it is
+    left out of every stage's record); set, it is part of the record from the first stage it
+    affects on (so a rerun with another value stops there), never of the earlier ones."""
+    from noisy_student.config import RunConfig
+    from noisy_student.run_dir import stage_settings
+
+    def settings(stage, **flags):
+        config = RunConfig(run_dir=str(tmp_path), num_classes=10, student_models=["b0"],
+                           unlabel_data="u-*", **flags)
+        return stage_settings(config, stage)
+
+    stages = run_layout.plan(_config(1))
+    first = stages.index(first_stage)
+    for stage in stages:
+        assert name not in settings(stage)
+        if stages.index(stage) < first:
+            assert settings(stage, **{name: value}) == settings(stage), stage.name
+        else:
+            assert settings(stage, **{name: value})[name] == value, stage.name
