@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(PY) -m noisy_student.demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
