@@ -20,12 +20,23 @@ RUN_ON_JAX = textwrap.dedent(
     import keras
     from efficientnet_tf import create_model
     weights, inputs, out = sys.argv[1:4]
+    # load_weights replaces every initial value: draw them with NumPy, not jax.random, which
+    # compiles an XLA program per weight shape (over a minute on 2 cores).
+    keras.initializers.VarianceScaling.__call__ = (
+        lambda self, shape, dtype=None: np.zeros(shape, "float32"))
     model = create_model("b0", width_coefficient=0.25, depth_coefficient=0.25, classes=10,
                          input_shape=(37, 37, 3), classifier_activation=None)
     model.load_weights(weights)
     x = np.load(inputs)
-    np.save(out, np.asarray(model(x, training=False)))
-    trained = np.asarray(model(x, training=True))  # drop-connect, batch statistics
+    # One compiled program per mode instead of one per op (eager JAX compiles each op).
+    import jax
+    def forward(training):
+        return jax.jit(lambda trainable, other, x: model.stateless_call(
+            trainable, other, x, training=training)[0])
+    variables = ([v.value for v in model.trainable_variables],
+                 [v.value for v in model.non_trainable_variables])
+    np.save(out, np.asarray(forward(False)(*variables, x)))
+    trained = np.asarray(forward(True)(*variables, x))  # drop-connect, batch statistics
     finite = bool(np.isfinite(trained).all())
     print(json.dumps({"backend": keras.backend.backend(), "finite": finite}))
     """
