@@ -201,3 +201,16 @@ class RunConfig:
     @property
     def num_iterations(self) -> int:
         return len(self.student_models)
+
+    def learning_rate_settings(self, student: bool) -> dict[str, tuple[str, Any]]:
+        """The schedule, peak and final rate of the teacher's or the students' training, each
+        as (the setting it comes from, its value): a student's own setting where it is given,
+        else the run's."""
+
+        def pick(own: str, shared: str) -> tuple[str, Any]:
+            value = getattr(self, own) if student else None
+            return (shared, getattr(self, shared)) if value is None else (own, value)
+
+        return {"lr_schedule": pick("student_lr_schedule", "lr_schedule"),
+                "base_learning_rate": pick("student_base_learning_rate", "base_learning_rate"),
+                "final_base_learning_rate": pick("student_final_base_lr", "final_base_lr")}

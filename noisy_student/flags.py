@@ -114,6 +114,11 @@ RANGES = {field.name: field.metadata["bounds"] for field in dataclasses.fields(R
           if field.metadata["bounds"] is not None}
 
 
+def run_config() -> RunConfig:
+    """RunConfig filled from the flags of the same names."""
+    return RunConfig(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(RunConfig)})
+
+
 def _range_text(low, low_inclusive, high, high_inclusive) -> str:
     if high is None:
         return f"must be {'>=' if low_inclusive else '>'} {low}"
@@ -202,24 +207,17 @@ def validate() -> None:
     _check_ranges()
     if FLAGS.student_epochs is not None and FLAGS.student_train_ratio is not None:
         raise FlagError("Give --student_epochs or --student_train_ratio, not both.")
-    schedules = {
-        "": (FLAGS.lr_schedule, "base_learning_rate", FLAGS.final_base_lr),
-        "student_": (
-            FLAGS.student_lr_schedule or FLAGS.lr_schedule,
-            "student_base_learning_rate" if FLAGS.student_base_learning_rate
-            else "base_learning_rate",
-            FLAGS.final_base_lr if FLAGS.student_final_base_lr is None
-            else FLAGS.student_final_base_lr,
-        ),
-    }
-    for prefix, (schedule, peak, final) in schedules.items():
-        if final is not None and not 0 <= final < getattr(FLAGS, peak):
-            raise FlagError(
-                f"--{prefix}final_base_lr={final} must be in [0, --{peak}={getattr(FLAGS, peak)})."
-            )
+    config = run_config()
+    for student in (False, True):
+        rates = config.learning_rate_settings(student)
+        schedule = rates["lr_schedule"][1]
+        peak, peak_value = rates["base_learning_rate"]
+        final_flag, final = rates["final_base_learning_rate"]
+        if final is not None and not 0 <= final < peak_value:
+            raise FlagError(f"--{final_flag}={final} must be in [0, --{peak}={peak_value}).")
         if final == 0 and schedule == "exponential":
             raise FlagError(
-                f"--{prefix}final_base_lr=0 cannot be reached by a staircase; use a value > 0."
+                f"--{final_flag}=0 cannot be reached by a staircase; use a value > 0."
             )
     if FLAGS.teacher_softmax_temp <= 0 and FLAGS.teacher_softmax_temp != -1:
         raise FlagError("--teacher_softmax_temp must be > 0, or -1 for hard labels.")

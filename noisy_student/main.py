@@ -8,7 +8,6 @@ and export, as one resumable loop or one stage at a time.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -26,20 +25,13 @@ FLAGS = cli_flags.FLAGS
 absl_flags.adopt_module_key_flags(cli_flags)  # `python -m noisy_student.main --help`
 
 
-def run_config():
-    """RunConfig filled from the flags of the same names."""
-    from noisy_student.config import RunConfig
-
-    return RunConfig(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(RunConfig)})
-
-
 def run_mode(mode: str, iteration: int) -> dict:
     """Runs one mode with the run directory locked for this worker role and returns what it
     recorded."""
     from noisy_student.distributed_work import worker_info
     from noisy_student.run_lock import run_dir_lock
 
-    config = run_config()
+    config = cli_flags.run_config()
     worker = worker_info(config.worker_index, config.num_workers)
     with run_dir_lock(config.run_dir, worker.index):
         return _run_locked(mode, iteration, config)
@@ -81,7 +73,7 @@ def robustness_eval(mode: str, iteration: int) -> dict:
     of `iteration` (0 = teacher) through noisy_student.evaluate_cli."""
     from noisy_student.evaluate_cli import EvalOptions, run
 
-    config = run_config()
+    config = cli_flags.run_config()
     names = [config.teacher_model, *config.student_models]
     return run(
         EvalOptions(

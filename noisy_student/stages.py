@@ -178,11 +178,8 @@ def train_config(ctx: Context, student: bool) -> TrainConfig:
                     teacher_temperature=config.soft_label_temperature)
     if not student:
         return TrainConfig(**settings)
-    settings["lr_schedule"] = config.student_lr_schedule or config.lr_schedule
-    if config.student_base_learning_rate is not None:
-        settings["base_learning_rate"] = config.student_base_learning_rate
-    if config.student_final_base_lr is not None:
-        settings["final_base_learning_rate"] = config.student_final_base_lr
+    settings.update({name: value for name, (_, value)
+                     in config.learning_rate_settings(student=True).items()})
     if config.student_epochs:
         settings["train_epochs"] = config.student_epochs
     elif config.student_train_ratio:  # reference: steps and period scale

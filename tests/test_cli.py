@@ -101,7 +101,7 @@ def test_unknown_flag_is_rejected():
 
 def test_every_run_setting_and_its_flag_agree():
     """One home per setting: RunConfig's name, default, help, choices and range are the flag's
-    (main.run_config fills RunConfig from flags of the same names); every other flag of the
+    (flags.run_config fills RunConfig from flags of the same names); every other flag of the
     command only chooses what it does."""
     import dataclasses
 
@@ -188,6 +188,12 @@ def test_schedule_and_student_length_flags_are_checked_up_front():
     assert "[0, --student_base_learning_rate=0.01)" in _error(
         student_base_learning_rate=0.01, student_final_base_lr=0.012, lr_schedule="cosine"
     )
+    # ... and the run's final rate, which students share by default, against it too; the
+    # message names the flags that hold the two values.
+    assert "--final_base_lr=0.02 must be in [0, --student_base_learning_rate=0.01)" in _error(
+        base_learning_rate=0.05, final_base_lr=0.02, student_base_learning_rate=0.01,
+        lr_schedule="cosine"
+    )
     with flagsaver.flagsaver(student_base_learning_rate=0.05, student_final_base_lr=0.02,
                              lr_schedule="cosine"):
         cli_flags.validate()
@@ -231,8 +237,8 @@ def test_student_train_ratio_scales_steps_and_staircase_period(tmp_path):
 def test_svhn_flagfile_gives_the_reference_schedule(tmp_path):
     """configs/svhn.cfg: 109,474 steps at batch 128 and a staircase period of 1.3717 epochs
     derived from final_base_lr=2e-4 (reference main.py; see test_recipe for the formula)."""
+    from noisy_student.flags import run_config
     from noisy_student.loop import Run, RunConfig
-    from noisy_student.main import run_config
     from noisy_student.stages import train_config
     from noisy_student.training.trainer import learning_rate_schedule
 
