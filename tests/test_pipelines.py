@@ -5,6 +5,7 @@ import collections
 import glob
 import hashlib
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -102,6 +103,20 @@ def test_training_batches_repeat_and_drop_remainder():
         values = tf.cast(x, tf.float32)
         assert float(tf.reduce_min(values)) >= 0 and float(tf.reduce_max(values)) <= 255
     assert dataset.element_spec[0].shape == (96, 40, 40, 3)  # static: drop_remainder
+
+
+def test_a_seeded_training_pipeline_does_not_warn_about_the_global_seed(small_set):
+    """--seed sets the global seed, which the augmentation's seed draw uses on purpose;
+    TensorFlow would warn about it at every traced map (it does without the module's filter)."""
+    pattern, _ = small_set
+    tf.random.set_seed(3)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            pipelines.labeled_dataset(pattern, image_size=32, batch_size=4, training=True,
+                                      num_classes=NUM_CLASSES, label_offset=1, small_images=True)
+    finally:
+        tf.random.set_seed(None)
+    assert [str(w.message) for w in caught if "outer graph" in str(w.message)] == []
 
 
 def test_eval_keeps_the_last_partial_batch():

@@ -19,6 +19,7 @@ num_classes=10)``), or both (the keywords replace the object's fields).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,6 +40,11 @@ from noisy_student.pseudo_labels import teacher_targets
 
 Source = str | Sequence[str]
 Element = dict[str, tf.Tensor]
+
+# --seed sets TensorFlow's global seed, and the augmentation's seed draw (`_split_seed` in
+# noisy_student.data.preprocessing) takes it on purpose, so that a seeded run augments
+# reproducibly; TensorFlow warns about exactly that at every map function it traces.
+GLOBAL_SEED_WARNING = r"Seed -?\d+ from outer graph might be getting used"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,9 +103,18 @@ def _check_first_record(path: str, parse: Callable[[tf.Tensor], Element], kind: 
             "each kind of record needs.") from error
 
 
-def _build(source: Source, options: InputOptions, *, kind: str,
-           parse: Callable[[tf.Tensor], Element], output: Callable[[Element, tf.Tensor], object],
-           check: Callable[[Element], Element] | None = None) -> tf.data.Dataset:
+def _build(source: Source, options: InputOptions, **kwargs: Any) -> tf.data.Dataset:
+    """`_build_pipeline` without TensorFlow's warning about the global seed (see
+    GLOBAL_SEED_WARNING)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=GLOBAL_SEED_WARNING, category=UserWarning)
+        return _build_pipeline(source, options, **kwargs)
+
+
+def _build_pipeline(source: Source, options: InputOptions, *, kind: str,
+                    parse: Callable[[tf.Tensor], Element],
+                    output: Callable[[Element, tf.Tensor], object],
+                    check: Callable[[Element], Element] | None = None) -> tf.data.Dataset:
     """The one pipeline behind the three builders. ``parse`` maps a serialized record to a
     dict with "image" (TFDS elements come parsed), ``check`` validates a parsed element (its
     errors always raise), ``output`` maps (element, preprocessed image) to the model input."""
