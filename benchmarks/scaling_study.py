@@ -205,9 +205,11 @@ def plan_text(base: BaseNetwork, rows: Sequence[dict], tolerance: float) -> str:
 
 def images_per_second(row: dict, batch_size: int) -> float | None:
     """Training images per second of the whole teacher stage (model build, tracing and
-    checkpoints included), as benchmarks/self_training_cifar10.py reports it."""
+    checkpoints included); a resumed stage's time covers its last sitting, from
+    ``resumed_from_step`` on."""
     steps, seconds = row.get("steps"), row.get("train_seconds")
-    return steps * batch_size / seconds if steps and seconds else None
+    trained = (steps or 0) - (row.get("resumed_from_step") or 0)
+    return trained * batch_size / seconds if trained > 0 and seconds else None
 
 
 def markdown_table(rows: Sequence[dict], batch_size: int) -> str:

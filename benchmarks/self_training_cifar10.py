@@ -235,11 +235,24 @@ def images_per_step(flagfile: str, passthrough: list[str]) -> dict[str, int]:
 
 
 def _throughput(result: dict, per_step: int | None) -> str:
-    """Steps and training images/s of a training stage ('-' for other stages)."""
-    steps, seconds = result.get("steps"), float(result.get("seconds", 0.0))
+    """Steps and training images/s of a training stage ('-' for other stages): over all its
+    sittings when the stage recorded its training time, else over its last sitting."""
+    steps, seconds = result.get("steps"), result.get("train_seconds")
+    trained = steps
+    if seconds is None:  # stages recorded before train_seconds existed
+        seconds = float(result.get("seconds", 0.0))
+        trained = (steps or 0) - result.get("resumed_from_step", 0)
     if not steps or not per_step or not seconds:
         return "- | -"
-    return f"{steps} | {steps * per_step / seconds:.1f}"
+    return f"{steps} | {trained * per_step / seconds:.1f}"
+
+
+def _wall_time(result: dict) -> str:
+    """The stage's wall time; a resumed stage recorded its last sitting's only."""
+    text = _fmt_time(float(result.get("seconds", 0.0)))
+    if result.get("resumed_from_step"):
+        text += f" (last sitting, from step {result['resumed_from_step']})"
+    return text
 
 
 def summary_table(manifest: dict, data_seconds: float | None = None,
@@ -280,15 +293,17 @@ def summary_table(manifest: dict, data_seconds: float | None = None,
     if data_seconds:
         lines.append(f"| data (TFRecords) | {_fmt_time(data_seconds)} | - | - |")
         total += data_seconds
+    resumed = False
     for stage, result in sorted(stages.items(), key=lambda item: stage_order(item[0])):
-        seconds = float(result.get("seconds", 0.0))
-        total += seconds
+        total += float(result.get("seconds", 0.0))
+        resumed = resumed or bool(result.get("resumed_from_step"))
         parsed = parse_stage(stage)
         kind = ("" if parsed is None or parsed.kind != TRAIN
                 else "teacher" if parsed.iteration == 0 else "student")
-        lines.append(f"| {stage} | {_fmt_time(seconds)} | "
+        lines.append(f"| {stage} | {_wall_time(result)} | "
                      f"{_throughput(result, per_step.get(kind))} |")
-    lines.append(f"| **total** | **{_fmt_time(total)}** | | |")
+    at_least = ">= " if resumed else ""
+    lines.append(f"| **total** | **{at_least}{_fmt_time(total)}** | | |")
     return "\n".join(lines) + "\n"
 
 

@@ -373,6 +373,10 @@ def _finish_training(ctx: Context, iteration: int, result) -> dict:
     if ctx.chief:
         save_model(result.model, path)
     summary = {"model": model_name(ctx, iteration), "steps": result.step}
+    if result.train_seconds is not None:
+        summary["train_seconds"] = round(result.train_seconds, 1)
+    if result.start_step:  # "seconds" (the loop's) covers the last sitting only
+        summary["resumed_from_step"] = result.start_step
     summary.update({f"train_{k}": round(v, 4) for k, v in result.metrics.items()})
     if result.clean_train_metrics:
         summary["clean_train_top1"] = round(result.clean_train_metrics["top1"], 4)

@@ -19,6 +19,8 @@ def training_text(result: dict) -> str:
     the clean accuracy of the EMA model on labeled training images and, for students, how
     often they agree with the teacher's pseudo labels."""
     parts = [f"{result.get('model', '?')}: {result['steps']} steps"]
+    if result.get("resumed_from_step"):
+        parts.append(f"resumed at step {result['resumed_from_step']} (seconds: that sitting's)")
     if "train_accuracy" in result:
         parts.append(f"train acc {_percent(result['train_accuracy'])}")
     if "clean_train_top1" in result:

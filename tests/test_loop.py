@@ -132,7 +132,7 @@ def test_on_the_fly_teacher_from_a_given_checkpoint(finished_run, tmp_path):
 def test_demo_table_and_plot(finished_run, tmp_path, capsys):
     from PIL import Image
 
-    from noisy_student import demo
+    from noisy_student import demo, summary
 
     run, manifest = finished_run
     stages = manifest["stages"]
@@ -146,6 +146,11 @@ def test_demo_table_and_plot(finished_run, tmp_path, capsys):
     assert f"agrees with teacher {agreement:.1%}" in student_row
     assert f"clean train acc {stages['teacher']['clean_train_top1']:.1%}" in out
     assert "1125 images labeled" in out
+    # trained in one sitting: its training time is recorded and no resume is claimed
+    assert 0 < stages["teacher"]["train_seconds"] <= stages["teacher"]["seconds"]
+    assert "resumed_from_step" not in stages["teacher"] and "resumed" not in out
+    resumed = summary.training_text({"model": "b0", "steps": 1500, "resumed_from_step": 1000})
+    assert resumed == "b0: 1500 steps, resumed at step 1000 (seconds: that sitting's)"
     path = demo.plot(run.config.run_dir, stages, str(tmp_path / "demo.png"))
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size[0] > 500

@@ -96,6 +96,14 @@ def test_plan_order_and_bad_input():
         study.solve(BASE, "width", 1.0)
 
 
+def test_images_per_second_of_a_resumed_stage_count_only_its_last_sitting():
+    # The stage's time covers the sitting that resumed at step 6: 4 steps x 64 images in 4 s.
+    row = {"steps": 10, "train_seconds": 4.0, "resumed_from_step": 6}
+    assert study.images_per_second(row, 64) == pytest.approx(64.0)
+    assert study.images_per_second({**row, "resumed_from_step": 0}, 64) == pytest.approx(160.0)
+    assert study.images_per_second({"steps": 10, "train_seconds": None}, 64) is None
+
+
 def test_study_with_training_faked(tmp_path, monkeypatch, tf):
     """run_study trains every planned model in OUT/models/<name> with the scaled settings and
     writes the JSON, markdown and PNG; a diverged model is reported, not fatal."""

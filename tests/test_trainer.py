@@ -248,3 +248,38 @@ def test_bad_inputs_give_clear_errors(training, tf, keras, tmp_path):
     wrong_classes = tf.data.Dataset.from_tensors((images, labels[:, :5])).repeat()
     with pytest.raises(ValueError, match="5 classes but the model outputs 10"):
         training.train(make_model_fn(keras), config, wrong_classes, str(tmp_path / "b"))
+
+
+def test_training_time_adds_up_over_sittings(training, tf, keras, tmp_path):
+    """A resumed training reports the seconds of all its sittings: each checkpoint save records
+    (step, seconds so far) and a resume from that step goes on from there; a record of another
+    step (a sitting killed between its checkpoint and the record) leaves the time unknown."""
+    import json
+
+    from noisy_student.training.checkpoints import TRAIN_TIME_FILE, TrainingClock
+
+    images, labels = synthetic(32, 8)
+
+    def labeled_fn(batch_size, context):
+        dataset = tf.data.Dataset.from_tensor_slices((images, labels)).repeat()
+        return dataset.batch(batch_size, drop_remainder=True)
+
+    def config(steps):
+        return training.TrainConfig(batch_size=8, num_train_examples=32, train_steps=steps,
+                                    checkpoint_every=2, summary_every=2, quiet=True)
+
+    model_dir = str(tmp_path / "run")
+    record = os.path.join(model_dir, TRAIN_TIME_FILE)
+    first = training.train(make_model_fn(keras), config(2), labeled_fn, model_dir)
+    with open(record) as f:
+        assert json.load(f) == {"step": 2, "seconds": pytest.approx(first.train_seconds, abs=0.2)}
+    with open(record, "w") as f:  # as if the first sitting had taken 1,000 s
+        json.dump({"step": 2, "seconds": 1000.0}, f)
+    second = training.train(make_model_fn(keras), config(4), labeled_fn, model_dir)
+    assert second.start_step == 2 and 1000 < second.train_seconds < 1600
+    with open(record) as f:
+        assert json.load(f)["step"] == 4
+    with open(record, "w") as f:
+        json.dump({"step": 3, "seconds": 1000.0}, f)
+    assert TrainingClock(model_dir, start_step=4).seconds() is None
+    assert TrainingClock(model_dir, start_step=0).seconds() < 600  # a fresh start ignores it

@@ -498,6 +498,7 @@ def train_candidate(config, strategy, worker_index: int, row: dict, prefix: str,
     return {"status": "done", "top1": scored["top1"], "top5": scored.get("top5"),
             "num_examples": scored.get("num_examples"), "steps": trained.get("steps"),
             "train_seconds": trained.get("seconds"), "eval_seconds": scored.get("seconds"),
+            "resumed_from_step": trained.get("resumed_from_step", 0),
             "clean_train_top1": trained.get("clean_train_top1")}
 
 

@@ -6,16 +6,18 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from collections.abc import Callable
 
 import keras
 import tensorflow as tf
 
-from noisy_student.atomic_io import atomic_output
+from noisy_student.atomic_io import atomic_output, read_json, write_json_atomic
 from noisy_student.training.ema import ExponentialMovingAverage
 from noisy_student.training.strategy import is_chief, worker_id
 
 CHECKPOINT_PREFIX = "ckpt"
+TRAIN_TIME_FILE = "train_time.json"  # TrainingClock's record, beside the checkpoints
 MODEL_SUFFIXES = (".keras", ".weights.h5")
 # What a save killed midway leaves in a model directory: TensorFlow writes a checkpoint's shards
 # into "<prefix>-<N>_temp/" and merges them under "<prefix>-<N>" at the end, and writes the
@@ -24,6 +26,40 @@ INTERRUPTED_SAVE = re.compile(
     rf"^(?:{re.escape(CHECKPOINT_PREFIX)}-\d+_temp|checkpoint\.tmp[0-9a-f]{{32}})$")
 
 log = logging.getLogger(__name__)
+
+
+class TrainingClock:
+    """Training seconds summed over the sittings of a resumed training. Each checkpoint save
+    records (step, seconds so far) beside the checkpoints; a training resumed from that step
+    goes on from there. None when an earlier sitting's time is unknown (no record, or a record
+    of another step: that sitting was killed between its checkpoint and the record)."""
+
+    def __init__(self, model_dir: str, start_step: int, chief: bool = True):
+        self.path = os.path.join(model_dir, TRAIN_TIME_FILE)
+        self.chief = chief
+        self.start = time.monotonic()
+        self.earlier = 0.0 if start_step == 0 else self._recorded_at(start_step)
+
+    def _recorded_at(self, step: int) -> float | None:
+        try:
+            record = read_json(self.path)
+        except ValueError:
+            return None
+        if isinstance(record, dict) and record.get("step") == step:
+            seconds = record.get("seconds")
+            return float(seconds) if isinstance(seconds, (int, float)) else None
+        return None
+
+    def seconds(self) -> float | None:
+        """Seconds of training up to now, over every sitting."""
+        return None if self.earlier is None else self.earlier + time.monotonic() - self.start
+
+    def record(self, step: int) -> None:
+        """Called right after the checkpoint of `step` is saved (the chief writes)."""
+        if self.chief:
+            seconds = self.seconds()
+            write_json_atomic(self.path, {
+                "step": step, "seconds": None if seconds is None else round(seconds, 1)})
 
 
 class Checkpointer:

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from noisy_student.atomic_io import write_json_atomic
 from noisy_student.pseudo_labels import teacher_labels
-from noisy_student.training.checkpoints import Checkpointer
+from noisy_student.training.checkpoints import Checkpointer, TrainingClock
 from noisy_student.training.checks import check_student_size, require_logits
 from noisy_student.training.config import TrainConfig
 from noisy_student.training.ema import ExponentialMovingAverage, ema_decay
@@ -83,6 +83,9 @@ class TrainResult:
     metrics: dict[str, float]  # training metrics averaged over the last epoch
     eval_metrics: dict[str, float] | None
     clean_train_metrics: dict[str, float] | None = None  # EMA, eval preprocessing
+    # Seconds from the first step to the last over every sitting (evaluation excluded); None
+    # when an earlier sitting's time is unknown (see checkpoints.TrainingClock).
+    train_seconds: float | None = None
 
 
 def train(
@@ -338,6 +341,7 @@ class Trainer:
         total = config.total_steps
         if restored:
             log.info("Resuming from %s at step %d of %d.", restored, start_step, total)
+        clock = TrainingClock(self.model_dir, start_step, self.chief)
         if self.chief:
             tf.io.gfile.makedirs(self.model_dir)
             write_json_atomic(
@@ -374,9 +378,11 @@ class Trainer:
                 progress.update(step, [(k, metrics[k]) for k in self._metric_names() + ("lr",)])
             if step % config.checkpoint_every == 0 or step == total:
                 self._save(step)
+                clock.record(step)
             if eval_data is not None and config.eval_every and step % config.eval_every == 0:
                 if step < total:
                     self._log_eval(self.evaluate(eval_data), step)
+        train_seconds = clock.seconds()
         if eval_data is not None:
             eval_metrics = self.evaluate(eval_data)
             self._log_eval(eval_metrics, step)
@@ -387,7 +393,8 @@ class Trainer:
         self.ema.copy_to_model()
         metrics = {**epoch.last, "lr": float(self.schedule(max(step - 1, 0)))}
         return TrainResult(
-            self.model, step, start_step, metrics, eval_metrics, clean_train_metrics
+            self.model, step, start_step, metrics, eval_metrics, clean_train_metrics,
+            train_seconds
         )
 
     def _metric_names(self) -> tuple[str, ...]:
