@@ -405,7 +405,7 @@ def recipe_from_flags(flagfile: str, passthrough: Sequence[str], out_dir: str):
     from absl import flags
 
     from noisy_student import assets
-    from noisy_student.main import run_config
+    from noisy_student.flags import run_config
 
     assets.parse_flags([sys.argv[0], f"--flagfile={flagfile}",
                         f"--train_epochs={STUDY_EPOCHS:g}", *passthrough])

@@ -1,29 +1,24 @@
 """benchmarks/cifar10_c.py: a corrupted set built from a few images, two models of one run
 directory (RUN@0, RUN@1), and the report's arithmetic (the first model's mCE is 100)."""
 
-import importlib.util
 import io
 import json
 import os
 
 import numpy as np
 import pytest
+from benchmark_modules import load_benchmark
 from PIL import Image
 
 pytest.importorskip("imagecorruptions")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEACHER_CENTERS = [65.0, 195.0]  # brightness of class 1 and 2 for each fake model
 STUDENT_CENTERS = [100.0, 220.0]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location(
-        "cifar10_c", os.path.join(ROOT, "benchmarks", "cifar10_c.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("cifar10_c")
 
 
 def test_report_arithmetic_hand_computed(bench):

@@ -304,12 +304,9 @@ def test_every_range_names_a_flag():
 def test_cifar10_benchmark_baseline_commands_pass_validation(tmp_path, monkeypatch):
     """benchmarks/self_training_cifar10.py --baseline: both commands it runs (train the
     baseline, then evaluate it) must get past flag validation with the shipped flagfile."""
-    import importlib.util
+    from benchmark_modules import load_benchmark
 
-    spec = importlib.util.spec_from_file_location(
-        "self_training_cifar10", os.path.join(ROOT, "benchmarks", "self_training_cifar10.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("self_training_cifar10")
     commands = []
     monkeypatch.setattr(bench, "run_loop", lambda flagfile, args: commands.append(args) or 0)
     flagfile = assets.config_path("cifar10_4000")
@@ -342,17 +339,11 @@ def test_cifar10_ablations_reuse_the_source_runs_stages(tmp_path, monkeypatch):
     """benchmarks/cifar10_ablations.py: each variant's run dir starts with hard links to the
     source run's outputs that the variant does not change (with --recipe_from_source, the whole
     recipe student), lists them as finished, and the loop gets the variant's flags."""
-    import importlib.util
     import json
 
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "cifar10_ablations", os.path.join(ROOT, "benchmarks", "cifar10_ablations.py"))
-        ablations = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(ablations)
-    finally:
-        sys.path.remove(os.path.join(ROOT, "benchmarks"))
+    from benchmark_modules import load_benchmark
+
+    ablations = load_benchmark("cifar10_ablations")
     source = tmp_path / "source"
     results = {"teacher": {"steps": 3}, "teacher/eval": {"top1": 0.5},
                "iter1/label": {"num_labeled": 9}, "iter1/filter": {"num_kept": 7},

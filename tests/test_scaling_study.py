@@ -2,7 +2,6 @@
 (checked against count_macs called directly), the plan, the reports with training faked, the
 dry run from the command line, and the partial CIFAR-10 data build it relies on."""
 
-import importlib.util
 import json
 import math
 import os
@@ -11,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from benchmark_modules import load_benchmark
 
 from efficientnet_tf.complexity import count_macs
 
@@ -18,16 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "benchmarks", "scaling_study.py")
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "benchmarks",
-                                                                     f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-study = _load("scaling_study")
+study = load_benchmark("scaling_study")
 BASE = study.BaseNetwork.of("b0", width=0.5, depth=0.5, small_images=True, classes=10)
 
 
@@ -182,11 +173,7 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path):
 def test_partial_data_build(tmp_path, capsys):
     """build_data(splits=...) writes only those splits; a later full build adds the rest and
     the recorded build time adds up."""
-    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-    try:
-        bench = _load("self_training_cifar10")
-    finally:
-        sys.path.remove(os.path.join(REPO, "benchmarks"))
+    bench = load_benchmark("self_training_cifar10")
     rng = np.random.default_rng(0)
     cifar = tmp_path / "npz"
     cifar.mkdir()

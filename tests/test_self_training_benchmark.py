@@ -1,21 +1,13 @@
 """benchmarks/self_training_cifar10.py: the summary table's time and throughput columns for
 stages trained in one sitting and for resumed ones."""
 
-import importlib.util
-import os
-
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmark_modules import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location(
-        "self_training_cifar10", os.path.join(ROOT, "benchmarks", "self_training_cifar10.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("self_training_cifar10")
 
 
 def test_resumed_stages_report_the_speed_of_the_steps_they_timed(bench):

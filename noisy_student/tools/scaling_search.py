@@ -639,7 +639,7 @@ def main(argv: list[str]) -> None:
     import logging
 
     from noisy_student.cli import run_or_exit
-    from noisy_student.main import run_config
+    from noisy_student.flags import run_config
 
     logging.getLogger().setLevel(logging.INFO)
     recipe = run_config()
