@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Test worker processes (pytest-xdist); each test file runs whole in one of them.
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test lint bench clean
 
@@ -21,7 +23,7 @@ demo: $(STAMP)
 	$(PY) -m noisy_student.demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=25 tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25 tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

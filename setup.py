@@ -35,10 +35,12 @@ setup(
     # compatibility shims for scikit-image >= 0.19 and NumPy 2; see BUILD.md).
     # export: ONNX in noisy-student-export-model (tf2onnx converts, onnxruntime checks) and
     # LiteRT's TFLite interpreter (ai-edge-litert), which replaces the deprecated tf.lite one.
+    # pytest-xdist: `make test` runs the suite in 2 worker processes (see BUILD.md, Test).
     # setuptools and wheel: tests/test_packaging.py builds the wheel without build isolation
     # (a Python 3.12+ venv has no setuptools of its own).
-    extras_require={"test": ["pytest", "ruff", "jax[cpu]", "imagecorruptions", "tf2onnx>=1.17",
-                             "onnxruntime", "ai-edge-litert", "setuptools>=61", "wheel"],
+    extras_require={"test": ["pytest", "pytest-xdist", "ruff", "jax[cpu]", "imagecorruptions",
+                             "tf2onnx>=1.17", "onnxruntime", "ai-edge-litert", "setuptools>=61",
+                             "wheel"],
                     "corruptions": ["imagecorruptions"],
                     "export": ["tf2onnx>=1.17", "onnxruntime", "ai-edge-litert"]},
     entry_points={"console_scripts": [
