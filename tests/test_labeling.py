@@ -231,8 +231,10 @@ def test_killed_labeling_job_resumes_without_loss_or_duplicates(tmp_path, cifar_
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, CUDA_VISIBLE_DEVICES="")
     proc = subprocess.Popen([sys.executable, str(driver), pattern, out, weights], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    first = os.path.join(out, "pseudo-00000-of-00006")
-    deadline = time.time() + 90
+    # A shard is complete once its info file is written (after the shard's own rename), so wait
+    # for that: killing between the two leaves a shard that the rerun must label again.
+    first = os.path.join(out, "info", "pseudo-00000-of-00006.json")
+    deadline = time.time() + 600  # a guard against a hang only
     while not os.path.exists(first) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
@@ -240,6 +242,8 @@ def test_killed_labeling_job_resumes_without_loss_or_duplicates(tmp_path, cifar_
     assert proc.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
     finished = glob.glob(os.path.join(out, "info", "*.json"))
     assert 1 <= len(finished) < 6  # killed in the middle of the job
+    # A kill between a shard's rename and its info file: the shard counts as unfinished.
+    os.remove(finished.pop())
 
     summary = label_shards(teacher, pattern, out, image_size=32, small_image=True, batch_size=32)
     assert len(summary["skipped_complete_shards"]) == len(finished)
