@@ -1,10 +1,12 @@
 """EfficientNet B0-B8, L2 and any compound-scaled variant, in Keras 3 (any backend).
 
-Modules: `architecture` (presets, scaling, block table; no Keras), `blocks` and `batch_norm`
-(layers), `network` (the graph), `model` (builders with `weights=`), `weights` (pretrained
-weights by source), `complexity` (MAC counts).
+Modules: `architecture` (presets, scaling, block table; no Keras), `blocks` (layers), with
+`batch_norm`, `convolutions` and `activations` (Keras layers with faster TensorFlow computations,
+switched by `fast_paths`), `network` (the graph), `model` (builders with `weights=`),
+`weights` (pretrained weights by source), `complexity` (MAC counts).
 """
 
+from efficientnet_tf.activations import FusedActivation
 from efficientnet_tf.architecture import (
     DEFAULT_BLOCKS,
     PRESETS,
@@ -26,6 +28,8 @@ from efficientnet_tf.blocks import (
     SqueezeExcite,
     StochasticDepth,
 )
+from efficientnet_tf.convolutions import PointwiseConv2D, SmallMapDepthwiseConv2D
+from efficientnet_tf.fast_paths import keras_computation
 from efficientnet_tf.model import (
     EfficientNet,
     EfficientNetB0,
@@ -62,9 +66,12 @@ __all__ = [
     "EfficientNetB8",
     "EfficientNetL2",
     "EfficientNetModel",
+    "FusedActivation",
     "FusedBatchNormalization",
     "InputNormalization",
     "MBConvBlock",
+    "PointwiseConv2D",
+    "SmallMapDepthwiseConv2D",
     "SqueezeExcite",
     "StochasticDepth",
     "architecture_of",
@@ -75,6 +82,7 @@ __all__ = [
     "feature_endpoints",
     "from_keras_applications",
     "from_tf_checkpoint",
+    "keras_computation",
     "load_pretrained",
     "model_config",
     "scaled_blocks",

@@ -25,29 +25,14 @@ non-fused TPU batch norm) uses the biased variance; the two differ by a factor n
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import keras
 from keras import layers
 
+from efficientnet_tf.fast_paths import active as fast_paths_active
+from efficientnet_tf.fast_paths import keras_computation as keras_computation
+
 PACKAGE = "efficientnet_tf"
 MIN_FUSED_PIXELS = 16  # height * width below which the unfused ops are faster (CPU)
-_fused_kernel_enabled = True
-
-
-@contextlib.contextmanager
-def keras_computation() -> Iterator[None]:
-    """Within this block every `FusedBatchNormalization` computes exactly as Keras' layer, e.g.
-    to compare outputs with keras.applications bit for bit (the fused kernel rounds
-    differently: up to about 1e-4 of the logits' scale after a whole EfficientNet). It applies to
-    eager calls and to functions traced within the block."""
-    global _fused_kernel_enabled
-    previous, _fused_kernel_enabled = _fused_kernel_enabled, False
-    try:
-        yield
-    finally:
-        _fused_kernel_enabled = previous
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -67,8 +52,7 @@ class FusedBatchNormalization(layers.BatchNormalization):
         return super().call(inputs, training=training, mask=mask)
 
     def _is_nhwc_on_tensorflow(self, inputs) -> bool:
-        return (_fused_kernel_enabled and keras.backend.backend() == "tensorflow"
-                and len(inputs.shape) == 4 and self.axis in (-1, 3))
+        return fast_paths_active() and len(inputs.shape) == 4 and self.axis in (-1, 3)
 
     def _can_fuse_training(self, inputs) -> bool:
         height, width = inputs.shape[1], inputs.shape[2]

@@ -13,7 +13,9 @@ from collections.abc import Sequence
 import keras
 from keras import layers, ops
 
+from efficientnet_tf.activations import FusedActivation
 from efficientnet_tf.batch_norm import FusedBatchNormalization
+from efficientnet_tf.convolutions import PointwiseConv2D, SmallMapDepthwiseConv2D
 from efficientnet_tf.deprecation import renamed_argument
 
 PACKAGE = "efficientnet_tf"
@@ -43,8 +45,10 @@ def batch_norm(name: str, synchronized: bool = False) -> FusedBatchNormalization
 
 
 def conv2d(filters: int, kernel_size: int, name: str, strides: int = 1) -> layers.Conv2D:
-    """Bias-free convolution with TF 'SAME' padding and the reference initializer."""
-    return layers.Conv2D(
+    """Bias-free convolution with TF 'SAME' padding and the reference initializer (1x1 ones
+    run as a matrix product on TensorFlow)."""
+    conv = PointwiseConv2D if kernel_size == 1 and strides == 1 else layers.Conv2D
+    return conv(
         filters,
         kernel_size,
         strides=strides,
@@ -138,14 +142,14 @@ class SqueezeExcite(layers.Layer):
         super().__init__(**kwargs)
         self.reduced_filters = int(reduced_filters)
         self.expanded_filters = int(expanded_filters)
-        self.reduce = layers.Conv2D(
+        self.reduce = PointwiseConv2D(
             self.reduced_filters,
             1,
             activation="swish",
             kernel_initializer=conv_kernel_initializer(),
             name="reduce",
         )
-        self.expand = layers.Conv2D(
+        self.expand = PointwiseConv2D(
             self.expanded_filters,
             1,
             activation="sigmoid",
@@ -219,11 +223,11 @@ class MBConvBlock(layers.Layer):
         self.sync_batch_norm = bool(sync_batch_norm)
 
         expanded = self.input_filters * self.expand_ratio
-        self.act = layers.Activation(activation, name="activation")
+        self.act = FusedActivation(activation, name="activation")
         if self.expand_ratio != 1:
             self.expand_conv = conv2d(expanded, 1, name="expand_conv")
             self.expand_bn = batch_norm("expand_bn", self.sync_batch_norm)
-        self.dwconv = layers.DepthwiseConv2D(
+        self.dwconv = SmallMapDepthwiseConv2D(
             self.kernel_size,
             strides=self.strides,
             padding="same",
@@ -286,8 +290,8 @@ class MBConvBlock(layers.Layer):
     def call(self, inputs, training=None):
         x = inputs
         if self.expand_ratio != 1:
-            x = self.act(self.expand_bn(self.expand_conv(x), training=training))
-        x = self.act(self.bn(self.dwconv(x), training=training))
+            x = self.act(self.expand_bn(self.expand_conv(x), training=training), training=training)
+        x = self.act(self.bn(self.dwconv(x), training=training), training=training)
         if self.se is not None:
             x = self.se(x)
         x = self.project_bn(self.project_conv(x), training=training)

@@ -13,6 +13,7 @@ from typing import Any
 import keras
 from keras import layers
 
+from efficientnet_tf.activations import FusedActivation
 from efficientnet_tf.architecture import (
     DEFAULT_BLOCKS,
     DEFAULT_DEPTH_DIVISOR,
@@ -145,7 +146,7 @@ def build_network(
         name="stem_conv",
     )(x)
     x = batch_norm("stem_bn", sync_batch_norm)(x)
-    x = layers.Activation(activation, name="stem_activation")(x)
+    x = FusedActivation(activation, name="stem_activation")(x)
 
     for spec in scaled_blocks(
         blocks,
@@ -171,7 +172,7 @@ def build_network(
 
     x = conv2d(round_filters(HEAD_FILTERS, width_coefficient, depth_divisor), 1, name="top_conv")(x)
     x = batch_norm("top_bn", sync_batch_norm)(x)
-    x = layers.Activation(activation, name="top_activation")(x)
+    x = FusedActivation(activation, name="top_activation")(x)
     x = _head(x, include_top, pooling, dropout_rate, classes, classifier_activation)
     return EfficientNetModel(inputs, x, name=name or "efficientnet", architecture=architecture)
 

@@ -1,13 +1,11 @@
 """FusedBatchNormalization: the TensorFlow fused-kernel training and inference paths against
-NumPy and against Keras' own BatchNormalization (outputs, gradients, moving statistics), the
-cases that must fall back to Keras' computation, and models saved with Keras batch norm before
-the change."""
+NumPy and against Keras' own BatchNormalization (outputs, gradients, moving statistics), and the
+cases that must fall back to Keras' computation."""
 
 import numpy as np
 import pytest
 
-from efficientnet_tf import EfficientNet, FusedBatchNormalization
-from efficientnet_tf import blocks as blocks_module
+from efficientnet_tf import FusedBatchNormalization
 
 
 def numpy_batch_norm(x, gamma, beta, epsilon):
@@ -145,33 +143,4 @@ def test_inference_path_matches_keras_and_numpy(tf, keras, x, frozen):
     np.testing.assert_array_equal(fused.moving_variance.numpy(), variance)
 
 
-def test_models_saved_with_keras_batch_norm_still_load(keras, tmp_path, monkeypatch):
-    """A .keras file written before the fused layer existed holds keras BatchNormalization
-    layers; it loads, predicts the same, and keeps Keras' layer class."""
-    monkeypatch.setattr(blocks_module, "FusedBatchNormalization", keras.layers.BatchNormalization)
-    old = EfficientNet(0.25, 0.25, 32, classes=10, name="old")
-    monkeypatch.undo()
-    assert not any(
-        isinstance(layer, FusedBatchNormalization)
-        for layer in old._flatten_layers(include_self=False)
-    )
-    rng = np.random.default_rng(0)
-    old.set_weights([rng.normal(0.5, 0.2, w.shape).astype("float32") ** 2 for w in old.weights])
-    images = rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    path = tmp_path / "old.keras"
-    old.save(path)
-    loaded = keras.models.load_model(path, safe_mode=True)
-    np.testing.assert_allclose(
-        np.asarray(loaded(images, training=False)), np.asarray(old(images, training=False)),
-        atol=1e-6,
-    )
-    new = EfficientNet(0.25, 0.25, 32, classes=10, name="new")
-    assert any(
-        isinstance(layer, FusedBatchNormalization)
-        for layer in new._flatten_layers(include_self=False)
-    )
-    new.set_weights(old.get_weights())  # same variables in the same order
-    np.testing.assert_allclose(
-        np.asarray(new(images, training=False)), np.asarray(old(images, training=False)),
-        atol=1e-6,
-    )
+# Models saved with Keras' BatchNormalization before the change: test_fast_paths.py.
