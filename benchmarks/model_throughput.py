@@ -11,6 +11,7 @@ models alternate so that background load hits both alike.
 
     python benchmarks/model_throughput.py             # full run (~3-5 min on 2 CPU cores)
     python benchmarks/model_throughput.py --quick     # fewer steps
+    python benchmarks/model_throughput.py --op_profile --cases 1   # + where the time goes
     KERAS_BACKEND=jax python benchmarks/model_throughput.py   # other backends (no TF needed)
 """
 
@@ -111,6 +112,41 @@ def profile(resolution: int, batch: int, repeats: int) -> None:
         print(f"  {label:<34}{ms:8.1f} ms{note}")
 
 
+def op_profile(model, batch: int, resolution: int, steps: int = 3, top: int = 12) -> None:
+    """TensorFlow profiler trace of `steps` training steps: time per op type summed over the
+    executor threads (both cores), per step, largest first."""
+    import collections
+    import glob
+    import tempfile
+
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (batch, resolution, resolution, 3)).astype("float32")
+    y = keras.utils.to_categorical(rng.integers(0, 1000, batch), 1000)
+    model.train_on_batch(x, y)
+    with tempfile.TemporaryDirectory() as trace_dir:
+        tf.profiler.experimental.start(trace_dir)
+        for _ in range(steps):
+            model.train_on_batch(x, y)
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        with open(glob.glob(f"{trace_dir}/**/*.xplane.pb", recursive=True)[0], "rb") as f:
+            space.ParseFromString(f.read())
+    per_type: collections.Counter[str] = collections.Counter()
+    for plane in (p for p in space.planes if p.name.startswith("/host:CPU")):
+        for line in (line for line in plane.lines if line.name.startswith("tf_Compute")):
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                if ":" in name and not name.startswith("ExecutorState"):
+                    per_type[name.rsplit(":", 1)[1]] += event.duration_ps / 1e9 / steps
+    total = sum(per_type.values())
+    print(f"  op time per step {total:.0f} ms (both cores); largest op types:")
+    for op_type, ms in per_type.most_common(top):
+        print(f"    {op_type:<48}{ms:8.1f} ms {100 * ms / total:5.1f}%")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -118,6 +154,8 @@ def main() -> None:
     parser.add_argument("--jit", choices=("auto", "on", "off"), default="auto")
     parser.add_argument("--cases", default="all", help="comma-separated case indices, e.g. 0,2")
     parser.add_argument("--profile", action="store_true", help="also break down our B0's step")
+    parser.add_argument("--op_profile", action="store_true",
+                        help="also print both models' op-type profile for the training cases")
     args = parser.parse_args()
     on_cpu = keras.backend.backend() != "jax" or "cpu" in str(_jax_device()).lower()
     if keras.backend.backend() == "tensorflow":
@@ -142,6 +180,10 @@ def main() -> None:
                 rates[kind].append(images_per_second(model, training, batch, resolution, steps))
         ours, theirs = (statistics.median(rates[k]) for k in ("ours", "keras"))
         print(f"{label:<20}{ours:>12.1f}{theirs:>13.1f}{ours / theirs:>12.2f}", flush=True)
+        if args.op_profile and training and keras.backend.backend() == "tensorflow":
+            for kind, model in models.items():
+                print(f"{kind}, {label}:")
+                op_profile(model, batch, resolution)
         del models
         keras.backend.clear_session()
     if args.profile:

@@ -139,7 +139,7 @@ def fused_swish_calls(monkeypatch):
 
 
 def test_fused_swish_gradient_equals_keras(tf, keras, fused_swish_calls):
-    x = np.random.default_rng(3).normal(0, 3, (2, 16, 16, 16)).astype("float32")  # 4096 each
+    x = np.random.default_rng(3).normal(0, 3, (2, 3, 4, 5)).astype("float32")
     layer = FusedActivation("swish")
     assert_fast_equals_keras(tf, layer, x, training=True)
     assert fused_swish_calls == [x.shape]
@@ -151,14 +151,11 @@ def test_fused_swish_gradient_equals_keras(tf, keras, fused_swish_calls):
 
 
 def test_fused_swish_only_where_it_applies(tf, fused_swish_calls):
-    rng = np.random.default_rng(4)
-    big = rng.normal(size=(2, 16, 16, 16)).astype("float32")
-    small = rng.normal(size=(2, 8, 8, 16)).astype("float32")  # 1024 values per example
-    for layer, x, kwargs in [
-        (FusedActivation("swish"), big, {"training": False}),
-        (FusedActivation("swish"), big, {}),
-        (FusedActivation("relu"), big, {"training": True}),
-        (FusedActivation("swish"), small, {"training": True}),
+    x = np.random.default_rng(4).normal(size=(2, 3, 4, 5)).astype("float32")
+    for layer, kwargs in [
+        (FusedActivation("swish"), {"training": False}),
+        (FusedActivation("swish"), {}),
+        (FusedActivation("relu"), {"training": True}),
     ]:
         assert_fast_equals_keras(tf, layer, x, **kwargs)
     assert fused_swish_calls == []
@@ -168,7 +165,7 @@ def test_training_step_of_a_model_equals_keras_computation(
     tf, keras, mixing_calls, fused_swish_calls
 ):
     """A whole small EfficientNet at 64x64: maps from 32x32 down to 2x2 (mixing product),
-    pointwise matmuls, fused swish gradients on the stem's 32x32x16 map."""
+    pointwise matmuls, fused batch norm and swish gradients."""
     model = EfficientNet(
         0.5, 0.5, 64, input_shape=(64, 64, 3), classes=5, name="fast",
         dropout_rate=0.0, stochastic_depth_rate=0.0,  # nothing random in the training step
