@@ -2,11 +2,10 @@
 
 TensorFlow differentiates swish, x * sigmoid(x), with six element-wise ops over the whole map
 (sigmoid recomputed, then 1 - s, x * (1 - s), 1 + ..., s * ..., dy * ...), each a full pass over
-memory: on a 2-core CPU that was 17% of an EfficientNet-B0 training step at 224x224, more than
-the depthwise convolutions' forward and backward together. `FusedActivation` computes the same
-gradient, dy * s * (1 + x * (1 - s)), in one XLA-compiled kernel (one pass): forward + backward
-of the activation costs 1.3-1.9x less on B0's maps, from 112x112 down to 2x2
-(`benchmarks/fast_paths.py`).
+memory: on a 2-core CPU that was 17% of the op time of an EfficientNet-B0 training step at
+224x224. `FusedActivation` computes the same gradient, dy * s * (1 + x * (1 - s)), in one
+XLA-compiled kernel (one pass): forward + backward of the activation costs 1.4-1.9x less on
+B0's maps, from 112x112 down to 2x2 (`benchmarks/fast_paths.py`).
 
 The forward pass is unchanged (TensorFlow's own swish), and every other case is exactly
 `keras.layers.Activation`: other activations, other backends, inference, and

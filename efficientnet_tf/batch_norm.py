@@ -9,7 +9,7 @@ axes, synchronized statistics across several replicas):
 * the Keras backend is TensorFlow (TensorFlow is imported lazily, only then);
 * the input is 4-D, normalized over its last axis (NHWC);
 * in training (training mode and trainable): the layer is not synchronized, or runs with one
-  replica in sync. Forward + backward of one layer is 1.8-3.6x faster than Keras' ops on
+  replica in sync. Forward + backward of one layer is 1.8-3.9x faster than Keras' ops on
   EfficientNet-B0's maps, from 112x112 down to 2x2 (`benchmarks/fast_paths.py`);
 * in inference (moving statistics), always: one pass instead of two over the map, 1.13x
   (B0, 224 px) and 1.22x (small-image B0, 32 px) for a whole forward pass (one-off
