@@ -4,7 +4,7 @@ For every layer kind at EfficientNet-B0's shapes (32x32 input at batch 128, 224x
 32), times forward + backward (gradients of the input and of the weights) of one layer as a
 `tf.function`, once with the fast path and once traced under `keras_computation()`, alternating,
 best of --repeats, and prints the ratio keras / fast (above 1: the fast path is faster).
-`SmallMapDepthwiseConv2D.MAX_MIXING_PIXELS` comes from such measurements: the row marked "above
+`efficientnet_tf.convolutions.MAX_MIXING_PIXELS` comes from such measurements: the row marked "above
 threshold" is a map where the layer keeps the native kernel, timed here with the threshold
 lifted, so that it can be re-checked on another machine.
 

@@ -51,17 +51,20 @@ def build(kind: str, resolution: int, jit: bool, training: bool) -> keras.Model:
     return model
 
 
-def images_per_second(model, training: bool, batch: int, resolution: int, steps: int) -> float:
+def random_batch(batch: int, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed random pixels in 0..255 and one-hot labels of 1,000 classes."""
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (batch, resolution, resolution, 3)).astype("float32")
-    y = keras.utils.to_categorical(rng.integers(0, 1000, batch), 1000)
-    if training:
-        start = time.perf_counter()
-        for _ in range(steps):
+    return x, keras.utils.to_categorical(rng.integers(0, 1000, batch), 1000)
+
+
+def images_per_second(model, training: bool, batch: int, resolution: int, steps: int) -> float:
+    x, y = random_batch(batch, resolution)
+    start = time.perf_counter()
+    for _ in range(steps):
+        if training:
             model.train_on_batch(x, y)
-    else:
-        start = time.perf_counter()
-        for _ in range(steps):
+        else:
             model.predict_on_batch(x)
     return steps * batch / (time.perf_counter() - start)
 
@@ -122,9 +125,7 @@ def op_profile(model, batch: int, resolution: int, steps: int = 3, top: int = 12
     import tensorflow as tf
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (batch, resolution, resolution, 3)).astype("float32")
-    y = keras.utils.to_categorical(rng.integers(0, 1000, batch), 1000)
+    x, y = random_batch(batch, resolution)
     model.train_on_batch(x, y)
     with tempfile.TemporaryDirectory() as trace_dir:
         tf.profiler.experimental.start(trace_dir)

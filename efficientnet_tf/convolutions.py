@@ -4,18 +4,19 @@ Same weights, config and function as `keras.layers.Conv2D` / `keras.layers.Depth
 only the ops differ, and only while `fast_paths.active()` (TensorFlow backend):
 
 * `PointwiseConv2D` (1x1 kernel, stride 1) is one matrix product over all pixels,
-  (N*H*W, C) x (C, C'). On a 2-core CPU its forward + backward costs 1.1-1.3x less than
-  TensorFlow's 1x1 convolution on most of EfficientNet-B0's maps and 3-4x less on 1x1 maps (the
-  squeeze-excite convolutions, and the last stages at small input sizes).
+  (N*H*W, C) x (C, C'). On a 2-core CPU its forward + backward costs 1.2-1.4x less than
+  TensorFlow's 1x1 convolution on most of EfficientNet-B0's maps and 2.8-3.5x less on 1x1 maps
+  (the squeeze-excite convolutions, and the last stages at small input sizes); at 7x7
+  (320->1280) it is even, at 112x112 (16->96) 6% slower.
 * `SmallMapDepthwiseConv2D` on an input of at most 4 pixels (2x2, 1x1: EfficientNet's last
   stages at 32x32 input) multiplies each channel's pixels by a small dense matrix built from the
   kernel: out[n, p, c] = sum_q x[n, q, c] * w[tap(p, q), c], where tap(p, q) is the kernel tap
   that links output pixel p to input pixel q under the layer's strides and padding (TF 'SAME'
   or 'valid'), or none. TensorFlow's depthwise kernels handle these maps poorly: forward +
-  backward 2-6x slower at 2x2 with a 5x5 kernel and at 1x1 (1.1x at 2x2 with 3x3); from 4x4 up
-  the native kernel is 3-4x faster, so it stays.
+  backward 2-4x slower at 2x2 with a 5x5 kernel, 5-8x at 1x1, 1.5x at 2x2 with a 3x3 kernel;
+  at 4x4 the native kernel is about 4x faster, so it stays from there up.
 
-The measurements are in BUILD.md ("Model throughput").
+Measured with `benchmarks/fast_paths.py` (figures in BUILD.md, "Model throughput").
 """
 
 from __future__ import annotations

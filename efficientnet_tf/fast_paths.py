@@ -1,9 +1,10 @@
 """One switch for the package's faster computations of standard layers on TensorFlow.
 
-`FusedBatchNormalization`, `PointwiseConv2D` and `SmallMapDepthwiseConv2D` compute the same
-function as Keras' own layers, in fewer or cheaper TensorFlow ops. They round differently (up to
-about 1e-4 of the logits' scale after a whole EfficientNet); `keras_computation()` turns them all
-off, e.g. to compare outputs with keras.applications bit for bit.
+`FusedBatchNormalization`, `PointwiseConv2D`, `SmallMapDepthwiseConv2D` and `FusedActivation`
+compute the same function as Keras' own layers, in fewer or cheaper TensorFlow ops. They round
+differently (up to about 1e-4 of the logits' scale after a whole EfficientNet);
+`keras_computation()` turns them all off, e.g. to compare outputs with keras.applications bit
+for bit.
 """
 
 from __future__ import annotations
