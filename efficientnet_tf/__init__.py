@@ -2,8 +2,9 @@
 
 Modules: `architecture` (presets, scaling, block table; no Keras), `blocks` (layers), with
 `batch_norm`, `convolutions` and `activations` (Keras layers with faster TensorFlow computations,
-switched by `fast_paths`), `network` (the graph), `model` (builders with `weights=`),
-`weights` (pretrained weights by source), `complexity` (MAC counts).
+switched by `fast_paths`), `network` (the graph), `model` (builders with `weights=`), `grow`
+(a trained model widened and deepened without changing its function), `weights` (pretrained
+weights by source), `complexity` (MAC counts).
 """
 
 from efficientnet_tf.activations import FusedActivation
@@ -30,6 +31,7 @@ from efficientnet_tf.blocks import (
 )
 from efficientnet_tf.convolutions import PointwiseConv2D, SmallMapDepthwiseConv2D
 from efficientnet_tf.fast_paths import keras_computation
+from efficientnet_tf.grow import grow_model
 from efficientnet_tf.model import (
     EfficientNet,
     EfficientNetB0,
@@ -80,6 +82,7 @@ __all__ = [
     "decode_block_string",
     "encode_block_string",
     "feature_endpoints",
+    "grow_model",
     "from_keras_applications",
     "from_tf_checkpoint",
     "keras_computation",
