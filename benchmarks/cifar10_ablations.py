@@ -1,163 +1,405 @@
-"""Ablations of student 1 on CIFAR-10 with 4,000 labels, all from one finished teacher.
+"""Noisy Student's ablations in miniature: CIFAR-10 with 4,000 labels, arms x seeds, paired.
 
-Each variant is a new run directory under --out_dir that starts from the teacher (and, where
-the variant does not change them, the pseudo labels and the filtered set) of --source_run, a
-run of ``benchmarks/self_training_cifar10.py``; those are hard-linked, not recomputed. The
-loop then runs what is left (labeling and filtering where the variant changes them, student 1,
-its evaluation) with the flagfile, the variant's flags and any further --flag=value given here
-(e.g. a shorter --student_epochs). Rerunning resumes unfinished variants and skips finished
-ones. With --recipe_from_source the recipe row is the source run's own student 1 (hard-linked,
-not retrained): right when the source ran the flagfile at the same budget and seed.
+Per seed one teacher (the flagfile's, ``--seed=N``) is shared by every arm; each arm trains
+student 1 from it with the flagfile plus the arm's flags, at the recipe's full student length,
+so that an arm's difference to ``recipe`` on the same seed is a paired comparison.
 
-Variants (the paper's claims: each of noise, soft labels and filtering helps):
-  recipe      the flagfile's student (reference point at this budget)
-  no_noise    dropout 0, stochastic depth 0, no RandAugment
-  randaug     the recipe plus RandAugment N=2 M=5
-  hard        hard (one-hot) pseudo labels instead of soft ones
-  threshold0  no confidence filtering (--min_threshold=0)
+    out_dir/seed<N>/teacher/     the teacher (run dir: teacher + teacher/eval)
+    out_dir/seed<N>/labels/      the recipe's pseudo labels and filtered set (iter1/label, filter)
+    out_dir/seed<N>/<arm>/       the arm's run dir: the stages it shares are hard links
+    out_dir/records/<job>.json   one finished job (the durable result; see RECORD_FIELDS)
+    out_dir/locks/<job>          the worker running it
 
-    python benchmarks/cifar10_ablations.py --source_run=runs/cifar10_4000 --student_epochs=16
-    python benchmarks/cifar10_ablations.py --source_run=runs/seed1 --seed=1 --recipe_from_source
+Jobs run in priority order (ARMS' order over seeds); several workers (this script started
+more than once on the same --out_dir, e.g. one TensorFlow thread each) share the queue through
+lock folders. Everything resumes: a rerun skips finished jobs and the loop resumes a killed
+stage from its checkpoint. Jobs already in the committed results file (--results) are skipped
+too, so a later session continues the grid on a fresh machine; a retrained teacher whose
+top-1 differs from the one committed for its seed is reported (the pairing then mixes
+teachers).
+
+    python benchmarks/cifar10_ablations.py --seeds=1,2,3 --tf_threads=1 &   # worker 1
+    python benchmarks/cifar10_ablations.py --seeds=1,2,3 --tf_threads=1 &   # worker 2
+    python benchmarks/cifar10_ablations.py --summarize      # results JSON, table and plot
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime
 import os
 import shutil
+import socket
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from self_training_cifar10 import ROOT, _fmt_pct, _fmt_time, check_passthrough, run_loop  # noqa: E402
+from ablation_report import write_results  # noqa: E402
+from self_training_cifar10 import (  # noqa: E402
+    CIFAR_DIR,
+    DATA_DIR,
+    ROOT,
+    build_data,
+    check_passthrough,
+    flag_value,
+    run_loop,
+)
 
 sys.path.insert(0, ROOT)
 from noisy_student import run_layout  # noqa: E402
-from noisy_student.atomic_io import read_json, write_json_atomic, write_text_atomic  # noqa: E402
+from noisy_student.atomic_io import read_json, write_json_atomic  # noqa: E402
 
-# variant -> (flags, stages of the source run it reuses besides the teacher)
-VARIANTS: dict[str, tuple[list[str], tuple[str, ...]]] = {
-    "recipe": ([], ("label", "filter")),
-    "no_noise": (
-        ["--dropout_rate=0", "--stochastic_depth_rate=0", "--randaug_num_layers=0"],
-        ("label", "filter"),
-    ),
-    "randaug": (["--randaug_num_layers=2", "--randaug_magnitude=5"], ("label", "filter")),
-    "hard": (["--teacher_softmax_temp=-1"], ()),
-    "threshold0": (["--min_threshold=0"], ("label",)),
+FLAGFILE = os.path.join(ROOT, "noisy_student", "assets", "configs", "cifar10_4000.cfg")
+RESULTS = os.path.join(ROOT, "benchmarks", "results", "cifar10_4000_ablations.json")
+NO_MODEL_NOISE = ["--dropout_rate=0", "--stochastic_depth_rate=0"]
+RANDAUGMENT = ["--randaug_num_layers=2", "--randaug_magnitude=5"]
+# The larger student: about 2x the teacher's multiply-adds (efficientnet_tf.complexity: 2.01x
+# at 32 px); width 0.6 would give block2a a residual connection the teacher lacks.
+LARGER = ["--student_width_coefficient=0.55", "--student_depth_coefficient=1.0"]
+# Students from scratch train at the teacher's peak rate (the flagfile's 4x rate is for
+# students that start from their teacher's weights).
+SCRATCH = ["--student_init=scratch", "--student_base_learning_rate=0.016"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One ablation: the loop's flags on top of the flagfile, and what it shares with the
+    seed's recipe run. `shares`: "filter" (labels and filtered set), "label" (labels only;
+    the arm filters), "recipe" (the recipe's student 1; the arm adds iterations), or ""
+    (nothing: a supervised run of its own)."""
+
+    flags: tuple[str, ...] = ()
+    shares: str = "filter"
+    iterations: int = 1
+    claim: str = ""
+
+
+ARMS: dict[str, Arm] = {
+    "recipe": Arm(claim="reference: the shipped flagfile's student 1"),
+    "no_noise": Arm((*NO_MODEL_NOISE, "--randaug_num_layers=0"),
+                    claim="removing the student's noise hurts"),
+    "supervised": Arm(("--teacher_randaug",), shares="",
+                      claim="self-training beats supervised training of equal steps"),
+    "larger_student_grow": Arm(("--student_init=grow", *LARGER),
+                               claim="a larger student helps"),
+    "input_noise_only": Arm((*NO_MODEL_NOISE, *RANDAUGMENT),
+                            claim="input noise (RandAugment) alone"),
+    "model_noise_only": Arm(("--randaug_num_layers=0",),
+                            claim="model noise (dropout, stochastic depth) alone"),
+    "recipe_randaugment": Arm(RANDAUGMENT, claim="all three noises, as in the paper"),
+    "hard_labels": Arm(("--teacher_softmax_temp=-1",), claim="soft pseudo labels beat hard"),
+    "no_filter_no_balance": Arm(("--min_threshold=0", "--nobalance_classes"), shares="label",
+                                claim="filtering and balancing help small models"),
+    "equal_student_scratch": Arm(SCRATCH, claim="a student from scratch vs from its teacher"),
+    "larger_student_scratch": Arm((*SCRATCH, *LARGER), claim="a larger student from scratch"),
+    "unlabel_ratio_3": Arm(("--unlabel_ratio=3",),
+                           claim="a larger unlabeled:labeled batch ratio helps"),
+    "iterations_3": Arm(shares="recipe", iterations=3, claim="iterating helps"),
 }
-# stage -> folder it writes, relative to the run directory
-STAGE_DIRS = {"teacher": run_layout.model_dir(0), "iter1/label": run_layout.labels_dir(1),
-              "iter1/filter": run_layout.filtered_dir(1), "iter1/student": run_layout.model_dir(1)}
+# Stage -> the folder it writes, relative to a run directory.
+STAGE_DIRS = {"teacher": run_layout.model_dir(0),
+              **{f"iter{i}/{kind}": folder(i) for i in (1, 2, 3) for kind, folder in
+                 (("label", run_layout.labels_dir), ("filter", run_layout.filtered_dir),
+                  ("student", run_layout.model_dir))}}
+# What one finished arm x seed records (top-1 as fractions; the arm's last student).
+RECORD_FIELDS = ("seed", "teacher_top1", "student_top1", "mce", "steps")
 
 
-def parse_args() -> tuple[argparse.Namespace, list[str]]:
+# ----------------------------------------------------------------------------- arguments
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--source_run",
-        required=True,
-        help="A run dir with a finished teacher (and iter1 label/filter).",
-    )
-    parser.add_argument("--out_dir", default=None, help="Default: SOURCE_RUN/ablations.")
-    parser.add_argument(
-        "--flagfile",
-        default=os.path.join(ROOT, "noisy_student", "assets", "configs", "cifar10_4000.cfg"),
-    )
-    parser.add_argument(
-        "--variants",
-        default=",".join(VARIANTS),
-        help=f"Comma-separated subset of {', '.join(VARIANTS)}.",
-    )
-    parser.add_argument(
-        "--recipe_from_source",
-        action="store_true",
-        help="The recipe row is the source run's student 1 (same flagfile, budget and seed), "
-        "not a retrained one.",
-    )
-    args, passthrough = parser.parse_known_args()
+    parser.add_argument("--seeds", default="1,2,3", help="Comma-separated seeds.")
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"Subset of {', '.join(ARMS)}.")
+    parser.add_argument("--out_dir", default=os.path.join(ROOT, "runs", "cifar10_ablations"))
+    parser.add_argument("--flagfile", default=FLAGFILE)
+    parser.add_argument("--results", default=RESULTS,
+                        help="The committed results file: its jobs count as done; "
+                        "--summarize merges this run's records into it.")
+    parser.add_argument("--summarize", action="store_true",
+                        help="Only write the results JSON, table and plot.")
+    parser.add_argument("--mce_images", type=int, default=0,
+                        help="Score each teacher and student on CIFAR-10-C built from this "
+                        "many test images (0: no mCE).")
+    parser.add_argument("--tf_threads", type=int, default=None,
+                        help="TensorFlow intra- and inter-op threads per process (unset: "
+                        "TensorFlow's default).")
+    parser.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True,
+                        help="Pass --deterministic to the loop (op determinism).")
+    parser.add_argument("--data_dir", default=DATA_DIR)
+    parser.add_argument("--cifar_dir", default=CIFAR_DIR)
+    args, passthrough = parser.parse_known_args(argv)
     check_passthrough(parser, passthrough)
-    unknown = set(args.variants.split(",")) - set(VARIANTS)
+    args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    args.arms = [a for a in args.arms.split(",") if a]
+    unknown = set(args.arms) - set(ARMS)
     if unknown:
-        parser.error(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
+        parser.error(f"unknown arms {sorted(unknown)}; choose from {list(ARMS)}")
     return args, passthrough
 
 
-def read_manifest(run_dir: str) -> dict:
+# ----------------------------------------------------------------------------- run dirs
+def manifest(run_dir: str) -> dict:
     return read_json(os.path.join(run_dir, run_layout.MANIFEST)) or {"settings": {},
-                                                                      "stages": {}}
+                                                                     "stages": {}}
 
 
-def seed_run_dir(source: str, target: str, reuse: tuple[str, ...]) -> None:
-    """Hard-links the teacher (and the reused iter1 stages) of ``source`` into a new run dir
-    and writes a manifest that lists them as finished; a no-op if ``target`` has a manifest."""
+def seed_run_dir(target: str, sources: dict[str, str]) -> None:
+    """Starts run dir `target` with the finished stages of other run dirs ({stage: source}):
+    their folders hard-linked, the manifest listing them as finished (without their settings,
+    so the arm's own flags may differ). A no-op once `target` has a manifest."""
     if os.path.exists(os.path.join(target, run_layout.MANIFEST)):
         return
-    stages = read_manifest(source)["stages"]
-    wanted = ["teacher", "teacher/eval", *(f"iter1/{step}" for step in reuse)]
-    missing = [stage for stage in wanted if stage not in stages]
-    if missing:
-        raise SystemExit(f"{source} has not finished {missing}; run the benchmark first")
     os.makedirs(target, exist_ok=True)
-    for stage in wanted:
+    stages = {}
+    for stage, source in sources.items():
+        stages[stage] = manifest(source)["stages"][stage]
         folder = STAGE_DIRS.get(stage)
         if folder and not os.path.exists(os.path.join(target, folder)):
-            shutil.copytree(
-                os.path.join(source, folder), os.path.join(target, folder), copy_function=os.link
-            )
-    if os.path.exists(os.path.join(source, "labels.txt")):
-        shutil.copy(os.path.join(source, "labels.txt"), target)
-    manifest = {"settings": {}, "stages": {stage: stages[stage] for stage in wanted}}
-    write_json_atomic(os.path.join(target, run_layout.MANIFEST), manifest)
+            shutil.copytree(os.path.join(source, folder), os.path.join(target, folder),
+                            copy_function=os.link)
+        labels = os.path.join(source, "labels.txt")
+        if os.path.exists(labels) and not os.path.exists(os.path.join(target, "labels.txt")):
+            shutil.copy(labels, target)
+    write_json_atomic(os.path.join(target, run_layout.MANIFEST),
+                      {"settings": {}, "stages": stages})
 
 
-def table(out_dir: str, variants: list[str], teacher_top1: float | None) -> str:
-    lines = [
-        f"Teacher: {_fmt_pct(teacher_top1)}",
-        "",
-        "| variant | student 1 top-1 | vs teacher | clean train | agreement with teacher "
-        "| kept | steps | wall time (student) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for name in variants:
-        stages = read_manifest(os.path.join(out_dir, name))["stages"]
-        student = stages.get("iter1/student", {})
-        top1 = stages.get("iter1/eval", {}).get("top1")
-        gain = (
-            "-" if top1 is None or teacher_top1 is None else f"{100 * (top1 - teacher_top1):+.2f}"
-        )
-        lines.append(
-            f"| {name} | {_fmt_pct(top1)} | {gain} | {_fmt_pct(student.get('clean_train_top1'))} "
-            f"| {_fmt_pct(student.get('train_unlabeled_agreement'))} "
-            f"| {stages.get('iter1/filter', {}).get('num_kept', '-')} "
-            f"| {student.get('steps', '-')} | {_fmt_time(float(student.get('seconds', 0)))} |"
-        )
-    return "\n".join(lines) + "\n"
+def teacher_stages(teacher_dir: str) -> dict[str, str]:
+    return {"teacher": teacher_dir, "teacher/eval": teacher_dir}
 
 
-def main() -> int:
-    args, passthrough = parse_args()
-    source = os.path.join(ROOT, args.source_run)
-    out_dir = os.path.join(ROOT, args.out_dir or os.path.join(args.source_run, "ablations"))
-    variants = args.variants.split(",")
-    for name in variants:
-        flags, reuse = VARIANTS[name]
-        if name == "recipe" and args.recipe_from_source:
-            reuse = (*reuse, "student", "eval")
-        run_dir = os.path.join(out_dir, name)
-        seed_run_dir(source, run_dir, reuse)
-        start = time.time()
-        code = run_loop(
-            args.flagfile, [f"--run_dir={run_dir}", "--student_models=b0", *flags, *passthrough]
-        )
-        print(f"{name}: exit code {code}, {_fmt_time(time.time() - start)}", flush=True)
+# ----------------------------------------------------------------------------- jobs
+@dataclasses.dataclass
+class Job:
+    """One unit of work: a seed's teacher or labels, or an arm on a seed."""
+
+    kind: str  # teacher, labels or arm
+    seed: int
+    arm: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"seed{self.seed}_{self.arm or self.kind}"
+
+    def run_dir(self, out_dir: str) -> str:
+        return os.path.join(out_dir, f"seed{self.seed}", self.arm or self.kind)
+
+    def needs(self) -> list[Job]:
+        if self.kind == "teacher":
+            return []
+        if self.kind == "labels":
+            return [Job("teacher", self.seed)]
+        shares = ARMS[self.arm].shares
+        return {"": [Job("teacher", self.seed)],
+                "label": [Job("labels", self.seed)], "filter": [Job("labels", self.seed)],
+                "recipe": [Job("arm", self.seed, "recipe")]}[shares]
+
+
+def plan_jobs(seeds: list[int], arms: list[str], committed: dict) -> list[Job]:
+    """Every job still to do, highest priority first: each arm over all seeds before the next
+    arm; the teachers and labels that those need."""
+    wanted = [Job("arm", seed, arm) for arm in arms for seed in seeds
+              if not any(r["seed"] == seed for r in committed.get(arm, []))]
+    jobs: list[Job] = []
+
+    def add(job: Job) -> None:
+        for need in job.needs():
+            add(need)
+        if job.name not in {j.name for j in jobs}:
+            jobs.append(job)
+
+    for job in wanted:
+        add(job)
+    return jobs
+
+
+def loop_commands(job: Job, args: argparse.Namespace) -> list[list[str]]:
+    """The loop invocations of a job (--mode and --iteration per stage)."""
+    if job.kind == "teacher":
+        return [["--mode=teacher"], ["--mode=eval", "--iteration=0"]]
+    if job.kind == "labels":
+        return [["--mode=label", "--iteration=1"], ["--mode=filter", "--iteration=1"]]
+    arm = ARMS[job.arm]
+    if not arm.shares:  # supervised: the teacher's recipe for teacher + student epochs
+        epochs = (float(flag_value("train_epochs", args.flagfile, [])) +
+                  float(flag_value("student_epochs", args.flagfile, [])))
+        return [["--mode=teacher", f"--train_epochs={epochs:g}"],
+                ["--mode=eval", "--iteration=0", f"--train_epochs={epochs:g}"]]
+    first = {"filter": 1, "label": 1, "recipe": 2}[arm.shares]
+    commands = []
+    for iteration in range(first, arm.iterations + 1):
+        modes = ["label", "filter", "student", "eval"]
+        if iteration == 1:
+            modes = modes[{"filter": 2, "label": 1}[arm.shares]:]
+        commands += [[f"--mode={mode}", f"--iteration={iteration}"] for mode in modes]
+    return commands
+
+
+def prepare_job(job: Job, out_dir: str) -> None:
+    """Hard-links what the job shares into its run dir."""
+    teacher = Job("teacher", job.seed).run_dir(out_dir)
+    if job.kind == "labels":
+        seed_run_dir(job.run_dir(out_dir), teacher_stages(teacher))
+    elif job.kind == "arm" and ARMS[job.arm].shares:
+        shares = ARMS[job.arm].shares
+        if shares == "recipe":
+            recipe = Job("arm", job.seed, "recipe").run_dir(out_dir)
+            stages = [name for name in manifest(recipe)["stages"]
+                      if name.startswith(("teacher", "iter1/"))]
+            sources = {stage: recipe for stage in stages}
+        else:
+            labels = Job("labels", job.seed).run_dir(out_dir)
+            sources = {**teacher_stages(teacher), "iter1/label": labels}
+            if shares == "filter":
+                sources["iter1/filter"] = labels
+        seed_run_dir(job.run_dir(out_dir), sources)
+
+
+def job_flags(job: Job, args: argparse.Namespace, passthrough: list[str]) -> list[str]:
+    flags = [f"--run_dir={job.run_dir(args.out_dir)}", f"--seed={job.seed}",
+             f"--checkpoint_every={flag_value('checkpoint_every', args.flagfile, []) or 200}"]
+    if args.deterministic:
+        flags.append("--deterministic")
+    if job.kind == "arm":
+        flags += [f"--student_models={','.join(['b0'] * ARMS[job.arm].iterations)}",
+                  *ARMS[job.arm].flags]
+    return [*flags, *passthrough]
+
+
+def commit() -> str:
+    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=False,
+                            capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           check=False, capture_output=True, text=True).stdout.strip()
+    return result.stdout.strip() + ("+changes" if dirty else "")
+
+
+def record_of(job: Job, args: argparse.Namespace, commands: list[list[str]],
+              seconds: float) -> dict:
+    """What a finished job leaves: the figures, and how, where and when they were made."""
+    stages = manifest(job.run_dir(args.out_dir))["stages"]
+    last = last_iteration(job)
+    teacher = manifest(Job("teacher", job.seed).run_dir(args.out_dir))["stages"]
+    model = stages.get(run_layout.stage_name(run_layout.TRAIN, last), {})
+    record = {
+        "seed": job.seed,
+        "teacher_top1": teacher.get("teacher/eval", {}).get("top1"),
+        "student_top1": stages.get(run_layout.stage_name(run_layout.EVAL, last), {}).get("top1"),
+        "mce": None,
+        "steps": model.get("steps"),
+        "train_seconds": model.get("train_seconds"),
+        "per_iteration_top1": [stages.get(run_layout.stage_name(run_layout.EVAL, i), {})
+                               .get("top1") for i in range(0, last + 1)],
+        "commit": commit(),
+        "date": datetime.datetime.now().isoformat(timespec="minutes"),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "host": socket.gethostname(),
+        "tf_threads": args.tf_threads,
+        "job_seconds": round(seconds),
+        "command": [f"noisy-student --flagfile={os.path.relpath(args.flagfile, ROOT)} "
+                    + " ".join(job_flags(job, args, args.passthrough) + c) for c in commands],
+    }
+    if job.kind != "arm":
+        record["student_top1"] = None
+    return record
+
+
+# ----------------------------------------------------------------------------- workers
+def claim(lock: str) -> bool:
+    """Takes the job's lock folder; a lock whose process is gone is taken over."""
+    try:
+        os.makedirs(lock)
+    except FileExistsError:
+        owner = read_json(os.path.join(lock, "owner.json")) or {}
+        if owner.get("host") == socket.gethostname() and not _alive(owner.get("pid", -1)):
+            shutil.rmtree(lock, ignore_errors=True)
+            return claim(lock)
+        return False
+    write_json_atomic(os.path.join(lock, "owner.json"),
+                      {"pid": os.getpid(), "host": socket.gethostname()})
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def record_path(out_dir: str, job: Job) -> str:
+    return os.path.join(out_dir, "records", f"{job.name}.json")
+
+
+def run_job(job: Job, args: argparse.Namespace) -> int:
+    prepare_job(job, args.out_dir)
+    commands = loop_commands(job, args)
+    start = time.time()
+    for command in commands:
+        code = run_loop(args.flagfile, job_flags(job, args, args.passthrough) + command)
         if code:
             return code
-    text = "# Student 1 ablations, CIFAR-10 with 4,000 labels\n\n" + table(
-        out_dir, variants, read_manifest(source)["stages"].get("teacher/eval", {}).get("top1")
-    )
-    print(text)
-    write_text_atomic(os.path.join(out_dir, "summary.md"), text)
+    record = record_of(job, args, commands, time.time() - start)
+    if args.mce_images and job.kind != "labels":
+        from ablation_mce import mean_corruption_error
+
+        record["mce"] = mean_corruption_error(job.run_dir(args.out_dir), last_iteration(job),
+                                              args.out_dir, args.mce_images, claim)
+    os.makedirs(os.path.dirname(record_path(args.out_dir, job)), exist_ok=True)
+    write_json_atomic(record_path(args.out_dir, job), record)
+    print(f"{job.name}: done, top-1 {record['student_top1'] or record['teacher_top1']}",
+          flush=True)
     return 0
+
+
+def last_iteration(job: Job) -> int:
+    return ARMS[job.arm].iterations if job.kind == "arm" and ARMS[job.arm].shares else 0
+
+
+def work(args: argparse.Namespace) -> int:
+    """Runs jobs until none is left; waits while the others' jobs block the rest."""
+    committed = read_json(args.results) or {}
+    while True:
+        jobs = plan_jobs(args.seeds, args.arms, committed)
+        done = {job.name for job in jobs if os.path.exists(record_path(args.out_dir, job))}
+        pending = [job for job in jobs if job.name not in done]
+        if not pending:
+            return 0
+        ready = [job for job in pending if all(n.name in done for n in job.needs())]
+        for job in ready:
+            lock = os.path.join(args.out_dir, "locks", job.name)
+            if claim(lock):
+                try:
+                    code = run_job(job, args)
+                finally:
+                    shutil.rmtree(lock, ignore_errors=True)
+                if code:
+                    print(f"{job.name}: the loop exited with {code}; stopping", flush=True)
+                    return code
+                break
+        else:
+            time.sleep(30)  # every ready job is another worker's
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, passthrough = parse_args(argv)
+    args.passthrough = passthrough
+    args.out_dir = os.path.abspath(args.out_dir)
+    if args.summarize:
+        write_results(args.out_dir, args.results, list(ARMS), claims={
+            name: arm.claim for name, arm in ARMS.items()})
+        return 0
+    if args.tf_threads:
+        os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = str(
+            args.tf_threads)
+    build_data(args.data_dir, args.cifar_dir)
+    code = work(args)
+    write_results(args.out_dir, args.results, list(ARMS),
+                  claims={name: arm.claim for name, arm in ARMS.items()})
+    return code
 
 
 if __name__ == "__main__":

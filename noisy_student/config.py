@@ -19,7 +19,7 @@ LR_SCHEDULES = ("exponential", "cosine", "constant")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 PSEUDO_LABEL_STORAGES = ("float32", "float16", "topk:5", "topk:10")
-STUDENT_INITS = ("scratch", "teacher")
+STUDENT_INITS = ("scratch", "teacher", "grow")
 
 # Allowed ranges: (low, low inclusive, high, high inclusive); None = open. Unset (None) values
 # are not checked.
@@ -70,7 +70,10 @@ class RunConfig:
         "scratch", "scratch: students start from random weights (the paper); teacher: each "
         "student starts from its teacher's EMA weights (the reference's --init_model; same "
         "architecture and image size only), so teacher + student steps are one continued "
-        "training run.", choices=STUDENT_INITS)
+        "training run; grow: each student starts as its teacher grown to the student's width "
+        "and depth (efficientnet_tf.grow_model: same function, copied channels, identity "
+        "blocks), so a larger student starts from the teacher's knowledge.",
+        choices=STUDENT_INITS)
     image_size: int | None = setting(
         None, "Input size; defaults to each model's resolution (32 with --small_images).",
         bounds=(32, True, None, False))
@@ -79,6 +82,16 @@ class RunConfig:
         None, "Override the width multiplier of every model.", bounds=POSITIVE)
     depth_coefficient: float | None = setting(
         None, "Override the depth multiplier of every model.", bounds=POSITIVE)
+    student_width_coefficient: float | None = setting(
+        None, "Students' width multiplier (default: --width_coefficient), e.g. a wider student "
+        "than the teacher.", bounds=POSITIVE)
+    student_depth_coefficient: float | None = setting(
+        None, "Students' depth multiplier (default: --depth_coefficient).", bounds=POSITIVE)
+    grow_noise: float = setting(
+        0.01, "With --student_init=grow: Gaussian noise, relative to each kernel's standard "
+        "deviation, on the copied channels' kernels, so that copies can learn different "
+        "features (0 keeps the grown student's function exactly the teacher's).",
+        bounds=NON_NEGATIVE)
     # Training recipe.
     train_batch_size: int = setting(128, "Labeled images per global batch.", bounds=POSITIVE)
     eval_batch_size: int = setting(
@@ -139,6 +152,10 @@ class RunConfig:
         "this seed and the iteration (the teacher and each student differ), and its input "
         "pipelines shuffle and augment with it in a fixed order (deterministic tf.data, at some "
         "input throughput). Default: unseeded.", bounds=NON_NEGATIVE)
+    deterministic: bool = setting(
+        False, "With --seed: TensorFlow op determinism as well, so that rerunning a command on "
+        "the same machine and software gives the same weights and results (slower; "
+        "README 'Reproducibility' lists what still differs across machines).")
     checkpoint_every: int = setting(500, "Steps between checkpoints.", bounds=POSITIVE)
     summary_every: int = setting(
         100, "Steps between TensorBoard scalar summaries.", bounds=POSITIVE)
@@ -160,6 +177,10 @@ class RunConfig:
         "float16", "How pseudo-label distributions are stored.", choices=PSEUDO_LABEL_STORAGES)
     min_threshold: float = setting(
         0.3, "Lowest confidence a pseudo label may have.", bounds=(0, True, 1, True))
+    balance_classes: bool = setting(
+        True, "Balance the filtered pseudo-labeled set per class (the reference's rule: "
+        "subsample big classes, duplicate small ones, per class down to --min_threshold). "
+        "False keeps every image at or above --min_threshold once.")
     num_image_per_class: int | None = setting(
         None, "Balanced images per class after filtering (default: unlabeled images / "
         "classes).", bounds=POSITIVE)
@@ -197,6 +218,17 @@ class RunConfig:
     def soft_label_temperature(self) -> float:
         """The temperature of the stored (always soft) pseudo labels: 1 with hard labels."""
         return 1.0 if self.hard_labels else self.teacher_softmax_temp
+
+    def model_coefficients(self, iteration: int) -> dict[str, float]:
+        """The width/depth overrides of the model of `iteration` (0 = teacher): the students'
+        own where given, else the run's; empty where the model's preset applies."""
+        overrides = {}
+        for key in ("width_coefficient", "depth_coefficient"):
+            value = getattr(self, f"student_{key}") if iteration > 0 else None
+            value = getattr(self, key) if value is None else value
+            if value is not None:
+                overrides[key] = value
+        return overrides
 
     @property
     def num_iterations(self) -> int:

@@ -168,6 +168,35 @@ def needed_data(mode: str, have_teacher: bool) -> dict[str, bool]:
     }
 
 
+def _check_student_init(chain: list[str]) -> None:
+    """--student_init=teacher needs every model the same; grow needs each student at least as
+    wide and deep as its teacher, with the same block table."""
+    if FLAGS.student_init == "scratch":
+        return
+    from efficientnet_tf.architecture import model_config
+
+    config = run_config()
+    sizes = []
+    for iteration, name in enumerate(chain):
+        preset = {**model_config(name), **config.model_coefficients(iteration)}
+        resolution = config.image_size or (32 if config.small_images else
+                                           preset["default_resolution"])
+        sizes.append((preset["width_coefficient"], preset["depth_coefficient"], resolution))
+    described = ", ".join(f"{name} (width {w:g}, depth {d:g})"
+                          for name, (w, d, _) in zip(chain, sizes, strict=True))
+    if FLAGS.student_init == "teacher" and len(set(sizes)) > 1:
+        raise FlagError(
+            "--student_init=teacher starts each student from its teacher's weights, so every "
+            f"model must be the same; got {described}. Use --student_init=grow (or scratch) "
+            "for larger students.")
+    if FLAGS.student_init == "grow":
+        for before, after in zip(sizes, sizes[1:], strict=False):
+            if after[0] < before[0] or after[1] < before[1]:
+                raise FlagError(
+                    "--student_init=grow needs each student at least as wide and deep as its "
+                    f"teacher; got {described}.")
+
+
 def validate() -> None:
     """Checks every flag before work starts; raises FlagError with one clear message."""
     from efficientnet_tf.scaling import canonical_name
@@ -180,12 +209,7 @@ def validate() -> None:
         raise FlagError(str(err)) from err
     if not FLAGS.student_models and FLAGS.mode in ("loop", "student"):
         raise FlagError("--student_models needs at least one model.")
-    if FLAGS.student_init == "teacher":
-        if len(set(chain)) > 1:
-            raise FlagError(
-                "--student_init=teacher starts each student from its teacher's weights, so every "
-                f"model must be the same; got {', '.join(chain)}. Use --student_init=scratch "
-                "for larger students.")
+    _check_student_init(chain)
     if FLAGS.mode == "eval_corrupted" and not (FLAGS.eval_benchmark_data and FLAGS.baseline_errors):
         raise FlagError(
             "--mode=eval_corrupted needs --eval_benchmark_data (from noisy-student-make-corrupted) "
@@ -205,6 +229,8 @@ def validate() -> None:
         _check_pattern(flag, getattr(FLAGS, flag), required)
     _check_pattern("eval_data", FLAGS.eval_data, False)
     _check_ranges()
+    if FLAGS.deterministic and FLAGS.seed is None:
+        raise FlagError("--deterministic needs --seed: a run repeats only from a fixed seed.")
     if FLAGS.student_epochs is not None and FLAGS.student_train_ratio is not None:
         raise FlagError("Give --student_epochs or --student_train_ratio, not both.")
     config = run_config()

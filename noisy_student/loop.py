@@ -45,6 +45,8 @@ class Run:
     run directory's manifest."""
 
     def __init__(self, config: RunConfig, strategy: tf.distribute.Strategy | None = None):
+        if config.deterministic:  # process-wide, and for the rest of the process
+            tf.config.experimental.enable_op_determinism()
         self.context = Context.create(config, strategy)
 
     @property

@@ -18,7 +18,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from efficientnet_tf import create_model, model_config
+from efficientnet_tf import architecture_of, create_model, grow_model, model_config
+from efficientnet_tf.grow import builder_config
 from noisy_student import evaluation, export, filtering, labeling, run_layout
 from noisy_student.config import RunConfig
 from noisy_student.data import pipelines
@@ -97,9 +98,12 @@ def image_size(ctx: Context, name: str) -> int:
     return 32 if ctx.config.small_images else model_config(name)["default_resolution"]
 
 
-def model_fn(ctx: Context, name: str, for_training: bool = True) -> Callable[[], keras.Model]:
-    """Builds `name` with the run's overrides; outputs logits."""
+def model_fn(ctx: Context, iteration: int, for_training: bool = True
+             ) -> Callable[[], keras.Model]:
+    """Builds the model of `iteration` (0 = teacher) with the run's overrides; outputs
+    logits."""
     config = ctx.config
+    name = model_name(ctx, iteration)
     size = image_size(ctx, name)
     overrides = {
         "classes": config.num_classes,
@@ -108,17 +112,17 @@ def model_fn(ctx: Context, name: str, for_training: bool = True) -> Callable[[],
         "classifier_activation": None,
         "stochastic_depth_rate": config.stochastic_depth_rate,
         "sync_batch_norm": for_training and sync_batch_norm_for(ctx.strategy),
+        **config.model_coefficients(iteration),
     }
-    for key in ("width_coefficient", "depth_coefficient", "dropout_rate"):
-        if getattr(config, key) is not None:
-            overrides[key] = getattr(config, key)
+    if config.dropout_rate is not None:
+        overrides["dropout_rate"] = config.dropout_rate
     return lambda: create_model(name, **overrides)
 
 
 def load_model(ctx: Context, iteration: int) -> keras.Model:
     """The trained model of an iteration (0 = teacher), with its EMA weights."""
     if iteration == 0 and ctx.config.teacher_checkpoint:
-        model = model_fn(ctx, model_name(ctx, 0), for_training=False)()
+        model = model_fn(ctx, 0, for_training=False)()
         model.load_weights(ctx.config.teacher_checkpoint)
         return model
     folder = model_dir(ctx, iteration)
@@ -132,7 +136,7 @@ def load_model(ctx: Context, iteration: int) -> keras.Model:
             f"{'teacher' if iteration == 0 else f'student --iteration={iteration}'}) first"
             + (", or pass --teacher_checkpoint." if iteration == 0 else ".")
         )
-    return load_ema_model(folder, model_fn(ctx, model_name(ctx, iteration), False))
+    return load_ema_model(folder, model_fn(ctx, iteration, False))
 
 
 def initialized_from(model_fn: Callable[[], keras.Model],
@@ -152,6 +156,22 @@ def initialized_from(model_fn: Callable[[], keras.Model],
                 "larger student.")
         model.set_weights(source.get_weights())
         return model
+
+    return build
+
+
+def grown_from(model_fn: Callable[[], keras.Model], source: keras.Model, seed: int,
+               noise_stddev: float) -> Callable[[], keras.Model]:
+    """`model_fn` whose models start as `source` grown to their width and depth
+    (--student_init=grow, `efficientnet_tf.grow_model`); the student's own settings (input
+    size, noise rates, batch norm) apply. A resumed stage then restores its own checkpoint."""
+
+    def build() -> keras.Model:
+        student = model_fn()
+        record = architecture_of(student)
+        return grow_model(source, width_coefficient=record.width_coefficient,
+                          depth_coefficient=record.depth_coefficient, seed=seed,
+                          noise_stddev=noise_stddev, **builder_config(student))
 
     return build
 
@@ -325,7 +345,7 @@ def train_teacher(ctx: Context) -> dict:
     size = image_size(ctx, name)
     seed = seed_training(ctx, 0)
     result = train(
-        model_fn(ctx, name),
+        model_fn(ctx, 0),
         train_config(ctx, student=False),
         labeled_fn(ctx, size, ctx.config.teacher_randaug, seed),
         model_dir(ctx, 0),
@@ -343,9 +363,11 @@ def train_student(ctx: Context, iteration: int) -> dict:
     # The unlabeled stream gets a seed of its own (shuffle and augmentation).
     unlabeled_seed = None if seed is None else seed + 1
     teacher = load_model(ctx, iteration - 1)
-    student_fn = model_fn(ctx, name)
+    student_fn = model_fn(ctx, iteration)
     if config.student_init == "teacher":
         student_fn = initialized_from(student_fn, teacher)
+    elif config.student_init == "grow":
+        student_fn = grown_from(student_fn, teacher, seed or 0, config.grow_noise)
     if not config.on_the_fly_teacher:  # with a teacher in the step, the trainer checks
         check_student_size(student_fn(), teacher, config.allow_smaller_student)
     if config.on_the_fly_teacher:
@@ -439,6 +461,7 @@ def filter_stage(ctx: Context, iteration: int) -> dict:
         num_classes=config.num_classes,
         num_image_per_class=per_class,
         min_threshold=config.min_threshold,
+        use_all=not config.balance_classes,
         class_names=ctx.run_dir.class_names,
         strict=config.strict_data,
     )

@@ -337,39 +337,21 @@ def test_student_init_teacher_needs_one_architecture():
         cli_flags.validate()
 
 
-def test_cifar10_ablations_reuse_the_source_runs_stages(tmp_path, monkeypatch):
-    """benchmarks/cifar10_ablations.py: each variant's run dir starts with hard links to the
-    source run's outputs that the variant does not change (with --recipe_from_source, the whole
-    recipe student), lists them as finished, and the loop gets the variant's flags."""
-    import json
+def test_student_init_grow_needs_students_at_least_as_large():
+    message = _error(student_init="grow", teacher_model="b1", student_models=["b0"])
+    assert "--student_init=grow" in message and "efficientnet-b1 (width 1, depth 1.1)" in message
+    message = _error(student_init="grow", width_coefficient=0.5, depth_coefficient=0.5,
+                     student_width_coefficient=0.4)
+    assert "width 0.4" in message
+    with flagsaver.flagsaver(student_init="grow", width_coefficient=0.5, depth_coefficient=0.5,
+                             student_width_coefficient=0.55, student_depth_coefficient=1.0):
+        cli_flags.validate()
+    message = _error(student_init="teacher", width_coefficient=0.5,
+                     student_width_coefficient=0.55)
+    assert "--student_init=teacher" in message and "width 0.55" in message
 
-    from benchmark_modules import load_benchmark
 
-    ablations = load_benchmark("cifar10_ablations")
-    source = tmp_path / "source"
-    results = {"teacher": {"steps": 3}, "teacher/eval": {"top1": 0.5},
-               "iter1/label": {"num_labeled": 9}, "iter1/filter": {"num_kept": 7},
-               "iter1/student": {"steps": 2, "seconds": 60}, "iter1/eval": {"top1": 0.625}}
-    for folder in ablations.STAGE_DIRS.values():
-        (source / folder).mkdir(parents=True)
-        (source / folder / "part").write_text(folder)
-    (source / "manifest.json").write_text(json.dumps({"settings": {}, "stages": results}))
-    commands = []
-    monkeypatch.setattr(ablations, "run_loop", lambda flagfile, args: commands.append(args) or 0)
-    monkeypatch.setattr(sys, "argv", ["x", f"--source_run={source}", f"--out_dir={tmp_path}/out",
-                                      "--variants=recipe,threshold0", "--recipe_from_source",
-                                      "--seed=1"])
-    assert ablations.main() == 0
-
-    def stages(variant: str) -> set:
-        return set(json.loads((tmp_path / "out" / variant / "manifest.json").read_text())[
-            "stages"])
-
-    assert stages("recipe") == set(results)
-    assert stages("threshold0") == {"teacher", "teacher/eval", "iter1/label"}
-    student = os.path.join(ablations.STAGE_DIRS["iter1/student"], "part")
-    assert os.path.samefile(source / student, tmp_path / "out" / "recipe" / student)
-    assert not (tmp_path / "out" / "threshold0" / ablations.STAGE_DIRS["iter1/filter"]).exists()
-    assert [args[2:] for args in commands] == [["--seed=1"], ["--min_threshold=0", "--seed=1"]]
-    summary = (tmp_path / "out" / "summary.md").read_text()
-    assert "| recipe | 62.50% | +12.50 |" in summary and "Teacher: 50.00%" in summary
+def test_deterministic_needs_a_seed():
+    assert "--deterministic needs --seed" in _error(deterministic=True)
+    with flagsaver.flagsaver(deterministic=True, seed=3):
+        cli_flags.validate()

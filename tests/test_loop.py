@@ -170,6 +170,31 @@ def test_student_init_from_teacher_copies_every_weight_or_names_the_mismatch(ker
         wider()
 
 
+def test_grown_student_starts_with_its_teachers_function(finished_run, tmp_path):
+    """--student_init=grow: a deeper student (its own coefficients; at width 0.25 block1a is
+    residual, so the width cannot grow exactly) is built from the trained teacher: same logits
+    before training (grow_noise=0)."""
+    import dataclasses
+
+    from noisy_student import stages
+    from noisy_student.loop import Run
+
+    run, _ = finished_run
+    config = dataclasses.replace(
+        run.config, run_dir=str(tmp_path / "grow"), student_init="grow", grow_noise=0.0,
+        student_depth_coefficient=0.5, stochastic_depth_rate=0.1)
+    ctx = Run(config).context
+    teacher = stages.load_model(run.context, 0)
+    student = stages.grown_from(stages.model_fn(ctx, 1), teacher, seed=3, noise_stddev=0.0)()
+    assert student.count_params() > 1.2 * teacher.count_params()
+    record = stages.architecture_of(student)
+    assert (record.width_coefficient, record.depth_coefficient) == (0.25, 0.5)
+    assert stages.architecture_of(stages.model_fn(ctx, 0)()).depth_coefficient == 0.25
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(student(x, training=False)),
+                               np.asarray(teacher(x, training=False)), atol=1e-4, rtol=0)
+
+
 def test_seed_makes_a_teacher_training_reproducible(tf, tmp_path):
     """Two tiny teachers trained with the same --seed end with identical checkpoints (weights,
     EMA, optimizer slots: same initialization, batches, augmentation, dropout and stochastic
@@ -202,7 +227,7 @@ def test_seed_makes_a_teacher_training_reproducible(tf, tmp_path):
     def initial_weights(seed: int) -> list[np.ndarray]:
         ctx = run_with(seed, f"init{seed}").context
         stages.seed_training(ctx, 0)  # what train_teacher does before the trainer builds it
-        return stages.model_fn(ctx, stages.model_name(ctx, 0))().get_weights()
+        return stages.model_fn(ctx, 0)().get_weights()
 
     seven, eight = initial_weights(7), initial_weights(8)
     kernels = [i for i, w in enumerate(seven) if w.ndim >= 2]
@@ -213,3 +238,19 @@ def test_seed_makes_a_teacher_training_reproducible(tf, tmp_path):
     seeds = [stages.training_seed(ctx, i) for i in range(3)]
     assert len(set(seeds)) == 3 and seeds == [stages.training_seed(ctx, i) for i in range(3)]
     assert stages.training_seed(run_with(None, "a").context, 0) is None
+
+
+def test_deterministic_turns_on_op_determinism(tf, tmp_path, monkeypatch):
+    """--deterministic asks TensorFlow for op determinism before the run builds anything;
+    without it the run leaves TensorFlow's (process-wide) setting alone."""
+    from noisy_student.loop import Run, RunConfig
+
+    calls = []
+    monkeypatch.setattr(tf.config.experimental, "enable_op_determinism",
+                        lambda: calls.append("on"))
+    common = dict(label_data=os.path.join(SAMPLE, "train-00000-of-00004"), num_classes=10,
+                  small_images=True, quiet=True, seed=1)
+    Run(RunConfig(run_dir=str(tmp_path / "plain"), **common))
+    assert calls == []
+    Run(RunConfig(run_dir=str(tmp_path / "repeatable"), deterministic=True, **common))
+    assert calls == ["on"]

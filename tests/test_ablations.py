@@ -1,0 +1,176 @@
+"""benchmarks/cifar10_ablations.py: the paired arms x seeds grid, its jobs, resumption and
+results (with a fake loop that records stages as the real one does), and the paired
+statistics it reports."""
+
+import json
+import math
+import os
+import sys
+
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+from benchmark_modules import load_benchmark
+
+from noisy_student import assets
+from noisy_student import flags as cli_flags
+
+SAMPLE = assets.SAMPLE_DIR
+
+
+@pytest.fixture(scope="module")
+def ablations():
+    return load_benchmark("cifar10_ablations")
+
+
+@pytest.fixture(scope="module")
+def stats():
+    return load_benchmark("paired_stats")
+
+
+def test_paired_interval_uses_students_t(stats):
+    # differences 1, 2, 3: mean 2, sd 1; t(0.975, 2) = 4.303 (any t table).
+    result = stats.paired_difference({1: 0.71, 2: 0.72, 3: 0.73, 4: 0.9}, {1: 0.70, 2: 0.70,
+                                                                            3: 0.70})
+    assert result["seeds"] == [1, 2, 3] and result["n"] == 3
+    assert result["mean"] == pytest.approx(0.02) and result["sd"] == pytest.approx(0.01)
+    half = 4.303 * 0.01 / math.sqrt(3)
+    assert (result["low"], result["high"]) == pytest.approx((0.02 - half, 0.02 + half))
+    assert result["excludes_zero"] is False  # 2 - 2.48 < 0 < 2 + 2.48 points
+    steady = stats.paired_difference({1: 0.72, 2: 0.72, 3: 0.73}, {1: 0.70, 2: 0.70, 3: 0.70})
+    assert steady["excludes_zero"] is True and steady["low"] > 0
+    assert stats.paired_difference({1: 0.7}, {1: 0.6})["low"] is None
+    assert stats.t_quantile(11) == stats.T_975[10]  # conservative between table entries
+
+
+def test_jobs_come_by_priority_with_what_they_need(ablations):
+    jobs = ablations.plan_jobs([1, 2], ["recipe", "supervised", "iterations_3"], {})
+    names = [job.name for job in jobs]
+    assert names[:5] == ["seed1_teacher", "seed1_labels", "seed1_recipe", "seed2_teacher",
+                         "seed2_labels"]
+    assert names.index("seed1_supervised") > names.index("seed2_recipe")
+    assert names.index("seed1_iterations_3") > names.index("seed1_recipe")
+    committed = {"recipe": [{"seed": 1, "student_top1": 0.7}]}
+    later = [job.name for job in ablations.plan_jobs([1], ["recipe", "no_noise"], committed)]
+    assert later == ["seed1_teacher", "seed1_labels", "seed1_no_noise"]
+
+
+def test_each_arms_commands_pass_the_clis_checks(ablations, tmp_path):
+    """Every arm's loop invocations, with the shipped flagfile, get past flag validation, and
+    start where the arm's shared stages end."""
+    args, _ = ablations.parse_args([f"--out_dir={tmp_path}"])
+    args.passthrough = []
+    flagfile = assets.config_path("cifar10_4000")
+    data = [f"--label_data={SAMPLE}/train-*", f"--unlabel_data={SAMPLE}/unlabeled-*",
+            f"--eval_data={SAMPLE}/validation-*"]
+    modes = {}
+    for arm in ablations.ARMS:
+        job = ablations.Job("arm", 1, arm)
+        commands = ablations.loop_commands(job, args)
+        modes[arm] = [" ".join(command[:2]) for command in commands]
+        for command in commands:
+            with flagsaver.flagsaver():  # each command is a fresh process
+                flags.FLAGS(["test", f"--flagfile={flagfile}", *data,
+                             *ablations.job_flags(job, args, []), *command])
+                cli_flags.validate()
+    assert modes["recipe"] == ["--mode=student --iteration=1", "--mode=eval --iteration=1"]
+    assert modes["no_filter_no_balance"][0] == "--mode=filter --iteration=1"
+    assert modes["iterations_3"][0] == "--mode=label --iteration=2"
+    assert modes["iterations_3"][-1] == "--mode=eval --iteration=3"
+    supervised = ablations.loop_commands(ablations.Job("arm", 1, "supervised"), args)
+    assert supervised[0] == ["--mode=teacher", "--train_epochs=224"]  # 176 + 48
+
+
+class FakeLoop:
+    """Stands in for `python -m noisy_student.main`: records the stage a command runs in its
+    run dir's manifest (and writes its folder), with made-up accuracies."""
+
+    def __init__(self):
+        self.commands = []
+
+    def __call__(self, flagfile, args):
+        self.commands.append(args)
+        values = dict(arg[2:].split("=", 1) for arg in args if "=" in arg)
+        run_dir, mode = values["run_dir"], values["mode"]
+        iteration = int(values.get("iteration", 0))
+        path = os.path.join(run_dir, "manifest.json")
+        manifest = (json.load(open(path)) if os.path.exists(path)
+                    else {"settings": {}, "stages": {}})
+        prefix = "teacher" if iteration == 0 else f"iter{iteration}"
+        stage = {"teacher": "teacher", "student": f"iter{iteration}/student",
+                 "eval": f"{prefix}/eval", "label": f"iter{iteration}/label",
+                 "filter": f"iter{iteration}/filter"}[mode]
+        seed = int(values["seed"])
+        noise = 0.0 if "--dropout_rate=0" in args else 0.02
+        result = {"steps": 5, "train_seconds": 9.0} if mode in ("teacher", "student") else {}
+        if mode == "eval":
+            result = {"top1": 0.6 + 0.01 * seed + (0.05 + noise) * iteration}
+        manifest["stages"][stage] = result
+        os.makedirs(run_dir, exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(manifest, f)
+        folder = {"teacher": "teacher", "student": f"iter{iteration}/student",
+                  "label": f"iter{iteration}/labels", "filter": f"iter{iteration}/filtered"}
+        if mode in folder:
+            os.makedirs(os.path.join(run_dir, folder[mode]), exist_ok=True)
+            open(os.path.join(run_dir, folder[mode], "part"), "w").close()
+        return 0
+
+
+def test_grid_runs_resumes_and_writes_paired_results(ablations, tmp_path, monkeypatch):
+    fake = FakeLoop()
+    monkeypatch.setattr(ablations, "run_loop", fake)
+    monkeypatch.setattr(ablations, "build_data", lambda *a: 0.0)
+    results = tmp_path / "results" / "ablations.json"
+    argv = [f"--out_dir={tmp_path / 'out'}", f"--results={results}", "--seeds=1,2,3",
+            "--arms=recipe,no_noise,iterations_3"]
+    assert ablations.main(argv) == 0
+    teachers = [c for c in fake.commands if "--mode=teacher" in c]
+    assert len(teachers) == 3  # one teacher per seed, shared by every arm
+    recipe = tmp_path / "out" / "seed2" / "recipe"
+    assert os.path.samefile(tmp_path / "out" / "seed2" / "teacher" / "teacher" / "part",
+                            recipe / "teacher" / "part")
+    assert os.path.samefile(tmp_path / "out" / "seed2" / "labels" / "iter1" / "filtered" /
+                            "part", recipe / "iter1" / "filtered" / "part")
+    saved = json.loads(results.read_text())
+    assert list(saved) == ["recipe", "no_noise", "iterations_3"]
+    for records in saved.values():
+        assert [r["seed"] for r in records] == [1, 2, 3]
+        for record in records:
+            assert set(ablations.RECORD_FIELDS) <= set(record)
+            assert record["commit"] and record["command"]
+    assert saved["recipe"][0]["student_top1"] == pytest.approx(0.68)
+    assert saved["iterations_3"][0]["student_top1"] == pytest.approx(0.61 + 0.21)
+    assert saved["iterations_3"][0]["per_iteration_top1"] == pytest.approx(
+        [0.61, 0.68, 0.75, 0.82])
+    table = (tmp_path / "results" / "ablations.md").read_text()
+    assert "| no_noise |" in table and "-2.00 [-2.00, -2.00], n=3 | recipe better" in table
+    assert (tmp_path / "results" / "ablations.png").stat().st_size > 1000
+    teachers_json = json.loads((tmp_path / "results" / "ablations_teachers.json").read_text())
+    assert teachers_json["n"] == 3 and teachers_json["sd_top1"] == pytest.approx(0.01)
+
+    count = len(fake.commands)
+    assert ablations.main(argv) == 0  # finished jobs are skipped
+    assert len(fake.commands) == count
+    fresh = [f"--out_dir={tmp_path / 'fresh'}", f"--results={results}", "--seeds=1,2,3,4",
+             "--arms=recipe,no_noise"]
+    assert ablations.main(fresh) == 0  # a new machine: only seed 4 runs, the rest committed
+    assert {c[1] for c in fake.commands[count:]} == {"--seed=4"}
+    assert [r["seed"] for r in json.loads(results.read_text())["recipe"]] == [1, 2, 3, 4]
+
+
+def test_a_dead_workers_lock_is_taken_over(ablations, tmp_path):
+    lock = str(tmp_path / "locks" / "job")
+    assert ablations.claim(lock) and not ablations.claim(lock)  # held by this process
+    owner = os.path.join(lock, "owner.json")
+    data = json.load(open(owner))
+    data["pid"] = 2**22 + 12345  # no such process
+    json.dump(data, open(owner, "w"))
+    assert ablations.claim(lock)
+
+
+def test_unknown_arm_is_refused(ablations, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["x"])
+    with pytest.raises(SystemExit):
+        ablations.parse_args(["--arms=recipe,noise_free"])
+    assert "noise_free" in capsys.readouterr().err
