@@ -36,7 +36,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ablation_report import write_results  # noqa: E402
+from ablation_report import teachers_path, write_results  # noqa: E402
 from self_training_cifar10 import (  # noqa: E402
     CIFAR_DIR,
     DATA_DIR,
@@ -98,6 +98,9 @@ ARMS: dict[str, Arm] = {
                            claim="a larger unlabeled:labeled batch ratio helps"),
     "iterations_3": Arm(shares="recipe", iterations=3, claim="iterating helps"),
 }
+# Arms whose flags give the recipe's settings with this flagfile (e.g. model_noise_only while the
+# recipe has no RandAugment) copy the recipe's records instead of training again (see main).
+ALIASES: dict[str, str] = {}
 # Stage -> the folder it writes, relative to a run directory.
 STAGE_DIRS = {"teacher": run_layout.model_dir(0),
               **{f"iter{i}/{kind}": folder(i) for i in (1, 2, 3) for kind, folder in
@@ -114,6 +117,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument("--arms", default=",".join(ARMS), help=f"Subset of {', '.join(ARMS)}.")
     parser.add_argument("--out_dir", default=os.path.join(ROOT, "runs", "cifar10_ablations"))
     parser.add_argument("--flagfile", default=FLAGFILE)
+    parser.add_argument("--extra_teacher_seeds", default="",
+                        help="Seeds whose teachers alone are trained, last (the teachers' "
+                        "spread over seeds).")
     parser.add_argument("--results", default=RESULTS,
                         help="The committed results file: its jobs count as done; "
                         "--summarize merges this run's records into it.")
@@ -132,6 +138,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     args, passthrough = parser.parse_known_args(argv)
     check_passthrough(parser, passthrough)
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    args.extra_teacher_seeds = [int(s) for s in args.extra_teacher_seeds.split(",") if s]
     args.arms = [a for a in args.arms.split(",") if a]
     unknown = set(args.arms) - set(ARMS)
     if unknown:
@@ -191,28 +198,56 @@ class Job:
             return []
         if self.kind == "labels":
             return [Job("teacher", self.seed)]
+        if self.arm in ALIASES:
+            return [Job("arm", self.seed, ALIASES[self.arm])]
         shares = ARMS[self.arm].shares
         return {"": [Job("teacher", self.seed)],
                 "label": [Job("labels", self.seed)], "filter": [Job("labels", self.seed)],
                 "recipe": [Job("arm", self.seed, "recipe")]}[shares]
 
 
-def plan_jobs(seeds: list[int], arms: list[str], committed: dict) -> list[Job]:
+def plan_jobs(seeds: list[int], arms: list[str], committed: dict,
+              extra_teachers: list[int] = ()) -> list[Job]:
     """Every job still to do, highest priority first: each arm over all seeds before the next
-    arm; the teachers and labels that those need."""
-    wanted = [Job("arm", seed, arm) for arm in arms for seed in seeds
-              if not any(r["seed"] == seed for r in committed.get(arm, []))]
+    arm, with the teachers and labels that those need; then the extra seeds' teachers."""
+    def is_committed(job: Job) -> bool:
+        return any(r["seed"] == job.seed for r in committed.get(job.arm, []))
+
+    wanted = [job for arm in arms for seed in seeds
+              if not is_committed(job := Job("arm", seed, arm))]
     jobs: list[Job] = []
 
     def add(job: Job) -> None:
         for need in job.needs():
-            add(need)
+            if not (need.kind == "arm" and is_committed(need)):
+                add(need)
         if job.name not in {j.name for j in jobs}:
             jobs.append(job)
 
-    for job in wanted:
+    for job in [*wanted, *(Job("teacher", seed) for seed in extra_teachers)]:
         add(job)
     return jobs
+
+
+def flagfile_settings(flagfile: str, extra: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """--name=value settings of a flagfile with `extra` flags on top (later ones win)."""
+    with open(flagfile) as f:
+        lines = [line.strip() for line in f if line.strip().startswith("--")]
+    settings = {}
+    for arg in [*lines, *extra]:
+        name, _, value = arg[2:].partition("=")
+        if name.startswith("no") and not value:
+            name, value = name[2:], "false"
+        settings[name] = value or "true"
+    return settings
+
+
+def find_aliases(flagfile: str) -> dict[str, str]:
+    """Arms that train exactly what `recipe` trains with this flagfile."""
+    recipe = flagfile_settings(flagfile, ARMS["recipe"].flags)
+    return {name: "recipe" for name, arm in ARMS.items() if name != "recipe" and
+            arm.shares == "filter" and arm.iterations == 1 and
+            flagfile_settings(flagfile, arm.flags) == recipe}
 
 
 def loop_commands(job: Job, args: argparse.Namespace) -> list[list[str]]:
@@ -223,8 +258,8 @@ def loop_commands(job: Job, args: argparse.Namespace) -> list[list[str]]:
         return [["--mode=label", "--iteration=1"], ["--mode=filter", "--iteration=1"]]
     arm = ARMS[job.arm]
     if not arm.shares:  # supervised: the teacher's recipe for teacher + student epochs
-        epochs = (float(flag_value("train_epochs", args.flagfile, [])) +
-                  float(flag_value("student_epochs", args.flagfile, [])))
+        epochs = (float(flag_value("train_epochs", args.flagfile, args.passthrough)) +
+                  float(flag_value("student_epochs", args.flagfile, args.passthrough)))
         return [["--mode=teacher", f"--train_epochs={epochs:g}"],
                 ["--mode=eval", "--iteration=0", f"--train_epochs={epochs:g}"]]
     first = {"filter": 1, "label": 1, "recipe": 2}[arm.shares]
@@ -334,7 +369,60 @@ def record_path(out_dir: str, job: Job) -> str:
     return os.path.join(out_dir, "records", f"{job.name}.json")
 
 
+def copy_alias(job: Job, args: argparse.Namespace) -> None:
+    """An alias arm's record: its recipe twin's, marked as the same run."""
+    twin = read_json(record_path(args.out_dir, Job("arm", job.seed, ALIASES[job.arm]))) or next(
+        r for r in (read_json(args.results) or {}).get(ALIASES[job.arm], [])
+        if r["seed"] == job.seed)
+    write_record(job, args, {**twin, "same_as": ALIASES[job.arm]})
+
+
+def adopt_teacher(job: Job, args: argparse.Namespace, committed: dict) -> None:
+    """A teacher kept with the results: its model and figures become the seed's teacher run
+    dir, as if it had just been trained."""
+    folder = os.path.join(job.run_dir(args.out_dir), STAGE_DIRS["teacher"])
+    os.makedirs(folder, exist_ok=True)
+    kept_file = teacher_file(args.results, job.seed)
+    shutil.copy(kept_file, os.path.join(folder, run_layout.FINAL_MODEL))
+    stages = {"teacher": {"given": os.path.relpath(kept_file, ROOT),
+                          "steps": committed.get("steps")},
+              "teacher/eval": {"top1": committed["teacher_top1"]}}
+    write_json_atomic(os.path.join(job.run_dir(args.out_dir), run_layout.MANIFEST),
+                      {"settings": {}, "stages": stages})
+    write_record(job, args, {**committed, "adopted_from": stages["teacher"]["given"]})
+
+
+def teacher_file(results: str, seed: int) -> str:
+    """Where a finished teacher is kept beside the results, so that a later session reuses it
+    (a seed's pairs need its one teacher) instead of training another."""
+    return os.path.join(os.path.splitext(results)[0] + "_teachers", f"seed{seed}.keras")
+
+
+def keep_teacher(job: Job, args: argparse.Namespace) -> None:
+    """Copies a freshly trained teacher beside the results (atomically)."""
+    source = os.path.join(job.run_dir(args.out_dir), STAGE_DIRS["teacher"],
+                          run_layout.FINAL_MODEL)
+    target = teacher_file(args.results, job.seed)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    shutil.copy(source, target + ".tmp")
+    os.replace(target + ".tmp", target)
+
+
+def write_record(job: Job, args: argparse.Namespace, record: dict) -> None:
+    os.makedirs(os.path.dirname(record_path(args.out_dir, job)), exist_ok=True)
+    write_json_atomic(record_path(args.out_dir, job), record)
+    print(f"{job.name}: done, top-1 {record['student_top1'] or record['teacher_top1']}",
+          flush=True)
+
+
 def run_job(job: Job, args: argparse.Namespace) -> int:
+    if job.arm in ALIASES:
+        copy_alias(job, args)
+        return 0
+    kept = committed_teachers(args.results).get(job.seed)
+    if job.kind == "teacher" and kept and os.path.exists(teacher_file(args.results, job.seed)):
+        adopt_teacher(job, args, kept)
+        return 0
     prepare_job(job, args.out_dir)
     commands = loop_commands(job, args)
     start = time.time()
@@ -348,11 +436,16 @@ def run_job(job: Job, args: argparse.Namespace) -> int:
 
         record["mce"] = mean_corruption_error(job.run_dir(args.out_dir), last_iteration(job),
                                               args.out_dir, args.mce_images, claim)
-    os.makedirs(os.path.dirname(record_path(args.out_dir, job)), exist_ok=True)
-    write_json_atomic(record_path(args.out_dir, job), record)
-    print(f"{job.name}: done, top-1 {record['student_top1'] or record['teacher_top1']}",
-          flush=True)
+    if job.kind == "teacher":
+        keep_teacher(job, args)
+    write_record(job, args, record)
     return 0
+
+
+def committed_teachers(results: str) -> dict[int, dict]:
+    """The teacher records kept with the results, by seed."""
+    kept = read_json(teachers_path(results)) or {}
+    return {record["seed"]: record for record in kept.get("seeds", [])}
 
 
 def last_iteration(job: Job) -> int:
@@ -363,12 +456,14 @@ def work(args: argparse.Namespace) -> int:
     """Runs jobs until none is left; waits while the others' jobs block the rest."""
     committed = read_json(args.results) or {}
     while True:
-        jobs = plan_jobs(args.seeds, args.arms, committed)
+        jobs = plan_jobs(args.seeds, args.arms, committed, args.extra_teacher_seeds)
         done = {job.name for job in jobs if os.path.exists(record_path(args.out_dir, job))}
         pending = [job for job in jobs if job.name not in done]
         if not pending:
             return 0
-        ready = [job for job in pending if all(n.name in done for n in job.needs())]
+        names = {job.name for job in jobs}
+        ready = [job for job in pending
+                 if all(n.name in done or n.name not in names for n in job.needs())]
         for job in ready:
             lock = os.path.join(args.out_dir, "locks", job.name)
             if claim(lock):
@@ -388,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     args, passthrough = parse_args(argv)
     args.passthrough = passthrough
     args.out_dir = os.path.abspath(args.out_dir)
+    ALIASES.clear()
+    ALIASES.update(find_aliases(args.flagfile))
     if args.summarize:
         write_results(args.out_dir, args.results, list(ARMS), claims={
             name: arm.claim for name, arm in ARMS.items()})

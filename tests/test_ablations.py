@@ -53,6 +53,8 @@ def test_jobs_come_by_priority_with_what_they_need(ablations):
     committed = {"recipe": [{"seed": 1, "student_top1": 0.7}]}
     later = [job.name for job in ablations.plan_jobs([1], ["recipe", "no_noise"], committed)]
     assert later == ["seed1_teacher", "seed1_labels", "seed1_no_noise"]
+    extra = ablations.plan_jobs([1], ["recipe"], committed, extra_teachers=[4, 5])
+    assert [job.name for job in extra] == ["seed4_teacher", "seed5_teacher"]
 
 
 def test_each_arms_commands_pass_the_clis_checks(ablations, tmp_path):
@@ -114,6 +116,9 @@ class FakeLoop:
         if mode in folder:
             os.makedirs(os.path.join(run_dir, folder[mode]), exist_ok=True)
             open(os.path.join(run_dir, folder[mode], "part"), "w").close()
+        if mode in ("teacher", "student"):
+            with open(os.path.join(run_dir, folder[mode], "model.keras"), "w") as f:
+                f.write(f"model of {run_dir} {mode} {iteration}")
         return 0
 
 
@@ -157,6 +162,22 @@ def test_grid_runs_resumes_and_writes_paired_results(ablations, tmp_path, monkey
     assert ablations.main(fresh) == 0  # a new machine: only seed 4 runs, the rest committed
     assert {c[1] for c in fake.commands[count:]} == {"--seed=4"}
     assert [r["seed"] for r in json.loads(results.read_text())["recipe"]] == [1, 2, 3, 4]
+
+    # Another machine adds an arm: the kept teachers are reused, not retrained, and the alias
+    # (model_noise_only trains what the recipe trains while the flagfile has no RandAugment)
+    # copies the recipe's records.
+    count = len(fake.commands)
+    again = [f"--out_dir={tmp_path / 'again'}", f"--results={results}", "--seeds=1,2",
+             "--arms=recipe,model_noise_only,hard_labels"]
+    assert ablations.main(again) == 0
+    assert not [c for c in fake.commands[count:] if "--mode=teacher" in c or "recipe" in c[0]]
+    teacher = tmp_path / "again" / "seed2" / "teacher" / "teacher" / "model.keras"
+    assert teacher.read_text() == f"model of {tmp_path / 'out' / 'seed2' / 'teacher'} teacher 0"
+    saved = json.loads(results.read_text())
+    assert [r["student_top1"] for r in saved["model_noise_only"]] == [
+        r["student_top1"] for r in saved["recipe"][:2]]
+    assert saved["model_noise_only"][0]["same_as"] == "recipe"
+    assert [r["seed"] for r in saved["hard_labels"]] == [1, 2]
 
 
 def test_a_dead_workers_lock_is_taken_over(ablations, tmp_path):
