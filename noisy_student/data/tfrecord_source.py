@@ -70,7 +70,12 @@ def scan_file(path: str, *, strict: bool = False) -> FileScan:
         .reduce((tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
                 lambda state, record: (state[0] + 1, state[1] + RECORD_FRAMING_BYTES
                                        + tf.cast(tf.strings.length(record), tf.int64))))
-    scan = FileScan(path, int(count), int(consumed), size)
+    return report_damage(FileScan(path, int(count), int(consumed), size), strict=strict)
+
+
+def report_damage(scan: FileScan, *, strict: bool) -> FileScan:
+    """Logs a damaged file (or, with ``strict``, raises ValueError naming it and its last good
+    record); returns ``scan``."""
     if scan.damaged:
         if strict:
             raise ValueError(f"{scan.damage_text()}; rewrite that file, or drop strict data "
