@@ -59,6 +59,12 @@ class RunConfig:
     num_classes: int = setting(1000, "Number of classes.", bounds=POSITIVE)
     num_train_images: int | None = setting(
         None, "Labeled images per epoch; counted from the files when unset.", bounds=POSITIVE)
+    shuffle_buffer: int = setting(
+        1024, "Records each training input pipeline shuffles, before parsing (a record costs "
+        "its bytes: ~110 KB for an ImageNet JPEG); at scale use ~16384.", bounds=POSITIVE)
+    interleave_cycle_length: int = setting(
+        16, "Files each input pipeline reads at once (records interleave across them).",
+        bounds=POSITIVE)
     # Models.
     teacher_model: str = setting("efficientnet-b0", "Teacher architecture (b0..b8, l2).")
     teacher_checkpoint: str | None = setting(

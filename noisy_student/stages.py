@@ -214,6 +214,8 @@ def input_options(ctx: Context, size: int, batch_size: int, *, training: bool,
         input_context=input_context,
         stats=ctx.data_stats if count else None,
         strict=config.strict_data,
+        shuffle_buffer=config.shuffle_buffer,
+        cycle_length=config.interleave_cycle_length,
         seed=seed,
         deterministic=seed is not None,
     )
@@ -243,7 +245,7 @@ def pseudo_fn(ctx: Context, pattern: str, size: int, seed: int | None = None):
     config = ctx.config
     return training_data_fn(ctx, size, functools.partial(
         pipelines.pseudo_labeled_dataset, pattern, num_classes=config.num_classes,
-        hard=config.hard_labels), randaug=True, seed=seed)
+        hard=config.hard_labels, source_data=config.unlabel_data), randaug=True, seed=seed)
 
 
 def clean_train_fn(ctx: Context, size: int):

@@ -311,3 +311,14 @@ def test_stored_confidence_counts_spare_the_filter_a_pass(tf, tmp_path, cifar_pn
     written = [sorted(glob.glob(str(tmp_path / f / "train-*"))) for f in ("f1", "f2")]
     assert [open(a, "rb").read() for a in written[0]] == [open(b, "rb").read()
                                                           for b in written[1]]
+    if storage == "reference":  # the student reads the kept images from the unlabeled files
+        from noisy_student.data.pipelines import pseudo_labeled_dataset
+
+        dataset = pseudo_labeled_dataset(str(tmp_path / "f1" / "train-*"), image_size=32,
+                                         batch_size=64, training=False, num_classes=10,
+                                         small_images=True, source_data=pattern)
+        images = np.concatenate([x.numpy() for x, _ in dataset])
+        assert len(images) == with_counts["num_written"]
+        sources = {np.asarray(Image.open(io.BytesIO(b))).astype("float32").tobytes()
+                   for b in cifar_png[:60]}
+        assert all(image.tobytes() in sources for image in images)
