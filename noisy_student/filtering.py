@@ -288,7 +288,7 @@ def filter_and_balance(pseudo_pattern: str, output_dir: str, *, num_classes: int
                        shuffle: bool = True, chunk_size: int = 10000,
                        class_names: Sequence[str] | None = None, strict: bool = False,
                        worker_index: int | None = None, num_workers: int | None = None,
-                       wait_timeout: float = 6 * 3600.0) -> dict:
+                       wait_timeout: float = 6 * 3600.0, poll_seconds: float = 10.0) -> dict:
     """Filters and balances pseudo-labeled TFRecords into the student's training records; this
     worker's share (`worker_index`/`num_workers`, default TF_CONFIG or the only worker).
 
@@ -302,6 +302,7 @@ def filter_and_balance(pseudo_pattern: str, output_dir: str, *, num_classes: int
     `merge_filter`), the same on every worker; a rerun with the same inputs and settings
     returns the saved ones. A damaged input file is read up to the damage and listed in
     `damaged_files` (name -> bytes unread); `strict=True` raises ValueError naming it.
+    Workers wait for each other up to `wait_timeout` s, asking every `poll_seconds` s.
     """
     files = _input_files(pseudo_pattern)
     worker = worker_info(worker_index, num_workers)
@@ -330,12 +331,14 @@ def filter_and_balance(pseudo_pattern: str, output_dir: str, *, num_classes: int
         plan = plan_filter(files, output_dir, settings, strict=strict)
     elif plan is None:
         wait_for("the chief's filter plan", lambda: _plan_for(output_dir, settings) is not None,
-                 wait_timeout)
+                 wait_timeout, poll_seconds)
         plan = _plan_for(output_dir, settings)
     filter_share(files, output_dir, plan, worker.index, worker.count, strict=strict)
     if chief:
         wait_for("the other workers' filtered shards",
-                 lambda: not unfinished_shards(files, output_dir, plan), wait_timeout)
+                 lambda: not unfinished_shards(files, output_dir, plan), wait_timeout,
+                 poll_seconds)
         return merge_filter(files, output_dir, plan, class_names)
-    wait_for("the chief's filter statistics", lambda: is_complete(output_dir), wait_timeout)
+    wait_for("the chief's filter statistics", lambda: is_complete(output_dir), wait_timeout,
+             poll_seconds)
     return read_json(stats_path)

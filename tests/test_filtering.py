@@ -356,23 +356,20 @@ def test_keeps_and_copies_exactly_what_the_filter_before_did(tmp_path, five_shar
     assert multiset(tmp_path / "new") == multiset(tmp_path / "old")
 
 
-def test_one_two_or_three_workers_write_the_same_files(tmp_path, five_shards, monkeypatch):
+def test_one_two_or_three_workers_write_the_same_files(tmp_path, five_shards):
     """Workers run concurrently (threads, each its own share); whatever their number, the
     output files are identical, and so are the merged statistics every worker returns."""
-    import functools
     from concurrent.futures import ThreadPoolExecutor
 
-    from noisy_student import distributed_work, filtering
+    from noisy_student import filtering
 
-    monkeypatch.setattr(filtering, "wait_for",
-                        functools.partial(distributed_work.wait_for, poll=0.05))
     outputs, stats = {}, {}
     for count in (1, 2, 3):
         out = str(tmp_path / f"workers{count}")
         with ThreadPoolExecutor(count) as pool:
             results = list(pool.map(lambda w, out=out, count=count: filtering.filter_and_balance(
                 five_shards, out, worker_index=w, num_workers=count, wait_timeout=600,
-                **FILTER_ARGS), range(count)))
+                poll_seconds=0.05, **FILTER_ARGS), range(count)))
         assert all(r == results[0] for r in results)
         outputs[count], stats[count] = _written(tmp_path / f"workers{count}"), results[0]
     assert len(outputs[1]) == 10 and sum(map(len, outputs[1].values())) == stats[1]["num_written"]

@@ -311,6 +311,15 @@ def test_stored_confidence_counts_spare_the_filter_a_pass(tf, tmp_path, cifar_pn
     written = [sorted(glob.glob(str(tmp_path / f / "train-*"))) for f in ("f1", "f2")]
     assert [open(a, "rb").read() for a in written[0]] == [open(b, "rb").read()
                                                           for b in written[1]]
+    # A label shard damaged after labeling (its size no longer matches its info) is counted
+    # from what is readable, and listed, not fatal.
+    damaged = labels_dir / "pseudo-00002-of-00003"
+    damaged.write_bytes(damaged.read_bytes()[:-5])
+    after = filter_and_balance(pseudo_label_pattern(str(labels_dir)), str(tmp_path / "f3"),
+                               **args)
+    assert after["passes_over_records"] == 1 + 1 / 3
+    assert list(after["damaged_files"]) == ["pseudo-00002-of-00003"]
+    assert after["num_input_records"] == sum(map(sum, after["counts"])) == 59
     if storage == "reference":  # the student reads the kept images from the unlabeled files
         from noisy_student.data.pipelines import pseudo_labeled_dataset
 
