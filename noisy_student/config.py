@@ -18,7 +18,8 @@ OPTIMIZERS = ("rmsprop", "momentum", "adamw")
 LR_SCHEDULES = ("exponential", "cosine", "constant")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
-PSEUDO_LABEL_STORAGES = ("float32", "float16", "topk:5", "topk:10")
+PSEUDO_LABEL_STORAGES = ("auto", "reference", "copy", "float32", "float16", "topk:5", "topk:10")
+REFERENCE_FROM_CLASSES = 100  # --pseudo_label_storage=auto: reference records from here on
 STUDENT_INITS = ("scratch", "teacher", "grow")
 
 # Allowed ranges: (low, low inclusive, high, high inclusive); None = open. Unset (None) values
@@ -58,6 +59,12 @@ class RunConfig:
     num_classes: int = setting(1000, "Number of classes.", bounds=POSITIVE)
     num_train_images: int | None = setting(
         None, "Labeled images per epoch; counted from the files when unset.", bounds=POSITIVE)
+    shuffle_buffer: int = setting(
+        1024, "Records each training input pipeline shuffles, before parsing (a record costs "
+        "its bytes: ~110 KB for an ImageNet JPEG); at scale use ~16384.", bounds=POSITIVE)
+    interleave_cycle_length: int = setting(
+        16, "Files each input pipeline reads at once (records interleave across them).",
+        bounds=POSITIVE)
     # Models.
     teacher_model: str = setting("efficientnet-b0", "Teacher architecture (b0..b8, l2).")
     teacher_checkpoint: str | None = setting(
@@ -174,7 +181,15 @@ class RunConfig:
         False, "Pseudo labels average the teacher's distributions on each unlabeled image and "
         "on its horizontal mirror (test-time augmentation of the labels; not in the reference).")
     pseudo_label_storage: str = setting(
-        "float16", "How pseudo-label distributions are stored.", choices=PSEUDO_LABEL_STORAGES)
+        "auto", "reference: pseudo-label records name their unlabeled image (file, record "
+        "index) and keep the top --pseudo_label_topk classes (under 200 bytes at 1,000 "
+        "classes); the student reads them beside --unlabel_data's files. copy (= float16): "
+        "records hold a copy of the image and the float16 distribution; float32, topk:K: copy "
+        "records with that distribution form. auto: reference from 100 classes on, else copy.",
+        choices=PSEUDO_LABEL_STORAGES)
+    pseudo_label_topk: int = setting(
+        5, "Classes a reference pseudo-label record keeps (plus the mass of the others).",
+        bounds=POSITIVE)
     min_threshold: float = setting(
         0.3, "Lowest confidence a pseudo label may have.", bounds=(0, True, 1, True))
     balance_classes: bool = setting(
@@ -184,6 +199,10 @@ class RunConfig:
     num_image_per_class: int | None = setting(
         None, "Balanced images per class after filtering (default: unlabeled images / "
         "classes).", bounds=POSITIVE)
+    filter_output_shards: int | None = setting(
+        None, "Files the filter writes copy records to (default: 4 per worker, at least one "
+        "per pseudo-label shard; rounded up to a multiple of those). Reference records keep "
+        "one file per unlabeled file.", bounds=POSITIVE)
     on_the_fly_teacher: bool = setting(
         False, "Run the teacher inside the student's training step instead of storing pseudo "
         "labels.")
@@ -191,9 +210,10 @@ class RunConfig:
     strategy: str = setting("default", "tf.distribute strategy.", choices=STRATEGIES)
     tpu: str | None = setting(None, "TPU address for --strategy=tpu.")
     worker_index: int | None = setting(
-        None, "This worker for labeling (default: TF_CONFIG).", bounds=NON_NEGATIVE)
+        None, "This worker for labeling and filtering (default: TF_CONFIG).",
+        bounds=NON_NEGATIVE)
     num_workers: int | None = setting(
-        None, "Number of labeling workers (default: TF_CONFIG).", bounds=POSITIVE)
+        None, "Number of labeling and filtering workers (default: TF_CONFIG).", bounds=POSITIVE)
     wait_timeout: float = setting(
         6 * 3600.0, "Seconds a worker waits for the others' part of a stage (multi-worker "
         "labeling and filtering).", bounds=POSITIVE)
@@ -208,6 +228,14 @@ class RunConfig:
         False, "Stop with an error naming the file and record at a damaged TFRecord file or an "
         "undecodable image. Default: a damaged file loses only the records after the damage, "
         "an undecodable image is skipped, and every stage reports the totals.")
+
+    def __post_init__(self) -> None:
+        # Recorded resolved, so run directories labeled before "auto" existed still match.
+        if self.pseudo_label_storage == "auto":
+            self.pseudo_label_storage = ("reference" if self.num_classes >= REFERENCE_FROM_CLASSES
+                                         else "float16")
+        elif self.pseudo_label_storage == "copy":
+            self.pseudo_label_storage = "float16"
 
     @property
     def hard_labels(self) -> bool:

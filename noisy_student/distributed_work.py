@@ -80,9 +80,10 @@ def shards_for_worker(files: Sequence[str], worker_index: int,
     return [(i, path) for i, path in enumerate(ordered) if i % info.count == info.index]
 
 
-def wait_for(what: str, done: Callable[[], bool], timeout: float) -> None:
-    """Blocks until another worker's part of a stage is `done` (multi-worker runs only); a
-    TimeoutError after `timeout` seconds (--wait_timeout) says how to resume."""
+def wait_for(what: str, done: Callable[[], bool], timeout: float, poll: float = 10.0) -> None:
+    """Blocks until another worker's part of a stage is `done` (multi-worker runs only), asking
+    every `poll` seconds (at most a tenth of the timeout); a TimeoutError after `timeout`
+    seconds (--wait_timeout) says how to resume."""
     start = next_log = time.monotonic()
     while not done():
         if time.monotonic() - start > timeout:
@@ -93,4 +94,4 @@ def wait_for(what: str, done: Callable[[], bool], timeout: float) -> None:
         if time.monotonic() >= next_log:
             log.info("Waiting for %s.", what)
             next_log += 300
-        time.sleep(min(10.0, timeout / 10))
+        time.sleep(min(poll, timeout / 10))

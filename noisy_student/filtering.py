@@ -1,23 +1,24 @@
-"""Filter and balance pseudo-labeled data, the rule of the reference `filter_unlabel.py`.
+"""Filter and balance pseudo-labeled data (the rule of `noisy_student.balance`), spread over
+every worker in one pass over the records.
 
-Each image belongs to its teacher class c (argmax) with confidence p (the top-1 probability).
+1. Plan (the chief): sums the class x confidence counts that labeling stored in each shard's
+   info file (reading only the shards that have none), sets the per-class thresholds and
+   totals, and writes them to ``plan.json``.
+2. Share (every worker): filters the shards it owns (shard i goes to worker i % N), one pass
+   over their records each (`noisy_student.filter_shards`); a shard's output files and its
+   counts (``parts/<shard>.json``, written last) are complete or absent, so a killed worker's
+   rerun redoes only its unfinished shards, with the same draws.
+3. Merge (the chief): once every shard has its part, sums them into ``stats.json`` (written
+   last, it marks the output complete) and draws the confidence histogram.
 
-* Confidence grid: 101 thresholds t_j = j/100, j = 0..100. Bin j holds t_j <= p < t_{j+1}
-  (bin 100 holds p >= 1.0, which float error can produce).
-* Threshold of class c: walk j from 100 down, skipping thresholds t_j >= max_prob and stopping
-  below min_threshold, adding bin counts; stop at the first j whose cumulative count reaches
-  num_image. If it never does, stop at min_threshold. The cumulative count there is total_c.
-* Keep every image of class c with threshold_c <= p <= max_prob, with num_image/total_c copies
-  under stochastic rounding: the integer part, plus one with probability equal to the fraction.
-  Big classes are thus subsampled to about num_image (at bin granularity), small ones duplicated.
-  upsample=False caps the copies at 1; use_all keeps every image above min_threshold once.
-
-The core is pure NumPy (`confidence_bins`, `bin_counts`, `class_thresholds`, `copy_rates`,
-`copies_per_image`); `filter_and_balance` is the TFRecord stage around it.
+The kept images and their copies do not depend on the number of workers: they are those of
+one process reading every shard in order with the same seed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
@@ -26,123 +27,31 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from noisy_student.atomic_io import (
-    discard,
-    move_into_place,
-    read_json,
-    remove_stale_temps,
-    temp_path,
-    write_json_atomic,
+from noisy_student.atomic_io import read_json, remove_stale_temps, write_json_atomic
+from noisy_student.balance import (  # noqa: F401  (the rule's names, re-exported)
+    BIN_EDGES,
+    NUM_BINS,
+    bin_counts,
+    class_thresholds,
+    confidence_bins,
+    copies_per_image,
+    copy_rates,
+    dense_counts,
 )
-from noisy_student.data.records import parse_pseudo_labeled
+from noisy_student.data.reference_records import is_reference
 from noisy_student.data.shards import check_no_stale_shards, shard_name
-from noisy_student.data.tfrecord_source import scan_file
+from noisy_student.distributed_work import shards_for_worker, wait_for, worker_info
+from noisy_student.filter_shards import filter_shard, read_counts
+from noisy_student.labeling import label_info_path
 from noisy_student.plots import class_labels, new_figure, write_png
 
-NUM_BINS = 101
-BIN_EDGES = np.arange(NUM_BINS, dtype=np.float64) / 100.0  # exactly j/100, as Python computes it
 STATS_NAME = "stats.json"
+PLAN_NAME = "plan.json"
+PARTS_DIR = "parts"
 HISTOGRAM_NAME = "confidence_histogram.png"
 OUTPUT_SPLIT = "train"
 
 log = logging.getLogger(__name__)
-
-
-# ----------------------------------------------------------------------------- NumPy core
-
-
-def _grid_index(threshold: float, name: str) -> int:
-    index = round(threshold * 100)
-    if not 0 <= index < NUM_BINS or abs(index - threshold * 100) > 1e-6:
-        raise ValueError(f"{name}={threshold} must be on the 0.01 grid between 0 and 1 (e.g. 0.3)")
-    return index
-
-
-def confidence_bins(probs: np.ndarray) -> np.ndarray:
-    """Bin index (0..100) of each confidence: the largest j with j/100 <= p.
-
-    Comparisons are made in float64 against j/100, as the reference does.
-    """
-    p = np.asarray(probs, dtype=np.float64)
-    if np.isnan(p).any() or (p < 0).any():
-        raise ValueError("confidences must be non-negative numbers (found NaN or a negative value)")
-    return np.searchsorted(BIN_EDGES, p, side="right") - 1
-
-
-def bin_counts(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> np.ndarray:
-    """int64 [num_classes, 101]: number of images of each class in each confidence bin."""
-    labels = np.asarray(labels, dtype=np.int64)
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must lie in 0..{num_classes - 1}, found {labels.min()}.."
-                         f"{labels.max()}; is num_classes right?")
-    flat = labels * NUM_BINS + confidence_bins(probs)
-    return np.bincount(flat, minlength=num_classes * NUM_BINS).reshape(num_classes, NUM_BINS)
-
-
-def class_thresholds(counts: np.ndarray, num_image: int, *, min_threshold: float = 0.3,
-                     max_prob: float = 2.0, use_all: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class (threshold float64 [C], total int64 [C]) from `bin_counts` output.
-
-    total_c is the number of images in the bins from the threshold up to (not including)
-    max_prob: the count the balancing divides by.
-    """
-    counts = np.asarray(counts, dtype=np.int64)
-    if counts.ndim != 2 or counts.shape[1] != NUM_BINS:
-        raise ValueError(f"counts must have shape [num_classes, {NUM_BINS}], got {counts.shape}")
-    if num_image < 1:
-        raise ValueError(f"num_image must be at least 1, got {num_image}")
-    lowest = _grid_index(min_threshold, "min_threshold")
-    if max_prob <= BIN_EDGES[lowest]:
-        raise ValueError(f"max_prob={max_prob} leaves no bin at or above "
-                         f"min_threshold={min_threshold}")
-    thresholds = np.empty(len(counts), dtype=np.float64)
-    totals = np.zeros(len(counts), dtype=np.int64)
-    for c, row in enumerate(counts):
-        total, chosen = 0, lowest
-        for j in range(NUM_BINS - 1, lowest - 1, -1):
-            if BIN_EDGES[j] >= max_prob:
-                continue
-            total += int(row[j])
-            if not use_all and total >= num_image:
-                chosen = j
-                break
-        thresholds[c], totals[c] = BIN_EDGES[chosen], total
-    return thresholds, totals
-
-
-def copy_rates(totals: np.ndarray, num_image: int, *, upsample: bool = True,
-               use_all: bool = False) -> np.ndarray:
-    """Expected copies per kept image of each class: num_image / total_c (0 for empty classes)."""
-    totals = np.asarray(totals, dtype=np.float64)
-    if use_all:
-        return np.ones_like(totals)
-    rates = np.divide(float(num_image), totals, out=np.zeros_like(totals), where=totals > 0)
-    return np.minimum(rates, 1.0) if not upsample else rates
-
-
-def copies_per_image(labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray,
-                     totals: np.ndarray, num_image: int, uniforms: np.ndarray, *,
-                     max_prob: float = 2.0, upsample: bool = True,
-                     use_all: bool = False) -> np.ndarray:
-    """int64 [N]: how many times each image is written (0 = dropped).
-
-    `uniforms` holds one U[0, 1) draw per image, so the result is a pure function of its inputs;
-    an image with rate r gets floor(r) copies plus one more when its draw is below r - floor(r).
-    """
-    labels = np.asarray(labels, dtype=np.int64)
-    p = np.asarray(probs, dtype=np.float64)
-    uniforms = np.asarray(uniforms, dtype=np.float64)
-    if not labels.shape == p.shape == uniforms.shape:
-        raise ValueError(f"labels, probs and uniforms need one entry per image, got shapes "
-                         f"{labels.shape}, {p.shape}, {uniforms.shape}")
-    selected = (p >= np.asarray(thresholds)[labels]) & (p <= max_prob)
-    rate = copy_rates(totals, num_image, upsample=upsample, use_all=use_all)[labels]
-    whole = np.floor(rate)
-    copies = whole + (uniforms < rate - whole)
-    return np.where(selected, copies, 0).astype(np.int64)
-
-
-# ----------------------------------------------------------------------------- TFRecord stage
 
 
 def _input_files(pattern: str) -> list[str]:
@@ -151,33 +60,6 @@ def _input_files(pattern: str) -> list[str]:
         raise FileNotFoundError(f"no pseudo-labeled files match {pattern!r}; run labeling first "
                                 f"or fix the pattern")
     return files
-
-
-def _read_batches(path: str, num_classes: int, with_records: bool, batch_size: int = 2048):
-    """Yields (labels, probs) or (serialized, labels, probs) NumPy batches of one file, in order."""
-
-    def parse(serialized):
-        parsed = parse_pseudo_labeled(serialized, num_classes)
-        if with_records:
-            return serialized, parsed["label"], parsed["prob"]
-        return parsed["label"], parsed["prob"]
-
-    dataset = (tf.data.TFRecordDataset(path).ignore_errors()  # stops at damage (scan_file)
-               .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-               .batch(batch_size).prefetch(2))
-    try:
-        yield from dataset.as_numpy_iterator()
-    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
-        raise ValueError(f"{path}: cannot read pseudo-labeled records ({err.message}); check "
-                         f"num_classes") from err
-
-
-def _checked(path: str, labels: np.ndarray, probs: np.ndarray, num_classes: int) -> None:
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"{path}: label {int(labels.max())} is outside 0..{num_classes - 1}; "
-                         f"pass the num_classes the teacher was labeled with")
-    if np.isnan(probs).any() or (probs < 0).any():
-        raise ValueError(f"{path}: a record has a NaN or negative confidence; relabel that shard")
 
 
 def _file_signature(files: list[str]) -> list[list]:
@@ -229,134 +111,234 @@ def histogram_figure(counts: np.ndarray, thresholds: np.ndarray,
     return fig
 
 
-class _ShardWriters:
-    """Deals records round-robin over the output shards, each written to a temp name first."""
-
-    def __init__(self, output_dir: str, num_shards: int):
-        self.names = [shard_name(OUTPUT_SPLIT, i, num_shards) for i in range(num_shards)]
-        self.paths = [os.path.join(output_dir, name) for name in self.names]
-        self.temps = [temp_path(path) for path in self.paths]
-        self.writers = [tf.io.TFRecordWriter(tmp) for tmp in self.temps]
-        self.next = 0
-
-    def write_all(self, serialized: list[bytes]) -> None:
-        for record in serialized:
-            self.writers[self.next].write(record)
-            self.next = (self.next + 1) % len(self.writers)
-
-    def commit(self) -> None:
-        for writer in self.writers:
-            writer.close()
-        for tmp, path in zip(self.temps, self.paths, strict=True):
-            move_into_place(tmp, path)
-
-    def abort(self) -> None:
-        for writer, tmp in zip(self.writers, self.temps, strict=True):
-            writer.close()
-            discard(tmp)
+# ----------------------------------------------------------------------------- plan
 
 
-def filter_and_balance(pseudo_pattern: str, output_dir: str, *, num_classes: int,
-                       num_image_per_class: int, min_threshold: float = 0.3,
-                       max_prob: float = 2.0, upsample: bool = True, use_all: bool = False,
-                       seed: int = 0, num_output_shards: int | None = None,
-                       shuffle: bool = True, chunk_size: int = 10000,
-                       class_names: Sequence[str] | None = None,
-                       strict: bool = False) -> dict:
-    """Filters and balances pseudo-labeled TFRecords into the student's training records.
+def _stored_counts(path: str, info: dict | None, num_classes: int) -> np.ndarray | None:
+    """The counts labeling stored for `path`, or None when it stored none or the file is not
+    the one it wrote (its size differs: truncated or replaced)."""
+    if not info or "confidence_counts" not in info:
+        return None
+    if info.get("output_bytes") != tf.io.gfile.stat(path).length:
+        log.warning("%s differs in size from what labeling wrote; reading its records", path)
+        return None
+    if info["confidence_counts"] is None:  # a shard without images
+        return np.zeros((num_classes, NUM_BINS), dtype=np.int64)
+    counts = dense_counts(info["confidence_counts"])
+    if counts.shape[0] != num_classes:
+        raise ValueError(f"{path} was labeled over {counts.shape[0]} classes; pass the "
+                         f"num_classes the teacher was labeled with ({num_classes} given)")
+    return counts
 
-    Pass 1 counts images per class and confidence bin; pass 2 writes each kept record (bytes
-    unchanged, so image and probability storage stay as labeled) its number of copies, shuffled
-    in chunks of `chunk_size` records and dealt round-robin over `num_output_shards` files
-    `train-%05d-of-%05d` (default: one per input file). Writes `stats.json` (counts, thresholds,
-    totals, kept and written counts; written last, it marks the run complete) and a confidence
-    histogram PNG (classes titled with ``class_names``, else their indices). A rerun with the
-    same inputs and settings returns the saved stats. A damaged input file is read up to the
-    damage and listed in `damaged_files` (name -> bytes unread); `strict=True` raises ValueError
-    naming it instead.
-    """
-    files = _input_files(pseudo_pattern)
-    num_output_shards = num_output_shards or len(files)
-    settings = {"num_classes": num_classes, "num_image_per_class": num_image_per_class,
-                "min_threshold": min_threshold, "max_prob": max_prob, "upsample": upsample,
-                "use_all": use_all, "seed": seed, "num_output_shards": num_output_shards,
-                "shuffle": shuffle, "chunk_size": chunk_size, "inputs": _file_signature(files)}
-    stats_path = os.path.join(output_dir, STATS_NAME)
-    previous = read_json(stats_path)
-    if _stats_complete(output_dir, previous):
-        if previous["settings"] == settings:
-            log.info("filter_and_balance: %s is complete, skipping", output_dir)
-            return previous
-        raise ValueError(f"{output_dir} already holds filtered data made from other inputs or "
-                         f"settings; choose a new output_dir or delete that one")
-    tf.io.gfile.makedirs(output_dir)
-    check_no_stale_shards(output_dir, OUTPUT_SPLIT, num_output_shards)
 
-    remove_stale_temps(output_dir, recursive=False)
-    scans = [scan_file(path, strict=strict) for path in files]
+def _shard_source(path: str, info: dict | None) -> tuple[bool, list | None]:
+    """(reference records?, [source basename, source bytes] of a reference shard)."""
+    if info and "settings" in info:
+        reference = info["settings"].get("storage") == "reference"
+        return reference, [info["input"], info.get("input_bytes")] if reference else None
+    first = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
+    if first is None or not is_reference(first.numpy()):
+        return False, None
+    source = tf.train.Example.FromString(first.numpy()).features.feature["source"]
+    return True, [source.bytes_list.value[0].decode(), None]
+
+
+def plan_filter(files: list[str], output_dir: str, settings: dict, *, strict: bool) -> dict:
+    """Sums the shards' class x confidence counts (stored by labeling; read for shards without
+    them), sets thresholds and totals and writes ``plan.json``; returns the plan."""
+    num_classes = settings["num_classes"]
     counts = np.zeros((num_classes, NUM_BINS), dtype=np.int64)
+    first_records, read, sources, kinds = [], [], [], set()
     for path in files:
-        for labels, probs in _read_batches(path, num_classes, with_records=False):
-            _checked(path, labels, probs, num_classes)
-            counts += bin_counts(labels, probs, num_classes)
-    thresholds, totals = class_thresholds(counts, num_image_per_class,
-                                          min_threshold=min_threshold, max_prob=max_prob,
-                                          use_all=use_all)
+        info = read_json(label_info_path(path))
+        shard_counts = _stored_counts(path, info, num_classes)
+        if shard_counts is None:
+            shard_counts, _ = read_counts(path, num_classes, strict=strict)
+            read.append(os.path.basename(path))
+        first_records.append(int(counts.sum()))
+        counts += shard_counts
+        reference, source = _shard_source(path, info)
+        kinds.add(reference)
+        sources.append(source)
+    if len(kinds) > 1:
+        raise ValueError(f"{os.path.dirname(files[0])} mixes reference and copy pseudo-label "
+                         "shards; relabel them with one --pseudo_label_storage")
+    per_class = settings["num_image_per_class"] or max(1, math.ceil(counts.sum() / num_classes))
+    thresholds, totals = class_thresholds(counts, per_class,
+                                          min_threshold=settings["min_threshold"],
+                                          max_prob=settings["max_prob"],
+                                          use_all=settings["use_all"])
+    reference = kinds == {True}
+    pieces = 1 if reference else math.ceil(settings["num_output_shards"] / len(files))
+    check_no_stale_shards(output_dir, OUTPUT_SPLIT, len(files) * pieces)
+    plan = {"id": hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16],
+            "settings": settings, "num_image_per_class": per_class, "counts": counts.tolist(),
+            "thresholds": thresholds.tolist(), "totals": totals.tolist(),
+            "first_records": first_records, "shards_read_for_counts": read,
+            "reference": reference, "outputs_per_shard": pieces,
+            "sources": sources if reference else None}
+    write_json_atomic(os.path.join(output_dir, PLAN_NAME), plan)
+    return plan
 
-    seeds = np.random.SeedSequence(seed).spawn(2)
-    copy_rng, shuffle_rng = np.random.default_rng(seeds[0]), np.random.default_rng(seeds[1])
-    kept = np.zeros(num_classes, dtype=np.int64)
-    written = np.zeros(num_classes, dtype=np.int64)
-    writers = _ShardWriters(output_dir, num_output_shards)
-    pending: list[bytes] = []
 
-    def flush() -> None:
-        if shuffle:
-            order = shuffle_rng.permutation(len(pending))
-            writers.write_all([pending[i] for i in order])
-        else:
-            writers.write_all(pending)
-        pending.clear()
+def output_names(plan: dict, num_shards: int) -> list[list[str]]:
+    """The output file names of each input shard: shard i writes files i*P .. i*P + P-1."""
+    pieces = plan["outputs_per_shard"]
+    total = num_shards * pieces
+    return [[shard_name(OUTPUT_SPLIT, i * pieces + j, total) for j in range(pieces)]
+            for i in range(num_shards)]
 
-    try:
-        for path in files:
-            for serialized, labels, probs in _read_batches(path, num_classes, with_records=True):
-                copies = copies_per_image(labels, probs, thresholds, totals, num_image_per_class,
-                                          copy_rng.random(len(labels)), max_prob=max_prob,
-                                          upsample=upsample, use_all=use_all)
-                np.add.at(kept, labels, (copies > 0).astype(np.int64))
-                np.add.at(written, labels, copies)
-                for record, n in zip(serialized, copies, strict=True):
-                    pending.extend([record] * int(n))
-                if len(pending) >= chunk_size:
-                    flush()
-        flush()
-        writers.commit()
-    except BaseException:
-        writers.abort()
-        raise
 
+# ----------------------------------------------------------------------------- share
+
+
+def _part_path(output_dir: str, path: str) -> str:
+    return os.path.join(output_dir, PARTS_DIR, os.path.basename(path) + ".json")
+
+
+def _part_done(output_dir: str, path: str, plan: dict) -> bool:
+    part = read_json(_part_path(output_dir, path))
+    return part is not None and part["plan_id"] == plan["id"]
+
+
+def filter_share(files: list[str], output_dir: str, plan: dict, worker_index: int,
+                 num_workers: int, *, strict: bool) -> list[str]:
+    """Filters the shards this worker owns that are not done yet; returns their names."""
+    remove_stale_temps(output_dir)
+    tf.io.gfile.makedirs(os.path.join(output_dir, PARTS_DIR))
+    names = output_names(plan, len(files))
+    done = []
+    for index, path in shards_for_worker(files, worker_index, num_workers):
+        if _part_done(output_dir, path, plan):
+            continue
+        part = filter_shard(path, [os.path.join(output_dir, n) for n in names[index]],
+                            shard=index, first_record=plan["first_records"][index], plan=plan,
+                            strict=strict)
+        write_json_atomic(_part_path(output_dir, path), {**part, "plan_id": plan["id"]})
+        done.append(os.path.basename(path))
+    return done
+
+
+def unfinished_shards(files: list[str], output_dir: str, plan: dict) -> list[str]:
+    """The input shards (of every worker) whose filtered output is not complete yet."""
+    return [os.path.basename(p) for p in files if not _part_done(output_dir, p, plan)]
+
+
+# ----------------------------------------------------------------------------- merge
+
+
+def merge_filter(files: list[str], output_dir: str, plan: dict,
+                 class_names: Sequence[str] | None = None) -> dict:
+    """Sums every shard's part into ``stats.json`` (written last) and draws the histogram."""
+    missing = unfinished_shards(files, output_dir, plan)
+    if missing:
+        raise RuntimeError(f"{output_dir}: shards {missing[:5]} are not filtered yet; run "
+                           f"every worker (rerun to resume)")
+    parts = [read_json(_part_path(output_dir, path)) for path in files]
+    settings = plan["settings"]
+    counts, totals = np.asarray(plan["counts"]), np.asarray(plan["totals"])
+    thresholds = np.asarray(plan["thresholds"])
+    kept = np.sum([p["kept_per_class"] for p in parts], axis=0, dtype=np.int64)
+    written = np.sum([p["written_per_class"] for p in parts], axis=0, dtype=np.int64)
+    names = output_names(plan, len(files))
     write_png(histogram_figure(counts, thresholds, class_names),
               os.path.join(output_dir, HISTOGRAM_NAME), tight=False)
     stats = {
         "settings": settings,
+        "num_image_per_class": plan["num_image_per_class"],
         "bin_edges": BIN_EDGES.tolist(),
         "counts": counts.tolist(),
         "thresholds": thresholds.tolist(),
         "totals": totals.tolist(),
-        "copy_rates": copy_rates(totals, num_image_per_class, upsample=upsample,
-                                 use_all=use_all).tolist(),
-        "num_input_records": int(counts.sum()),
+        "copy_rates": copy_rates(totals, plan["num_image_per_class"],
+                                 upsample=settings["upsample"],
+                                 use_all=settings["use_all"]).tolist(),
+        "num_input_records": sum(p["num_records"] for p in parts),
         "kept_per_class": kept.tolist(),
         "written_per_class": written.tolist(),
         "num_kept": int(kept.sum()),
         "num_written": int(written.sum()),
-        "output_files": writers.names,
+        "output_files": [name for shard in names for name in shard],
+        "reference": plan["reference"],
         "histogram": HISTOGRAM_NAME,
-        "damaged_files": {os.path.basename(scan.path): scan.size - scan.bytes_read
-                          for scan in scans if scan.damaged},
+        "passes_over_records": 1 + len(plan["shards_read_for_counts"]) / len(files),
+        "damaged_files": {p["input"]: p["bytes_unread"] for p in parts if p["bytes_unread"]},
     }
-    write_json_atomic(stats_path, stats)
+    if plan["reference"]:
+        stats["output_sources"] = {shard[0]: source
+                                   for shard, source in zip(names, plan["sources"], strict=True)}
+    write_json_atomic(os.path.join(output_dir, STATS_NAME), stats)
     log.info("filter_and_balance: %d of %d images kept, %d records written to %s",
              stats["num_kept"], stats["num_input_records"], stats["num_written"], output_dir)
     return stats
+
+
+# ----------------------------------------------------------------------------- the stage
+
+
+def _plan_for(output_dir: str, settings: dict) -> dict | None:
+    plan = read_json(os.path.join(output_dir, PLAN_NAME))
+    return plan if plan is not None and plan["settings"] == settings else None
+
+
+def filter_and_balance(pseudo_pattern: str, output_dir: str, *, num_classes: int,
+                       num_image_per_class: int | None = None, min_threshold: float = 0.3,
+                       max_prob: float = 2.0, upsample: bool = True, use_all: bool = False,
+                       seed: int = 0, num_output_shards: int | None = None,
+                       shuffle: bool = True, chunk_size: int = 10000,
+                       class_names: Sequence[str] | None = None, strict: bool = False,
+                       worker_index: int | None = None, num_workers: int | None = None,
+                       wait_timeout: float = 6 * 3600.0, poll_seconds: float = 10.0) -> dict:
+    """Filters and balances pseudo-labeled TFRecords into the student's training records; this
+    worker's share (`worker_index`/`num_workers`, default TF_CONFIG or the only worker).
+
+    Copy records (image inside) are written unchanged, each as many times as its copies,
+    shuffled in chunks of `chunk_size` records and dealt at random over its shard's output
+    files `train-%05d-of-%05d`: `num_output_shards` in all (default: 4 per worker, at least
+    one per input file), rounded up to a multiple of the input files. Reference records are
+    written once per kept image, in source order, one output file per input file, with their
+    copies inside. `num_image_per_class` defaults to the input records / num_classes. Returns
+    the merged statistics (counts, thresholds, totals, kept and written per class; see
+    `merge_filter`), the same on every worker; a rerun with the same inputs and settings
+    returns the saved ones. A damaged input file is read up to the damage and listed in
+    `damaged_files` (name -> bytes unread); `strict=True` raises ValueError naming it.
+    Workers wait for each other up to `wait_timeout` s, asking every `poll_seconds` s.
+    """
+    files = _input_files(pseudo_pattern)
+    worker = worker_info(worker_index, num_workers)
+    stats_path = os.path.join(output_dir, STATS_NAME)
+    previous = read_json(stats_path) or read_json(os.path.join(output_dir, PLAN_NAME))
+    inputs = _file_signature(files)
+    if num_output_shards is None:  # keep what a run of other worker count chose
+        same = previous is not None and previous["settings"]["inputs"] == inputs
+        num_output_shards = (previous["settings"]["num_output_shards"] if same
+                             else max(len(files), 4 * worker.count))
+    settings = {"num_classes": num_classes, "num_image_per_class": num_image_per_class,
+                "min_threshold": min_threshold, "max_prob": max_prob, "upsample": upsample,
+                "use_all": use_all, "seed": seed, "num_output_shards": num_output_shards,
+                "shuffle": shuffle, "chunk_size": chunk_size, "inputs": inputs}
+    stats = read_json(stats_path)
+    if _stats_complete(output_dir, stats):
+        if stats["settings"] == settings:
+            log.info("filter_and_balance: %s is complete, skipping", output_dir)
+            return stats
+        raise ValueError(f"{output_dir} already holds filtered data made from other inputs or "
+                         f"settings; choose a new output_dir or delete that one")
+    tf.io.gfile.makedirs(output_dir)
+    chief = worker.index == 0
+    plan = _plan_for(output_dir, settings)
+    if plan is None and chief:
+        plan = plan_filter(files, output_dir, settings, strict=strict)
+    elif plan is None:
+        wait_for("the chief's filter plan", lambda: _plan_for(output_dir, settings) is not None,
+                 wait_timeout, poll_seconds)
+        plan = _plan_for(output_dir, settings)
+    filter_share(files, output_dir, plan, worker.index, worker.count, strict=strict)
+    if chief:
+        wait_for("the other workers' filtered shards",
+                 lambda: not unfinished_shards(files, output_dir, plan), wait_timeout,
+                 poll_seconds)
+        return merge_filter(files, output_dir, plan, class_names)
+    wait_for("the chief's filter statistics", lambda: is_complete(output_dir), wait_timeout,
+             poll_seconds)
+    return read_json(stats_path)

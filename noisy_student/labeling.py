@@ -2,11 +2,14 @@
 
 Input shards (the sorted files matching a pattern) are split over workers: shard i goes to worker
 i % N. Each input shard gives one output shard with the same index, `pseudo-%05d-of-%05d`, holding
-for every decodable image its encoded bytes, the teacher's distribution, argmax label and top-1
-probability (`records.encode_pseudo_labeled`), in input order. Records that cannot be parsed or
-decoded are skipped and counted; their indices go to `info/pseudo-%05d-of-%05d.json`, which is
-written after the shard and marks it complete, so a rerun skips finished shards and redoes the
-rest (each output is renamed into place only when whole).
+for every decodable image, in input order, either a copy record (its encoded bytes, the teacher's
+distribution, argmax label and top-1 probability: `records.encode_pseudo_labeled`) or, with
+storage "reference", a reference record (input file, record index, top-K distribution:
+`reference_records.encode_reference`). Records that cannot be parsed or decoded are skipped and
+counted; their indices go to `info/pseudo-%05d-of-%05d.json`, which also holds the shard's class
+x confidence counts (what filtering sums instead of reading the records) and is written after the
+shard: it marks it complete, so a rerun skips finished shards and redoes the rest (each output is
+renamed into place only when whole).
 
 The teacher runs in inference mode on eval-preprocessed images (center crop at its resolution);
 pass a model that holds the EMA weights. Keep soft labels (T=1, the reference setting) when the
@@ -18,16 +21,19 @@ from __future__ import annotations
 import logging
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from efficientnet_tf.deprecation import renamed_keywords
 from noisy_student.atomic_io import read_json, write_json_atomic
+from noisy_student.balance import bin_counts, sparse_counts
 from noisy_student.data.preprocessing import preprocess_for_eval
 from noisy_student.data.records import (
     atomic_tfrecord_writer,
     encode_pseudo_labeled,
     parse_unlabeled,
 )
+from noisy_student.data.reference_records import DEFAULT_TOP_K, encode_reference
 from noisy_student.data.shards import check_no_stale_shards, shard_name
 from noisy_student.data.tfrecord_source import list_files, scan_file
 from noisy_student.distributed_work import shards_for_worker, worker_info
@@ -44,6 +50,12 @@ log = logging.getLogger(__name__)
 def pseudo_label_pattern(output_dir: str) -> str:
     """Glob matching the pseudo-labeled shards that `label_shards` writes (for filtering)."""
     return os.path.join(output_dir, "pseudo-?????-of-?????")
+
+
+def label_info_path(shard_path: str) -> str:
+    """The info file of a pseudo-labeled shard (`info/<name>.json` beside it)."""
+    directory, name = os.path.split(shard_path)
+    return os.path.join(directory, INFO_DIR, name + ".json")
 
 
 def make_label_fn(teacher, *, temperature: float = 1.0, hard: bool = False,
@@ -90,17 +102,33 @@ def _remove_stale_temps(output_dir: str, name: str) -> None:
         tf.io.gfile.remove(stale)
 
 
-def _label_shard(label_fn, input_path: str, output_path: str, *, storage: str, strict: bool,
-                 **pipeline) -> dict:
+def _encoder(storage: str, top_k: int, source: str):
+    """(record index, image bytes, distribution) -> serialized record of `storage`."""
+    if storage == "reference":
+        return lambda index, _, probs: encode_reference(source, index, probs, top_k)
+    return lambda _, data, probs: encode_pseudo_labeled(data, probs, storage)
+
+
+def _label_shard(label_fn, input_path: str, output_path: str, *, storage: str, top_k: int,
+                 strict: bool, **pipeline) -> dict:
     scan = scan_file(input_path, strict=strict)
     num_records = scan.num_records
     seen = []
+    counts = None
+    encode = _encoder(storage, top_k, os.path.basename(input_path))
     with atomic_tfrecord_writer(output_path) as writer:
         for indices, image_bytes, images in _decoded_batches(input_path, **pipeline):
-            probabilities = label_fn(images).numpy()
-            for data, probs in zip(image_bytes.numpy(), probabilities, strict=True):
-                writer.write(encode_pseudo_labeled(data, probs, storage))
-            seen.extend(indices.numpy().tolist())
+            probabilities = label_fn(images).numpy().astype(np.float32, copy=False)
+            index_list = indices.numpy().tolist()
+            for index, data, probs in zip(index_list, image_bytes.numpy(), probabilities,
+                                          strict=True):
+                writer.write(encode(index, data, probs))
+            # The label and confidence every record stores: argmax and its float32 value.
+            labels = probabilities.argmax(axis=1)
+            batch = bin_counts(labels, probabilities[np.arange(len(labels)), labels],
+                               probabilities.shape[1])
+            counts = batch if counts is None else counts + batch
+            seen.extend(index_list)
         if num_records and not seen:  # raised inside: the writer then discards its temp file
             raise ValueError(f"none of the {num_records} records of {input_path} could be parsed "
                              f"and decoded; check that it holds 'image/encoded' images")
@@ -113,7 +141,9 @@ def _label_shard(label_fn, input_path: str, output_path: str, *, storage: str, s
                     input_path, len(skipped), num_records)
     return {"num_records": num_records, "num_labeled": len(seen),
             "num_undecodable": len(skipped), "undecodable_indices": skipped[:MAX_LISTED_SKIPS],
-            "damaged": scan.damaged, "bytes_unread": scan.size - scan.bytes_read}
+            "damaged": scan.damaged, "bytes_unread": scan.size - scan.bytes_read,
+            "input_bytes": scan.size, "output_bytes": tf.io.gfile.stat(output_path).length,
+            "confidence_counts": None if counts is None else sparse_counts(counts)}
 
 
 def label_totals(input_pattern: str, output_dir: str) -> dict:
@@ -154,12 +184,14 @@ def label_shards(teacher, input_pattern: str, output_dir: str, *, image_size: in
                  hard: bool = False, from_logits: bool | None = None,
                  worker_index: int | None = None, num_workers: int | None = None,
                  storage: str = "float32", crop_padding: int = 32,
-                 label_fn=None, strict: bool = False, flip_average: bool = False) -> dict:
+                 label_fn=None, strict: bool = False, flip_average: bool = False,
+                 top_k: int = DEFAULT_TOP_K) -> dict:
     """Labels this worker's share of the unlabeled shards; returns a summary dict.
 
     `worker_index`/`num_workers` default to TF_CONFIG (or a single worker). `from_logits=None`
-    reads it from the teacher's last layer. `storage` is the probability storage of
-    `encode_pseudo_labeled` ("float32", "float16" or "topk:K"). `label_fn` (from
+    reads it from the teacher's last layer. `storage` is "reference" (records that point at
+    their image and keep the `top_k` classes: `encode_reference`) or the probability storage
+    of copy records (`encode_pseudo_labeled`: "float32", "float16" or "topk:K"). `label_fn` (from
     `make_label_fn`, built with the same teacher and settings) reuses an already traced function
     across calls; by default one is built per call. `flip_average` labels each image by the
     mean over it and its mirror. A damaged shard is labeled up to the
@@ -175,6 +207,8 @@ def label_shards(teacher, input_pattern: str, output_dir: str, *, image_size: in
                 "temperature": temperature, "hard": hard, "storage": storage}
     if flip_average:  # recorded only when set, so shards labeled before the option still match
         settings["flip_average"] = True
+    if storage == "reference":
+        settings["top_k"] = top_k
     tf.io.gfile.makedirs(os.path.join(output_dir, INFO_DIR))
     check_no_stale_shards(output_dir, OUTPUT_SPLIT, len(files))
     summary = {"worker_index": worker.index, "num_workers": worker.count, "labeled_shards": [],
@@ -192,8 +226,8 @@ def label_shards(teacher, input_pattern: str, output_dir: str, *, image_size: in
             continue
         _remove_stale_temps(output_dir, name)
         log.info("labeling %s -> %s", input_path, output_path)
-        info = _label_shard(label_fn, input_path, output_path, storage=storage, strict=strict,
-                            image_size=image_size, small_images=small_images,
+        info = _label_shard(label_fn, input_path, output_path, storage=storage, top_k=top_k,
+                            strict=strict, image_size=image_size, small_images=small_images,
                             crop_padding=crop_padding, batch_size=batch_size)
         info.update(input=os.path.basename(input_path), settings=settings)
         write_json_atomic(info_path, info)

@@ -20,9 +20,12 @@ import tensorflow as tf
 from noisy_student import plots, run_layout
 from noisy_student.atomic_io import read_json, write_text_atomic
 from noisy_student.data.records import IMAGE_KEY, PSEUDO_LABEL_KEY
+from noisy_student.data.reference_records import INDEX_KEY, SOURCE_KEY
+from noisy_student.data.tfrecord_source import list_files
 from noisy_student.filtering import HISTOGRAM_NAME, OUTPUT_SPLIT, STATS_NAME
 from noisy_student.run_layout import (
     EVAL,
+    LABEL,
     MANIFEST,
     TRAIN,
     eval_dir,
@@ -100,13 +103,33 @@ def grid_classes(num_classes: int, max_rows: int = MAX_SAMPLE_ROWS) -> list[int]
     return sorted({int(c) for c in np.linspace(0, num_classes - 1, max_rows).round()})
 
 
+def _reference_images(keys: set[tuple[str, int]], source_pattern: str | None
+                      ) -> dict[tuple[str, int], bytes]:
+    """The encoded images that reference records name (file basename, record index), read
+    from the front of their unlabeled files (`source_pattern`); {} without it."""
+    by_name = {os.path.basename(p): p for p in list_files(source_pattern)} if keys and \
+        source_pattern else {}
+    images = {}
+    for name in {n for n, _ in keys} & set(by_name):
+        wanted = {i for n, i in keys if n == name}
+        records = tf.data.TFRecordDataset(by_name[name]).take(max(wanted) + 1)
+        for index, raw in enumerate(records.as_numpy_iterator()):
+            if index in wanted:
+                feature = tf.train.Example.FromString(raw).features.feature[IMAGE_KEY]
+                images[(name, index)] = feature.bytes_list.value[0]
+    return images
+
+
 def kept_samples(filtered_dir: str, classes: Sequence[int],
                  per_class: int = SAMPLES_PER_CLASS,
-                 wanted: dict[int, int] | None = None) -> dict[int, list[bytes]]:
+                 wanted: dict[int, int] | None = None,
+                 source_pattern: str | None = None) -> dict[int, list[bytes]]:
     """{class: up to ``per_class`` distinct encoded images} of ``classes`` from the filter's
     records, the first ones in shard order (deterministic: the filter's output is). Copies of
     an upsampled image count once. Reading stops as soon as every class has what it can get:
-    ``per_class``, or fewer where ``wanted`` (class -> distinct images kept) says so."""
+    ``per_class``, or fewer where ``wanted`` (class -> distinct images kept) says so. Reference
+    records take their images from ``source_pattern`` (the unlabeled files; left out without
+    it)."""
     need = {c: min(per_class, (wanted or {}).get(c, per_class)) for c in classes}
     found: dict[int, list[bytes]] = {c: [] for c in classes}
     pending = {c for c, n in need.items() if n > 0}
@@ -118,14 +141,19 @@ def kept_samples(filtered_dir: str, classes: Sequence[int],
             label = int(features[PSEUDO_LABEL_KEY].int64_list.value[0])
             if label not in pending:
                 continue
-            image = features[IMAGE_KEY].bytes_list.value[0]
+            image = (features[IMAGE_KEY].bytes_list.value[0] if IMAGE_KEY in features else
+                     (features[SOURCE_KEY].bytes_list.value[0].decode(),
+                      int(features[INDEX_KEY].int64_list.value[0])))
             if image not in found[label]:
                 found[label].append(image)
                 if len(found[label]) >= need[label]:
                     pending.discard(label)
                     if not pending:
                         break
-    return found
+    named = _reference_images({k for keys in found.values() for k in keys
+                               if isinstance(k, tuple)}, source_pattern)
+    return {c: [named.get(k) if isinstance(k, tuple) else k for k in keys
+                if not isinstance(k, tuple) or k in named] for c, keys in found.items()}
 
 
 def _fit(pixels: np.ndarray, cell: int) -> np.ndarray:
@@ -184,8 +212,11 @@ def samples_figure(run_dir: str, iteration: int, class_names: Sequence[str] | No
     names = plots.class_labels(class_names, num_classes)
     classes = grid_classes(num_classes)
     kept = dict(enumerate(stats["kept_per_class"]))
-    grid = sample_grid(kept_samples(filtered, classes, per_class, wanted=kept), classes,
-                       per_class)
+    label_settings = (read_json(os.path.join(run_dir, MANIFEST)) or {}).get("settings", {}).get(
+        stage_name(LABEL, iteration), {})
+    samples = kept_samples(filtered, classes, per_class, wanted=kept,
+                           source_pattern=label_settings.get("unlabel_data"))
+    grid = sample_grid(samples, classes, per_class)
     labels = [f"{names[c]} ({kept[c]} kept)" for c in classes]
     title = (f"iteration {iteration}: up to {per_class} of the images kept per class"
              + (f" ({len(classes)} of {num_classes} classes)" if len(classes) < num_classes

@@ -59,7 +59,7 @@ RANDAUG_SETTINGS = ("randaug_num_layers", "randaug_magnitude")
 # (settings, step within an iteration: 1 label, 2 filter, 3 student)
 ITERATION_SETTINGS = (
     (("unlabel_data", "teacher_softmax_temp", "pseudo_label_storage", "on_the_fly_teacher",
-      "teacher_flip_average"), 1),
+      "teacher_flip_average", "pseudo_label_topk"), 1),
     (("min_threshold", "num_image_per_class", "balance_classes"), 2),
     (("student_epochs", "student_train_ratio", "student_lr_schedule",
       "student_base_learning_rate", "student_final_base_lr",
@@ -69,8 +69,9 @@ ITERATION_SETTINGS = (
 # Settings added after run directories were recorded: left out of a stage's record while they
 # hold this value, so those directories still resume.
 LATER_SETTINGS = {"teacher_flip_average": False, "student_base_learning_rate": None,
-                  "balance_classes": True, "student_width_coefficient": None,
-                  "student_depth_coefficient": None, "grow_noise": 0.01}
+                  "pseudo_label_topk": 5, "balance_classes": True,
+                  "student_width_coefficient": None, "student_depth_coefficient": None,
+                  "grow_noise": 0.01}
 STAGE_STEP = {LABEL: 1, FILTER: 2, TRAIN: 3, EVAL: 3, EXPORT: 3}
 EVAL_SETTINGS = ("eval_data",)
 EXPORT_SETTINGS = ("export_dir",)

@@ -234,6 +234,8 @@ def input_options(ctx: Context, size: int, batch_size: int, *, training: bool,
         input_context=input_context,
         stats=ctx.data_stats if count else None,
         strict=config.strict_data,
+        shuffle_buffer=config.shuffle_buffer,
+        cycle_length=config.interleave_cycle_length,
         seed=seed,
         deterministic=seed is not None,
     )
@@ -263,7 +265,7 @@ def pseudo_fn(ctx: Context, pattern: str, size: int, seed: int | None = None):
     config = ctx.config
     return training_data_fn(ctx, size, functools.partial(
         pipelines.pseudo_labeled_dataset, pattern, num_classes=config.num_classes,
-        hard=config.hard_labels), randaug=True, seed=seed)
+        hard=config.hard_labels, source_data=config.unlabel_data), randaug=True, seed=seed)
 
 
 def clean_train_fn(ctx: Context, size: int):
@@ -425,6 +427,7 @@ def label(ctx: Context, iteration: int) -> dict:
         worker_index=config.worker_index,
         num_workers=config.num_workers,
         storage=config.pseudo_label_storage,
+        top_k=config.pseudo_label_topk,
         strict=config.strict_data,
         flip_average=config.teacher_flip_average,
     )
@@ -442,28 +445,25 @@ def filtered_pattern(ctx: Context, iteration: int) -> str:
 
 
 def filter_stage(ctx: Context, iteration: int) -> dict:
-    """Keeps the confident pseudo labels, balanced per class (the chief writes, the other
-    workers wait for it)."""
+    """Keeps the confident pseudo labels, balanced per class: every worker filters its share
+    of the shards in one pass (the chief plans and merges)."""
     config = ctx.config
     labels_pattern = labeling.pseudo_label_pattern(
         ctx.run_dir.path(run_layout.labels_dir(iteration)))
-    per_class = config.num_image_per_class
-    if per_class is None:
-        total = count_records(labels_pattern, strict=config.strict_data)
-        per_class = max(1, math.ceil(total / config.num_classes))
     output_dir = ctx.run_dir.path(run_layout.filtered_dir(iteration))
-    if not ctx.chief:  # one writer; the other workers wait for its statistics
-        wait_for("the chief's filtered records", lambda: filtering.is_complete(output_dir),
-                 config.wait_timeout)
     stats = filtering.filter_and_balance(
         labels_pattern,
         output_dir,
         num_classes=config.num_classes,
-        num_image_per_class=per_class,
+        num_image_per_class=config.num_image_per_class,  # None: labeled images / classes
         min_threshold=config.min_threshold,
         use_all=not config.balance_classes,
+        num_output_shards=config.filter_output_shards,
         class_names=ctx.run_dir.class_names,
         strict=config.strict_data,
+        worker_index=config.worker_index,
+        num_workers=config.num_workers,
+        wait_timeout=config.wait_timeout,
     )
     if stats["num_written"] == 0:
         raise RuntimeError(

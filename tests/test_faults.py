@@ -324,9 +324,9 @@ def pause(*args, **kwargs):
     while True:
         time.sleep(60)
 
-if where == "filter":  # every record written to the shards' temp files, none renamed yet
-    from noisy_student import filtering
-    filtering._ShardWriters.commit = pause
+if where == "filter":  # every record written to the shard's temp files, none renamed yet
+    from noisy_student import filter_shards
+    filter_shards._scan = pause
 else:  # export: the SavedModel written into its temp directory, not yet renamed
     import tensorflow as tf
     save = tf.saved_model.save
@@ -373,7 +373,7 @@ def test_kill_9_inside_filter_and_inside_export_then_rerun_leaves_no_temps(
             writer.write(record)
     run_dir = tmp_path / "run"
     args = tiny_flags(run_dir, f"--teacher_checkpoint={teacher_weights}",
-                      f"--unlabel_data={unlabeled}",
+                      f"--unlabel_data={unlabeled}", "--filter_output_shards=1",
                       "--min_threshold=0")  # the untrained teacher is not confident
 
     def stages():

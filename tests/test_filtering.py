@@ -1,5 +1,6 @@
 """Filter-and-balance rule (reference filter_unlabel.py) and the TFRecord stage around it."""
 
+import glob
 import math
 import os
 
@@ -226,7 +227,8 @@ def test_filter_and_balance_stage(tmp_path, pseudo_input):
     expected = brute_force_thresholds(labels, probs, 10, num_image, 0.3, 2.0)
     assert list(zip(stats["thresholds"], stats["totals"], strict=True)) == expected
     shards = _read_outputs(out)
-    assert len(shards) == 3 and max(map(len, shards)) - min(map(len, shards)) <= 1
+    # 3 output files asked for, 2 input files: 2 each, each input's records dealt over its own.
+    assert len(shards) == 4 and all(shards)
     index_of = {record: i for i, record in enumerate(pseudo_input["serialized"])}
     written = [index_of[record] for shard in shards for record in shard]  # bytes unchanged
     copies = np.bincount(written, minlength=len(labels))
@@ -251,11 +253,11 @@ def test_filter_and_balance_stage(tmp_path, pseudo_input):
     filter_and_balance(pseudo_input["pattern"], str(again), num_classes=10,
                        num_image_per_class=num_image, num_output_shards=3, chunk_size=40, seed=1)
     assert _read_outputs(again) == shards
-    mtime = os.path.getmtime(out / "train-00000-of-00003")
+    mtime = os.path.getmtime(out / "train-00000-of-00004")
     assert filter_and_balance(pseudo_input["pattern"], str(out), num_classes=10,
                               num_image_per_class=num_image, num_output_shards=3,
                               chunk_size=40, seed=1) == stats
-    assert os.path.getmtime(out / "train-00000-of-00003") == mtime
+    assert os.path.getmtime(out / "train-00000-of-00004") == mtime
     with pytest.raises(ValueError, match="other inputs or settings"):
         filter_and_balance(pseudo_input["pattern"], str(out), num_classes=10,
                            num_image_per_class=num_image + 1, num_output_shards=3)
@@ -288,3 +290,135 @@ def test_damaged_pseudo_label_file_is_read_up_to_the_damage_or_raises_when_stric
                                num_image_per_class=15)
     assert stats["num_input_records"] == 120 + 50
     assert stats["damaged_files"] == {"pseudo-00001-of-00002": sizes[50] // 2}  # bytes unread
+
+
+# ----------------------------------------------------------------------------- many workers
+
+BEFORE_ISSUE_30 = "8502769"  # the single-process, multi-pass filter this one replaces
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FILTER_ARGS = dict(num_classes=10, num_image_per_class=15, num_output_shards=10, chunk_size=7,
+                   seed=4)
+
+
+@pytest.fixture(scope="module")
+def five_shards(tmp_path_factory, pseudo_input):
+    """The 240 pseudo-labeled records of `pseudo_input` over five files."""
+    import tensorflow as tf
+
+    directory = tmp_path_factory.mktemp("five")
+    for s in range(5):
+        with tf.io.TFRecordWriter(str(directory / f"pseudo-{s:05d}-of-00005")) as writer:
+            for record in pseudo_input["serialized"][s * 48:(s + 1) * 48]:
+                writer.write(record)
+    return str(directory / "pseudo-*")
+
+
+def _written(directory):
+    """{file name: its records} of a filter output."""
+    names = [os.path.basename(f) for f in sorted(glob.glob(str(directory / "train-*")))]
+    return dict(zip(names, _read_outputs(directory), strict=True))
+
+
+def _filter_before_issue_30():
+    """The filter module as it was before the one-pass distributed filter (from git)."""
+    import subprocess
+    import types
+
+    shown = subprocess.run(["git", "show", f"{BEFORE_ISSUE_30}:noisy_student/filtering.py"],
+                           cwd=REPO_ROOT, capture_output=True, text=True)
+    if shown.returncode:
+        pytest.skip(f"git history with {BEFORE_ISSUE_30} is not available")
+    module = types.ModuleType("filtering_before")
+    exec(compile(shown.stdout, "filtering_before.py", "exec"), module.__dict__)  # noqa: S102
+    return module
+
+
+@pytest.mark.parametrize("num_image", [15, 40])
+def test_keeps_and_copies_exactly_what_the_filter_before_did(tmp_path, five_shards, num_image):
+    """Same input, same seed: the same thresholds, per-class kept and written counts, and the
+    same multiset of written records as the single-process filter it replaces."""
+    import collections
+
+    from noisy_student.filtering import filter_and_balance
+
+    before = _filter_before_issue_30()
+    args = {**FILTER_ARGS, "num_image_per_class": num_image}
+    old = before.filter_and_balance(five_shards, str(tmp_path / "old"), **args)
+    new = filter_and_balance(five_shards, str(tmp_path / "new"), **args)
+    for key in ("thresholds", "totals", "kept_per_class", "written_per_class",
+                "num_input_records", "num_written", "counts"):
+        assert new[key] == old[key], key
+    assert 0 < new["num_written"] and min(new["copy_rates"]) < 1 < max(new["copy_rates"])
+
+    def multiset(directory):
+        return collections.Counter(r for shard in _read_outputs(directory) for r in shard)
+
+    assert multiset(tmp_path / "new") == multiset(tmp_path / "old")
+
+
+def test_one_two_or_three_workers_write_the_same_files(tmp_path, five_shards):
+    """Workers run concurrently (threads, each its own share); whatever their number, the
+    output files are identical, and so are the merged statistics every worker returns."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from noisy_student import filtering
+
+    outputs, stats = {}, {}
+    for count in (1, 2, 3):
+        out = str(tmp_path / f"workers{count}")
+        with ThreadPoolExecutor(count) as pool:
+            results = list(pool.map(lambda w, out=out, count=count: filtering.filter_and_balance(
+                five_shards, out, worker_index=w, num_workers=count, wait_timeout=600,
+                poll_seconds=0.05, **FILTER_ARGS), range(count)))
+        assert all(r == results[0] for r in results)
+        outputs[count], stats[count] = _written(tmp_path / f"workers{count}"), results[0]
+    assert len(outputs[1]) == 10 and sum(map(len, outputs[1].values())) == stats[1]["num_written"]
+    assert outputs[1] == outputs[2] == outputs[3]
+    assert stats[1] == stats[2] == stats[3]
+    assert stats[1]["passes_over_records"] == 2.0  # no labeling counts: read once to count
+
+
+KILLED_DRIVER = """
+import sys, time
+import noisy_student.filtering as filtering
+
+original = filtering.filter_shard
+
+def slow(*args, **kwargs):  # keeps the job running long enough to be killed in the middle
+    result = original(*args, **kwargs)
+    time.sleep(1.0)
+    return result
+
+filtering.filter_shard = slow
+filtering.filter_and_balance(sys.argv[1], sys.argv[2], **{args})
+"""
+
+
+def test_killed_filter_reruns_to_the_same_records(tmp_path, five_shards):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from noisy_student.filtering import PARTS_DIR, filter_and_balance
+
+    out = tmp_path / "killed"
+    driver = tmp_path / "driver.py"
+    driver.write_text(KILLED_DRIVER.format(args=repr(FILTER_ARGS)))
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT, CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.Popen([sys.executable, str(driver), five_shards, str(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = out / PARTS_DIR / "pseudo-00000-of-00005.json"
+    deadline = time.time() + 600  # a guard against a hang only
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    _, stderr = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
+    assert 1 <= len(os.listdir(out / PARTS_DIR)) < 5 and not (out / "stats.json").exists()
+
+    resumed = filter_and_balance(five_shards, str(out), **FILTER_ARGS)
+    clean = filter_and_balance(five_shards, str(tmp_path / "clean"), **FILTER_ARGS)
+    assert resumed == clean
+    assert _written(out) == _written(tmp_path / "clean")
+    assert not [name for name in os.listdir(out) if name.startswith(".")]  # no temps left

@@ -266,3 +266,68 @@ def test_shard_with_no_decodable_image_is_an_error(tmp_path, teacher):
     with pytest.raises(ValueError, match="none of the 3 records"):
         label_shards(teacher, pattern, str(tmp_path / "out"), image_size=32, small_image=True)
     assert not os.path.exists(tmp_path / "out" / "pseudo-00000-of-00001")
+
+
+@pytest.mark.parametrize("storage", ["float16", "reference"])
+def test_stored_confidence_counts_spare_the_filter_a_pass(tf, tmp_path, cifar_png, teacher,
+                                                          storage):
+    """Each shard's info holds the class x confidence counts of its records' own label and
+    prob; the filter sums them (one pass over the records) and keeps exactly what it keeps
+    when it has to count from the records."""
+    import shutil
+
+    from noisy_student.balance import bin_counts, dense_counts
+    from noisy_student.filtering import filter_and_balance
+    from noisy_student.labeling import label_shards, pseudo_label_pattern
+
+    pattern = write_unlabeled(tmp_path / "in", cifar_png[:60], 3)
+    labels_dir = tmp_path / "labels"
+    label_shards(teacher, pattern, str(labels_dir), image_size=32, small_image=True,
+                 batch_size=16, storage=storage)
+    spec = {"label": tf.io.FixedLenFeature([], tf.int64),
+            "prob": tf.io.FixedLenFeature([], tf.float32)}
+    for path in sorted(glob.glob(pseudo_label_pattern(str(labels_dir)))):
+        parsed = [tf.io.parse_single_example(r, spec) for r in tf.data.TFRecordDataset(path)]
+        labels = np.array([int(p["label"]) for p in parsed])
+        probs = np.array([p["prob"].numpy() for p in parsed])
+        with open(labels_dir / "info" / (os.path.basename(path) + ".json")) as f:
+            stored = dense_counts(json.load(f)["confidence_counts"])
+        np.testing.assert_array_equal(stored, bin_counts(labels, probs, 10))
+        assert stored.sum() == len(parsed) == 20
+
+    bare_dir = tmp_path / "bare"
+    shutil.copytree(labels_dir, bare_dir, ignore=shutil.ignore_patterns("info"))
+    args = dict(num_classes=10, num_image_per_class=8, min_threshold=0.0, seed=2,
+                num_output_shards=3)
+    with_counts = filter_and_balance(pseudo_label_pattern(str(labels_dir)),
+                                     str(tmp_path / "f1"), **args)
+    counted = filter_and_balance(pseudo_label_pattern(str(bare_dir)), str(tmp_path / "f2"),
+                                 **args)
+    assert with_counts["passes_over_records"] == 1.0 and counted["passes_over_records"] == 2.0
+    assert with_counts["reference"] == (storage == "reference")
+    for key in ("counts", "thresholds", "totals", "kept_per_class", "written_per_class"):
+        assert with_counts[key] == counted[key], key
+    assert with_counts["num_written"] > 0
+    written = [sorted(glob.glob(str(tmp_path / f / "train-*"))) for f in ("f1", "f2")]
+    assert [open(a, "rb").read() for a in written[0]] == [open(b, "rb").read()
+                                                          for b in written[1]]
+    # A label shard damaged after labeling (its size no longer matches its info) is counted
+    # from what is readable, and listed, not fatal.
+    damaged = labels_dir / "pseudo-00002-of-00003"
+    damaged.write_bytes(damaged.read_bytes()[:-5])
+    after = filter_and_balance(pseudo_label_pattern(str(labels_dir)), str(tmp_path / "f3"),
+                               **args)
+    assert after["passes_over_records"] == 1 + 1 / 3
+    assert list(after["damaged_files"]) == ["pseudo-00002-of-00003"]
+    assert after["num_input_records"] == sum(map(sum, after["counts"])) == 59
+    if storage == "reference":  # the student reads the kept images from the unlabeled files
+        from noisy_student.data.pipelines import pseudo_labeled_dataset
+
+        dataset = pseudo_labeled_dataset(str(tmp_path / "f1" / "train-*"), image_size=32,
+                                         batch_size=64, training=False, num_classes=10,
+                                         small_images=True, source_data=pattern)
+        images = np.concatenate([x.numpy() for x, _ in dataset])
+        assert len(images) == with_counts["num_written"]
+        sources = {np.asarray(Image.open(io.BytesIO(b))).astype("float32").tobytes()
+                   for b in cifar_png[:60]}
+        assert all(image.tobytes() in sources for image in images)

@@ -328,3 +328,83 @@ def test_small_image_is_the_deprecated_spelling_of_small_images():
     with pytest.raises(TypeError, match="give small_images= only"):
         pipelines.input_options(image_size=32, batch_size=8, training=False, small_image=True,
                                 small_images=True)
+
+
+# ------------------------------------------------------------------ reference pseudo labels
+
+
+@pytest.fixture(scope="module")
+def reference_set(tmp_path_factory):
+    """3 unlabeled files x 10 real images; reference shards naming some of them (with copies)
+    and the equivalent copy records (top-5 storage) in the order the student should read."""
+    from noisy_student.data import reference_records as ref
+
+    images, _ = sample_pixels(30)
+    rng = np.random.default_rng(9)
+    logits = rng.normal(size=(30, NUM_CLASSES)) * 2
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    root = tmp_path_factory.mktemp("reference")
+    (root / "src").mkdir()
+    (root / "refs").mkdir()
+    copies = rng.integers(0, 3, 30)  # 0: not kept
+    expected = []
+    for shard in range(3):
+        name = f"unlabeled-{shard:05d}-of-00003"
+        with records.atomic_tfrecord_writer(str(root / "src" / name)) as src, \
+                records.atomic_tfrecord_writer(str(root / "refs" / f"train-{shard:05d}")) as out:
+            for index in range(10):
+                i = shard * 10 + index
+                src.write(records.encode_unlabeled(encode(images[i])))
+                if copies[i]:
+                    out.write(ref.with_copies(ref.encode_reference(name, index, probs[i]),
+                                              copies[i]))
+                    expected += [records.encode_pseudo_labeled(encode(images[i]), probs[i],
+                                                               "topk:5")] * int(copies[i])
+    with records.atomic_tfrecord_writer(str(root / "copies")) as writer:
+        for record in expected:
+            writer.write(record)
+    return {"refs": str(root / "refs" / "train-*"), "src": str(root / "src" / "unlabeled-*"),
+            "copies": str(root / "copies"), "count": int(copies.sum())}
+
+
+def test_reference_records_read_their_images_beside_the_source_files(reference_set):
+    """One pass over each reference shard and its source file gives the same images and
+    (up to float16 rounding) the same targets as copy records, each repeated by its copies."""
+    def read(pattern, **kwargs):
+        return _collect(pipelines.pseudo_labeled_dataset(
+            pattern, image_size=32, batch_size=100, training=False, num_classes=NUM_CLASSES,
+            small_images=True, deterministic=True, cycle_length=1, **kwargs))
+
+    x, y = read(reference_set["refs"], source_data=reference_set["src"])
+    want_x, want_y = read(reference_set["copies"])
+    assert len(x) == reference_set["count"] > 10
+    np.testing.assert_array_equal(x, want_x)
+    np.testing.assert_allclose(y, want_y, atol=1e-3)
+    # Training (augmented images): shuffled records, still every copy once per epoch.
+    train = pipelines.pseudo_labeled_dataset(
+        reference_set["refs"], image_size=32, batch_size=reference_set["count"], training=True,
+        num_classes=NUM_CLASSES, small_images=True, source_data=reference_set["src"],
+        seed=1, shuffle_buffer=64)
+    targets = [tuple(row) for row in np.round(next(iter(train))[1].numpy(), 4)]
+    expected = [tuple(row) for row in np.round(y, 4)]
+    assert sorted(targets) == sorted(expected) and targets != expected
+
+
+def test_reference_records_need_their_source_files(reference_set, tmp_path):
+    with pytest.raises(ValueError, match="unlabeled files they were labeled from"):
+        pipelines.pseudo_labeled_dataset(reference_set["refs"], image_size=32, batch_size=4,
+                                         training=False, num_classes=NUM_CLASSES)
+    only_one = reference_set["src"].replace("unlabeled-*", "unlabeled-00000-of-00003")
+    with pytest.raises(FileNotFoundError, match="unlabeled-00001-of-00003.*--unlabel_data"):
+        pipelines.pseudo_labeled_dataset(reference_set["refs"], image_size=32, batch_size=4,
+                                         training=False, num_classes=NUM_CLASSES,
+                                         source_data=only_one)
+
+
+def test_training_with_fewer_files_than_pipelines_is_an_error(small_set):
+    two_files = sorted(glob.glob(small_set[0]))[:2]
+    context = tf.distribute.InputContext(num_input_pipelines=3, input_pipeline_id=0)
+    with pytest.raises(ValueError, match="Only 2 training files .* for 3 input pipelines"):
+        pipelines.labeled_dataset(two_files, image_size=32, batch_size=6, training=True,
+                                  num_classes=NUM_CLASSES, label_offset=1, small_images=True,
+                                  input_context=context)

@@ -194,3 +194,33 @@ def test_atomic_output_replaces_a_folder_only_when_complete(tmp_path):
             raise RuntimeError("boom")
     assert os.listdir(tmp_path) == ["export"]
     assert (target / "variables" / "v").read_text() == "new"
+
+
+def test_reference_record_names_its_image_and_keeps_top_k_under_200_bytes():
+    from noisy_student.data import reference_records as ref
+
+    probs = _softmax(np.random.default_rng(5).normal(size=1000) * 3)
+    serialized = ref.encode_reference("train-00123-of-01024", 123456, probs)
+    filtered = ref.with_copies(serialized, 3)
+    assert len(filtered) <= 200  # the target at 1,000 classes, copies included
+    assert ref.is_reference(filtered)
+    assert not ref.is_reference(records.encode_pseudo_labeled(b"x", probs, "topk:5"))
+    parsed = ref.parse_reference(tf.constant(filtered), 1000)
+    assert parsed["source"].numpy() == b"train-00123-of-01024"
+    assert int(parsed["index"]) == 123456 and int(parsed["copies"]) == 3
+    assert int(ref.parse_reference(tf.constant(serialized), 1000)["copies"]) == 1
+    # label and prob exactly as in a copy record; the top-5 in float16, the rest spread evenly.
+    copy = records.parse_pseudo_labeled(
+        tf.constant(records.encode_pseudo_labeled(b"x", probs, "float32")), 1000)
+    assert int(parsed["label"]) == int(copy["label"]) == probs.argmax()
+    assert parsed["prob"].numpy() == copy["prob"].numpy()
+    dense = parsed["probabilities"].numpy()
+    top = np.argsort(probs)[::-1][:5]
+    np.testing.assert_allclose(dense[top], probs[top], rtol=1e-3)
+    rest = np.setdiff1d(np.arange(1000), top)
+    np.testing.assert_allclose(dense[rest], (1 - probs[top].sum()) / 995, rtol=1e-5)
+    assert dense.argmax() == probs.argmax()
+    with pytest.raises(ValueError, match="basename"):
+        ref.encode_reference("dir/train-0", 1, probs)
+    with pytest.raises(ValueError, match="top-k"):
+        ref.encode_reference("train-0", 1, probs[:3], k=5)

@@ -254,3 +254,31 @@ def test_stages_are_listed_in_run_order():
                  "iter1/eval", "iter2/label", "iter2/filter", "iter2/student", "iter2/eval",
                  "iter10/label", "export"]
     assert sorted(sorted(run_order), key=stage_order) == run_order
+
+
+def test_reference_records_show_the_images_they_name(tmp_path, tf):
+    """A filter output of reference records: the grid reads the kept images from the
+    unlabeled files they name (the label stage's --unlabel_data), and leaves them out
+    without those files."""
+    import numpy as np
+
+    from noisy_student import report
+    from noisy_student.data.records import encode_unlabeled
+    from noisy_student.data.reference_records import encode_reference, with_copies
+
+    images = [_png_bytes(_image(seed)) for seed in range(6)]
+    source = tmp_path / "unlabeled-00000-of-00001"
+    with tf.io.TFRecordWriter(str(source)) as writer:
+        for data in images:
+            writer.write(encode_unlabeled(data))
+    filtered = tmp_path / "filtered"
+    filtered.mkdir()
+    kept = {1: 0, 2: 1, 4: 0, 5: 1}  # source index -> class
+    with tf.io.TFRecordWriter(str(filtered / "train-00000-of-00001")) as writer:
+        for index, label in kept.items():
+            probs = np.full(3, 0.1, np.float32)
+            probs[label] = 0.8
+            writer.write(with_copies(encode_reference(source.name, index, probs, 2), 2))
+    samples = report.kept_samples(str(filtered), [0, 1], 4, source_pattern=str(source))
+    assert samples == {0: [images[1], images[4]], 1: [images[2], images[5]]}
+    assert report.kept_samples(str(filtered), [0, 1], 4) == {0: [], 1: []}

@@ -66,6 +66,7 @@ def test_iterations_stop_at_the_first_gap():
 @pytest.mark.parametrize("name, value, first_stage", [
     ("teacher_flip_average", True, Stage(LABEL, 1)),
     ("student_base_learning_rate", 0.032, Stage(TRAIN, 1)),
+    ("pseudo_label_topk", 10, Stage(LABEL, 1)),
 ])
 def test_later_settings_are_recorded_only_when_set(tmp_path, name, value, first_stage):
     """Run directories recorded before a setting existed still resume (at its default it is
@@ -87,3 +88,20 @@ def test_later_settings_are_recorded_only_when_set(tmp_path, name, value, first_
             assert settings(stage, **{name: value}) == settings(stage), stage.name
         else:
             assert settings(stage, **{name: value})[name] == value, stage.name
+
+
+def test_pseudo_label_storage_auto_is_recorded_as_what_it_chose(tmp_path):
+    """'auto' resolves by class count: copy records in float16 (the setting run directories
+    recorded before 'auto' existed, so they resume) below 100 classes, references from 100."""
+    from noisy_student.config import RunConfig
+    from noisy_student.run_dir import stage_settings
+
+    def recorded(**flags):
+        config = RunConfig(run_dir=str(tmp_path), student_models=["b0"], unlabel_data="u-*",
+                           **flags)
+        return stage_settings(config, Stage(LABEL, 1))["pseudo_label_storage"]
+
+    assert recorded(num_classes=10) == recorded(num_classes=10, pseudo_label_storage="copy")
+    assert recorded(num_classes=10) == "float16"
+    assert recorded(num_classes=1000) == "reference"
+    assert recorded(num_classes=1000, pseudo_label_storage="topk:5") == "topk:5"

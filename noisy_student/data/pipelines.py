@@ -3,9 +3,13 @@
 Each builder takes a file pattern (glob, comma-separated globs, or a list) of TFRecord files, or
 a ``tfds:NAME[@SPLIT]`` spec, and returns batched float images in 0..255 (plus targets).
 
-Stages: files -> per-host shard (``input_context``) -> [training: shuffle files] -> parallel
-interleave -> parse -> [cache] -> [training: shuffle] -> [repeat] -> preprocess (bad images
-skipped and counted, or an error when ``strict``) -> batch (per-replica size) -> prefetch.
+Stages: files -> per-host shard (``input_context``; training needs at least one file per
+pipeline) -> [training: shuffle files] -> parallel interleave (``cycle_length`` files) ->
+[cache] -> [training: shuffle ``shuffle_buffer`` serialized records] -> [repeat] -> parse ->
+preprocess (bad images skipped and counted, or an error when ``strict``) -> batch (per-replica
+size) -> prefetch. Reference pseudo-label records are read beside their unlabeled files
+(``source_data``; `noisy_student.data.reference_join`) and repeated by their copies before
+the shuffle.
 Training on small images with RandAugment decodes per image and augments whole batches
 (``augment_small_batch_for_train``: RandAugment, pad, crop, flip; one stateless seed per batch).
 ``deterministic=True`` fixes every seed and the element order, for tests and debugging
@@ -19,6 +23,7 @@ num_classes=10)``), or both (the keywords replace the object's fields).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,7 +40,9 @@ from noisy_student.data.preprocessing import (
     preprocess_for_eval,
     preprocess_for_train,
 )
-from noisy_student.data.tfrecord_source import list_files, tfrecord_dataset
+from noisy_student.data.reference_join import is_reference_file, joined_dataset
+from noisy_student.data.reference_records import parse_reference
+from noisy_student.data.tfrecord_source import READ_CYCLE_LENGTH, list_files, tfrecord_dataset
 from noisy_student.pseudo_labels import teacher_targets
 
 Source = str | Sequence[str]
@@ -52,7 +59,9 @@ class InputOptions:
     """How a pipeline reads, preprocesses and batches images (the options of every builder).
 
     ``batch_size`` is global: with ``input_context`` each pipeline yields per-replica batches.
-    ``repeat`` and ``drop_remainder`` default to ``training``. ``stats`` counts what was read
+    ``shuffle_buffer`` counts serialized records (shuffled before parsing); ``cycle_length``
+    is the number of files read at once. ``repeat`` and ``drop_remainder`` default to
+    ``training``. ``stats`` counts what was read
     and skipped (a fresh DataStats when None). ``seed`` (0 with ``deterministic``) seeds the
     file order, shuffling and augmentation.
     """
@@ -66,6 +75,7 @@ class InputOptions:
     input_context: tf.distribute.InputContext | None = None
     cache: bool = False
     shuffle_buffer: int = 1024
+    cycle_length: int = READ_CYCLE_LENGTH
     deterministic: bool = False
     strict: bool = False
     repeat: bool | None = None
@@ -114,10 +124,14 @@ def _build(source: Source, options: InputOptions, **kwargs: Any) -> tf.data.Data
 def _build_pipeline(source: Source, options: InputOptions, *, kind: str,
                     parse: Callable[[tf.Tensor], Element],
                     output: Callable[[Element, tf.Tensor], object],
-                    check: Callable[[Element], Element] | None = None) -> tf.data.Dataset:
+                    check: Callable[[Element], Element] | None = None,
+                    read: Callable[..., tf.data.Dataset] = tfrecord_dataset,
+                    parse_read: Callable[[Element], Element] | None = None) -> tf.data.Dataset:
     """The one pipeline behind the three builders. ``parse`` maps a serialized record to a
     dict with "image" (TFDS elements come parsed), ``check`` validates a parsed element (its
-    errors always raise), ``output`` maps (element, preprocessed image) to the model input."""
+    errors always raise), ``output`` maps (element, preprocessed image) to the model input.
+    ``read`` gives the files' serialized elements (`tfrecord_dataset`'s arguments) and
+    ``parse_read`` parses one of them (default: ``parse`` of its "record")."""
     o = options
     training, deterministic, context = o.training, o.deterministic, o.input_context
     repeat = training if o.repeat is None else o.repeat
@@ -130,27 +144,30 @@ def _build_pipeline(source: Source, options: InputOptions, *, kind: str,
     per_replica_batch = (context.get_per_replica_batch_size(o.batch_size)
                          if context else o.batch_size)
 
+    def cache_shuffle_repeat(dataset: tf.data.Dataset) -> tf.data.Dataset:
+        if o.cache:
+            dataset = dataset.cache()
+        if training:  # serialized records: a big buffer costs their bytes, not dense tensors
+            dataset = dataset.shuffle(o.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        return dataset.repeat() if repeat else dataset
+
     if tfds_source.is_tfds_spec(source):
-        dataset = tfds_source.tfds_dataset(source, training=training,
-                                           with_labels=kind == "labeled",
-                                           input_context=context, seed=seed)
+        dataset = cache_shuffle_repeat(tfds_source.tfds_dataset(
+            source, training=training, with_labels=kind == "labeled", input_context=context,
+            seed=seed))
     else:
         files = list_files(source)
-        _check_first_record(files[0], parse, kind)
-        dataset = tfrecord_dataset(files, training=training, input_context=context,
-                                   stats=stats, strict=o.strict, deterministic=deterministic,
-                                   seed=seed)
+        if parse_read is None:
+            _check_first_record(files[0], parse, kind)
+        dataset = cache_shuffle_repeat(read(
+            files, training=training, input_context=context, stats=stats, strict=o.strict,
+            deterministic=deterministic, seed=seed, cycle_length=o.cycle_length))
+        parse_read = parse_read or (lambda e: parse(e["record"]))
         dataset = dataset.map(
-            lambda e: {"file": e["file"], "index": e["index"], **parse(e["record"])},
+            lambda e: {"file": e["file"], "index": e["index"], **parse_read(e)},
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     if check is not None:
         dataset = dataset.map(check)
-    if o.cache:
-        dataset = dataset.cache()
-    if training:
-        dataset = dataset.shuffle(o.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
     if deterministic:
         dataset = dataset.enumerate().map(
             lambda i, e: {**e, "seed": tf.stack([tf.constant(seed, tf.int64), i])})
@@ -265,12 +282,14 @@ def unlabeled_dataset(file_pattern: Source, options: InputOptions | None = None,
 
 def pseudo_labeled_dataset(file_pattern: Source, options: InputOptions | None = None, *,
                            num_classes: int, temperature: float = 1.0, hard: bool = False,
+                           source_data: Source | None = None,
                            **fields: Any) -> tf.data.Dataset:
     """Batches of (images, targets float32 [B, num_classes]).
 
     Soft targets are the stored distribution sharpened by ``temperature``; ``hard=True`` gives
-    the one-hot of the teacher's argmax (the record's ``label``). ``options`` and ``fields``:
-    see InputOptions.
+    the one-hot of the teacher's argmax (the record's ``label``). Reference records read their
+    images from ``source_data`` (the unlabeled files they were labeled from). ``options`` and
+    ``fields``: see InputOptions.
     """
     if tfds_source.is_tfds_spec(file_pattern):
         raise ValueError(f"{file_pattern}: pseudo-labeled data must come from TFRecord files")
@@ -285,5 +304,15 @@ def pseudo_labeled_dataset(file_pattern: Source, options: InputOptions | None = 
             return image, tf.one_hot(element["label"], num_classes, dtype=tf.float32)
         return image, teacher_targets(element["probabilities"], temperature, from_logits=False)
 
-    return _build(file_pattern, input_options(options, **fields), kind="pseudo-labeled",
-                  parse=parse, output=output)
+    options = input_options(options, **fields)
+    if not is_reference_file(list_files(file_pattern)[0]):
+        return _build(file_pattern, options, kind="pseudo-labeled", parse=parse, output=output)
+
+    def parse_joined(element):
+        reference = parse_reference(element["ref"], num_classes)
+        return {**records.parse_unlabeled(element["record"]),
+                **{k: reference[k] for k in ("probabilities", "label", "prob")}}
+
+    return _build(file_pattern, options, kind="pseudo-labeled", parse=parse, output=output,
+                  read=functools.partial(joined_dataset, source_pattern=source_data),
+                  parse_read=parse_joined)

@@ -85,6 +85,22 @@ def parse_storage(storage: str, num_classes: int) -> tuple[str, int]:
     return "topk", k
 
 
+def top_k(probs: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest values, largest first; among equal values the lower class
+    index wins, like np.argmax (a stable sort)."""
+    return np.argsort(-probs, kind="stable")[:k]
+
+
+def checked_probabilities(probabilities: np.ndarray) -> np.ndarray:
+    """The distribution as a float32 vector; ValueError unless 1-D, finite, non-negative."""
+    probs = np.asarray(probabilities, dtype=np.float32)
+    if probs.ndim != 1 or probs.size == 0:
+        raise ValueError(f"probabilities must be a non-empty 1-D vector, got shape {probs.shape}")
+    if not np.all(np.isfinite(probs)) or np.any(probs < 0):
+        raise ValueError("probabilities must be finite and non-negative")
+    return probs
+
+
 def encode_pseudo_labeled(image_bytes: bytes, probabilities: np.ndarray,
                           storage: str = "float32") -> bytes:
     """Serializes an image with the teacher's class distribution.
@@ -93,11 +109,7 @@ def encode_pseudo_labeled(image_bytes: bytes, probabilities: np.ndarray,
     the storage. ``storage`` is "float32" (reference), "float16" or "topk:K".
     """
     _check_image_bytes(image_bytes)
-    probs = np.asarray(probabilities, dtype=np.float32)
-    if probs.ndim != 1 or probs.size == 0:
-        raise ValueError(f"probabilities must be a non-empty 1-D vector, got shape {probs.shape}")
-    if not np.all(np.isfinite(probs)) or np.any(probs < 0):
-        raise ValueError("probabilities must be finite and non-negative")
+    probs = checked_probabilities(probabilities)
     kind, k = parse_storage(storage, probs.size)
     label = int(np.argmax(probs))
     features = {
@@ -110,8 +122,7 @@ def encode_pseudo_labeled(image_bytes: bytes, probabilities: np.ndarray,
     elif kind == "float16":
         features[PROBS_F16_KEY] = _bytes_feature(probs.astype("<f2").tobytes())
     else:
-        # Stable sort: among equal values the lower class index wins, like np.argmax.
-        top = np.argsort(-probs, kind="stable")[:k]
+        top = top_k(probs, k)
         features[TOPK_INDICES_KEY] = _int64_feature(top.tolist())
         features[TOPK_VALUES_KEY] = _float_feature(probs[top].tolist())
     return _example(features)
@@ -131,6 +142,25 @@ def parse_unlabeled(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     parsed = tf.io.parse_single_example(
         serialized, {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)})
     return {"image": parsed[IMAGE_KEY]}
+
+
+def topk_dense(top_idx: tf.Tensor, top_val: tf.Tensor, num_classes: int,
+               rest: tf.Tensor | None = None) -> tf.Tensor:
+    """The dense float32 [num_classes] distribution of k stored (index, value) pairs.
+
+    The k values are kept exactly; the mass they leave (`rest`, else 1 - their sum) is spread
+    evenly over the other classes, the maximum-entropy completion. Each of those gets at most
+    the smallest stored value, so the argmax is unchanged.
+    """
+    tf.debugging.assert_less(top_idx, tf.cast(num_classes, tf.int64),
+                             message=f"top-k index >= num_classes={num_classes}")
+    if rest is None:
+        rest = 1.0 - tf.reduce_sum(top_val)
+    others = tf.cast(num_classes - tf.size(top_idx), tf.float32)
+    residual = tf.maximum(rest, 0.0) / tf.maximum(others, 1.0)
+    stored = tf.scatter_nd(top_idx[:, None], tf.ones_like(top_val), [num_classes])
+    dense = tf.scatter_nd(top_idx[:, None], top_val, [num_classes])
+    return dense + (1.0 - stored) * residual
 
 
 def _dense_probabilities(parsed: dict[str, tf.Tensor], num_classes: int) -> tf.Tensor:
@@ -165,16 +195,7 @@ def _dense_probabilities(parsed: dict[str, tf.Tensor], num_classes: int) -> tf.T
         def from_topk():
             tf.debugging.assert_equal(tf.size(top_idx), tf.size(top_val),
                                       message="top-k indices and values differ in length")
-            tf.debugging.assert_less(top_idx, tf.cast(num_classes, tf.int64),
-                                     message=f"top-k index >= num_classes={num_classes}")
-            # The k stored values are kept exactly; the mass they leave (1 - sum) is spread
-            # evenly over the other classes, the maximum-entropy completion. Each of those
-            # gets at most the smallest stored value, so the argmax is unchanged.
-            others = tf.cast(num_classes - tf.size(top_idx), tf.float32)
-            residual = tf.maximum(1.0 - tf.reduce_sum(top_val), 0.0) / tf.maximum(others, 1.0)
-            stored = tf.scatter_nd(top_idx[:, None], tf.ones_like(top_val), [num_classes])
-            dense = tf.scatter_nd(top_idx[:, None], top_val, [num_classes])
-            return dense + (1.0 - stored) * residual
+            return topk_dense(top_idx, top_val, num_classes)
 
         probs = tf.case([(has_f32, from_f32), (has_f16, from_f16)], default=from_topk,
                         exclusive=False)

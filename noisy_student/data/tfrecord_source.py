@@ -70,7 +70,12 @@ def scan_file(path: str, *, strict: bool = False) -> FileScan:
         .reduce((tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
                 lambda state, record: (state[0] + 1, state[1] + RECORD_FRAMING_BYTES
                                        + tf.cast(tf.strings.length(record), tf.int64))))
-    scan = FileScan(path, int(count), int(consumed), size)
+    return report_damage(FileScan(path, int(count), int(consumed), size), strict=strict)
+
+
+def report_damage(scan: FileScan, *, strict: bool) -> FileScan:
+    """Logs a damaged file (or, with ``strict``, raises ValueError naming it and its last good
+    record); returns ``scan``."""
     if scan.damaged:
         if strict:
             raise ValueError(f"{scan.damage_text()}; rewrite that file, or drop strict data "
@@ -85,10 +90,11 @@ def count_records(source, *, strict: bool = False) -> int:
     return sum(scan_file(path, strict=strict).num_records for path in list_files(source))
 
 
-def shard_files(files: list[str], input_context: tf.distribute.InputContext | None
-                ) -> tuple[list[str], tuple[int, int] | None]:
+def shard_files(files: list[str], input_context: tf.distribute.InputContext | None, *,
+                training: bool = False) -> tuple[list[str], tuple[int, int] | None]:
     """This input pipeline's files; if there are fewer files than pipelines, all files and a
-    (num_pipelines, pipeline_id) record-level shard to apply after reading."""
+    (num_pipelines, pipeline_id) record-level shard to apply after reading. Training refuses
+    that (ValueError): every host would read every file, and mixing would suffer."""
     if input_context is None or input_context.num_input_pipelines == 1:
         return files, None
     count, index = input_context.num_input_pipelines, input_context.input_pipeline_id
@@ -97,18 +103,24 @@ def shard_files(files: list[str], input_context: tf.distribute.InputContext | No
             logging.warning("%d files over %d input pipelines: shards are unequal",
                             len(files), count)
         return files[index::count], None
+    if training:
+        raise ValueError(
+            f"Only {len(files)} training files ({os.path.dirname(files[0])}/...) for {count} "
+            f"input pipelines: each pipeline reads whole files. Write at least {count} (better "
+            f"{4 * count}) shards, e.g. --num_shards of noisy-student-build-tfrecords or "
+            "--filter_output_shards, or use fewer workers")
     logging.warning("Only %d files for %d input pipelines: every pipeline reads all files and "
                     "keeps every %d-th record (write more shards to avoid this)",
                     len(files), count, count)
     return files, (count, index)
 
 
-def _file_sizes(files: list[str]) -> list[int]:
+def file_sizes(files: list[str]) -> list[int]:
     with ThreadPoolExecutor(max_workers=16) as pool:
         return list(pool.map(lambda f: tf.io.gfile.stat(f).length, files))
 
 
-def _read_checked(filename: tf.Tensor, size: tf.Tensor, stats: DataStats,
+def read_checked(filename: tf.Tensor, size: tf.Tensor, stats: DataStats,
                   strict: bool) -> tf.data.Dataset:
     """Records of one file as {"file", "index", "record", "end": False}; at the end the
     consumed bytes are compared with the file size and a damaged file is counted (or raises
@@ -152,24 +164,36 @@ def _read_checked(filename: tf.Tensor, size: tf.Tensor, stats: DataStats,
             .filter(lambda element: tf.logical_not(element["end"])))
 
 
-def tfrecord_dataset(files: list[str], *, training: bool,
-                     input_context: tf.distribute.InputContext | None, stats: DataStats,
-                     strict: bool, deterministic: bool, seed: int | None) -> tf.data.Dataset:
-    """Serialized records as {"file", "index", "record", "end"} dicts from ``files`` (as listed by
-    :func:`list_files`), sharded for this input pipeline.
-
-    Training shuffles the file order (again on every repetition); files are interleaved.
-    """
-    files, record_shard = shard_files(files, input_context)
-    sizes = _file_sizes(files)
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(files, tf.string), tf.constant(sizes, tf.int64)))
+def interleave_files(files: list[str], read, *, training: bool,
+                     input_context: tf.distribute.InputContext | None, deterministic: bool,
+                     seed: int | None, cycle_length: int = READ_CYCLE_LENGTH,
+                     with_files=None) -> tf.data.Dataset:
+    """``read(file, *values)`` of this input pipeline's files (sharded by file), interleaved
+    `cycle_length` files at a time; ``with_files(files)`` gives the value columns that go with
+    them (e.g. their sizes). Training shuffles the file order (again on every repetition)."""
+    files, record_shard = shard_files(files, input_context, training=training)
+    columns = (tf.constant(files, tf.string), *(
+        tf.constant(c, tf.int64 if isinstance(c[0], int) else tf.string)
+        for c in (with_files(files) if with_files else ())))
+    dataset = tf.data.Dataset.from_tensor_slices(columns)
     if training:
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.interleave(
-        lambda f, n: _read_checked(f, n, stats, strict),
-        cycle_length=min(READ_CYCLE_LENGTH, len(files)), block_length=1,
+        read, cycle_length=max(1, min(cycle_length, len(files))), block_length=1,
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     if record_shard is not None:
         dataset = dataset.shard(*record_shard)
     return dataset
+
+
+def tfrecord_dataset(files: list[str], *, training: bool,
+                     input_context: tf.distribute.InputContext | None, stats: DataStats,
+                     strict: bool, deterministic: bool, seed: int | None,
+                     cycle_length: int = READ_CYCLE_LENGTH) -> tf.data.Dataset:
+    """Serialized records as {"file", "index", "record", "end"} dicts from ``files`` (as listed by
+    :func:`list_files`), sharded for this input pipeline and interleaved (`interleave_files`).
+    """
+    return interleave_files(
+        files, lambda f, n: read_checked(f, n, stats, strict), with_files=lambda f: [
+            file_sizes(f)], training=training, input_context=input_context,
+        deterministic=deterministic, seed=seed, cycle_length=cycle_length)

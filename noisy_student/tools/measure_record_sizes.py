@@ -5,7 +5,9 @@
 
 Each record is serialized with an empty ``image/encoded``, so the figure is everything but
 the image bytes themselves (feature names, label, prob, the distribution, framing inside the
-tf.train.Example; a TFRecord file adds 16 bytes per record on top).
+tf.train.Example; a TFRecord file adds 16 bytes per record on top). ``reference[:K]`` is the
+whole reference record (no image at all) as the filter writes it: an ImageNet-style source
+name, an index, the top K (default 5) classes, the rest's mass and its copies.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from absl import app, flags
 
 from noisy_student.cli import run_tool
 from noisy_student.data.records import encode_pseudo_labeled
+from noisy_student.data.reference_records import DEFAULT_TOP_K, encode_reference, with_copies
 
-STORAGES = ("float32", "float16", "topk:1", "topk:5", "topk:10")
+STORAGES = ("float32", "float16", "topk:1", "topk:5", "topk:10", "reference")
 NUM_CLASSES = (10, 1000)
 FLAGS = flags.FLAGS
 
@@ -27,7 +30,11 @@ def measure(num_classes: int, storage: str, seed: int = 0) -> int:
     """Size of a pseudo-labeled Example with an empty image, for a random softmax."""
     logits = np.random.default_rng(seed).normal(size=num_classes) * 3
     probs = np.exp(logits - logits.max())
-    return len(encode_pseudo_labeled(b"", probs / probs.sum(), storage))
+    probs /= probs.sum()
+    if storage.startswith("reference"):
+        k = int(storage.partition(":")[2] or DEFAULT_TOP_K)
+        return len(with_copies(encode_reference("train-01023-of-01024", 1_251, probs, k), 2))
+    return len(encode_pseudo_labeled(b"", probs, storage))
 
 
 def table(storages: Sequence[str] = STORAGES, num_classes: Sequence[int] = NUM_CLASSES) -> str:
@@ -35,7 +42,7 @@ def table(storages: Sequence[str] = STORAGES, num_classes: Sequence[int] = NUM_C
     lines = ["| storage | " + " | ".join(f"{c} classes" for c in num_classes) + " |",
              "| --- |" + " ---: |" * len(num_classes)]
     for storage in storages:
-        k = int(storage.split(":")[1]) if storage.startswith("topk:") else 0
+        k = int(storage.split(":")[1]) if ":" in storage else 0
         sizes = [f"{measure(c, storage):,}" if k <= c else "-" for c in num_classes]
         lines.append(f"| `{storage}` | " + " | ".join(sizes) + " |")
     return "\n".join(lines)
@@ -44,7 +51,7 @@ def table(storages: Sequence[str] = STORAGES, num_classes: Sequence[int] = NUM_C
 def define_flags() -> None:
     """Defines the tool's flags (only when run as a program)."""
     flags.DEFINE_list("storages", list(STORAGES), "Probability storage forms to measure "
-                      "(float32, float16, topk:K).")
+                      "(float32, float16, topk:K, reference[:K]).")
     flags.DEFINE_list("num_classes", [str(c) for c in NUM_CLASSES], "Class counts, one "
                       "table column each.")
 
