@@ -248,7 +248,7 @@ def run_cli() -> None:
     """Entry point: ``python -m noisy_student.evaluate_cli``."""
     from noisy_student.cli import run_tool
 
-    run_tool(__name__, define_flags, main)
+    run_tool(__name__, define_flags, main, "noisy-student-eval")
 
 
 if __name__ == "__main__":

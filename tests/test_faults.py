@@ -538,3 +538,102 @@ def test_serving_bytes_names_bad_images_and_the_status_signature_classifies_the_
     np.testing.assert_allclose(clean["probabilities"].numpy(), expected, atol=1e-5)
     empty = loaded.signatures["serving_bytes"](image_bytes=tf.constant([], tf.string))
     assert empty["probabilities"].shape == (0, 10) and empty["classes"].shape == (0,)
+
+
+# ---------------------------------------------- #32: every usage error is one line and status 2
+
+# Each entry point: (module, function, a flag and a value it rejects, arguments that fail a check
+# after parsing, the flag that check names).
+ENTRY_POINTS = {
+    "noisy-student": ("noisy_student.main", "run", "--train_epochs=fourty", [], "--run_dir"),
+    "noisy-student-demo": ("noisy_student.demo", "run", "--train_epochs=fourty",
+                           ["--train_epochs=-1"], "--train_epochs"),
+    "noisy-student-eval": ("noisy_student.evaluate_cli", "run_cli", "--num_classes=ten", [],
+                           "--model"),
+    "noisy-student-build-tfrecords": ("noisy_student.tools.build_tfrecords", "run",
+                                      "--num_shards=ten", [], "--input_dir"),
+    "noisy-student-cam": ("noisy_student.tools.cam", "run", "--num_images=ten", [], "--models"),
+    "noisy-student-export-model": ("noisy_student.tools.export_model", "run",
+                                   "--max_examples=ten", [], "--model"),
+    "noisy-student-make-corrupted": ("noisy_student.tools.make_corrupted", "run", "--seed=ten",
+                                     ["--input=x", "--output_dir=y", "--severities=one"],
+                                     "--severities"),
+    "noisy-student-record-sizes": ("noisy_student.tools.measure_record_sizes", "run",
+                                   "--num_classes=ten", ["--num_classes=ten"], "--num_classes"),
+    "noisy-student-scaling-search": ("noisy_student.tools.scaling_search", "run",
+                                     "--tolerance=small", [], "--output_dir"),
+    "efficientnet-convert-weights": ("noisy_student.tools.convert_weights", "run",
+                                     "--use_ema=maybe", [], "--source"),
+    "efficientnet-count-flops": ("noisy_student.tools.count_flops", "run", "--resolution=big",
+                                 [], "--model"),
+    "build_demo_data": ("noisy_student.tools.build_demo_data", "run", "--jpeg_quality=high",
+                        None, None),
+}
+
+# Runs an entry point once per command line in one process (flags are defined once per
+# process, so later calls skip the tool's define_flags); prints [[status, stderr], ...].
+DRIVER = """
+import contextlib, io, json, sys
+from absl import flags
+import {module} as tool
+results = []
+for argv in json.loads(sys.argv[1]):
+    sys.argv, stderr = argv, io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        try:
+            tool.{function}()
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code
+    results.append([code, stderr.getvalue()])
+    flags.FLAGS.unparse_flags()
+    tool.define_flags = lambda: None
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.parametrize("program", sorted(ENTRY_POINTS))
+def test_every_usage_error_is_one_line_naming_the_flag_and_status_2(program, tmp_path):
+    """An unknown flag, a bad value in a flagfile (named by file and line) and a missing or
+    bad flag found after parsing: status 2 and one line `PROGRAM: error: ...` naming the flag,
+    for each command line (absl's own way: status 1 and no flagfile line)."""
+    module, function, bad_value, after_parse, named = ENTRY_POINTS[program]
+    flagfile = tmp_path / "bad.cfg"
+    flagfile.write_text(f"# a comment\n\n{bad_value}\n")
+    cases = [([program, "--no_such_flag=1"], "unknown flag --no_such_flag=1"),
+             ([program, f"--flagfile={flagfile}"],
+              bad_value.partition("=")[0], f"(flagfile {flagfile}, line 3)")]
+    if after_parse is not None:
+        cases.append(([program, *after_parse], named))
+    code = DRIVER.format(module=module, function=function)
+    run = subprocess.run([sys.executable, "-c", code, json.dumps([c[0] for c in cases])],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(run.stdout.splitlines()[-1])
+    for (argv, *expected), (status, stderr) in zip(cases, results, strict=True):
+        lines = error_lines(stderr)
+        assert (status, len(lines)) == (2, 1), (argv, status, stderr[-2000:])
+        assert lines[0].startswith(f"{program}: error: "), lines
+        assert all(text in lines[0] for text in expected), (expected, lines[0])
+
+
+def test_a_bad_value_found_after_parsing_names_its_flagfile_line(tmp_path):
+    """A value that parses but fails validation (--train_epochs=-3) is traced to the flagfile
+    line it came from; the same flag on the command line has no location."""
+    from noisy_student import assets, main
+
+    flagfile = tmp_path / "run.cfg"
+    flagfile.write_text("# recipe\n--train_epochs=-3\n")
+    argv = ["noisy-student", f"--flagfile={flagfile}", *tiny_flags(tmp_path / "run"),
+            f"--unlabel_data={os.path.join(SAMPLE, 'unlabeled-00000-of-00008')}"]
+    stderr = io.StringIO()
+    with flagsaver.flagsaver(), contextlib.redirect_stderr(stderr):
+        flags.FLAGS.unparse_flags()
+        assets.parse_flags(argv)
+        with pytest.raises(SystemExit) as exit_:
+            main.validate_or_exit("noisy-student", ["noisy-student"])
+    assert exit_.value.code == 2
+    assert error_lines(stderr.getvalue()) == [
+        f"noisy-student: error: --train_epochs must be > 0, got -3.0. (flagfile {flagfile}, "
+        "line 2)"]
+    assert not (tmp_path / "run").exists()
