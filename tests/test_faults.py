@@ -637,3 +637,87 @@ def test_a_bad_value_found_after_parsing_names_its_flagfile_line(tmp_path):
         f"noisy-student: error: --train_epochs must be > 0, got -3.0. (flagfile {flagfile}, "
         "line 2)"]
     assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------- #32: causes, not symptoms
+
+
+def test_no_readable_unlabeled_image_names_the_files_and_their_damage(tmp_path,
+                                                                      teacher_weights):
+    """Every unlabeled record damaged: the label stage stops with the files and what reading
+    them found, instead of recording 0 images and the filter blaming the teacher."""
+    import numpy as np
+
+    folder = tmp_path / "unlabeled"
+    folder.mkdir()
+    sizes = {"unlabeled-00000-of-00002": 3000, "unlabeled-00001-of-00002": 5000}
+    for name, size in sizes.items():
+        (folder / name).write_bytes(np.random.default_rng(size).bytes(size))
+    code, _, stderr = cli(*tiny_flags(tmp_path / "run", "--mode=label", "--iteration=1",
+                                   f"--teacher_checkpoint={teacher_weights}",
+                                   f"--unlabel_data={folder / 'unlabeled-*'}"))
+    assert code == 2, stderr[-3000:]
+    [line] = error_lines(stderr)
+    assert "No unlabeled image could be read" in line
+    for name, size in sizes.items():
+        assert f"{name} (0 readable records, damaged: {size} bytes unread)" in line, line
+    assert str(tmp_path / "run" / "iter1" / "labels") in line and "min_threshold" not in line
+
+
+def test_class_count_mismatch_is_one_line_before_any_weight(tmp_path, teacher_weights):
+    """A 10-class checkpoint with --num_classes=100: both numbers in one line, no Keras shape
+    error with the weight matrix, no 'freshly-initialized' warning."""
+    eval_data = os.path.join(SAMPLE, "validation-00000-of-00002")
+    args = [a for a in tiny_flags(tmp_path / "run") if a != "--num_classes=10"]
+    code, stdout, stderr = cli(*args, "--num_classes=100", "--mode=eval", "--iteration=0",
+                               f"--teacher_checkpoint={teacher_weights}",
+                               f"--eval_data={eval_data}")
+    assert code == 2
+    assert error_lines(stderr) == [
+        f"noisy-student: error: {teacher_weights} holds a model with 10 classes, --num_classes "
+        "says 100: pass --num_classes=10, or a 100-class model. (--traceback shows the stack)"]
+    assert "value=" not in stderr + stdout and "freshly" not in stderr + stdout
+
+
+def test_saved_classes_reads_every_model_format(tmp_path, tf, keras):
+    """.keras, .weights.h5 and a training checkpoint (model and EMA shadows) all tell their
+    class count without being loaded."""
+    from efficientnet_tf import create_model
+    from noisy_student.training.checkpoints import check_classes, saved_classes
+    from noisy_student.training.ema import ExponentialMovingAverage
+
+    model = create_model("b0", classes=7, small_images=True, width_coefficient=0.25,
+                         depth_coefficient=0.25, input_shape=(32, 32, 3))
+    model.save(tmp_path / "m.keras")
+    model.save_weights(tmp_path / "m.weights.h5")
+    prefix = tf.train.Checkpoint(model=model, ema=ExponentialMovingAverage(model).checkpointable
+                                 ).write(str(tmp_path / "ckpt-1"))
+    paths = [str(tmp_path / "m.keras"), str(tmp_path / "m.weights.h5"), prefix]
+    assert [saved_classes(path) for path in paths] == [7, 7, 7]
+    check_classes(prefix, 7)
+    with pytest.raises(ValueError, match="holds a model with 7 classes, --num_classes says 8"):
+        check_classes(prefix, 8)
+
+
+def test_classes_without_labeled_images_warn_or_stop_with_strict_data(tmp_path, caplog):
+    """--num_classes=11 on 10-class labels: a warning naming class 10 when the teacher trains;
+    with --strict_data the teacher stage stops before training, naming it."""
+    from noisy_student.data.pipelines import check_class_coverage
+
+    labeled = os.path.join(SAMPLE, "train-00000-of-00004")
+    with caplog.at_level(logging.WARNING):
+        assert check_class_coverage(labeled, 10, 1) == []
+        assert not caplog.records
+        assert check_class_coverage(labeled, 12, 1, class_names=[str(i) for i in range(12)]
+                                    ) == [10, 11]
+    [record] = caplog.records
+    assert record.getMessage().startswith(
+        f"2 of the 12 classes have no labeled image in {labeled}: 10 (10), 11 (11).")
+    args = [a for a in tiny_flags(tmp_path / "run") if a != "--num_classes=10"]
+    code, _, stderr = cli(*args, "--num_classes=11", "--mode=teacher", "--strict_data")
+    assert code == 2
+    assert error_lines(stderr) == [
+        f"noisy-student: error: 1 of the 11 classes have no labeled image in {labeled}: 10. "
+        "Check --num_classes and --label_offset=1 (strict data checking). (--traceback shows "
+        "the stack)"]
+    assert not os.path.exists(tmp_path / "run" / "teacher" / "checkpoint")

@@ -3,10 +3,12 @@ atomic model export."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import time
+import zipfile
 from collections.abc import Callable
 
 import keras
@@ -137,6 +139,51 @@ class Checkpointer:
         return tf.train.latest_checkpoint(self.model_dir)
 
 
+def saved_classes(path: str) -> int | None:
+    """The class count of the model saved at ``path`` (a ``.keras`` file, a ``.weights.h5``
+    file or a TensorFlow checkpoint prefix), read without loading it: the units of its Dense
+    layers, or the last dimension of its 2-D arrays (an EfficientNet's only 2-D weight is its
+    classifier kernel; optimizer and EMA copies share its shape). None when they disagree or
+    there are none."""
+    if path.endswith(".keras"):
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+        found = set(_dense_units(config))
+    elif path.endswith(".h5"):
+        import h5py
+
+        found = set()
+        with h5py.File(path, "r") as file:
+            file.visititems(lambda _, item: found.add(item.shape[-1]) if isinstance(
+                item, h5py.Dataset) and item.ndim == 2 else None)
+    else:
+        found = {shape[-1] for _, shape in tf.train.list_variables(path) if len(shape) == 2}
+    return found.pop() if len(found) == 1 else None
+
+
+def _dense_units(config):
+    """The ``units`` of every Dense layer in a Keras config (nested dicts and lists)."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "Dense":
+            yield config["config"]["units"]
+        for value in config.values():
+            yield from _dense_units(value)
+    elif isinstance(config, list):
+        for value in config:
+            yield from _dense_units(value)
+
+
+def check_classes(path: str, num_classes: int) -> None:
+    """Raises ValueError, before anything is loaded, when the model saved at ``path`` has
+    another number of classes than ``num_classes`` (the --num_classes flag): one line with both
+    numbers instead of Keras's shape error with the weight matrix in it."""
+    found = saved_classes(path)
+    if found is not None and found != num_classes:
+        raise ValueError(f"{path} holds a model with {found} classes, --num_classes says "
+                         f"{num_classes}: pass --num_classes={found}, or a {num_classes}-class "
+                         "model.")
+
+
 def load_ema_model(
     model_dir: str,
     model_fn: Callable[[], keras.Model],
@@ -154,6 +201,7 @@ def load_ema_model(
     with strategy.scope():
         model = model_fn()
         ema = ExponentialMovingAverage(model)
+    check_classes(path, model.output_shape[-1])
     status = tf.train.Checkpoint(model=model, ema=ema.checkpointable).restore(path)
     try:
         status.assert_existing_objects_matched()
