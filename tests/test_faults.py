@@ -721,3 +721,53 @@ def test_classes_without_labeled_images_warn_or_stop_with_strict_data(tmp_path, 
         "Check --num_classes and --label_offset=1 (strict data checking). (--traceback shows "
         "the stack)"]
     assert not os.path.exists(tmp_path / "run" / "teacher" / "checkpoint")
+
+
+# ------------------------------------------------------------- #32: damaged checkpoints
+
+
+def test_damaged_checkpoints_fall_back_to_the_newest_readable_or_stop_naming_them(
+        tmp_path, tf, keras, caplog):
+    """The newest checkpoint's data file truncated (disk damage, a partial copy): training
+    resumes from the newest readable one with a warning naming the file and the steps redone;
+    with every checkpoint damaged, one error names them all and the fix."""
+    import numpy as np
+    from tiny_models import make_model_fn
+
+    from noisy_student import training
+
+    rng = np.random.default_rng(0)
+    data = tf.data.Dataset.from_tensors((
+        rng.uniform(0, 255, (4, 32, 32, 3)).astype("float32"),
+        np.eye(10, dtype="float32")[rng.integers(0, 10, 4)])).repeat()
+
+    def train(steps):
+        config = training.TrainConfig(batch_size=4, num_train_examples=40, train_steps=steps,
+                                      warmup_epochs=0, checkpoint_every=2, quiet=True)
+        return training.train(make_model_fn(keras), config, data, str(tmp_path))
+
+    def truncate(step):
+        path = tmp_path / f"ckpt-{step}.data-00000-of-00001"
+        path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+        return path.name
+
+    train(6)
+    damaged = truncate(6)
+    with caplog.at_level(logging.WARNING):
+        train(8)
+    [warning] = [r.getMessage() for r in caplog.records if "Cannot read" in r.getMessage()]
+    assert damaged in warning and "Read less bytes than requested" in warning
+    assert warning.endswith(f"resuming from {tmp_path / 'ckpt-4'} instead (2 training steps are "
+                            "redone).")
+    latest = tf.train.latest_checkpoint(str(tmp_path))
+    assert latest.endswith("ckpt-8")
+    assert int(tf.train.load_checkpoint(latest).get_tensor(
+        "step/.ATTRIBUTES/VARIABLE_VALUE")) == 8
+
+    steps = sorted(int(p.name.split("-")[1].split(".")[0]) for p in tmp_path.glob("ckpt-*.data*"))
+    assert steps[-2:] == [6, 8]
+    names = [truncate(step) for step in steps]  # ckpt-6 was written again by the resumed run
+    with pytest.raises(ValueError, match=f"No checkpoint in {tmp_path} can be read") as error:
+        train(10)
+    assert all(name in str(error.value) for name in names)
+    assert "delete them (and the 'checkpoint' file)" in str(error.value)

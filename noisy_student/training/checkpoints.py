@@ -111,13 +111,14 @@ class Checkpointer:
         return removed
 
     def restore_latest(self) -> str | None:
-        """Restores the newest checkpoint in model_dir, if any; returns its path. What killed
-        saves left there is removed first (`remove_interrupted_saves`)."""
+        """Restores the newest readable checkpoint in model_dir, if any; returns its path (see
+        `restore_newest_readable` for damaged ones). What killed saves left there is removed
+        first (`remove_interrupted_saves`)."""
         self.remove_interrupted_saves()
-        path = tf.train.latest_checkpoint(self.model_dir)
-        if path is None:
+        restored = restore_newest_readable(self.checkpoint, self.model_dir)
+        if restored is None:
             return None
-        status = self.checkpoint.restore(path)
+        path, status = restored
         try:
             status.assert_existing_objects_matched()
         except AssertionError as error:
@@ -139,6 +140,57 @@ class Checkpointer:
         return tf.train.latest_checkpoint(self.model_dir)
 
 
+def restore_newest_readable(checkpoint: tf.train.Checkpoint, model_dir: str
+                            ) -> tuple[str, tf.train.CheckpointLoadStatus] | None:
+    """Restores the newest checkpoint of ``model_dir`` that can be read and returns (its path,
+    the restore status), or None when there is no checkpoint. Every tensor of a checkpoint is
+    read once before it is restored (a few seconds for B0, a minute for L2): one that cannot
+    be read (a truncated or corrupt file: disk damage, a partial copy) is skipped with a
+    warning naming its files, the checkpoint used instead and the training steps that are
+    redone; when none can be read, ValueError names them all and the fix."""
+    state = tf.train.get_checkpoint_state(model_dir)
+    paths = list(reversed(state.all_model_checkpoint_paths)) if state else []
+    if state and state.model_checkpoint_path not in paths:
+        paths.insert(0, state.model_checkpoint_path)
+    unreadable = []
+    for path in paths:
+        problem = _read_problem(path)
+        if problem:
+            files = ", ".join(sorted(os.path.basename(f) for f in tf.io.gfile.glob(path + ".*")))
+            unreadable.append(f"{path} ({files or 'no files'}: {problem})")
+            continue
+        if unreadable:
+            redone = _step_of(paths[0]) - _step_of(path)
+            log.warning("Cannot read checkpoint %s; resuming from %s instead (%s training steps "
+                        "are redone).", "; ".join(unreadable), path,
+                        redone if redone >= 0 else "some")
+        return path, checkpoint.restore(path)
+    if not unreadable:
+        return None
+    raise ValueError(
+        f"No checkpoint in {model_dir} can be read: {'; '.join(unreadable)}. Restore these "
+        "files from a copy, or delete them (and the 'checkpoint' file) to start this training "
+        "from step 0.")
+
+
+def _read_problem(path: str) -> str | None:
+    """Why the checkpoint ``path`` cannot be read (every tensor is read and checksummed), or
+    None when it can."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (IndexError, ValueError, tf.errors.OpError) as error:  # what a damaged bundle raises
+        return " ".join(str(error).split()) or type(error).__name__
+    return None
+
+
+def _step_of(path: str) -> int:
+    """The step in a checkpoint's name (``ckpt-<step>``; -1 without one)."""
+    match = re.search(r"-(\d+)$", path)
+    return int(match.group(1)) if match else -1
+
+
 def saved_classes(path: str) -> int | None:
     """The class count of the model saved at ``path`` (a ``.keras`` file, a ``.weights.h5``
     file or a TensorFlow checkpoint prefix), read without loading it: the units of its Dense
@@ -157,7 +209,11 @@ def saved_classes(path: str) -> int | None:
             file.visititems(lambda _, item: found.add(item.shape[-1]) if isinstance(
                 item, h5py.Dataset) and item.ndim == 2 else None)
     else:
-        found = {shape[-1] for _, shape in tf.train.list_variables(path) if len(shape) == 2}
+        try:
+            variables = tf.train.list_variables(path)
+        except tf.errors.OpError:  # a damaged index: restoring reports it
+            return None
+        found = {shape[-1] for _, shape in variables if len(shape) == 2}
     return found.pop() if len(found) == 1 else None
 
 
@@ -190,8 +246,9 @@ def load_ema_model(
     strategy: tf.distribute.Strategy | None = None,
 ) -> keras.Model:
     """Builds `model_fn()` and loads the EMA weights (and EMA batch-norm statistics) of the
-    latest checkpoint in model_dir. The builder may differ from training in ways that do not
-    change the weights, e.g. classifier_activation='softmax' for labeling."""
+    newest readable checkpoint in model_dir (`restore_newest_readable`). The builder may differ
+    from training in ways that do not change the weights, e.g. classifier_activation='softmax'
+    for labeling."""
     path = tf.train.latest_checkpoint(model_dir)
     if path is None:
         raise FileNotFoundError(
@@ -202,7 +259,8 @@ def load_ema_model(
         model = model_fn()
         ema = ExponentialMovingAverage(model)
     check_classes(path, model.output_shape[-1])
-    status = tf.train.Checkpoint(model=model, ema=ema.checkpointable).restore(path)
+    path, status = restore_newest_readable(
+        tf.train.Checkpoint(model=model, ema=ema.checkpointable), model_dir)
     try:
         status.assert_existing_objects_matched()
     except AssertionError as error:
