@@ -771,3 +771,41 @@ def test_damaged_checkpoints_fall_back_to_the_newest_readable_or_stop_naming_the
         train(10)
     assert all(name in str(error.value) for name in names)
     assert "delete them (and the 'checkpoint' file)" in str(error.value)
+
+
+# ---------------------------------------------------- #32: robustness evaluation of subsets
+
+
+def test_corrupted_eval_scores_the_subset_the_generator_wrote(tmp_path, tf):
+    """make-corrupted --corruptions=fog --severities=1,3, then the evaluator: the errors at
+    severities 1 and 3, CE against the baseline's errors there, and the mCE marked partial
+    (it stopped at the missing fog/2 before)."""
+    pytest.importorskip("imagecorruptions")
+    from test_robustness import BrightnessModel
+
+    from noisy_student import robustness
+    from noisy_student.corruptions import make_corrupted
+
+    root = tmp_path / "corrupted"
+    make_corrupted(os.path.join(SAMPLE, "validation-00000-of-00002"), str(root),
+                   corruptions=["fog"], severities=[1, 3], max_images=8)
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps({"errors": {"fog": [0.5, 0.6, 0.7, 0.8, 0.9]}}))
+    model = BrightnessModel(centers=[float(c) for c in range(60, 160, 10)])  # 10 classes
+    options = dict(baseline_path=str(baseline), image_size=32, num_classes=10, batch_size=4,
+                   small_images=True, label_offset=1)
+    got = robustness.evaluate_corrupted(model, str(root), output_dir=str(tmp_path / "eval"),
+                                        **options)
+    assert got["severities"] == [1, 3] and len(got["errors"]["fog"]) == 2
+    assert got["CE"]["fog"] == pytest.approx(sum(got["errors"]["fog"]) / (0.5 + 0.7))
+    assert got["mCE"] == got["CE"]["fog"]
+    assert got["partial"].startswith("1 of the 15 ImageNet-C corruptions (without ")
+    assert got["partial"].endswith("; severities 1, 3 of 1-5")
+    assert got["table"].splitlines()[0].split() == ["corruption", "s1", "s3", "CE"]
+    assert got["table"].splitlines()[-1] == f"partial mCE: {got['partial']}"
+    saved = json.loads((tmp_path / "eval" / "corrupted.json").read_text())
+    assert saved["partial"] == got["partial"]
+    one = robustness.evaluate_corrupted(model, str(root), severities=[3], **options)
+    assert one["errors"]["fog"] == [got["errors"]["fog"][1]]
+    with pytest.raises(FileNotFoundError, match="fog/2: missing"):
+        robustness.evaluate_corrupted(model, str(root), severities=[1, 2], **options)
