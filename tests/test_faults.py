@@ -493,6 +493,8 @@ def served(tmp_path_factory, tf, keras):
     ((1, 32, 32, 1), "float32", "got shape [1 32 32 1]"),
     ((1, 32, 32, 3), "nan", "NaN or infinite pixels"),
     ((1, 32, 32, 3), "inf", "NaN or infinite pixels"),
+    ((1, 32, 32, 3), "1e30", "pixel values in [-1, 256) (0..255 images"),
+    ((1, 32, 32, 3), "-2", "pixel values in [-1, 256) (0..255 images"),
     ((1, 32, 32, 3), "float64", "expected to be a float tensor but is a double"),
     ((1, 32, 32, 3), "uint8", "expected to be a float tensor but is a uint8"),
 ])
@@ -501,14 +503,26 @@ def test_serving_default_rejects_bad_images_with_a_clear_error(served, tf, shape
     import numpy as np
 
     loaded, _ = served
-    images = np.full(shape, {"nan": np.nan, "inf": np.inf}.get(dtype, 100),
-                     "float32" if dtype in ("nan", "inf") else dtype)
-    images.flat[0] = 100 if dtype in ("nan", "inf") else images.flat[0]  # one good pixel
+    special = {"nan": np.nan, "inf": np.inf, "1e30": 1e30, "-2": -2.0}  # float32 values
+    images = np.full(shape, special.get(dtype, 100), "float32" if dtype in special else dtype)
+    images.flat[0] = 100 if dtype in special else images.flat[0]  # one good pixel
     with pytest.raises(tf.errors.InvalidArgumentError) as error:
         loaded.signatures["serving_default"](images=tf.constant(images))
     assert expected in str(error.value)
     if "shape" in expected:
         assert "[batch, 32, 32, 3]" in str(error.value)
+
+
+def test_serving_default_accepts_the_edges_of_the_pixel_range(served, tf):
+    """-1 and 255.9 (rounding around 0..255) are served like predict."""
+    import numpy as np
+
+    loaded, model = served
+    images = np.full((2, 32, 32, 3), 128, np.float32)
+    images[0, 0, 0], images[1, 0, 0] = -1.0, 255.9
+    out = loaded.signatures["serving_default"](images=tf.constant(images))
+    expected = tf.nn.softmax(model(images, training=False)).numpy()
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)
 
 
 def test_serving_bytes_names_bad_images_and_the_status_signature_classifies_the_rest(
