@@ -47,6 +47,7 @@ from efficientnet_tf.model import (
     create_model,
 )
 from efficientnet_tf.network import EfficientNetModel, architecture_of, feature_endpoints
+from efficientnet_tf.portable import portable_model
 from efficientnet_tf.weights import from_keras_applications, from_tf_checkpoint, load_pretrained
 
 # The `X as X` imports (round_filters, round_repeats, the deprecated DropConnect) stay
@@ -88,5 +89,6 @@ __all__ = [
     "keras_computation",
     "load_pretrained",
     "model_config",
+    "portable_model",
     "scaled_blocks",
 ]

@@ -1,14 +1,19 @@
 """The absl runner of every command line of the project (``noisy-student*``,
-``efficientnet-*``, ``python -m tools.X``), and their one rule for errors after validation
-(one line and exit status 2, ``--traceback`` for the stack). Imports absl only (TensorFlow
-inside the error helpers), so ``--help`` and flag errors come before TensorFlow is loaded."""
+``efficientnet-*``, ``python -m tools.X``), and their one rule for errors: a usage error (an
+unknown flag, a bad value on the command line or in a flagfile, a missing or inconsistent flag)
+and an expected failure after validation both print one line ``PROGRAM: error: ...`` and exit
+with status 2 (``--traceback`` shows the stack of the latter). A usage error names the flag and,
+when a flagfile gave it, the file and line. Imports absl only (TensorFlow inside the error
+helpers), so ``--help`` and flag errors come before TensorFlow is loaded."""
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import sys
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import NoReturn, TypeVar
 
 T = TypeVar("T")
 
@@ -32,19 +37,123 @@ def run_tool(
     module: str,
     define_flags: Callable[[], None],
     main: Callable[[list[str]], None],
+    program: str,
 ) -> None:
     """Defines a tool's flags and runs ``main`` with absl: ``--help`` lists the flags with
-    ``module``'s docstring as the usage text, whatever starts the tool, and bundled
-    ``configs/``/``sample_data/`` paths are found from any folder (:mod:`noisy_student.assets`).
-    """
+    ``module``'s docstring as the usage text, whatever starts the tool, bundled
+    ``configs/``/``sample_data/`` paths are found from any folder (:mod:`noisy_student.assets`)
+    and a usage error is one line naming the flag, exit status 2 (:func:`run_program`)."""
+    sys.modules["__main__"].__doc__ = sys.modules[module].__doc__
+    define_flags()
+    show_flags_in_help(module)
+    run_program(program, main)
+
+
+def run_program(program: str, main: Callable[[list[str]], None],
+                argv: Sequence[str] | None = None) -> None:
+    """``absl.app.run(main)`` with our flag parser (:func:`noisy_student.assets.parse_flags`)
+    and usage errors, from parsing or an ``app.UsageError`` raised by ``main``, reported by
+    :func:`usage_error` (absl's own way prints the whole help and exits with status 1)."""
     from absl import app
 
     from noisy_student import assets
 
-    sys.modules["__main__"].__doc__ = sys.modules[module].__doc__
-    define_flags()
-    show_flags_in_help(module)
-    app.run(main, flags_parser=assets.parse_flags)
+    @functools.wraps(main)
+    def checked_main(args: list[str]) -> None:
+        try:
+            main(args)
+        except app.UsageError as err:
+            usage_error(program, str(err))
+
+    app.run(checked_main, argv=None if argv is None else list(argv),
+            flags_parser=functools.partial(assets.parse_flags, program=program))
+
+
+_command_line: list[str] = []  # the arguments parse_flags saw last, for flag_origin
+
+
+def remember_command_line(argv: Sequence[str]) -> None:
+    """Keeps the arguments being parsed, so a later usage error can say which flagfile line
+    gave the flag it names."""
+    _command_line[:] = argv
+
+
+def usage_error(program: str, message: str) -> NoReturn:
+    """Prints ``PROGRAM: error: MESSAGE`` on one line, followed by the flagfile and line that
+    gave the first flag the message names (when a flagfile gave it), and exits with status 2.
+    """
+    text = " ".join(message.split())
+    origin = flag_origin(_command_line, text)
+    print(f"{program}: error: {text}{f' ({origin})' if origin else ''}", file=sys.stderr)
+    sys.exit(2)
+
+
+def flag_error_message(error: Exception) -> str:
+    """One line for an absl flag parsing error; an unknown flag is quoted as it was given."""
+    suggestion = re.search(r"Did you mean: (.*?) \?", str(error))
+    if getattr(error, "flagvalue", None):  # absl's UnrecognizedFlagError
+        hint = f" (did you mean --{suggestion.group(1).strip()}?)" if suggestion else ""
+        return f"unknown flag {error.flagvalue}{hint}; --helpfull lists every flag"
+    text = " ".join(str(error).split())
+    text = text.replace("ERROR:: Unable to open flagfile:", "--flagfile: cannot open it:")
+    return re.sub(r"^flag (-)", r"\1", text)
+
+
+def flag_origin(argv: Sequence[str], message: str) -> str:
+    """``flagfile PATH, line N`` of the flag that ``message`` names first (its argument as the
+    message quotes it, else the last one, whose value is in effect), or "" when it came from
+    the command line or is not found."""
+    named = re.search(r"(?<![\w-])--?([A-Za-z_][\w.-]*)", message)
+    if not named:
+        return ""
+    name = named.group(1)
+    given = [(arg, path, line) for arg, path, line in command_line_arguments(argv[1:])
+             if arg.startswith("-") and name in _spellings(arg.lstrip("-").partition("=")[0])]
+    quoted = [found for found in given
+              if re.search(re.escape("--" + found[0].lstrip("-")) + r"(?![^\s:',;)])", message)]
+    if not given:
+        return ""
+    _, path, line = quoted[0] if quoted else given[-1]
+    return f"flagfile {path}, line {line}" if path else ""
+
+
+def _spellings(name: str) -> tuple[str, ...]:
+    """A flag's name as messages may write it: itself, and ``noX``/``X`` for a boolean."""
+    return (name, f"no{name}", name[2:]) if name.startswith("no") else (name, f"no{name}")
+
+
+def command_line_arguments(argv: Sequence[str],
+                           within: tuple[str, ...] = ()) -> Iterator[tuple[str, str | None, int]]:
+    """(argument, flagfile, line) of each argument absl reads from ``argv``, flagfiles expanded
+    as absl expands them (comments, blank lines and nested ``--flagfile=`` lines); flagfile and
+    line are None and 0 for the command line's own arguments."""
+    args = iter(argv)
+    for arg in args:
+        if arg in ("--flagfile", "-flagfile"):
+            yield from _flagfile_arguments(next(args, ""), within)
+        elif arg.startswith(("--flagfile=", "-flagfile=")):
+            yield from _flagfile_arguments(arg.partition("=")[2], within)
+        else:
+            yield arg, None, 0
+
+
+def _flagfile_arguments(path: str, within: tuple[str, ...]
+                        ) -> Iterator[tuple[str, str | None, int]]:
+    path = os.path.expanduser(path.strip())
+    if not path or path in within:
+        return
+    try:
+        with open(path) as file:
+            lines = file.readlines()
+    except OSError:
+        return
+    for number, line in enumerate(lines, 1):
+        if line.isspace() or line.startswith(("#", "//")):
+            continue
+        if line.startswith(("--flagfile=", "-flagfile=")):
+            yield from _flagfile_arguments(line.partition("=")[2], (*within, path))
+        else:
+            yield line.strip(), path, number
 
 
 def expected_errors() -> tuple[type[BaseException], ...]:

@@ -20,13 +20,13 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app  # noqa: E402
 from absl import flags as absl_flags  # noqa: E402
 
 from noisy_student import assets  # noqa: E402
 from noisy_student import flags as cli_flags  # noqa: E402
 
 FLAGS = cli_flags.FLAGS
+PROGRAM = "noisy-student-demo"
 absl_flags.adopt_module_key_flags(cli_flags)  # --help lists the noisy-student flags
 
 
@@ -69,11 +69,12 @@ def plot(run_dir: str, stages: dict, path: str) -> str:
 
 
 def main(argv: list[str]) -> None:
+    from noisy_student.cli import run_or_exit
     from noisy_student.main import run_mode, validate_or_exit
 
-    validate_or_exit("demo", argv)
-
-    stages = run_mode("loop", FLAGS.iteration)
+    validate_or_exit(PROGRAM, argv)
+    stages = run_or_exit(PROGRAM, lambda: run_mode("loop", FLAGS.iteration),
+                         traceback=FLAGS.traceback)
     print_table(stages)
     png = plot(FLAGS.run_dir, stages, os.path.join(FLAGS.run_dir, "demo.png"))
     print(
@@ -91,10 +92,10 @@ def demo_argv(argv: list[str]) -> list[str]:
 
 def run() -> None:
     """Console-script entry point."""
-    from noisy_student.cli import show_flags_in_help
+    from noisy_student.cli import run_program, show_flags_in_help
 
     show_flags_in_help(cli_flags.__name__)
-    app.run(main, argv=demo_argv(sys.argv), flags_parser=assets.parse_flags)
+    run_program(PROGRAM, main, argv=demo_argv(sys.argv))
 
 
 if __name__ == "__main__":

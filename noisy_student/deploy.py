@@ -2,7 +2,12 @@
 
 Formats (every predictor maps float RGB images [B, S, S, 3] in 0..255 to probabilities):
 
-* ``keras``: the model itself, saved as ``model.keras``.
+* ``keras``: ``model.keras``, a copy of the model made only of Keras' own layers
+  (``efficientnet_tf.portable``): ``keras.saving.load_model`` opens it in any process with
+  Keras, without this package. It must predict within ``PORTABLE_TOLERANCE`` of the model, and
+  it is the reference of the comparisons. (The run's ``teacher/model.keras`` and
+  ``iterN/student/model.keras`` and the checkpoints keep our layers and need
+  ``efficientnet_tf`` imported.)
 * ``saved_model``: ``noisy_student.export`` (signatures ``serving_images`` / ``serving_bytes``).
 * ``tflite_float``: TFLite, float32 weights and activations.
 * ``tflite_int8``: TFLite post-training full-integer quantization (int8 weights and
@@ -42,6 +47,7 @@ FILES = {"keras": "model.keras", "saved_model": "saved_model",
          "tflite_float": "model_float.tflite", "tflite_int8": "model_int8.tflite",
          "onnx": "model.onnx"}
 DEFAULT_OPSET = 17
+PORTABLE_TOLERANCE = 1e-5  # largest output difference of model.keras from the model
 EXPORT_EXTRA_HINT = "pip install -e .[export]"
 
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -121,6 +127,27 @@ def tflite_bytes(model, *, quantize: bool = False,
             converter.inference_output_type = getattr(tf, int8_io)
     with contextlib.redirect_stdout(io.StringIO()):  # Keras' export lists every captured variable
         return converter.convert()
+
+
+def save_portable(model, path: str, image_size: int):
+    """Saves ``model``'s copy made of Keras' own layers (``efficientnet_tf.portable``) as
+    ``path`` and returns it loaded back from the file; a ValueError when its outputs differ
+    from ``model``'s by more than PORTABLE_TOLERANCE on random images."""
+    import keras
+
+    from efficientnet_tf.portable import portable_model
+    from noisy_student.training import save_model
+
+    save_model(portable_model(model), path)
+    loaded = keras.saving.load_model(path, compile=False)
+    images = np.random.default_rng(0).uniform(0, 255, (4, image_size, image_size, 3))
+    images = images.astype(np.float32)
+    difference = float(np.abs(np.asarray(loaded(images, training=False))
+                              - np.asarray(model(images, training=False))).max())
+    if not difference <= PORTABLE_TOLERANCE:
+        raise ValueError(f"the built-in-layer copy in {path} differs from the model by "
+                         f"{difference:.3g} (more than {PORTABLE_TOLERANCE:g})")
+    return loaded
 
 
 def onnx_bytes(model, image_size: int, opset: int = DEFAULT_OPSET) -> bytes:
@@ -233,13 +260,12 @@ def _write_format(name: str, model, output_dir: str, *, image_size: int, small_i
 
     from noisy_student.atomic_io import write_bytes_atomic
     from noisy_student.export import export_saved_model
-    from noisy_student.training import save_model
 
     path = os.path.join(output_dir, FILES[name])
     probabilities = _as_probabilities(model)
     if name == "keras":
-        save_model(model, path)
-        function = serving_function(model, image_size)
+        loaded = save_portable(model, path, image_size)
+        function = serving_function(loaded, image_size)
         return Artifact(name, path, os.path.getsize(path),
                         lambda x: probabilities(function(tf.constant(x, tf.float32)).numpy()))
     if name == "saved_model":

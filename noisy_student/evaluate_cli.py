@@ -66,7 +66,11 @@ def define_flags() -> None:
                        "for relative mCE.")
     flags.DEFINE_float("alexnet_clean_error", None, "imagenet_c: AlexNet's clean top-1 error, "
                        "for relative mCE.")
-    flags.DEFINE_list("corruptions", None, "imagenet_c/corrupted: subset of corruptions.")
+    flags.DEFINE_list("corruptions", None, "imagenet_c/corrupted: subset of corruptions "
+                      "(corrupted: default those under --data).")
+    flags.DEFINE_list("severities", None, "imagenet_c/corrupted: subset of severities 1-5 "
+                      "(corrupted: default those every corruption has; imagenet_c: all). An "
+                      "mCE over fewer than 15 corruptions x 5 severities is marked partial.")
     flags.DEFINE_list("perturbations", None, "imagenet_p: subset of perturbations.")
     flags.DEFINE_integer("difficulty", 1, "imagenet_p: frame distance for non-noise sequences.")
     flags.DEFINE_string("baseline_flip_probabilities", None, "imagenet_p: JSON {perturbation: "
@@ -104,6 +108,7 @@ class EvalOptions:
     clean_error: float | None = None
     alexnet_clean_error: float | None = None
     corruptions: list[str] | None = None
+    severities: list[int] | None = None
     perturbations: list[str] | None = None
     difficulty: int = 1
     baseline_flip_probabilities: str | None = None
@@ -200,6 +205,7 @@ def run(options: EvalOptions) -> dict:
         result = robustness.evaluate_imagenet_c(
             model, options.data or "tfds:imagenet2012_corrupted", batch_size=options.batch_size,
             corruptions=options.corruptions or IMAGENET_C_CORRUPTIONS,
+            severities=options.severities or robustness.ALL_SEVERITIES,
             clean_error=options.clean_error, alexnet_clean_error=options.alexnet_clean_error,
             max_steps=options.max_steps, strict=options.strict, **common)
     elif b == "imagenet_p":
@@ -216,6 +222,7 @@ def run(options: EvalOptions) -> dict:
             model, options.data, baseline_path=options.baseline_errors,
             num_classes=options.num_classes, batch_size=options.batch_size,
             label_offset=options.label_offset, corruptions=options.corruptions,
+            severities=options.severities,
             clean_error=options.clean_error, max_steps=options.max_steps,
             strict=options.strict, **common)
     result.setdefault("model", info)
@@ -230,14 +237,23 @@ def summary(result: dict) -> str:
     return json.dumps({k: result[k] for k in keys if k in result}, indent=1)
 
 
+def severities_flag(values: list[str] | None) -> list[int] | None:
+    """--severities as integers 1-5; an app.UsageError naming the flag otherwise."""
+    if not values:
+        return None
+    if not all(v.strip().isdigit() and 1 <= int(v) <= 5 for v in values):
+        raise app.UsageError(f"--severities must be integers from 1 to 5, got {','.join(values)}")
+    return sorted({int(v) for v in values})
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments {argv[1:]}; every option is a --flag.")
     if not FLAGS.model:
         raise app.UsageError("--model is required")
     logging.getLogger().setLevel(logging.INFO)
-    options = EvalOptions(**{f.name: FLAGS[f.name].value
-                             for f in dataclasses.fields(EvalOptions)})
+    values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(EvalOptions)}
+    options = EvalOptions(**{**values, "severities": severities_flag(FLAGS.severities)})
     # A missing optional package (tfds, imagecorruptions, ...) is an expected failure here too.
     result = run_or_exit("noisy-student-eval", lambda: run(options), traceback=FLAGS.traceback,
                          also=(ImportError,))
@@ -248,7 +264,7 @@ def run_cli() -> None:
     """Entry point: ``python -m noisy_student.evaluate_cli``."""
     from noisy_student.cli import run_tool
 
-    run_tool(__name__, define_flags, main)
+    run_tool(__name__, define_flags, main, "noisy-student-eval")
 
 
 if __name__ == "__main__":

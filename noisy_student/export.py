@@ -4,8 +4,10 @@ this SavedModel gives NaN outputs on TF 2.21.)
 
 Signatures (all return `probabilities` [B, C] float32 and `classes` [B] int64):
   - `serving_default` / `serving_images`: `images` float32 [B, S, S, 3], RGB 0..255. Any other
-    rank, size or channel count, or a NaN/infinite pixel, is an InvalidArgument error that says
-    what was expected (never a process abort).
+    rank, size or channel count, a NaN/infinite pixel, or a pixel outside [-1, 256)
+    (`PIXEL_RANGE`: 0..255 with room for rounding; a 0..1 or a garbage image would otherwise be
+    classified confidently) is an InvalidArgument error that says what was expected (never a
+    process abort).
   - `serving_bytes`: `image_bytes` string [B] (JPEG/PNG/BMP/GIF), each decoded on its own and
     center-cropped with the evaluation preprocessing of the model's resolution. An image that
     cannot be decoded is an InvalidArgument error naming its index in the batch.
@@ -25,6 +27,8 @@ from noisy_student.atomic_io import atomic_output, remove_stale_temps
 from noisy_student.data.bad_data import try_map
 from noisy_student.data.preprocessing import preprocess_for_eval
 from noisy_student.training.checks import model_outputs_logits
+
+PIXEL_RANGE = (-1.0, 256.0)  # [low, high) of the float pixels serving_images accepts
 
 
 class _Serving(tf.Module):
@@ -59,8 +63,16 @@ class _Serving(tf.Module):
             "shape {}", (size, size, shape))
         with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
             images = tf.ensure_shape(tf.identity(images), [None, size, size, 3])
-        return tf.debugging.assert_all_finite(
+        images = tf.debugging.assert_all_finite(
             images, "images hold NaN or infinite pixels; send RGB values in 0..255")
+        low, high = PIXEL_RANGE
+        inside = tf.reduce_all(tf.logical_and(images >= low, images < high))
+        message = tf.strings.format(
+            "images must hold RGB pixel values in [{}, {}) (0..255 images, not 0..1 or "
+            "normalized ones); got values from {} to {}",
+            (low, high, tf.reduce_min(images), tf.reduce_max(images)))
+        with tf.control_dependencies([tf.debugging.Assert(inside, [message])]):
+            return tf.identity(images)
 
     def images_fn(self):
         spec = tf.TensorSpec(None, tf.float32, name="images")  # any shape: checked inside

@@ -146,18 +146,23 @@ def _label_shard(label_fn, input_path: str, output_path: str, *, storage: str, t
             "confidence_counts": None if counts is None else sparse_counts(counts)}
 
 
+def _finished_infos(input_pattern: str, output_dir: str) -> tuple[int, list[dict]]:
+    """(number of input shards, the info of every finished output shard)."""
+    files = list_files(input_pattern)
+    infos = [read_json(os.path.join(output_dir, INFO_DIR,
+                                    shard_name(OUTPUT_SPLIT, index, len(files)) + ".json"))
+             for index in range(len(files))]
+    return len(files), [info for info in infos if info is not None]
+
+
 def label_totals(input_pattern: str, output_dir: str) -> dict:
     """Totals over every finished output shard, whichever worker or invocation wrote it:
     records read, images labeled, undecodable images skipped (`data_skipped`) and damaged input
     files with the bytes left unread (`data_damaged_files`)."""
-    files = list_files(input_pattern)
-    totals = {"num_shards": len(files), "num_finished_shards": 0, "num_records": 0,
+    num_shards, infos = _finished_infos(input_pattern, output_dir)
+    totals = {"num_shards": num_shards, "num_finished_shards": 0, "num_records": 0,
               "num_labeled": 0, "data_skipped": 0, "data_damaged_files": {}}
-    for index in range(len(files)):
-        name = shard_name(OUTPUT_SPLIT, index, len(files))
-        info = read_json(os.path.join(output_dir, INFO_DIR, name + ".json"))
-        if info is None:
-            continue
+    for info in infos:
         totals["num_finished_shards"] += 1
         totals["num_records"] += info["num_records"]
         totals["num_labeled"] += info["num_labeled"]
@@ -165,6 +170,26 @@ def label_totals(input_pattern: str, output_dir: str) -> dict:
         if info.get("damaged"):
             totals["data_damaged_files"][info["input"]] = info["bytes_unread"]
     return totals
+
+
+def nothing_labeled_message(input_pattern: str, output_dir: str, listed: int = 10) -> str:
+    """Why no image was labeled: each unlabeled file (the first ``listed``) with what reading
+    it found (readable records, undecodable images, bytes left unread after damage) and the
+    fix. Labeling or filtering nothing would otherwise surface later as a confidence problem."""
+    num_shards, infos = _finished_infos(input_pattern, output_dir)
+    described = []
+    for info in infos[:listed]:
+        found = [f"{info['num_records']} readable records"]
+        if info["num_undecodable"]:
+            found.append(f"{info['num_undecodable']} undecodable images")
+        if info.get("damaged"):
+            found.append(f"damaged: {info['bytes_unread']} bytes unread")
+        described.append(f"{info['input']} ({', '.join(found)})")
+    more = f" and {len(infos) - listed} more" if len(infos) > listed else ""
+    return (f"No unlabeled image could be read from the {num_shards} files of "
+            f"{input_pattern!r}: {'; '.join(described)}{more}. Rewrite or replace these files "
+            f"(TFRecords of 'image/encoded' images, e.g. from noisy-student-build-tfrecords), "
+            f"then delete {output_dir} and rerun.")
 
 
 def unfinished_shards(input_pattern: str, output_dir: str) -> list[str]:

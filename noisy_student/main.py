@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app  # noqa: E402
 from absl import flags as absl_flags  # noqa: E402
 
 from noisy_student import flags as cli_flags  # noqa: E402
@@ -96,14 +94,16 @@ def robustness_eval(mode: str, iteration: int) -> dict:
 
 
 def validate_or_exit(program: str, argv: list[str]) -> None:
-    """Checks the command line before any work: one message and exit status 2 if it is bad."""
+    """Checks the command line before any work: one message naming the flag (and its
+    flagfile line) and exit status 2 if it is bad (noisy_student.cli.usage_error)."""
+    from noisy_student.cli import usage_error
+
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments {argv[1:]}; every option is a --flag.")
+        usage_error(program, f"Unexpected arguments {argv[1:]}; every option is a --flag.")
     try:
         cli_flags.validate()
     except cli_flags.FlagError as err:
-        print(f"{program}: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        usage_error(program, str(err))
 
 
 def run_or_exit(program: str) -> dict:
@@ -141,11 +141,10 @@ def main(argv: list[str]) -> None:
 def run() -> None:
     """Console-script entry point; ``configs/...`` and ``sample_data/...`` paths find the
     bundled files from any folder (noisy_student.assets)."""
-    from noisy_student import assets
-    from noisy_student.cli import show_flags_in_help
+    from noisy_student.cli import run_program, show_flags_in_help
 
     show_flags_in_help(cli_flags.__name__)
-    app.run(main, flags_parser=assets.parse_flags)
+    run_program("noisy-student", main)
 
 
 if __name__ == "__main__":

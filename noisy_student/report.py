@@ -236,7 +236,8 @@ def _robustness_lines(run_dir: str, manifest: dict) -> list[str]:
         for benchmark, key in HEADLINES.items():
             data = read_json(os.path.join(folder, f"{benchmark}.json"))
             if data and data.get(key) is not None:
-                rows.append(f"| {_model_label(i)} | {benchmark} | {key} | {_pct(data[key])} |")
+                metric = f"{key} (partial: {data['partial']})" if data.get("partial") else key
+                rows.append(f"| {_model_label(i)} | {benchmark} | {metric} | {_pct(data[key])} |")
         figures += [f"![{_model_label(i)}: {name}]({eval_dir(i)}/{name})"
                     for name in sorted(tf.io.gfile.listdir(folder)) if name.endswith(".png")]
     if not rows and not figures:

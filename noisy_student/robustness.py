@@ -29,6 +29,7 @@ from noisy_student.run_layout import FINAL_MODEL, MANIFEST
 log = logging.getLogger(__name__)
 
 MAX_CONFUSION_CLASSES = 100
+ALL_SEVERITIES = tuple(range(1, evaluation.NUM_SEVERITIES + 1))  # the published mCE uses all
 
 
 # ----------------------------------------------------------------------------- models
@@ -244,10 +245,12 @@ def evaluate_subset(model, benchmark: str, source: str | None, *, image_size: in
 
 
 def corruption_table(errors: Mapping[str, Sequence[float]], ce: Mapping[str, float],
-                     mce: float, rel: Mapping[str, float] | None = None) -> str:
-    """Plain-text table: error (%) per severity, CE (%) and relative CE (%) per corruption."""
-    severities = len(next(iter(errors.values())))
-    header = f"{'corruption':<18}" + "".join(f"{'s' + str(s + 1):>7}" for s in range(severities))
+                     mce: float, rel: Mapping[str, float] | None = None,
+                     severities: Sequence[int] = ALL_SEVERITIES,
+                     partial: str | None = None) -> str:
+    """Plain-text table: error (%) per severity, CE (%) and relative CE (%) per corruption;
+    ``partial`` (what the mCE covers, when not everything) is printed under it."""
+    header = f"{'corruption':<18}" + "".join(f"{'s' + str(s):>7}" for s in severities)
     header += f"{'CE':>8}" + (f"{'relCE':>8}" if rel else "")
     lines = [header, "-" * len(header)]
     for c, errs in errors.items():
@@ -255,7 +258,9 @@ def corruption_table(errors: Mapping[str, Sequence[float]], ce: Mapping[str, flo
         if rel:
             line += f"{100 * rel[c]:8.2f}"
         lines.append(line)
-    lines.append(f"{'mCE':<18}" + " " * 7 * severities + f"{100 * mce:8.2f}")
+    lines.append(f"{'mCE':<18}" + " " * 7 * len(severities) + f"{100 * mce:8.2f}")
+    if partial:
+        lines.append(f"partial mCE: {partial}")
     return "\n".join(lines)
 
 
@@ -305,51 +310,98 @@ def plot_corruption_comparison(ce: Mapping[str, Mapping[str, float]], mce: Mappi
     return write_png(corruption_comparison_figure(ce, mce, title), path)
 
 
+def partial_scope(corruptions: Sequence[str], severities: Sequence[int]) -> str | None:
+    """What an mCE over ``corruptions`` and ``severities`` leaves out of the published one (the
+    15 ImageNet-C corruptions at severities 1-5), or None when it leaves out nothing."""
+    parts = []
+    missing = [c for c in evaluation.IMAGENET_C_CORRUPTIONS if c not in corruptions]
+    if missing:
+        parts.append(f"{len(evaluation.IMAGENET_C_CORRUPTIONS) - len(missing)} of the "
+                     f"{len(evaluation.IMAGENET_C_CORRUPTIONS)} ImageNet-C corruptions "
+                     f"(without {', '.join(missing)})")
+    if tuple(severities) != ALL_SEVERITIES:
+        parts.append(f"severities {', '.join(map(str, severities))} of 1-5")
+    return "; ".join(parts) or None
+
+
 def corruption_metrics(errors: Mapping[str, Sequence[float]],
                        baseline: Mapping[str, float | Sequence[float]], *,
+                       severities: Sequence[int] = ALL_SEVERITIES,
                        clean_error: float | None = None,
                        baseline_clean_error: float | None = None) -> dict:
-    """CE per corruption and mCE given the model's errors at each severity and a baseline's
-    (severity-averaged error, or its errors per severity). With both clean errors, also the
-    relative CE and relative mCE. Corruptions are those of ``errors`` (all need a baseline)."""
-    corruptions = list(errors)
+    """CE per corruption and mCE given the model's errors at ``severities`` and a baseline's
+    (severity-averaged error, or its errors at severities 1-5). CE_c = the model's errors
+    summed over the severities / the baseline's (its average times their number when only the
+    average is known); at all five it is the published CE. With both clean errors, also the
+    relative CE and relative mCE. Corruptions are those of ``errors`` (all need a baseline);
+    ``partial`` says what the mCE leaves out (`partial_scope`)."""
+    corruptions, severities = list(errors), tuple(severities)
     missing = [c for c in corruptions if c not in baseline]
     if missing:
         raise ValueError(f"the baseline has no error for {missing}")
-    base = {c: float(np.mean(baseline[c])) for c in corruptions}
-    zero = [c for c in corruptions if base[c] == 0]
+    lengths = {len(e) for e in errors.values()}
+    if lengths != {len(severities)}:
+        raise ValueError(f"need errors at severities {list(severities)}, got lengths "
+                         f"{sorted(lengths)}")
+    base_sum = {c: _baseline_sum(baseline[c], severities) for c in corruptions}
+    zero = [c for c in corruptions if base_sum[c] == 0]
     if zero:
         raise ValueError(f"the baseline's error is 0 on {zero}, so CE (errors divided by the "
                          "baseline's) is undefined there; leave those corruptions out or use a "
                          "baseline model that errs on them")
-    severities = {len(e) for e in errors.values()}
-    if severities != {evaluation.NUM_SEVERITIES}:
-        raise ValueError(f"need errors at all {evaluation.NUM_SEVERITIES} severities, got "
-                         f"lengths {sorted(severities)}")
-    result = evaluation.mean_corruption_error(errors, baseline=base, corruptions=corruptions)
+    ce = {c: float(np.sum(errors[c]) / base_sum[c]) for c in corruptions}
     out = {"errors": {c: [float(e) for e in errors[c]] for c in corruptions},
-           "CE": result["CE"], "mCE": result["mCE"]}
+           "CE": ce, "mCE": float(np.mean(list(ce.values()))), "severities": list(severities),
+           "partial": partial_scope(corruptions, severities)}
     if clean_error is not None:
         out["clean_error"] = clean_error
     if clean_error is None or baseline_clean_error is None:
         return out
     out["baseline_clean_error"] = baseline_clean_error
-    flat = [c for c in corruptions if abs(base[c] - baseline_clean_error) < 1e-12]
+    n = len(severities)
+    flat = [c for c in corruptions if abs(base_sum[c] / n - baseline_clean_error) < 1e-12]
     if flat:  # relative CE divides by (baseline error - baseline clean error)
         log.warning("relative CE is undefined: the baseline's corrupted error equals its clean "
                     "error on %s", flat)
         return out
-    rel = evaluation.relative_mean_corruption_error(
-        errors, clean_error, baseline_clean_error, baseline=base, corruptions=corruptions)
-    out.update(relative_CE=rel["relative_CE"], relative_mCE=rel["relative_mCE"])
+    rel = {c: float((np.sum(errors[c]) - n * clean_error) / (base_sum[c]
+                                                            - n * baseline_clean_error))
+           for c in corruptions}
+    out.update(relative_CE=rel, relative_mCE=float(np.mean(list(rel.values()))))
     return out
+
+
+def _baseline_sum(value: float | Sequence[float], severities: Sequence[int]) -> float:
+    """A baseline's error summed over ``severities``: its errors there when it gives all five,
+    else its severity-averaged error times their number."""
+    values = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    if len(values) == evaluation.NUM_SEVERITIES:
+        return float(sum(values[s - 1] for s in severities))
+    return float(len(severities) * values.mean())
+
+
+def present_severities(root: str, corruptions: Sequence[str]) -> tuple[int, ...]:
+    """The severities (1-5) that ``root`` has for every one of ``corruptions``
+    (``<root>/<corruption>/<severity>``; all five for a TFDS source). FileNotFoundError when
+    they share none."""
+    if tfds_spec(root):
+        return ALL_SEVERITIES
+    shared = set(ALL_SEVERITIES)
+    for c in corruptions:
+        folder = os.path.join(root, c)
+        names = tf.io.gfile.listdir(folder) if tf.io.gfile.isdir(folder) else []
+        shared &= {int(n.rstrip("/")) for n in names if n.rstrip("/").isdigit()}
+    if not shared:
+        raise FileNotFoundError(f"{root}: the corruptions {list(corruptions)} share no severity "
+                                "folder 1-5 (expected <root>/<corruption>/<severity>)")
+    return tuple(sorted(shared))
 
 
 @renamed_keywords(small_image="small_images")
 def corruption_errors(model, root: str, corruptions: Sequence[str], *, image_size: int,
                       num_classes: int, batch_size: int = 64, small_images: bool = False,
                       label_offset: int = 0, class_to_label: Mapping[str, int] | None = None,
-                      severities: Sequence[int] = (1, 2, 3, 4, 5),
+                      severities: Sequence[int] = ALL_SEVERITIES,
                       max_steps: int | None = None, strict: bool = False) -> dict:
     """{corruption: [top-1 error at each severity]} over ``root`` (see
     ``eval_sources.corrupted_source`` for the layouts)."""
@@ -374,12 +426,14 @@ def corruption_errors(model, root: str, corruptions: Sequence[str], *, image_siz
 
 def _write_corruption_outputs(result: dict, output_dir: str | None, name: str) -> dict:
     result["table"] = corruption_table(result["errors"], result["CE"], result["mCE"],
-                                       result.get("relative_CE"))
+                                       result.get("relative_CE"), result["severities"],
+                                       result["partial"])
     if output_dir:
         tf.io.gfile.makedirs(output_dir)
+        partial = " (partial)" if result["partial"] else ""
         result["chart_png"] = plot_corruption_errors(
             result["CE"], result["mCE"], os.path.join(output_dir, f"{name}_ce.png"),
-            title=f"{name}: mCE {100 * result['mCE']:.1f}")
+            title=f"{name}: mCE{partial} {100 * result['mCE']:.1f}")
         write_json_atomic(os.path.join(output_dir, f"{name}.json"), result)
     return result
 
@@ -388,6 +442,7 @@ def _write_corruption_outputs(result: dict, output_dir: str | None, name: str) -
 def evaluate_imagenet_c(model, root: str, *, image_size: int, batch_size: int = 64,
                         small_images: bool = False,
                         corruptions: Sequence[str] = evaluation.IMAGENET_C_CORRUPTIONS,
+                        severities: Sequence[int] = ALL_SEVERITIES,
                         clean_error: float | None = None,
                         alexnet_clean_error: float | None = None,
                         output_dir: str | None = None, max_steps: int | None = None,
@@ -395,14 +450,16 @@ def evaluate_imagenet_c(model, root: str, *, image_size: int, batch_size: int = 
     """ImageNet-C: error per corruption and severity, CE normalized by AlexNet, mCE, and the
     relative mCE when ``clean_error`` and ``alexnet_clean_error`` are given. ``root`` is the
     released folder tree or ``tfds:imagenet2012_corrupted``. mCE is only the published metric
-    over all 15 corruptions; with a subset it is the mean over that subset."""
+    over all 15 corruptions at severities 1-5; over a subset it is marked ``partial``."""
     wnids = eval_sources.imagenet_wnids()
     errors = corruption_errors(
         model, root, corruptions, image_size=image_size, num_classes=1000,
         batch_size=batch_size, small_images=small_images,
-        class_to_label={w: i for i, w in enumerate(wnids)}, max_steps=max_steps, strict=strict)
+        class_to_label={w: i for i, w in enumerate(wnids)}, severities=severities,
+        max_steps=max_steps, strict=strict)
     result = corruption_metrics(errors, evaluation.ALEXNET_IMAGENET_C_ERRORS,
-                                clean_error=clean_error, baseline_clean_error=alexnet_clean_error)
+                                severities=severities, clean_error=clean_error,
+                                baseline_clean_error=alexnet_clean_error)
     result.update(benchmark="imagenet_c", source=root, baseline="AlexNet (Hendrycks & "
                   "Dietterich, ICLR 2019)")
     return _write_corruption_outputs(result, output_dir, "imagenet_c")
@@ -434,12 +491,15 @@ def read_baseline(path: str) -> tuple[dict, float | None]:
 def evaluate_corrupted(model, root: str, *, baseline_path: str | None, image_size: int,
                        num_classes: int, batch_size: int = 64, small_images: bool = False,
                        label_offset: int = 1, corruptions: Sequence[str] | None = None,
+                       severities: Sequence[int] | None = None,
                        clean_error: float | None = None, output_dir: str | None = None,
                        max_steps: int | None = None, strict: bool = False) -> dict:
     """mCE on our own corrupted records (``noisy-student-make-corrupted`` layout
     ``<root>/<corruption>/<severity>/*``), normalized by a baseline model's errors from
     ``baseline_path`` (AlexNet's constants only apply to ImageNet). Without a baseline only the
-    errors are reported. Corruptions default to those present under ``root``."""
+    errors are reported. Corruptions default to those present under ``root``, severities to
+    those every chosen corruption has, so any subset the generator writes can be scored; an
+    mCE over less than 15 corruptions at severities 1-5 is marked ``partial``."""
     if not tfds_spec(root) and not tf.io.gfile.isdir(root):
         raise FileNotFoundError(f"{root}: not a directory of <corruption>/<severity>/ folders")
     if corruptions is None:
@@ -447,18 +507,21 @@ def evaluate_corrupted(model, root: str, *, baseline_path: str | None, image_siz
                              if tf.io.gfile.isdir(os.path.join(root, d)))
         if not corruptions:
             raise FileNotFoundError(f"{root}: no <corruption>/<severity>/ folders")
+    severities = tuple(severities or present_severities(root, corruptions))
     errors = corruption_errors(model, root, corruptions, image_size=image_size,
                                num_classes=num_classes, batch_size=batch_size,
                                small_images=small_images, label_offset=label_offset,
-                               max_steps=max_steps, strict=strict)
+                               severities=severities, max_steps=max_steps, strict=strict)
     if baseline_path:
         baseline, baseline_clean = read_baseline(baseline_path)
-        result = corruption_metrics(errors, baseline, clean_error=clean_error,
-                                    baseline_clean_error=baseline_clean)
+        result = corruption_metrics(errors, baseline, severities=severities,
+                                    clean_error=clean_error, baseline_clean_error=baseline_clean)
         result["baseline"] = baseline_path
     else:
         result = {"errors": errors, "clean_error": clean_error,
-                  "mean_error": float(np.mean([np.mean(e) for e in errors.values()]))}
+                  "mean_error": float(np.mean([np.mean(e) for e in errors.values()])),
+                  "severities": list(severities),
+                  "partial": partial_scope(corruptions, severities)}
     result.update(benchmark="corrupted", source=root)
     if "CE" not in result:
         if output_dir:

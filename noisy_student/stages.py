@@ -38,6 +38,7 @@ from noisy_student.training import (
     sync_batch_norm_for,
     train,
 )
+from noisy_student.training.checkpoints import check_classes
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +123,14 @@ def model_fn(ctx: Context, iteration: int, for_training: bool = True
 def load_model(ctx: Context, iteration: int) -> keras.Model:
     """The trained model of an iteration (0 = teacher), with its EMA weights."""
     if iteration == 0 and ctx.config.teacher_checkpoint:
+        check_classes(ctx.config.teacher_checkpoint, ctx.config.num_classes)
         model = model_fn(ctx, 0, for_training=False)()
         model.load_weights(ctx.config.teacher_checkpoint)
         return model
     folder = model_dir(ctx, iteration)
     path = os.path.join(folder, run_layout.FINAL_MODEL)
     if os.path.exists(path):
+        check_classes(path, ctx.config.num_classes)
         return keras.models.load_model(path, compile=False)
     if tf.train.latest_checkpoint(folder) is None:
         what = "teacher" if iteration == 0 else f"student of iteration {iteration}"
@@ -343,6 +346,10 @@ def seed_training(ctx: Context, iteration: int) -> int | None:
 def train_teacher(ctx: Context) -> dict:
     if ctx.config.teacher_checkpoint:
         return {"given": ctx.config.teacher_checkpoint, **evaluate(ctx, 0)}
+    config = ctx.config
+    empty = pipelines.check_class_coverage(config.label_data, config.num_classes,
+                                           config.label_offset, strict=config.strict_data,
+                                           class_names=ctx.run_dir.class_names)
     name = model_name(ctx, 0)
     size = image_size(ctx, name)
     seed = seed_training(ctx, 0)
@@ -354,7 +361,8 @@ def train_teacher(ctx: Context) -> dict:
         ctx.strategy,
         train_eval_data=clean_train_fn(ctx, size),
     )
-    return _finish_training(ctx, 0, result)
+    summary = _finish_training(ctx, 0, result)
+    return {**summary, "classes_without_labeled_images": empty} if empty else summary
 
 
 def train_student(ctx: Context, iteration: int) -> dict:
@@ -436,7 +444,10 @@ def label(ctx: Context, iteration: int) -> dict:
         lambda: not labeling.unfinished_shards(config.unlabel_data, output_dir),
         config.wait_timeout,
     )
-    return labeling.label_totals(config.unlabel_data, output_dir)  # all workers, all runs
+    totals = labeling.label_totals(config.unlabel_data, output_dir)  # all workers, all runs
+    if totals["num_labeled"] == 0:  # the cause, before filtering blames the teacher
+        raise RunError(labeling.nothing_labeled_message(config.unlabel_data, output_dir))
+    return totals
 
 
 def filtered_pattern(ctx: Context, iteration: int) -> str:

@@ -191,3 +191,51 @@ def test_export_help_explains_the_flags():
     for flag in ("--model", "--formats", "--data", "--representative_data", "--int8_io",
                  "--latency_runs", "--threads"):
         assert flag in run.stdout, (flag, run.stderr[-2000:])
+
+
+# A fresh process in which our packages cannot be imported (as if not installed): loads the
+# deployment .keras with Keras alone and saves its predictions.
+LOAD_WITH_KERAS_ONLY = """
+import sys
+sys.modules["efficientnet_tf"] = sys.modules["noisy_student"] = None  # import fails
+import numpy as np, keras
+model = keras.saving.load_model(sys.argv[1])
+np.save(sys.argv[3], model.predict(np.load(sys.argv[2]), verbose=0))
+print(sorted({type(layer).__module__.split(".")[0] for layer in model.layers}))
+"""
+
+
+def test_deployment_keras_file_loads_with_keras_alone(tmp_path, keras):
+    """deploy/model.keras is made of built-in Keras layers: a process without our packages
+    opens it and predicts within 1e-5 of our model (the run's own .keras cannot be opened
+    there)."""
+    from efficientnet_tf import create_model
+    from noisy_student.training import save_model
+
+    keras.utils.set_random_seed(7)  # every B0 stage (expansion, skips, SE) at a tiny size
+    model = create_model("b0", classes=10, small_images=True, width_coefficient=0.25,
+                         depth_coefficient=0.5, input_shape=(32, 32, 3),
+                         classifier_activation=None)
+    assert any(layer.has_skip for layer in model.layers if hasattr(layer, "has_skip"))
+    for weight in model.weights:  # BN statistics and scales away from 0/1 make the check bite
+        if weight.path.endswith(("moving_mean", "moving_variance", "gamma", "beta")):
+            weight.assign(np.random.default_rng(len(weight.path)).uniform(
+                0.5, 1.5, weight.shape).astype("float32"))
+    path = save_model(model, str(tmp_path / "trained.keras"))
+    _export(path, tmp_path / "deploy", formats=["keras"], latency_runs=0)
+    images = np.random.default_rng(1).uniform(0, 255, (6, 32, 32, 3)).astype("float32")
+    np.save(tmp_path / "images.npy", images)
+    expected = model.predict(images, verbose=0)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+    def load(keras_file):
+        return subprocess.run(
+            [sys.executable, "-c", LOAD_WITH_KERAS_ONLY, str(keras_file),
+             str(tmp_path / "images.npy"), str(tmp_path / "out.npy")],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+    run = load(tmp_path / "deploy" / "model.keras")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.splitlines()[-1] == "['keras']"
+    assert np.abs(np.load(tmp_path / "out.npy") - expected).max() < 1e-5
+    assert load(path).returncode != 0  # the training-side file names our layer classes

@@ -493,6 +493,8 @@ def served(tmp_path_factory, tf, keras):
     ((1, 32, 32, 1), "float32", "got shape [1 32 32 1]"),
     ((1, 32, 32, 3), "nan", "NaN or infinite pixels"),
     ((1, 32, 32, 3), "inf", "NaN or infinite pixels"),
+    ((1, 32, 32, 3), "1e30", "pixel values in [-1, 256) (0..255 images"),
+    ((1, 32, 32, 3), "-2", "pixel values in [-1, 256) (0..255 images"),
     ((1, 32, 32, 3), "float64", "expected to be a float tensor but is a double"),
     ((1, 32, 32, 3), "uint8", "expected to be a float tensor but is a uint8"),
 ])
@@ -501,14 +503,26 @@ def test_serving_default_rejects_bad_images_with_a_clear_error(served, tf, shape
     import numpy as np
 
     loaded, _ = served
-    images = np.full(shape, {"nan": np.nan, "inf": np.inf}.get(dtype, 100),
-                     "float32" if dtype in ("nan", "inf") else dtype)
-    images.flat[0] = 100 if dtype in ("nan", "inf") else images.flat[0]  # one good pixel
+    special = {"nan": np.nan, "inf": np.inf, "1e30": 1e30, "-2": -2.0}  # float32 values
+    images = np.full(shape, special.get(dtype, 100), "float32" if dtype in special else dtype)
+    images.flat[0] = 100 if dtype in special else images.flat[0]  # one good pixel
     with pytest.raises(tf.errors.InvalidArgumentError) as error:
         loaded.signatures["serving_default"](images=tf.constant(images))
     assert expected in str(error.value)
     if "shape" in expected:
         assert "[batch, 32, 32, 3]" in str(error.value)
+
+
+def test_serving_default_accepts_the_edges_of_the_pixel_range(served, tf):
+    """-1 and 255.9 (rounding around 0..255) are served like predict."""
+    import numpy as np
+
+    loaded, model = served
+    images = np.full((2, 32, 32, 3), 128, np.float32)
+    images[0, 0, 0], images[1, 0, 0] = -1.0, 255.9
+    out = loaded.signatures["serving_default"](images=tf.constant(images))
+    expected = tf.nn.softmax(model(images, training=False)).numpy()
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)
 
 
 def test_serving_bytes_names_bad_images_and_the_status_signature_classifies_the_rest(
@@ -538,3 +552,274 @@ def test_serving_bytes_names_bad_images_and_the_status_signature_classifies_the_
     np.testing.assert_allclose(clean["probabilities"].numpy(), expected, atol=1e-5)
     empty = loaded.signatures["serving_bytes"](image_bytes=tf.constant([], tf.string))
     assert empty["probabilities"].shape == (0, 10) and empty["classes"].shape == (0,)
+
+
+# ---------------------------------------------- #32: every usage error is one line and status 2
+
+# Each entry point: (module, function, a flag and a value it rejects, arguments that fail a check
+# after parsing, the flag that check names).
+ENTRY_POINTS = {
+    "noisy-student": ("noisy_student.main", "run", "--train_epochs=fourty", [], "--run_dir"),
+    "noisy-student-demo": ("noisy_student.demo", "run", "--train_epochs=fourty",
+                           ["--train_epochs=-1"], "--train_epochs"),
+    "noisy-student-eval": ("noisy_student.evaluate_cli", "run_cli", "--num_classes=ten", [],
+                           "--model"),
+    "noisy-student-build-tfrecords": ("noisy_student.tools.build_tfrecords", "run",
+                                      "--num_shards=ten", [], "--input_dir"),
+    "noisy-student-cam": ("noisy_student.tools.cam", "run", "--num_images=ten", [], "--models"),
+    "noisy-student-export-model": ("noisy_student.tools.export_model", "run",
+                                   "--max_examples=ten", [], "--model"),
+    "noisy-student-make-corrupted": ("noisy_student.tools.make_corrupted", "run", "--seed=ten",
+                                     ["--input=x", "--output_dir=y", "--severities=one"],
+                                     "--severities"),
+    "noisy-student-record-sizes": ("noisy_student.tools.measure_record_sizes", "run",
+                                   "--num_classes=ten", ["--num_classes=ten"], "--num_classes"),
+    "noisy-student-scaling-search": ("noisy_student.tools.scaling_search", "run",
+                                     "--tolerance=small", [], "--output_dir"),
+    "efficientnet-convert-weights": ("noisy_student.tools.convert_weights", "run",
+                                     "--use_ema=maybe", [], "--source"),
+    "efficientnet-count-flops": ("noisy_student.tools.count_flops", "run", "--resolution=big",
+                                 [], "--model"),
+    "build_demo_data": ("noisy_student.tools.build_demo_data", "run", "--jpeg_quality=high",
+                        None, None),
+}
+
+# Runs an entry point once per command line in one process (flags are defined once per
+# process, so later calls skip the tool's define_flags); prints [[status, stderr], ...].
+DRIVER = """
+import contextlib, io, json, sys
+from absl import flags
+import {module} as tool
+results = []
+for argv in json.loads(sys.argv[1]):
+    sys.argv, stderr = argv, io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        try:
+            tool.{function}()
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code
+    results.append([code, stderr.getvalue()])
+    flags.FLAGS.unparse_flags()
+    tool.define_flags = lambda: None
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.parametrize("program", sorted(ENTRY_POINTS))
+def test_every_usage_error_is_one_line_naming_the_flag_and_status_2(program, tmp_path):
+    """An unknown flag, a bad value in a flagfile (named by file and line) and a missing or
+    bad flag found after parsing: status 2 and one line `PROGRAM: error: ...` naming the flag,
+    for each command line (absl's own way: status 1 and no flagfile line)."""
+    module, function, bad_value, after_parse, named = ENTRY_POINTS[program]
+    flagfile = tmp_path / "bad.cfg"
+    flagfile.write_text(f"# a comment\n\n{bad_value}\n")
+    cases = [([program, "--no_such_flag=1"], "unknown flag --no_such_flag=1"),
+             ([program, f"--flagfile={flagfile}"],
+              bad_value.partition("=")[0], f"(flagfile {flagfile}, line 3)")]
+    if after_parse is not None:
+        cases.append(([program, *after_parse], named))
+    code = DRIVER.format(module=module, function=function)
+    run = subprocess.run([sys.executable, "-c", code, json.dumps([c[0] for c in cases])],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(run.stdout.splitlines()[-1])
+    for (argv, *expected), (status, stderr) in zip(cases, results, strict=True):
+        lines = error_lines(stderr)
+        assert (status, len(lines)) == (2, 1), (argv, status, stderr[-2000:])
+        assert lines[0].startswith(f"{program}: error: "), lines
+        assert all(text in lines[0] for text in expected), (expected, lines[0])
+
+
+def test_a_bad_value_found_after_parsing_names_its_flagfile_line(tmp_path):
+    """A value that parses but fails validation (--train_epochs=-3) is traced to the flagfile
+    line it came from; the same flag on the command line has no location."""
+    from noisy_student import assets, main
+
+    flagfile = tmp_path / "run.cfg"
+    flagfile.write_text("# recipe\n--train_epochs=-3\n")
+    argv = ["noisy-student", f"--flagfile={flagfile}", *tiny_flags(tmp_path / "run"),
+            f"--unlabel_data={os.path.join(SAMPLE, 'unlabeled-00000-of-00008')}"]
+    stderr = io.StringIO()
+    with flagsaver.flagsaver(), contextlib.redirect_stderr(stderr):
+        flags.FLAGS.unparse_flags()
+        assets.parse_flags(argv)
+        with pytest.raises(SystemExit) as exit_:
+            main.validate_or_exit("noisy-student", ["noisy-student"])
+    assert exit_.value.code == 2
+    assert error_lines(stderr.getvalue()) == [
+        f"noisy-student: error: --train_epochs must be > 0, got -3.0. (flagfile {flagfile}, "
+        "line 2)"]
+    assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------- #32: causes, not symptoms
+
+
+def test_no_readable_unlabeled_image_names_the_files_and_their_damage(tmp_path,
+                                                                      teacher_weights):
+    """Every unlabeled record damaged: the label stage stops with the files and what reading
+    them found, instead of recording 0 images and the filter blaming the teacher."""
+    import numpy as np
+
+    folder = tmp_path / "unlabeled"
+    folder.mkdir()
+    sizes = {"unlabeled-00000-of-00002": 3000, "unlabeled-00001-of-00002": 5000}
+    for name, size in sizes.items():
+        (folder / name).write_bytes(np.random.default_rng(size).bytes(size))
+    code, _, stderr = cli(*tiny_flags(tmp_path / "run", "--mode=label", "--iteration=1",
+                                   f"--teacher_checkpoint={teacher_weights}",
+                                   f"--unlabel_data={folder / 'unlabeled-*'}"))
+    assert code == 2, stderr[-3000:]
+    [line] = error_lines(stderr)
+    assert "No unlabeled image could be read" in line
+    for name, size in sizes.items():
+        assert f"{name} (0 readable records, damaged: {size} bytes unread)" in line, line
+    assert str(tmp_path / "run" / "iter1" / "labels") in line and "min_threshold" not in line
+
+
+def test_class_count_mismatch_is_one_line_before_any_weight(tmp_path, teacher_weights):
+    """A 10-class checkpoint with --num_classes=100: both numbers in one line, no Keras shape
+    error with the weight matrix, no 'freshly-initialized' warning."""
+    eval_data = os.path.join(SAMPLE, "validation-00000-of-00002")
+    args = [a for a in tiny_flags(tmp_path / "run") if a != "--num_classes=10"]
+    code, stdout, stderr = cli(*args, "--num_classes=100", "--mode=eval", "--iteration=0",
+                               f"--teacher_checkpoint={teacher_weights}",
+                               f"--eval_data={eval_data}")
+    assert code == 2
+    assert error_lines(stderr) == [
+        f"noisy-student: error: {teacher_weights} holds a model with 10 classes, --num_classes "
+        "says 100: pass --num_classes=10, or a 100-class model. (--traceback shows the stack)"]
+    assert "value=" not in stderr + stdout and "freshly" not in stderr + stdout
+
+
+def test_saved_classes_reads_every_model_format(tmp_path, tf, keras):
+    """.keras, .weights.h5 and a training checkpoint (model and EMA shadows) all tell their
+    class count without being loaded."""
+    from efficientnet_tf import create_model
+    from noisy_student.training.checkpoints import check_classes, saved_classes
+    from noisy_student.training.ema import ExponentialMovingAverage
+
+    model = create_model("b0", classes=7, small_images=True, width_coefficient=0.25,
+                         depth_coefficient=0.25, input_shape=(32, 32, 3))
+    model.save(tmp_path / "m.keras")
+    model.save_weights(tmp_path / "m.weights.h5")
+    prefix = tf.train.Checkpoint(model=model, ema=ExponentialMovingAverage(model).checkpointable
+                                 ).write(str(tmp_path / "ckpt-1"))
+    paths = [str(tmp_path / "m.keras"), str(tmp_path / "m.weights.h5"), prefix]
+    assert [saved_classes(path) for path in paths] == [7, 7, 7]
+    check_classes(prefix, 7)
+    with pytest.raises(ValueError, match="holds a model with 7 classes, --num_classes says 8"):
+        check_classes(prefix, 8)
+
+
+def test_classes_without_labeled_images_warn_or_stop_with_strict_data(tmp_path, caplog):
+    """--num_classes=11 on 10-class labels: a warning naming class 10 when the teacher trains;
+    with --strict_data the teacher stage stops before training, naming it."""
+    from noisy_student.data.pipelines import check_class_coverage
+
+    labeled = os.path.join(SAMPLE, "train-00000-of-00004")
+    with caplog.at_level(logging.WARNING):
+        assert check_class_coverage(labeled, 10, 1) == []
+        assert not caplog.records
+        assert check_class_coverage(labeled, 12, 1, class_names=[str(i) for i in range(12)]
+                                    ) == [10, 11]
+    [record] = caplog.records
+    assert record.getMessage().startswith(
+        f"2 of the 12 classes have no labeled image in {labeled}: 10 (10), 11 (11).")
+    args = [a for a in tiny_flags(tmp_path / "run") if a != "--num_classes=10"]
+    code, _, stderr = cli(*args, "--num_classes=11", "--mode=teacher", "--strict_data")
+    assert code == 2
+    assert error_lines(stderr) == [
+        f"noisy-student: error: 1 of the 11 classes have no labeled image in {labeled}: 10. "
+        "Check --num_classes and --label_offset=1 (strict data checking). (--traceback shows "
+        "the stack)"]
+    assert not os.path.exists(tmp_path / "run" / "teacher" / "checkpoint")
+
+
+# ------------------------------------------------------------- #32: damaged checkpoints
+
+
+def test_damaged_checkpoints_fall_back_to_the_newest_readable_or_stop_naming_them(
+        tmp_path, tf, keras, caplog):
+    """The newest checkpoint's data file truncated (disk damage, a partial copy): training
+    resumes from the newest readable one with a warning naming the file and the steps redone;
+    with every checkpoint damaged, one error names them all and the fix."""
+    import numpy as np
+    from tiny_models import make_model_fn
+
+    from noisy_student import training
+
+    rng = np.random.default_rng(0)
+    data = tf.data.Dataset.from_tensors((
+        rng.uniform(0, 255, (4, 32, 32, 3)).astype("float32"),
+        np.eye(10, dtype="float32")[rng.integers(0, 10, 4)])).repeat()
+
+    def train(steps):
+        config = training.TrainConfig(batch_size=4, num_train_examples=40, train_steps=steps,
+                                      warmup_epochs=0, checkpoint_every=2, quiet=True)
+        return training.train(make_model_fn(keras), config, data, str(tmp_path))
+
+    def truncate(step):
+        path = tmp_path / f"ckpt-{step}.data-00000-of-00001"
+        path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+        return path.name
+
+    train(6)
+    damaged = truncate(6)
+    with caplog.at_level(logging.WARNING):
+        train(8)
+    [warning] = [r.getMessage() for r in caplog.records if "Cannot read" in r.getMessage()]
+    assert damaged in warning and "Read less bytes than requested" in warning
+    assert warning.endswith(f"resuming from {tmp_path / 'ckpt-4'} instead (2 training steps are "
+                            "redone).")
+    latest = tf.train.latest_checkpoint(str(tmp_path))
+    assert latest.endswith("ckpt-8")
+    assert int(tf.train.load_checkpoint(latest).get_tensor(
+        "step/.ATTRIBUTES/VARIABLE_VALUE")) == 8
+
+    steps = sorted(int(p.name.split("-")[1].split(".")[0]) for p in tmp_path.glob("ckpt-*.data*"))
+    assert steps[-2:] == [6, 8]
+    names = [truncate(step) for step in steps]  # ckpt-6 was written again by the resumed run
+    with pytest.raises(ValueError, match=f"No checkpoint in {tmp_path} can be read") as error:
+        train(10)
+    assert all(name in str(error.value) for name in names)
+    assert "delete them (and the 'checkpoint' file)" in str(error.value)
+
+
+# ---------------------------------------------------- #32: robustness evaluation of subsets
+
+
+def test_corrupted_eval_scores_the_subset_the_generator_wrote(tmp_path, tf):
+    """make-corrupted --corruptions=fog --severities=1,3, then the evaluator: the errors at
+    severities 1 and 3, CE against the baseline's errors there, and the mCE marked partial
+    (it stopped at the missing fog/2 before)."""
+    pytest.importorskip("imagecorruptions")
+    from test_robustness import BrightnessModel
+
+    from noisy_student import robustness
+    from noisy_student.corruptions import make_corrupted
+
+    root = tmp_path / "corrupted"
+    make_corrupted(os.path.join(SAMPLE, "validation-00000-of-00002"), str(root),
+                   corruptions=["fog"], severities=[1, 3], max_images=8)
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps({"errors": {"fog": [0.5, 0.6, 0.7, 0.8, 0.9]}}))
+    model = BrightnessModel(centers=[float(c) for c in range(60, 160, 10)])  # 10 classes
+    options = dict(baseline_path=str(baseline), image_size=32, num_classes=10, batch_size=4,
+                   small_images=True, label_offset=1)
+    got = robustness.evaluate_corrupted(model, str(root), output_dir=str(tmp_path / "eval"),
+                                        **options)
+    assert got["severities"] == [1, 3] and len(got["errors"]["fog"]) == 2
+    assert got["CE"]["fog"] == pytest.approx(sum(got["errors"]["fog"]) / (0.5 + 0.7))
+    assert got["mCE"] == got["CE"]["fog"]
+    assert got["partial"].startswith("1 of the 15 ImageNet-C corruptions (without ")
+    assert got["partial"].endswith("; severities 1, 3 of 1-5")
+    assert got["table"].splitlines()[0].split() == ["corruption", "s1", "s3", "CE"]
+    assert got["table"].splitlines()[-1] == f"partial mCE: {got['partial']}"
+    saved = json.loads((tmp_path / "eval" / "corrupted.json").read_text())
+    assert saved["partial"] == got["partial"]
+    one = robustness.evaluate_corrupted(model, str(root), severities=[3], **options)
+    assert one["errors"]["fog"] == [got["errors"]["fog"][1]]
+    with pytest.raises(FileNotFoundError, match="fog/2: missing"):
+        robustness.evaluate_corrupted(model, str(root), severities=[1, 2], **options)

@@ -72,11 +72,21 @@ def resolve_flag_values(flag_values) -> None:
             flag.value = resolved
 
 
-def parse_flags(argv: Sequence[str]) -> list[str]:
+def parse_flags(argv: Sequence[str], program: str | None = None) -> list[str]:
     """absl ``flags_parser`` of our command lines: :func:`resolve_flagfiles`, absl's parsing
-    (``--help`` and usage errors as usual), then :func:`resolve_flag_values`."""
-    from absl import app, flags
+    (``--help`` as usual), then :func:`resolve_flag_values`. A usage error prints one line
+    ``PROGRAM: error: ...`` naming the flag, and the flagfile and line that gave it, and exits
+    with status 2 (:func:`noisy_student.cli.usage_error`); ``program`` defaults to the name of
+    ``argv[0]``."""
+    from absl import flags
 
-    remaining = app.parse_flags_with_usage(resolve_flagfiles(argv))
+    from noisy_student import cli
+
+    argv = resolve_flagfiles(argv)
+    cli.remember_command_line(argv)
+    try:
+        remaining = flags.FLAGS(argv)
+    except flags.Error as err:
+        cli.usage_error(program or os.path.basename(argv[0]), cli.flag_error_message(err))
     resolve_flag_values(flags.FLAGS)
     return remaining

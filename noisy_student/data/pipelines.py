@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -262,6 +263,47 @@ def labeled_dataset(file_pattern: Source, options: InputOptions | None = None, *
 
     return _build(file_pattern, input_options(options, **fields), kind="labeled", parse=parse,
                   output=output, check=check)
+
+
+def class_counts(file_pattern: Source, num_classes: int, label_offset: int = 0) -> list[int]:
+    """Labeled records per class in [0, num_classes), from one read of the TFRecord files that
+    parses only the labels (damaged files up to the damage; labels outside the range are left
+    to the pipelines' check)."""
+    label_spec = {records.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
+    labels = (
+        tf.data.Dataset.from_tensor_slices(list_files(file_pattern))
+        .interleave(lambda path: tf.data.TFRecordDataset(path).ignore_errors(),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+        .map(lambda record: tf.io.parse_single_example(record, label_spec)[records.LABEL_KEY]
+             - label_offset, num_parallel_calls=tf.data.AUTOTUNE)
+        .ignore_errors()
+        .filter(lambda label: (label >= 0) & (label < num_classes))
+        .batch(4096))
+    counts = labels.reduce(tf.zeros([num_classes], tf.int64), lambda total, batch: total + (
+        tf.math.bincount(batch, minlength=num_classes, maxlength=num_classes, dtype=tf.int64)))
+    return [int(count) for count in counts.numpy()]
+
+
+def check_class_coverage(file_pattern: Source, num_classes: int, label_offset: int = 0, *,
+                         strict: bool = False, class_names: Sequence[str] | None = None,
+                         listed: int = 20) -> list[int]:
+    """The classes of [0, num_classes) without a labeled image in ``file_pattern`` (TFRecords;
+    a ``tfds:`` source is not checked), logged as a warning naming them (the first ``listed``),
+    or a ValueError with ``strict``: usually a wrong --num_classes or --label_offset."""
+    if tfds_source.is_tfds_spec(file_pattern):
+        return []
+    counts = class_counts(file_pattern, num_classes, label_offset)
+    empty = [c for c, count in enumerate(counts) if count == 0]
+    if empty:
+        names = [f"{c} ({class_names[c]})" if class_names else str(c) for c in empty[:listed]]
+        more = f" and {len(empty) - listed} more" if len(empty) > listed else ""
+        message = (f"{len(empty)} of the {num_classes} classes have no labeled image in "
+                   f"{file_pattern}: {', '.join(names)}{more}. Check --num_classes and "
+                   f"--label_offset={label_offset}")
+        if strict:
+            raise ValueError(f"{message} (strict data checking).")
+        logging.getLogger(__name__).warning("%s; --strict_data makes this an error.", message)
+    return empty
 
 
 def unlabeled_dataset(file_pattern: Source, options: InputOptions | None = None, *,

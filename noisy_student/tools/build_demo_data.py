@@ -23,14 +23,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import sys
 
 import numpy as np
 from absl import app, flags, logging
 from PIL import Image
 
 from noisy_student.assets import SAMPLE_DIR
-from noisy_student.cli import run_tool
+from noisy_student.cli import run_or_exit, run_tool
 from noisy_student.data import records, shards
 
 DEFAULT_SOURCE = os.path.join("..", "shared", "data", "cifar10")  # from the repository root
@@ -205,17 +204,15 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     f = flags.FLAGS
-    try:
-        build(f.source, f.output_dir, labeled_per_class=f.labeled_per_class,
-              unlabeled_per_class=f.unlabeled_per_class, test_per_class=f.test_per_class,
-              jpeg_quality=f.jpeg_quality)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
-        sys.exit(f"build_demo_data: error: {error}")
+    run_or_exit("build_demo_data", lambda: build(
+        f.source, f.output_dir, labeled_per_class=f.labeled_per_class,
+        unlabeled_per_class=f.unlabeled_per_class, test_per_class=f.test_per_class,
+        jpeg_quality=f.jpeg_quality), traceback=False)
 
 
 def run() -> None:
     """Console-script entry point."""
-    run_tool(__name__, define_flags, main)
+    run_tool(__name__, define_flags, main, "build_demo_data")
 
 
 if __name__ == "__main__":

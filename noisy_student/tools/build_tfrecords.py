@@ -19,15 +19,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
 
 import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from noisy_student.cli import run_tool
+from noisy_student.cli import run_or_exit, run_tool
 from noisy_student.data import records, shards
 
+PROGRAM = "noisy-student-build-tfrecords"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 IMAGES_PER_SHARD = 1024
 MODES = ("auto", "labeled", "unlabeled")
@@ -162,16 +162,14 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     f = flags.FLAGS
-    try:
-        build(f.input_dir, f.output_dir, split=f.split, mode=f.mode, num_shards=f.num_shards,
-              label_base=f.label_base, seed=f.seed, num_threads=f.num_threads)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
-        sys.exit(f"build_tfrecords: error: {error}")
+    run_or_exit(PROGRAM, lambda: build(
+        f.input_dir, f.output_dir, split=f.split, mode=f.mode, num_shards=f.num_shards,
+        label_base=f.label_base, seed=f.seed, num_threads=f.num_threads), traceback=False)
 
 
 def run() -> None:
     """Console-script entry point."""
-    run_tool(__name__, define_flags, main)
+    run_tool(__name__, define_flags, main, PROGRAM)
 
 
 if __name__ == "__main__":

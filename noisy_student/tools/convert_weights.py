@@ -100,7 +100,7 @@ def main(argv):
 
 def run() -> None:
     """Console-script entry point."""
-    run_tool(__name__, define_flags, main)
+    run_tool(__name__, define_flags, main, "efficientnet-convert-weights")
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ def main(argv):
 def run() -> None:
     """Console-script entry point."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    run_tool(__name__, define_flags, main)
+    run_tool(__name__, define_flags, main, "efficientnet-count-flops")
 
 
 if __name__ == "__main__":

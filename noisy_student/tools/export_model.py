@@ -6,7 +6,8 @@
     noisy-student-export-model --model=model.keras --formats=tflite_float,tflite_int8 \\
         --data=imagenet/validation-* --max_examples=2000 --output_dir=deploy/
 
-Writes to ``--output_dir`` (default ``<model dir>/deploy``): ``model.keras``, ``saved_model/``
+Writes to ``--output_dir`` (default ``<model dir>/deploy``): ``model.keras`` (Keras' own layers
+only: ``keras.saving.load_model`` opens it without this package), ``saved_model/``
 (signatures ``serving_images`` and ``serving_bytes``), ``model_float.tflite``,
 ``model_int8.tflite`` (post-training full-integer quantization calibrated on
 ``--representative_data``), ``model.onnx`` (tf2onnx; ``pip install -e .[export]``), and
@@ -187,7 +188,7 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
     """Console-script entry point."""
-    run_tool(__name__, define_flags, main)
+    run_tool(__name__, define_flags, main, "noisy-student-export-model")
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def main(argv):
 
 def run() -> None:
     """Console-script entry point."""
-    run_tool(__name__, define_flags, main)
+    run_tool(__name__, define_flags, main, "noisy-student-make-corrupted")
 
 
 if __name__ == "__main__":

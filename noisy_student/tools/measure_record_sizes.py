@@ -68,7 +68,7 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
     """Console-script entry point."""
-    run_tool(__name__, define_flags, main)
+    run_tool(__name__, define_flags, main, "noisy-student-record-sizes")
 
 
 if __name__ == "__main__":

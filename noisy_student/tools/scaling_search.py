@@ -39,7 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from noisy_student.cli import run_tool  # noqa: E402
+from noisy_student.cli import run_tool, usage_error  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -65,6 +65,7 @@ RECIPE_FLAGS = (
     "traceback",
 )
 SEARCH_DEFAULT_EPOCHS = 5.0  # this tool's default --train_epochs: a short budget per candidate
+PROGRAM = "noisy-student-scaling-search"
 
 
 # ------------------------------------------------------------------------------------------
@@ -625,8 +626,7 @@ def validate_recipe() -> None:
             raise recipe_flags.FlagError("--eval_data is required: each candidate is scored "
                                          "on it.")
     except recipe_flags.FlagError as err:
-        print(f"noisy-student-scaling-search: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        usage_error(PROGRAM, str(err))
 
 
 def main(argv: list[str]) -> None:
@@ -648,7 +648,7 @@ def main(argv: list[str]) -> None:
         print(message, file=sys.stderr, flush=True)
 
     if FLAGS.dry_run:
-        base = run_or_exit("noisy-student-scaling-search",
+        base = run_or_exit(PROGRAM,
                            lambda: base_network(recipe, options.base_model),
                            traceback=FLAGS.traceback)
         rows = [describe(base, c) for c in candidate_list(options)]
@@ -660,7 +660,7 @@ def main(argv: list[str]) -> None:
                                         weight=options.nas_weight),
                            rank_by=options.rank_by))
         return
-    results = run_or_exit("noisy-student-scaling-search",
+    results = run_or_exit(PROGRAM,
                           lambda: search(recipe, options, progress=progress),
                           traceback=FLAGS.traceback)
     base = BaseNetwork(**{k: v for k, v in results["base"].items() if k != "macs"})
@@ -678,7 +678,7 @@ def run() -> None:
         define_flags()
         show_recipe_flags_in_help()
 
-    run_tool(__name__, define, main)
+    run_tool(__name__, define, main, PROGRAM)
 
 
 if __name__ == "__main__":

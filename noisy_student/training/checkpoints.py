@@ -3,10 +3,12 @@ atomic model export."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import time
+import zipfile
 from collections.abc import Callable
 
 import keras
@@ -109,13 +111,14 @@ class Checkpointer:
         return removed
 
     def restore_latest(self) -> str | None:
-        """Restores the newest checkpoint in model_dir, if any; returns its path. What killed
-        saves left there is removed first (`remove_interrupted_saves`)."""
+        """Restores the newest readable checkpoint in model_dir, if any; returns its path (see
+        `restore_newest_readable` for damaged ones). What killed saves left there is removed
+        first (`remove_interrupted_saves`)."""
         self.remove_interrupted_saves()
-        path = tf.train.latest_checkpoint(self.model_dir)
-        if path is None:
+        restored = restore_newest_readable(self.checkpoint, self.model_dir)
+        if restored is None:
             return None
-        status = self.checkpoint.restore(path)
+        path, status = restored
         try:
             status.assert_existing_objects_matched()
         except AssertionError as error:
@@ -137,14 +140,115 @@ class Checkpointer:
         return tf.train.latest_checkpoint(self.model_dir)
 
 
+def restore_newest_readable(checkpoint: tf.train.Checkpoint, model_dir: str
+                            ) -> tuple[str, tf.train.CheckpointLoadStatus] | None:
+    """Restores the newest checkpoint of ``model_dir`` that can be read and returns (its path,
+    the restore status), or None when there is no checkpoint. Every tensor of a checkpoint is
+    read once before it is restored (a few seconds for B0, a minute for L2): one that cannot
+    be read (a truncated or corrupt file: disk damage, a partial copy) is skipped with a
+    warning naming its files, the checkpoint used instead and the training steps that are
+    redone; when none can be read, ValueError names them all and the fix."""
+    state = tf.train.get_checkpoint_state(model_dir)
+    paths = list(reversed(state.all_model_checkpoint_paths)) if state else []
+    if state and state.model_checkpoint_path not in paths:
+        paths.insert(0, state.model_checkpoint_path)
+    unreadable = []
+    for path in paths:
+        problem = _read_problem(path)
+        if problem:
+            files = ", ".join(sorted(os.path.basename(f) for f in tf.io.gfile.glob(path + ".*")))
+            unreadable.append(f"{path} ({files or 'no files'}: {problem})")
+            continue
+        if unreadable:
+            redone = _step_of(paths[0]) - _step_of(path)
+            log.warning("Cannot read checkpoint %s; resuming from %s instead (%s training steps "
+                        "are redone).", "; ".join(unreadable), path,
+                        redone if redone >= 0 else "some")
+        return path, checkpoint.restore(path)
+    if not unreadable:
+        return None
+    raise ValueError(
+        f"No checkpoint in {model_dir} can be read: {'; '.join(unreadable)}. Restore these "
+        "files from a copy, or delete them (and the 'checkpoint' file) to start this training "
+        "from step 0.")
+
+
+def _read_problem(path: str) -> str | None:
+    """Why the checkpoint ``path`` cannot be read (every tensor is read and checksummed), or
+    None when it can."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (IndexError, ValueError, tf.errors.OpError) as error:  # what a damaged bundle raises
+        return " ".join(str(error).split()) or type(error).__name__
+    return None
+
+
+def _step_of(path: str) -> int:
+    """The step in a checkpoint's name (``ckpt-<step>``; -1 without one)."""
+    match = re.search(r"-(\d+)$", path)
+    return int(match.group(1)) if match else -1
+
+
+def saved_classes(path: str) -> int | None:
+    """The class count of the model saved at ``path`` (a ``.keras`` file, a ``.weights.h5``
+    file or a TensorFlow checkpoint prefix), read without loading it: the units of its Dense
+    layers, or the last dimension of its 2-D arrays (an EfficientNet's only 2-D weight is its
+    classifier kernel; optimizer and EMA copies share its shape). None when they disagree or
+    there are none."""
+    if path.endswith(".keras"):
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+        found = set(_dense_units(config))
+    elif path.endswith(".h5"):
+        import h5py
+
+        found = set()
+        with h5py.File(path, "r") as file:
+            file.visititems(lambda _, item: found.add(item.shape[-1]) if isinstance(
+                item, h5py.Dataset) and item.ndim == 2 else None)
+    else:
+        try:
+            variables = tf.train.list_variables(path)
+        except tf.errors.OpError:  # a damaged index: restoring reports it
+            return None
+        found = {shape[-1] for _, shape in variables if len(shape) == 2}
+    return found.pop() if len(found) == 1 else None
+
+
+def _dense_units(config):
+    """The ``units`` of every Dense layer in a Keras config (nested dicts and lists)."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "Dense":
+            yield config["config"]["units"]
+        for value in config.values():
+            yield from _dense_units(value)
+    elif isinstance(config, list):
+        for value in config:
+            yield from _dense_units(value)
+
+
+def check_classes(path: str, num_classes: int) -> None:
+    """Raises ValueError, before anything is loaded, when the model saved at ``path`` has
+    another number of classes than ``num_classes`` (the --num_classes flag): one line with both
+    numbers instead of Keras's shape error with the weight matrix in it."""
+    found = saved_classes(path)
+    if found is not None and found != num_classes:
+        raise ValueError(f"{path} holds a model with {found} classes, --num_classes says "
+                         f"{num_classes}: pass --num_classes={found}, or a {num_classes}-class "
+                         "model.")
+
+
 def load_ema_model(
     model_dir: str,
     model_fn: Callable[[], keras.Model],
     strategy: tf.distribute.Strategy | None = None,
 ) -> keras.Model:
     """Builds `model_fn()` and loads the EMA weights (and EMA batch-norm statistics) of the
-    latest checkpoint in model_dir. The builder may differ from training in ways that do not
-    change the weights, e.g. classifier_activation='softmax' for labeling."""
+    newest readable checkpoint in model_dir (`restore_newest_readable`). The builder may differ
+    from training in ways that do not change the weights, e.g. classifier_activation='softmax'
+    for labeling."""
     path = tf.train.latest_checkpoint(model_dir)
     if path is None:
         raise FileNotFoundError(
@@ -154,7 +258,9 @@ def load_ema_model(
     with strategy.scope():
         model = model_fn()
         ema = ExponentialMovingAverage(model)
-    status = tf.train.Checkpoint(model=model, ema=ema.checkpointable).restore(path)
+    check_classes(path, model.output_shape[-1])
+    path, status = restore_newest_readable(
+        tf.train.Checkpoint(model=model, ema=ema.checkpointable), model_dir)
     try:
         status.assert_existing_objects_matched()
     except AssertionError as error:

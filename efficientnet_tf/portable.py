@@ -1,0 +1,101 @@
+"""A copy of a model made only of Keras' own layers, for deployment.
+
+A ``.keras`` file of our models names our layer classes, so ``keras.saving.load_model`` needs
+``efficientnet_tf`` installed and imported. ``portable_model`` rebuilds the inference graph from
+built-in layers with the same math and the same weights; its ``.keras`` file opens in any
+process that has Keras, like a ``keras.applications`` model:
+
+* a layer of ours that subclasses a Keras layer (the fast paths: ``FusedBatchNormalization``,
+  ``PointwiseConv2D``, ``SmallMapDepthwiseConv2D``, ``FusedActivation``) becomes that Keras
+  layer with the same config: they compute the same function;
+* ``InputNormalization`` becomes ``keras.layers.Normalization`` with constant statistics
+  (x/255 - mean) / std = (x - 255 mean) / (255 std);
+* ``MBConvBlock`` and ``SqueezeExcite`` become their layers in sequence (``Conv2D``,
+  ``BatchNormalization``, ``Activation``, ``DepthwiseConv2D``, ``GlobalAveragePooling2D``,
+  ``Multiply``, ``Add``);
+* ``StochasticDepth`` is the identity at inference and is left out, so the copy is for
+  inference (or fine-tuning without stochastic depth).
+
+    portable = portable_model(model)
+    portable.save("model.keras")    # keras.saving.load_model("model.keras") anywhere
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from efficientnet_tf.blocks import InputNormalization, MBConvBlock, SqueezeExcite, StochasticDepth
+
+__all__ = ["portable_model"]
+
+
+def portable_model(model: keras.Model) -> keras.Model:
+    """A functional ``keras.Model`` of built-in layers computing ``model``'s inference outputs
+    with copies of its weights (same name, inputs and outputs). Walks ``model``'s graph, so it
+    works for any functional model whose layers are built-in or ours; another custom layer is
+    a TypeError naming it."""
+    inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype, name=f"input_{i}")
+              for i, t in enumerate(model.inputs)]
+    tensors = {id(old): new for old, new in zip(model.inputs, inputs, strict=True)}
+    for layer in model.layers:
+        if isinstance(layer, layers.InputLayer):
+            continue
+        arguments = keras.tree.map_structure(lambda t: tensors[id(t)], layer.input)
+        tensors[id(layer.output)] = _portable_call(layer, arguments, layer.name)
+    outputs = [tensors[id(t)] for t in model.outputs]
+    return keras.Model(inputs[0] if len(inputs) == 1 else inputs,
+                       outputs[0] if len(outputs) == 1 else outputs, name=model.name)
+
+
+def _portable_call(layer: layers.Layer, x, name: str):
+    """Applies the built-in equivalent of ``layer`` (named ``name``) to ``x``."""
+    if isinstance(layer, MBConvBlock):
+        return _mbconv(layer, x, name)
+    if isinstance(layer, SqueezeExcite):
+        return _squeeze_excite(layer, x, name)
+    if isinstance(layer, StochasticDepth):
+        return x
+    if isinstance(layer, InputNormalization):
+        return layers.Normalization(
+            mean=[255.0 * m for m in layer.mean], variance=[(255.0 * s) ** 2 for s in layer.std],
+            dtype=layer.dtype_policy, name=name)(x)
+    return _copy(layer, x, name)
+
+
+def _copy(layer: layers.Layer, x, name: str):
+    """``layer``'s nearest Keras base class, built from its config, applied to ``x`` and given
+    its weights."""
+    base = next(cls for cls in type(layer).__mro__ if cls.__module__.startswith("keras."))
+    if base is layers.Layer:
+        raise TypeError(f"{layer.name}: {type(layer).__name__} has no built-in Keras "
+                        "equivalent; a portable copy cannot be made")
+    copy = base.from_config({**layer.get_config(), "name": name})
+    y = copy(x)
+    copy.set_weights(layer.get_weights())
+    return y
+
+
+def _mbconv(block: MBConvBlock, x, name: str):
+    inputs = x
+    if block.expand_ratio != 1:
+        x = _copy(block.expand_conv, x, f"{name}_expand_conv")
+        x = _copy(block.expand_bn, x, f"{name}_expand_bn")
+        x = _copy(block.act, x, f"{name}_expand_activation")
+    x = _copy(block.dwconv, x, f"{name}_dwconv")
+    x = _copy(block.bn, x, f"{name}_bn")
+    x = _copy(block.act, x, f"{name}_activation")
+    if block.se is not None:
+        x = _squeeze_excite(block.se, x, f"{name}_se")
+    x = _copy(block.project_conv, x, f"{name}_project_conv")
+    x = _copy(block.project_bn, x, f"{name}_project_bn")
+    if block.drop is not None:  # stochastic depth: the identity at inference
+        x = layers.Add(name=f"{name}_add")([x, inputs])
+    return x
+
+
+def _squeeze_excite(se: SqueezeExcite, x, name: str):
+    squeezed = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_squeeze")(x)
+    squeezed = _copy(se.reduce, squeezed, f"{name}_reduce")
+    squeezed = _copy(se.expand, squeezed, f"{name}_expand")
+    return layers.Multiply(name=f"{name}_excite")([x, squeezed])
