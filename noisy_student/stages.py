@@ -18,8 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from efficientnet_tf import architecture_of, create_model, grow_model, model_config
-from efficientnet_tf.grow import builder_config
+from efficientnet_tf import create_model, model_config
 from noisy_student import evaluation, export, filtering, labeling, run_layout
 from noisy_student.config import RunConfig
 from noisy_student.data import pipelines
@@ -28,6 +27,7 @@ from noisy_student.data.preprocessing import preprocess_for_eval
 from noisy_student.data.tfrecord_source import count_records
 from noisy_student.distributed_work import wait_for
 from noisy_student.run_dir import RunDir, RunError
+from noisy_student.student_init import grown_from, initialized_from
 from noisy_student.training import (
     TrainConfig,
     check_student_size,
@@ -140,43 +140,6 @@ def load_model(ctx: Context, iteration: int) -> keras.Model:
             + (", or pass --teacher_checkpoint." if iteration == 0 else ".")
         )
     return load_ema_model(folder, model_fn(ctx, iteration, False))
-
-
-def initialized_from(model_fn: Callable[[], keras.Model],
-                     source: keras.Model) -> Callable[[], keras.Model]:
-    """`model_fn` whose models start from `source`'s weights (--student_init=teacher); the two
-    must be the same architecture. A resumed stage then restores its own checkpoint on top."""
-
-    def build() -> keras.Model:
-        model = model_fn()
-        mine = [tuple(w.shape) for w in model.weights]
-        theirs = [tuple(w.shape) for w in source.weights]
-        if mine != theirs:
-            raise ValueError(
-                f"--student_init=teacher needs a student with the teacher's architecture and "
-                f"image size; {model.name} ({len(mine)} weights) differs from the teacher "
-                f"{source.name} ({len(theirs)} weights). Use --student_init=scratch for a "
-                "larger student.")
-        model.set_weights(source.get_weights())
-        return model
-
-    return build
-
-
-def grown_from(model_fn: Callable[[], keras.Model], source: keras.Model, seed: int,
-               noise_stddev: float) -> Callable[[], keras.Model]:
-    """`model_fn` whose models start as `source` grown to their width and depth
-    (--student_init=grow, `efficientnet_tf.grow_model`); the student's own settings (input
-    size, noise rates, batch norm) apply. A resumed stage then restores its own checkpoint."""
-
-    def build() -> keras.Model:
-        student = model_fn()
-        record = architecture_of(student)
-        return grow_model(source, width_coefficient=record.width_coefficient,
-                          depth_coefficient=record.depth_coefficient, seed=seed,
-                          noise_stddev=noise_stddev, **builder_config(student))
-
-    return build
 
 
 # TrainConfig (the training library's own API) fields that take a run setting of another name;

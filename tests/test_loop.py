@@ -157,7 +157,7 @@ def test_demo_table_and_plot(finished_run, tmp_path, capsys):
 
 
 def test_student_init_from_teacher_copies_every_weight_or_names_the_mismatch(keras):
-    from noisy_student.stages import initialized_from as _initialized_from
+    from noisy_student.student_init import initialized_from as _initialized_from
     from tests.tiny_models import make_model_fn
 
     teacher = make_model_fn(keras, seed=1)()
@@ -176,8 +176,10 @@ def test_grown_student_starts_with_its_teachers_function(finished_run, tmp_path)
     before training (grow_noise=0)."""
     import dataclasses
 
+    from efficientnet_tf import architecture_of
     from noisy_student import stages
     from noisy_student.loop import Run
+    from noisy_student.student_init import grown_from
 
     run, _ = finished_run
     config = dataclasses.replace(
@@ -185,11 +187,11 @@ def test_grown_student_starts_with_its_teachers_function(finished_run, tmp_path)
         student_depth_coefficient=0.5, stochastic_depth_rate=0.1)
     ctx = Run(config).context
     teacher = stages.load_model(run.context, 0)
-    student = stages.grown_from(stages.model_fn(ctx, 1), teacher, seed=3, noise_stddev=0.0)()
+    student = grown_from(stages.model_fn(ctx, 1), teacher, seed=3, noise_stddev=0.0)()
     assert student.count_params() > 1.2 * teacher.count_params()
-    record = stages.architecture_of(student)
+    record = architecture_of(student)
     assert (record.width_coefficient, record.depth_coefficient) == (0.25, 0.5)
-    assert stages.architecture_of(stages.model_fn(ctx, 0)()).depth_coefficient == 0.25
+    assert architecture_of(stages.model_fn(ctx, 0)()).depth_coefficient == 0.25
     x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(student(x, training=False)),
                                np.asarray(teacher(x, training=False)), atol=1e-4, rtol=0)
