@@ -68,7 +68,7 @@ def save_teacher(path: str, num_classes: int = 10) -> str:
     config = RunConfig(run_dir=os.path.dirname(path), num_classes=num_classes,
                        small_images=True, width_coefficient=0.25, depth_coefficient=0.25)
     keras.utils.set_random_seed(0)
-    model_fn(Run(config).context, "efficientnet-b0", for_training=False)().save_weights(path)
+    model_fn(Run(config).context, 0, for_training=False)().save_weights(path)
     return path
 
 
@@ -397,7 +397,7 @@ def test_kill_9_inside_filter_and_inside_export_then_rerun_leaves_no_temps(
     # would only cost time).
     scratch = Run(RunConfig(run_dir=str(tmp_path / "scratch"), num_classes=10,
                             small_images=True, width_coefficient=0.25, depth_coefficient=0.25))
-    student = model_fn(scratch.context, "efficientnet-b0", for_training=False)()
+    student = model_fn(scratch.context, 1, for_training=False)()
     student.load_weights(teacher_weights)
     save_model(student, str(run_dir / "iter1" / "student" / "model.keras"))
     export_pid = kill_inside("export", [*args, "--mode=export"], tmp_path)
