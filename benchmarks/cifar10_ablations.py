@@ -97,7 +97,16 @@ ARMS: dict[str, Arm] = {
     "unlabel_ratio_3": Arm(("--unlabel_ratio=3",),
                            claim="a larger unlabeled:labeled batch ratio helps"),
     "iterations_3": Arm(shares="recipe", iterations=3, claim="iterating helps"),
+    # Where noise starts to matter (issue #29 item 4): the noise ablation at longer students.
+    **{f"{name}_{k}x_steps": Arm((*flags, f"--student_epochs={48 * k}"),
+                                 claim=f"{claim} at {k}x the student's steps")
+       for k in (2, 4) for name, flags, claim in (
+           ("recipe", (), "reference"),
+           ("no_noise", (*NO_MODEL_NOISE, "--randaug_num_layers=0"), "removing noise hurts"),
+           ("recipe_randaugment", RANDAUGMENT, "all three noises"))},
 }
+# The grid's arms by default; the longer-student curve runs when asked (--arms=...).
+DEFAULT_ARMS = [name for name in ARMS if "_steps" not in name]
 # Arms whose flags give the recipe's settings with this flagfile (e.g. model_noise_only while the
 # recipe has no RandAugment) copy the recipe's records instead of training again (see main).
 ALIASES: dict[str, str] = {}
@@ -114,7 +123,9 @@ RECORD_FIELDS = ("seed", "teacher_top1", "student_top1", "mce", "steps")
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="1,2,3", help="Comma-separated seeds.")
-    parser.add_argument("--arms", default=",".join(ARMS), help=f"Subset of {', '.join(ARMS)}.")
+    parser.add_argument("--arms", default=",".join(DEFAULT_ARMS),
+                        help=f"Comma-separated arms (default: all but the *_steps ones) of "
+                        f"{', '.join(ARMS)}.")
     parser.add_argument("--out_dir", default=os.path.join(ROOT, "runs", "cifar10_ablations"))
     parser.add_argument("--flagfile", default=FLAGFILE)
     parser.add_argument("--extra_teacher_seeds", default="",
