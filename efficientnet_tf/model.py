@@ -14,21 +14,8 @@ from efficientnet_tf.architecture import (
     BlockArgs,
     builder_arguments,
 )
-
-# The `X as X` imports re-export names that lived in this module before the architecture /
-# network split, so that `from efficientnet_tf.model import ...` keeps working.
-from efficientnet_tf.architecture import HEAD_FILTERS as HEAD_FILTERS
-from efficientnet_tf.architecture import SMALL_IMAGE_STAGES as SMALL_IMAGE_STAGES
-from efficientnet_tf.architecture import STEM_FILTERS as STEM_FILTERS
-from efficientnet_tf.architecture import BlockSpec as BlockSpec
-from efficientnet_tf.architecture import decode_block_string as decode_block_string
-from efficientnet_tf.architecture import encode_block_string as encode_block_string
-from efficientnet_tf.architecture import model_config as model_config
-from efficientnet_tf.architecture import scaled_blocks as scaled_blocks
 from efficientnet_tf.blocks import IMAGENET_MEAN, IMAGENET_STD
-from efficientnet_tf.network import MIN_INPUT_SIZE as MIN_INPUT_SIZE
 from efficientnet_tf.network import build_network
-from efficientnet_tf.network import feature_endpoints as feature_endpoints
 from efficientnet_tf.weights import load_pretrained
 
 

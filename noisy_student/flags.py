@@ -199,7 +199,7 @@ def _check_student_init(chain: list[str]) -> None:
 
 def validate() -> None:
     """Checks every flag before work starts; raises FlagError with one clear message."""
-    from efficientnet_tf.scaling import canonical_name
+    from efficientnet_tf.architecture import canonical_name
 
     if not FLAGS.run_dir:
         raise FlagError("--run_dir is required: the run's checkpoints and state live there.")

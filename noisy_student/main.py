@@ -20,7 +20,6 @@ from noisy_student import flags as cli_flags  # noqa: E402
 from noisy_student.run_layout import DEPRECATED_MODES, MANIFEST, stage_for_mode  # noqa: E402
 
 FLAGS = cli_flags.FLAGS
-run_config = cli_flags.run_config  # its home was this module
 absl_flags.adopt_module_key_flags(cli_flags)  # `python -m noisy_student.main --help`
 
 
