@@ -19,10 +19,7 @@ from efficientnet_tf.architecture import (
     model_config,
     scaled_blocks,
 )
-from efficientnet_tf.architecture import round_filters as round_filters
-from efficientnet_tf.architecture import round_repeats as round_repeats
 from efficientnet_tf.batch_norm import FusedBatchNormalization
-from efficientnet_tf.blocks import DropConnect as DropConnect
 from efficientnet_tf.blocks import (
     InputNormalization,
     MBConvBlock,
@@ -50,8 +47,6 @@ from efficientnet_tf.network import EfficientNetModel, architecture_of, feature_
 from efficientnet_tf.portable import portable_model
 from efficientnet_tf.weights import from_keras_applications, from_tf_checkpoint, load_pretrained
 
-# The `X as X` imports (round_filters, round_repeats, the deprecated DropConnect) stay
-# importable as before but are not API.
 __all__ = [
     "DEFAULT_BLOCKS",
     "PRESETS",

@@ -14,8 +14,6 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from efficientnet_tf.deprecation import renamed_argument
-
 # --------------------------------------------------------------------------------------------
 # Presets and compound scaling
 
@@ -218,11 +216,6 @@ class BlockSpec:
     id_skip: bool
     stochastic_depth_rate: float
 
-    @property
-    def drop_rate(self) -> float:
-        """Deprecated name of `stochastic_depth_rate`."""
-        return self.stochastic_depth_rate
-
 
 def scaled_blocks(
     blocks: Sequence[str | BlockArgs] = DEFAULT_BLOCKS,
@@ -231,22 +224,10 @@ def scaled_blocks(
     stochastic_depth_rate: float = 0.2,
     small_images: bool = False,
     depth_divisor: int = DEFAULT_DEPTH_DIVISOR,
-    *,
-    drop_connect_rate: float | None = None,
 ) -> list[BlockSpec]:
     """Expands the stage table into concrete blocks: filters and repeats scaled, the first block
     of a stage takes its stride and filter change, stochastic depth rate = rate * index / total.
-
-    `drop_connect_rate` is the deprecated name of `stochastic_depth_rate`.
     """
-    stochastic_depth_rate = renamed_argument(
-        "scaled_blocks",
-        "drop_connect_rate",
-        drop_connect_rate,
-        "stochastic_depth_rate",
-        stochastic_depth_rate,
-        new_default=0.2,
-    )
     stages = [b if isinstance(b, BlockArgs) else decode_block_string(b) for b in blocks]
     repeats = [round_repeats(stage.repeats, depth) for stage in stages]
     total = sum(repeats)
@@ -374,7 +355,6 @@ def model_config(
     beta: float = DEFAULT_BETA,
     gamma: float = DEFAULT_GAMMA,
     base_resolution: int = 224,
-    name: str | None = None,
     base_width: float = 1.0,
     base_depth: float = 1.0,
 ) -> dict:
@@ -382,10 +362,7 @@ def model_config(
     `variant` or a compound coefficient `phi` (exactly one of the two). With `phi`, the base
     network (`base_width`, `base_depth`, `base_resolution`; B0 at 224 by default) is scaled by
     `alpha`, `beta`, `gamma` as in `compound_scaling`.
-
-    `name` is the deprecated spelling of `variant`.
     """
-    variant = renamed_argument("model_config", "name", name, "variant", variant)
     if variant is not None and phi is not None:
         raise ValueError(
             f"Give either a variant name or phi, not both (got variant={variant!r}, phi={phi})."
@@ -417,24 +394,14 @@ def builder_arguments(
     variant: str | None = None, *, phi: float | None = None, **overrides: Any
 ) -> tuple[dict[str, Any], str | None]:
     """`create_model` arguments -> (builder arguments, preset name or None): the variant's
-    (or phi's) configuration with `overrides` applied. `name` in `overrides` is the deprecated
-    spelling of `variant`."""
-    old_name = overrides.pop("name", None)
-    variant = renamed_argument("create_model", "name", old_name, "variant", variant)
+    (or phi's) configuration with `overrides` applied. The Keras model name follows the
+    variant, so `name` is refused (it once meant the variant)."""
+    if "name" in overrides:
+        raise TypeError("create_model() got an unexpected keyword argument 'name' "
+                        "(the variant is variant=).")
     scaling_args = {key: overrides.pop(key) for key in SCALING_KEYS if key in overrides}
     config = model_config(variant, phi=phi, **scaling_args)
     preset = config.pop("preset", None)
     config.update(overrides)
     return config, preset
 
-
-RENAMED_BUILDER_ARGUMENTS = {"drop_connect_rate": "stochastic_depth_rate"}
-
-
-def renamed_builder_arguments(where: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Builder arguments with deprecated spellings replaced by the current names (warning)."""
-    kwargs = dict(kwargs)
-    for old, new in RENAMED_BUILDER_ARGUMENTS.items():
-        if old in kwargs:
-            kwargs[new] = renamed_argument(where, old, kwargs.pop(old), new, kwargs.get(new))
-    return kwargs

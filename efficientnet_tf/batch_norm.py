@@ -29,7 +29,6 @@ import keras
 from keras import layers
 
 from efficientnet_tf.fast_paths import active as fast_paths_active
-from efficientnet_tf.fast_paths import keras_computation as keras_computation
 
 PACKAGE = "efficientnet_tf"
 

@@ -7,7 +7,6 @@ block's input filters, per-sample stochastic depth scaled by the keep probabilit
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import keras
@@ -16,7 +15,6 @@ from keras import layers, ops
 from efficientnet_tf.activations import FusedActivation
 from efficientnet_tf.batch_norm import FusedBatchNormalization
 from efficientnet_tf.convolutions import PointwiseConv2D, SmallMapDepthwiseConv2D
-from efficientnet_tf.deprecation import renamed_argument
 
 PACKAGE = "efficientnet_tf"
 
@@ -116,22 +114,9 @@ class StochasticDepth(layers.Layer):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class DropConnect(StochasticDepth):
-    """Deprecated name of `StochasticDepth`. Registered under the old name so that models saved
-    with it still load (as `StochasticDepth`, without a warning)."""
-
-    def __init__(self, rate: float, seed: int | None = None, **kwargs):
-        warnings.warn(
-            "efficientnet_tf.DropConnect is deprecated, use StochasticDepth.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        super().__init__(rate, seed=seed, **kwargs)
-
-    @classmethod
-    def from_config(cls, config):
-        return StochasticDepth.from_config(config)
+# `.keras` files saved when StochasticDepth was called DropConnect load as StochasticDepth
+# (deserialization only: there is no DropConnect class).
+keras.saving.get_custom_objects()[f"{PACKAGE}>DropConnect"] = StochasticDepth
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -183,7 +168,7 @@ class MBConvBlock(layers.Layer):
 
     expand 1x1 (if expand_ratio != 1) -> BN -> swish -> depthwise kxk -> BN -> swish -> SE ->
     project 1x1 -> BN -> (stochastic depth + identity when stride 1 and input == output
-    filters). `drop_rate` is the deprecated name of `stochastic_depth_rate`.
+    filters).
     """
 
     def __init__(
@@ -198,19 +183,9 @@ class MBConvBlock(layers.Layer):
         stochastic_depth_rate: float = 0.0,
         activation: str = "swish",
         sync_batch_norm: bool = False,
-        *,
-        drop_rate: float | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        stochastic_depth_rate = renamed_argument(
-            "MBConvBlock",
-            "drop_rate",
-            drop_rate,
-            "stochastic_depth_rate",
-            stochastic_depth_rate,
-            new_default=0.0,
-        )
         self.input_filters = int(input_filters)
         self.output_filters = int(output_filters)
         self.kernel_size = int(kernel_size)
@@ -248,21 +223,11 @@ class MBConvBlock(layers.Layer):
 
     @classmethod
     def from_config(cls, config):
-        """Also reads configs saved before the rename (`drop_rate`), without a warning."""
+        """Also reads `.keras` files saved when `stochastic_depth_rate` was `drop_rate`."""
         config = dict(config)
         if "drop_rate" in config:
             config["stochastic_depth_rate"] = config.pop("drop_rate")
         return cls(**config)
-
-    @property
-    def drop_rate(self) -> float:
-        """Deprecated name of `stochastic_depth_rate`."""
-        warnings.warn(
-            "MBConvBlock.drop_rate is deprecated, use stochastic_depth_rate.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return self.stochastic_depth_rate
 
     @property
     def has_skip(self) -> bool:

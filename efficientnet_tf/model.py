@@ -14,22 +14,8 @@ from efficientnet_tf.architecture import (
     BlockArgs,
     builder_arguments,
 )
-
-# The `X as X` imports re-export names that lived in this module before the architecture /
-# network split, so that `from efficientnet_tf.model import ...` keeps working.
-from efficientnet_tf.architecture import HEAD_FILTERS as HEAD_FILTERS
-from efficientnet_tf.architecture import SMALL_IMAGE_STAGES as SMALL_IMAGE_STAGES
-from efficientnet_tf.architecture import STEM_FILTERS as STEM_FILTERS
-from efficientnet_tf.architecture import BlockSpec as BlockSpec
-from efficientnet_tf.architecture import decode_block_string as decode_block_string
-from efficientnet_tf.architecture import encode_block_string as encode_block_string
-from efficientnet_tf.architecture import model_config as model_config
-from efficientnet_tf.architecture import scaled_blocks as scaled_blocks
 from efficientnet_tf.blocks import IMAGENET_MEAN, IMAGENET_STD
-from efficientnet_tf.deprecation import renamed_argument
-from efficientnet_tf.network import MIN_INPUT_SIZE as MIN_INPUT_SIZE
 from efficientnet_tf.network import build_network
-from efficientnet_tf.network import feature_endpoints as feature_endpoints
 from efficientnet_tf.weights import load_pretrained
 
 
@@ -55,8 +41,6 @@ def EfficientNet(
     sync_batch_norm: bool = False,
     normalization_mean: Sequence[float] = IMAGENET_MEAN,
     normalization_std: Sequence[float] = IMAGENET_STD,
-    *,
-    drop_connect_rate: float | None = None,
 ) -> keras.Model:
     """Builds an EfficientNet as a Keras functional model (an `EfficientNetModel`, which records
     its variant and scaling coefficients in its config).
@@ -77,16 +61,7 @@ def EfficientNet(
         name: the Keras model name.
         sync_batch_norm: cross-replica batch norm under a tf.distribute strategy.
         normalization_mean, normalization_std: per-channel statistics in 0..1 units.
-        drop_connect_rate: deprecated name of `stochastic_depth_rate`.
     """
-    stochastic_depth_rate = renamed_argument(
-        "EfficientNet",
-        "drop_connect_rate",
-        drop_connect_rate,
-        "stochastic_depth_rate",
-        stochastic_depth_rate,
-        new_default=0.2,
-    )
     model = build_network(
         width_coefficient,
         depth_coefficient,
@@ -188,9 +163,8 @@ def create_model(
     resolution base_resolution * gamma**phi (`noisy-student-scaling-search` finds alpha, beta,
     gamma for a base network and prints the call).
 
-    Any `EfficientNet` argument can be overridden, e.g. `classes=10, small_images=True`.
-    `name=` is the deprecated spelling of `variant` (in `EfficientNet`, `name` is the Keras
-    model name).
+    Any `EfficientNet` argument but `name` (which follows the variant) can be overridden,
+    e.g. `classes=10, small_images=True`.
     """
     config, preset = builder_arguments(variant, phi=phi, **overrides)
     if preset is not None:

@@ -71,16 +71,6 @@ class Artifact:
 # ----------------------------------------------------------------------------- conversion
 
 
-def _small_images(where: str, old: bool | None, new: bool) -> bool:
-    """`new`, or the deprecated ``small_image=`` (efficientnet_tf.deprecation, imported here
-    to keep this module's import free of Keras)."""
-    if old is None:
-        return new
-    from efficientnet_tf.deprecation import renamed_argument
-
-    return renamed_argument(where, "small_image", old, "small_images", new, False)
-
-
 def _softmax(outputs: np.ndarray) -> np.ndarray:
     shifted = outputs - outputs.max(axis=-1, keepdims=True)
     e = np.exp(shifted)
@@ -297,12 +287,9 @@ def write_formats(model, output_dir: str, *, image_size: int, small_images: bool
                   representative: Sequence[np.ndarray] | None = None,
                   int8_io: str = "float", opset: int = DEFAULT_OPSET,
                   threads: int | None = None,
-                  progress: Callable[[str], None] = lambda message: None,
-                  small_image: bool | None = None) -> list[Artifact]:
+                  progress: Callable[[str], None] = lambda message: None) -> list[Artifact]:
     """Writes every format to ``output_dir``; a format that cannot be written (missing
-    package, converter error) is reported in its ``note`` instead of stopping the others.
-    ``small_image`` is the deprecated spelling of ``small_images``."""
-    small_images = _small_images("write_formats", small_image, small_images)
+    package, converter error) is reported in its ``note`` instead of stopping the others."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"unknown formats {unknown}; use some of {FORMATS}")
@@ -401,14 +388,10 @@ def export_all(model, output_dir: str, *, image_size: int, small_images: bool = 
                test_data: Iterable | None = None, max_examples: int | None = None,
                latency_runs: int = 50, int8_io: str = "float", opset: int = DEFAULT_OPSET,
                threads: int | None = None, extra: dict | None = None,
-               progress: Callable[[str], None] = lambda message: None,
-               small_image: bool | None = None) -> dict:
+               progress: Callable[[str], None] = lambda message: None) -> dict:
     """Writes all formats, compares them with Keras on ``test_data`` ((images, labels)
-    batches), times batch-1 latency, and writes ``export_report.json`` / ``.md``.
-    ``small_image`` is the deprecated spelling of ``small_images``."""
+    batches), times batch-1 latency, and writes ``export_report.json`` / ``.md``."""
     from noisy_student.atomic_io import write_json_atomic, write_text_atomic
-
-    small_images = _small_images("export_all", small_image, small_images)
 
     formats = list(formats)
     if "keras" not in formats:

@@ -32,7 +32,6 @@ from importlib import resources
 import numpy as np
 import tensorflow as tf
 
-from efficientnet_tf.deprecation import renamed_keywords
 from noisy_student.data import pipelines, tfds_source
 from noisy_student.data.bad_data import DataStats, guarded_map
 from noisy_student.data.preprocessing import preprocess_for_eval
@@ -143,7 +142,6 @@ def is_class_folder(source) -> bool:
         tf.io.gfile.isdir(source))
 
 
-@renamed_keywords(small_image="small_images")
 def image_folder_dataset(root: str, *, image_size: int, batch_size: int,
                          small_images: bool = False,
                          class_to_label: Mapping[str, int] | None = None, strict: bool = False,
@@ -167,7 +165,6 @@ def image_folder_dataset(root: str, *, image_size: int, batch_size: int,
 # ----------------------------------------------------------------------------- generic source
 
 
-@renamed_keywords(small_image="small_images")
 def labeled_source(source: str, *, image_size: int, batch_size: int, num_classes: int,
                    label_offset: int = 0, small_images: bool = False,
                    class_to_label: Mapping[str, int] | None = None, strict: bool = False,
@@ -215,7 +212,6 @@ def subset_label_table(indices: Sequence[int], num_classes: int = 1000) -> list[
     return table
 
 
-@renamed_keywords(small_image="small_images")
 def subset_source(benchmark: str, source: str | None, *, image_size: int, batch_size: int,
                   small_images: bool = False, strict: bool = False) -> tf.data.Dataset:
     """ImageNet-A / ImageNet-R: the released folder tree or TFDS (``source=None`` reads the
@@ -289,7 +285,6 @@ def list_videos(root: str, perturbation: str, class_to_label: Mapping[str, int] 
     return paths, labels
 
 
-@renamed_keywords(small_image="small_images")
 def preprocess_frames(frames: np.ndarray, image_size: int, small_images: bool = False
                       ) -> tf.Tensor:
     """uint8 frames [T, H, W, 3] -> float [T, S, S, 3]: unchanged when already S x S (ImageNet-P

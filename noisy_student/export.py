@@ -22,7 +22,6 @@ import os
 import keras
 import tensorflow as tf
 
-from efficientnet_tf.deprecation import renamed_keywords
 from noisy_student.atomic_io import atomic_output, remove_stale_temps
 from noisy_student.data.bad_data import try_map
 from noisy_student.data.preprocessing import preprocess_for_eval
@@ -118,7 +117,6 @@ class _Serving(tf.Module):
         return tf.function(classify_bytes, input_signature=[spec])
 
 
-@renamed_keywords(small_image="small_images")
 def export_saved_model(
     model: keras.Model, export_dir: str, *, image_size: int, small_images: bool = False
 ) -> str:

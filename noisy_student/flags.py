@@ -17,9 +17,9 @@ from absl import flags
 
 from noisy_student.cli import TRACEBACK_HELP
 from noisy_student.config import PRECISIONS, STRATEGIES, RunConfig
-from noisy_student.run_layout import DEPRECATED_MODES, MODE_KINDS
+from noisy_student.run_layout import MODE_KINDS
 
-MODES = ("loop", *MODE_KINDS, "eval_corrupted", *DEPRECATED_MODES)
+MODES = ("loop", *MODE_KINDS, "eval_corrupted")
 EVAL_BENCHMARKS = ("clean", "imagenet_a", "imagenet_r", "imagenet_c", "imagenet_p")
 __all__ = ["EVAL_BENCHMARKS", "FLAGS", "MODES", "PRECISIONS", "RANGES", "STRATEGIES", "FlagError",
            "needed_data", "validate"]
@@ -74,7 +74,7 @@ flags.DEFINE_enum(
     "loop",
     MODES,
     "Stage to run; 'loop' runs every stage in order and resumes at the first incomplete one; "
-    "'teacher' trains the teacher ('train' is its deprecated spelling).",
+    "'teacher' trains the teacher.",
 )
 flags.DEFINE_integer(
     "iteration",
@@ -159,7 +159,6 @@ def _check_pattern(name: str, patterns: str | None, required: bool) -> None:
 
 def needed_data(mode: str, have_teacher: bool) -> dict[str, bool]:
     """Which data flags a mode needs."""
-    mode = DEPRECATED_MODES.get(mode, mode)
     train = mode in ("loop", "teacher", "student") and not (mode == "teacher" and have_teacher)
     return {
         "label_data": train,
@@ -199,7 +198,7 @@ def _check_student_init(chain: list[str]) -> None:
 
 def validate() -> None:
     """Checks every flag before work starts; raises FlagError with one clear message."""
-    from efficientnet_tf.scaling import canonical_name
+    from efficientnet_tf.architecture import canonical_name
 
     if not FLAGS.run_dir:
         raise FlagError("--run_dir is required: the run's checkpoints and state live there.")

@@ -24,7 +24,6 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from efficientnet_tf.deprecation import renamed_keywords
 from noisy_student.atomic_io import read_json, write_json_atomic
 from noisy_student.balance import bin_counts, sparse_counts
 from noisy_student.data.preprocessing import preprocess_for_eval
@@ -203,7 +202,6 @@ def unfinished_shards(input_pattern: str, output_dir: str) -> list[str]:
     ]
 
 
-@renamed_keywords(small_image="small_images")
 def label_shards(teacher, input_pattern: str, output_dir: str, *, image_size: int,
                  small_images: bool = False, batch_size: int = 128, temperature: float = 1.0,
                  hard: bool = False, from_logits: bool | None = None,

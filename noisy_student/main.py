@@ -17,10 +17,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags as absl_flags  # noqa: E402
 
 from noisy_student import flags as cli_flags  # noqa: E402
-from noisy_student.run_layout import DEPRECATED_MODES, MANIFEST, stage_for_mode  # noqa: E402
+from noisy_student.run_layout import MANIFEST, stage_for_mode  # noqa: E402
 
 FLAGS = cli_flags.FLAGS
-run_config = cli_flags.run_config  # its home was this module
 absl_flags.adopt_module_key_flags(cli_flags)  # `python -m noisy_student.main --help`
 
 
@@ -118,9 +117,6 @@ def run_or_exit(program: str) -> dict:
 def main(argv: list[str]) -> None:
     validate_or_exit("noisy-student", argv)
     logging.getLogger().setLevel(logging.INFO)
-    if FLAGS.mode in DEPRECATED_MODES:
-        logging.warning("--mode=%s is deprecated; use --mode=%s.", FLAGS.mode,
-                        DEPRECATED_MODES[FLAGS.mode])
     results = run_or_exit("noisy-student")
     if FLAGS.mode in ("eval_corrupted",) or (
         FLAGS.mode == "eval" and FLAGS.eval_benchmark != "clean"

@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from efficientnet_tf.deprecation import renamed_keywords
 from noisy_student import eval_sources, evaluation, run_layout
 from noisy_student.atomic_io import read_json, write_json_atomic
 from noisy_student.data.tfds_source import is_tfds_spec as tfds_spec
@@ -223,7 +222,6 @@ def evaluate_classification(model, dataset, *, num_classes: int,
     return result
 
 
-@renamed_keywords(small_image="small_images")
 def evaluate_subset(model, benchmark: str, source: str | None, *, image_size: int,
                     batch_size: int = 64, small_images: bool = False,
                     output_dir: str | None = None, max_steps: int | None = None,
@@ -397,7 +395,6 @@ def present_severities(root: str, corruptions: Sequence[str]) -> tuple[int, ...]
     return tuple(sorted(shared))
 
 
-@renamed_keywords(small_image="small_images")
 def corruption_errors(model, root: str, corruptions: Sequence[str], *, image_size: int,
                       num_classes: int, batch_size: int = 64, small_images: bool = False,
                       label_offset: int = 0, class_to_label: Mapping[str, int] | None = None,
@@ -438,7 +435,6 @@ def _write_corruption_outputs(result: dict, output_dir: str | None, name: str) -
     return result
 
 
-@renamed_keywords(small_image="small_images")
 def evaluate_imagenet_c(model, root: str, *, image_size: int, batch_size: int = 64,
                         small_images: bool = False,
                         corruptions: Sequence[str] = evaluation.IMAGENET_C_CORRUPTIONS,
@@ -487,7 +483,6 @@ def read_baseline(path: str) -> tuple[dict, float | None]:
     return out, clean
 
 
-@renamed_keywords(small_image="small_images")
 def evaluate_corrupted(model, root: str, *, baseline_path: str | None, image_size: int,
                        num_classes: int, batch_size: int = 64, small_images: bool = False,
                        label_offset: int = 1, corruptions: Sequence[str] | None = None,
@@ -564,7 +559,6 @@ def sequence_stability(scores: np.ndarray, *, noise: bool, difficulty: int = 1
     return flip, t5d
 
 
-@renamed_keywords(small_image="small_images")
 def evaluate_imagenet_p(model, root: str, *, image_size: int, small_images: bool = False,
                         perturbations: Sequence[str] = evaluation.IMAGENET_P_PERTURBATIONS,
                         difficulty: int = 1, class_indices: Sequence[int] | None = None,

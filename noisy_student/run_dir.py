@@ -20,7 +20,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from efficientnet_tf.scaling import canonical_name
+from efficientnet_tf.architecture import canonical_name
 from noisy_student import plots
 from noisy_student.atomic_io import (
     read_json,

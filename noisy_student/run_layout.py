@@ -98,15 +98,13 @@ def plan(config: PlanConfig) -> list[Stage]:
 
 
 # The --mode values that run one stage, and the kind of stage each runs (teacher: the teacher's
-# training, student: a student's). "train" is the deprecated spelling of "teacher".
+# training, student: a student's).
 MODE_KINDS = {"teacher": TRAIN, "label": LABEL, "filter": FILTER, "student": TRAIN, "eval": EVAL,
               "export": EXPORT}
-DEPRECATED_MODES = {"train": "teacher"}
 
 
 def stage_for_mode(mode: str, iteration: int) -> Stage:
     """The stage ``--mode=mode --iteration=iteration`` runs."""
-    mode = DEPRECATED_MODES.get(mode, mode)
     kind = MODE_KINDS[mode]
     if kind == EXPORT:
         return Stage(EXPORT)

@@ -1,6 +1,6 @@
 """Module layout and records: the Keras-free architecture module, no import cycle between the
-model and the weights package, the variant a built model records, and the deprecated names
-(still working, and warning)."""
+model and the weights package, the variant a built model records, and old spellings as
+errors."""
 
 import ast
 import inspect
@@ -49,14 +49,10 @@ def package_modules() -> dict[str, pathlib.Path]:
 
 
 def test_architecture_module_imports_no_keras():
-    for name in ("architecture", "deprecation"):
-        top, nested = module_imports(PACKAGE / f"{name}.py")
-        roots = {n.split(".")[0] for n in top | nested}
-        assert not roots & {"keras", "tensorflow", "jax", "torch", "numpy"}, (name, roots)
-        assert {n for n in top if n.startswith("efficientnet_tf")} <= {
-            "efficientnet_tf.deprecation",
-            "efficientnet_tf.deprecation.renamed_argument",
-        }
+    top, nested = module_imports(PACKAGE / "architecture.py")
+    roots = {n.split(".")[0] for n in top | nested}
+    assert not roots & {"keras", "tensorflow", "jax", "torch", "numpy"}, roots
+    assert not {n for n in top if n.startswith("efficientnet_tf")}
 
 
 def test_no_import_cycle_and_no_lazy_imports_inside_the_package():
@@ -122,12 +118,12 @@ def test_weights_and_model_import_in_either_order(first, second):
     assert result.stdout.strip().endswith("ok")
 
 
-def test_public_names_still_importable():
-    old_top_level = [
+def test_public_names_importable():
+    """The documented names are listed in `__all__`, and every listed name imports."""
+    top_level = [
         "DEFAULT_BLOCKS",
         "PRESETS",
         "BlockArgs",
-        "DropConnect",
         "EfficientNet",
         "EfficientNetB0",
         "EfficientNetB7",
@@ -145,11 +141,9 @@ def test_public_names_still_importable():
         "from_tf_checkpoint",
         "load_pretrained",
         "model_config",
-        "round_filters",
-        "round_repeats",
         "scaled_blocks",
     ]
-    old_weights = [
+    weights_names = [
         "KerasSource",
         "Published",
         "cache_dir",
@@ -164,29 +158,20 @@ def test_public_names_still_importable():
         "published_weights",
         "read_keras_file",
         "resolve_checkpoint",
-        "OFFLINE_ENV",
-        "KERAS_APPS_HASHES",
-        "KERAS_APPS_ORIGIN",
-        "NOISY_STUDENT_ARCHIVES",
-        "PUBLISHED_TAGS",
-        "EMA_SUFFIX",
-        "is_keras_applications_file",
     ]
-    from efficientnet_tf import scaling, weights
+    from efficientnet_tf import weights
 
-    assert all(hasattr(efficientnet_tf, n) for n in old_top_level)
-    assert all(hasattr(weights, n) for n in old_weights)
-    assert all(hasattr(scaling, n) for n in ("PRESETS", "canonical_name", "round_filters"))
+    assert set(top_level) <= set(efficientnet_tf.__all__)
+    assert set(weights_names) <= set(weights.__all__)
     assert all(hasattr(efficientnet_tf, n) for n in efficientnet_tf.__all__)
     assert all(hasattr(weights, n) for n in weights.__all__)
-    assert "DropConnect" not in efficientnet_tf.__all__  # deprecated: importable, not listed
 
 
 def test_efficientnet_forwards_every_network_argument():
-    """`EfficientNet` is `build_network` plus `weights=` and the deprecated spelling."""
+    """`EfficientNet` is `build_network` plus `weights=`."""
     ours = list(inspect.signature(model_module.EfficientNet).parameters)
     graph = list(inspect.signature(network.build_network).parameters)
-    assert [p for p in ours if p not in ("weights", "drop_connect_rate")] == graph
+    assert [p for p in ours if p != "weights"] == graph
 
 
 def test_architecture_record_and_preset_matching():
@@ -218,26 +203,12 @@ def test_model_records_its_variant(keras):
     assert efficientnet_tf.architecture_of(phi).preset == "efficientnet-b0"
 
 
-def test_deprecated_spellings_warn_and_work(keras):
-    with pytest.warns(DeprecationWarning, match="name= is deprecated, use variant="):
-        model = efficientnet_tf.create_model(name="b1", input_shape=(32, 32, 3), include_top=False)
-    assert efficientnet_tf.architecture_of(model).preset == "efficientnet-b1"
-    with pytest.raises(TypeError, match="give variant= only"):
-        efficientnet_tf.create_model("b1", name="b2")
-    with pytest.warns(DeprecationWarning, match="name= is deprecated"):
-        assert efficientnet_tf.model_config(name="b2")["preset"] == "efficientnet-b2"
-    with pytest.warns(DeprecationWarning, match="drop_connect_rate= is deprecated"):
-        tiny = efficientnet_tf.EfficientNet(0.25, 0.25, 32, drop_connect_rate=0.4, classes=2)
-    rates = [
-        b.stochastic_depth_rate for b in tiny.layers if isinstance(b, efficientnet_tf.MBConvBlock)
-    ]
-    assert rates[-1] == pytest.approx(0.4 * (len(rates) - 1) / len(rates))
-    with pytest.warns(DeprecationWarning, match="drop_connect_rate= is deprecated"):
-        specs = efficientnet_tf.scaled_blocks(drop_connect_rate=0.4)
-    assert specs[-1].drop_rate == specs[-1].stochastic_depth_rate == pytest.approx(0.4 * 15 / 16)
-    with pytest.warns(DeprecationWarning, match="drop_rate= is deprecated"):
-        block = efficientnet_tf.MBConvBlock(16, 16, drop_rate=0.3)
-    assert block.stochastic_depth_rate == 0.3
-    with pytest.warns(DeprecationWarning, match="DropConnect is deprecated"):
-        layer = efficientnet_tf.DropConnect(0.3)
-    assert isinstance(layer, efficientnet_tf.StochasticDepth)
+def test_old_spellings_are_errors_that_name_them(keras):
+    """Renamed keywords were removed (0.x, no release): an old spelling that a catch-all
+    argument would take fails and names itself instead of meaning something else."""
+    with pytest.raises(TypeError, match="'name' [(]the variant is variant=[)]"):
+        efficientnet_tf.create_model(name="b1")
+    with pytest.raises(TypeError, match="'drop_connect_rate'"):
+        efficientnet_tf.create_model("b0", drop_connect_rate=0.4)
+    with pytest.raises(ValueError, match="drop_rate"):
+        efficientnet_tf.MBConvBlock(16, 16, drop_rate=0.3)

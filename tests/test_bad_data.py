@@ -50,7 +50,7 @@ def corrupted(tmp_path_factory):
 
 def _dataset(pattern, **kwargs):
     defaults = dict(image_size=32, batch_size=4, training=False, num_classes=NUM_CLASSES,
-                    label_offset=1, small_image=True, one_hot=False)
+                    label_offset=1, small_images=True, one_hot=False)
     return pipelines.labeled_dataset(pattern, **{**defaults, **kwargs})
 
 
@@ -72,7 +72,7 @@ def test_training_pipeline_skips_in_graph_and_in_tf_function(corrupted):
     pattern, _, _, good_labels = corrupted
     stats = DataStats()
     dataset = _dataset(pattern, training=True, repeat=False, drop_remainder=False,
-                       small_image=False, image_size=24, stats=stats)
+                       small_images=False, image_size=24, stats=stats)
 
     @tf.function
     def count(ds):
@@ -105,7 +105,7 @@ def test_stats_reset_and_shared_between_pipelines(corrupted):
     for _ in _dataset(path_a, stats=stats):
         pass
     for _ in pipelines.unlabeled_dataset(path_a, image_size=32, batch_size=4, training=False,
-                                         small_image=True, stats=stats):
+                                         small_images=True, stats=stats):
         pass
     assert stats.result() == {"images": 20, "bad_images": 4, "files": 2, "damaged_files": 0}
     stats.reset()
@@ -118,6 +118,6 @@ def test_mostly_undecodable_input_aborts_instead_of_spinning(tmp_path):
         for _ in range(MIN_BAD_FOR_ABORT + 5):
             writer.write(records.encode_unlabeled(os.urandom(64)))
     dataset = pipelines.unlabeled_dataset(path, image_size=32, batch_size=8, training=True,
-                                          small_image=True)  # repeats forever
+                                          small_images=True)  # repeats forever
     with pytest.raises(tf.errors.InvalidArgumentError, match="failed to decode"):
         next(iter(dataset))

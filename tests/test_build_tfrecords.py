@@ -81,7 +81,7 @@ def test_labeled_tree(image_tree, tmp_path):
     counts = collections.Counter()
     for _, y in pipelines.labeled_dataset(os.path.join(out, "train-*"), image_size=32,
                                           batch_size=8, training=False, num_classes=3,
-                                          label_offset=1, small_image=True, one_hot=False):
+                                          label_offset=1, small_images=True, one_hot=False):
         counts.update(y.numpy().tolist())
     assert counts == {0: 5, 1: 5, 2: 5}
 

@@ -99,6 +99,18 @@ def test_unknown_flag_is_rejected():
     assert result.returncode != 0 and "unlabel_ratoi" in result.stderr
 
 
+def test_mode_train_is_a_one_line_error():
+    """--mode=train, renamed --mode=teacher, is refused without a deprecation period (0.x)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "noisy_student.main", "--run_dir=x", "--mode=train"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("noisy-student: error: --mode=train")
+    assert "teacher" in errors[0]
+
+
 def test_every_run_setting_and_its_flag_agree():
     """One home per setting: RunConfig's name, default, help, choices and range are the flag's
     (flags.run_config fills RunConfig from flags of the same names); every other flag of the

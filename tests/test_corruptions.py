@@ -84,7 +84,7 @@ def test_make_corrupted_then_mce_against_baseline(tf, tmp_path):
     centers = [65.0, 195.0]
     got = robustness.evaluate_corrupted(
         BrightnessModel(centers=centers), str(out), baseline_path=str(baseline), image_size=32,
-        num_classes=2, batch_size=4, small_image=True, label_offset=1, clean_error=0.0,
+        num_classes=2, batch_size=4, small_images=True, label_offset=1, clean_error=0.0,
         output_dir=str(tmp_path / "eval"))
     for name in names:
         expected = []

@@ -481,7 +481,7 @@ def served(tmp_path_factory, tf, keras):
 
     model = make_model_fn(keras)()
     path = export_saved_model(model, str(tmp_path_factory.mktemp("export") / "export"),
-                              image_size=32, small_image=True)
+                              image_size=32, small_images=True)
     return tf.saved_model.load(path), model
 
 
@@ -541,7 +541,7 @@ def test_serving_bytes_names_bad_images_and_the_status_signature_classifies_the_
 
     out = loaded.signatures["serving_bytes_status"](image_bytes=tf.constant(batch))
     np.testing.assert_array_equal(out["valid"].numpy(), [True, False, True, False])
-    images = tf.stack([preprocess_for_eval(g, 32, small_image=True) for g in good[:2]])
+    images = tf.stack([preprocess_for_eval(g, 32, small_images=True) for g in good[:2]])
     expected = tf.nn.softmax(model(images, training=False)).numpy()
     probabilities = out["probabilities"].numpy()
     np.testing.assert_allclose(probabilities[[0, 2]], expected, atol=1e-5)

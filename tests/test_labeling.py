@@ -90,7 +90,7 @@ def test_soft_labels_match_the_model_on_pillow_decoded_images(tmp_path, cifar_pn
     images = cifar_png[:40]
     pattern = write_unlabeled(tmp_path / "in", images, 3)
     summary = label_shards(teacher, pattern, str(tmp_path / "out"), image_size=32,
-                           small_image=True, batch_size=16)
+                           small_images=True, batch_size=16)
     assert summary["num_labeled"] == 40 and summary["num_undecodable"] == 0
     assert summary["labeled_shards"] == [f"pseudo-{i:05d}-of-00003" for i in range(3)]
     records = read_pseudo(pseudo_label_pattern(str(tmp_path / "out")))
@@ -138,21 +138,21 @@ def test_workers_split_shards_and_rerun_skips_complete_ones(tmp_path, cifar_png,
     images = cifar_png[:30]
     pattern = write_unlabeled(tmp_path / "in", images, 5)
     out = str(tmp_path / "out")
-    s0 = label_shards(teacher, pattern, out, image_size=32, small_image=True, batch_size=8,
+    s0 = label_shards(teacher, pattern, out, image_size=32, small_images=True, batch_size=8,
                       worker_index=0, num_workers=2, storage="float16")
-    s1 = label_shards(teacher, pattern, out, image_size=32, small_image=True, batch_size=8,
+    s1 = label_shards(teacher, pattern, out, image_size=32, small_images=True, batch_size=8,
                       worker_index=1, num_workers=2, storage="float16")
     assert s0["labeled_shards"] == ["pseudo-00000-of-00005", "pseudo-00002-of-00005",
                                     "pseudo-00004-of-00005"]
     assert s1["labeled_shards"] == ["pseudo-00001-of-00005", "pseudo-00003-of-00005"]
     assert sorted(r[1] for r in read_pseudo(os.path.join(out, "pseudo-*"))) == sorted(images)
     mtimes = {p: os.path.getmtime(p) for p in glob.glob(os.path.join(out, "pseudo-*"))}
-    again = label_shards(teacher, pattern, out, image_size=32, small_image=True, batch_size=8,
+    again = label_shards(teacher, pattern, out, image_size=32, small_images=True, batch_size=8,
                          worker_index=0, num_workers=2, storage="float16")
     assert again["labeled_shards"] == [] and len(again["skipped_complete_shards"]) == 3
     assert mtimes == {p: os.path.getmtime(p) for p in mtimes}
     with pytest.raises(ValueError, match="settings"):
-        label_shards(teacher, pattern, out, image_size=32, small_image=True,
+        label_shards(teacher, pattern, out, image_size=32, small_images=True,
                      worker_index=0, num_workers=2, storage="float32")
 
 
@@ -167,7 +167,7 @@ def test_undecodable_records_are_counted_not_silently_dropped(tf, tmp_path, cifa
     extra = {0: [encode_unlabeled(b"not an image at all"), no_image, encode_labeled(images[0], 3)]}
     pattern = write_unlabeled(tmp_path / "in", images, 2, extra=extra)
     out = str(tmp_path / "out")
-    summary = label_shards(teacher, pattern, out, image_size=32, small_image=True, batch_size=4)
+    summary = label_shards(teacher, pattern, out, image_size=32, small_images=True, batch_size=4)
     assert summary["num_labeled"] == 11 and summary["num_undecodable"] == 2
     with open(os.path.join(out, "info", "pseudo-00000-of-00002.json")) as f:
         info = json.load(f)
@@ -188,9 +188,9 @@ def test_truncated_file_is_labeled_up_to_the_damage_or_names_the_file_when_stric
         f.write(data[:-7])  # truncated last record
     with pytest.raises(ValueError, match="extra-00000-of-00001.*after record 4"):
         label_shards(teacher, pattern, str(tmp_path / "strict"), image_size=32,
-                     small_image=True, strict=True)
+                     small_images=True, strict=True)
     out = str(tmp_path / "out")
-    summary = label_shards(teacher, pattern, out, image_size=32, small_image=True)
+    summary = label_shards(teacher, pattern, out, image_size=32, small_images=True)
     assert summary["num_labeled"] == 5
     assert [r[1] for r in read_pseudo(os.path.join(out, "pseudo-*"))] == cifar_png[:5]
     totals = label_totals(pattern, out)
@@ -213,7 +213,7 @@ DRIVER = textwrap.dedent("""
         tf.py_function(lambda: time.sleep(0.1), [], [])  # keeps the job running long enough
         return model(images, training=training)
 
-    label_shards(slow_teacher, sys.argv[1], sys.argv[2], image_size=32, small_image=True,
+    label_shards(slow_teacher, sys.argv[1], sys.argv[2], image_size=32, small_images=True,
                  batch_size=8, from_logits=True)
 """)
 
@@ -245,7 +245,7 @@ def test_killed_labeling_job_resumes_without_loss_or_duplicates(tmp_path, cifar_
     # A kill between a shard's rename and its info file: the shard counts as unfinished.
     os.remove(finished.pop())
 
-    summary = label_shards(teacher, pattern, out, image_size=32, small_image=True, batch_size=32)
+    summary = label_shards(teacher, pattern, out, image_size=32, small_images=True, batch_size=32)
     assert len(summary["skipped_complete_shards"]) == len(finished)
     records = read_pseudo(os.path.join(out, "pseudo-*"))
     labeled = [r[1] for r in records]
@@ -264,7 +264,7 @@ def test_shard_with_no_decodable_image_is_an_error(tmp_path, teacher):
     pattern = write_unlabeled(tmp_path / "in", [], 1,
                               extra={0: [encode_unlabeled(b"garbage")] * 3})
     with pytest.raises(ValueError, match="none of the 3 records"):
-        label_shards(teacher, pattern, str(tmp_path / "out"), image_size=32, small_image=True)
+        label_shards(teacher, pattern, str(tmp_path / "out"), image_size=32, small_images=True)
     assert not os.path.exists(tmp_path / "out" / "pseudo-00000-of-00001")
 
 
@@ -282,7 +282,7 @@ def test_stored_confidence_counts_spare_the_filter_a_pass(tf, tmp_path, cifar_pn
 
     pattern = write_unlabeled(tmp_path / "in", cifar_png[:60], 3)
     labels_dir = tmp_path / "labels"
-    label_shards(teacher, pattern, str(labels_dir), image_size=32, small_image=True,
+    label_shards(teacher, pattern, str(labels_dir), image_size=32, small_images=True,
                  batch_size=16, storage=storage)
     spec = {"label": tf.io.FixedLenFeature([], tf.int64),
             "prob": tf.io.FixedLenFeature([], tf.float32)}

@@ -82,7 +82,7 @@ def test_export_signatures_match_the_model(finished_run, tf):
         records.parse_labeled(r)["image"]
         for r in tf.data.TFRecordDataset(os.path.join(SAMPLE, "validation-00000-of-00002")).take(6)
     ]
-    images = tf.stack([preprocess_for_eval(e, 32, small_image=True) for e in encoded])
+    images = tf.stack([preprocess_for_eval(e, 32, small_images=True) for e in encoded])
     expected = tf.nn.softmax(model(images, training=False)).numpy()
 
     from_bytes = loaded.signatures["serving_bytes"](image_bytes=tf.stack(encoded))

@@ -13,6 +13,7 @@ import pytest
 
 from efficientnet_tf import (
     DEFAULT_BLOCKS,
+    PRESETS,
     BlockArgs,
     InputNormalization,
     MBConvBlock,
@@ -23,11 +24,9 @@ from efficientnet_tf import (
     decode_block_string,
     encode_block_string,
     feature_endpoints,
-    round_filters,
-    round_repeats,
     scaled_blocks,
 )
-from efficientnet_tf.scaling import PRESETS
+from efficientnet_tf.architecture import round_filters, round_repeats
 
 TRAINABLE = {  # DESIGN.md, 1000 classes
     "b0": 5_288_548,

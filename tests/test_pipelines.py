@@ -320,14 +320,9 @@ def test_small_image_randaugment_runs_on_batches(small_set):
     assert images.shape == (16, 32, 32, 3) and images.dtype == tf.bfloat16
 
 
-def test_small_image_is_the_deprecated_spelling_of_small_images():
-    with pytest.warns(DeprecationWarning, match="small_image= is deprecated"):
-        options = pipelines.input_options(image_size=32, batch_size=8, training=False,
-                                          small_image=True)
-    assert options.small_images
-    with pytest.raises(TypeError, match="give small_images= only"):
-        pipelines.input_options(image_size=32, batch_size=8, training=False, small_image=True,
-                                small_images=True)
+def test_the_old_spelling_small_image_is_an_error_naming_it():
+    with pytest.raises(TypeError, match="'small_image'"):
+        pipelines.input_options(image_size=32, batch_size=8, training=False, small_image=True)
 
 
 # ------------------------------------------------------------------ reference pseudo labels

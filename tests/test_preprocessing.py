@@ -52,13 +52,13 @@ def test_eval_jpeg_crop_while_decoding_matches_full_decode(big):
 
 def test_eval_bicubic_upsampling_matches_pillow(pixels):
     for image in pixels[:4]:
-        out = pp.preprocess_for_eval(encode(image), 64, small_image=True).numpy()
+        out = pp.preprocess_for_eval(encode(image), 64, small_images=True).numpy()
         ref = np.array(Image.fromarray(image).resize((64, 64), Image.BICUBIC)).astype(np.float32)
         assert np.abs(out - ref).mean() < 1.0  # Pillow rounds to uint8; same a=-0.5 kernel
 
 
 def test_eval_small_image_same_size_is_exact(pixels):
-    out = pp.preprocess_for_eval(encode(pixels[1]), 32, small_image=True)
+    out = pp.preprocess_for_eval(encode(pixels[1]), 32, small_images=True)
     np.testing.assert_array_equal(out.numpy(), pixels[1].astype(np.float32))
 
 
@@ -120,7 +120,7 @@ def test_small_image_train_is_a_reflect_padded_crop(pixels):
     padded = np.pad(image, ((4, 4), (4, 4), (0, 0)), mode="reflect").astype(np.float32)
     offsets, flips = set(), set()
     for s in range(12):
-        out = pp.preprocess_for_train(encode(image), 32, small_image=True, seed=[s, 9]).numpy()
+        out = pp.preprocess_for_train(encode(image), 32, small_images=True, seed=[s, 9]).numpy()
         found = [(dy, dx, flip) for dy in range(9) for dx in range(9) for flip in (0, 1)
                  if np.array_equal(out, (padded[dy:dy + 32, dx:dx + 32][:, ::-1] if flip
                                          else padded[dy:dy + 32, dx:dx + 32]))]
@@ -173,8 +173,8 @@ def test_randaugment_hook_on_uint8_after_resize(big, fake_randaugment):
 
 def test_randaugment_hook_small_image_before_crop(pixels, fake_randaugment):
     data = encode(pixels[3])
-    plain = pp.preprocess_for_train(data, 32, small_image=True, seed=[4, 4]).numpy()
-    out = pp.preprocess_for_train(data, 32, small_image=True, seed=[4, 4],
+    plain = pp.preprocess_for_train(data, 32, small_images=True, seed=[4, 4]).numpy()
+    out = pp.preprocess_for_train(data, 32, small_images=True, seed=[4, 4],
                                   randaug_num_layers=1).numpy()
     # Reference 32x32 recipe: translate and cutout constants size/8, then a cutout of size/4.
     assert fake_randaugment == [(tf.uint8, 1, 10.0, 4.0, 4.0), ("cutout", 8)]

@@ -348,7 +348,7 @@ def test_constants_follow_reference():
     # Reference: 100 / 40 at 224 px; Noisy Student 32 px path: image_size // 8 for both.
     assert ra.randaugment_constants(224) == (100.0, 40.0)
     assert ra.randaugment_constants(448) == (200.0, 80.0)
-    assert ra.randaugment_constants(32, small_image=True) == (4.0, 4.0)
+    assert ra.randaugment_constants(32, small_images=True) == (4.0, 4.0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -116,7 +116,7 @@ def test_classification_on_image_folder_against_numpy(tf, keras, folder, tmp_pat
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(),
                               keras.layers.Dense(3)])
     dataset = eval_sources.labeled_source(folder, image_size=8, batch_size=3, num_classes=3,
-                                          small_image=True)
+                                          small_images=True)
     out = str(tmp_path / "eval")
     result = robustness.evaluate_classification(model, dataset, num_classes=3,
                                                 class_names=["A", "B", "C"], output_dir=out)
@@ -149,7 +149,7 @@ def test_classification_on_image_folder_against_numpy(tf, keras, folder, tmp_pat
 
 def test_folder_brightness_model_and_bad_input(tf, folder, tmp_path):
     dataset = eval_sources.labeled_source(folder, image_size=8, batch_size=4, num_classes=3,
-                                          small_image=True)
+                                          small_images=True)
     result = robustness.evaluate_classification(BrightnessModel(), dataset, num_classes=3)
     # By construction 7 of 9 images sit at their class's level.
     assert result["top1"] == pytest.approx(7 / 9)
@@ -159,7 +159,7 @@ def test_folder_brightness_model_and_bad_input(tf, folder, tmp_path):
     _write_folder(str(bad), {"x": [40]})
     (bad / "x" / "broken.jpg").write_bytes(b"not an image")
     strict = eval_sources.labeled_source(str(bad), image_size=8, batch_size=4, num_classes=1,
-                                         small_image=True, strict=True)
+                                         small_images=True, strict=True)
     with pytest.raises(tf.errors.InvalidArgumentError, match="broken.jpg"):
         list(strict)
     with pytest.raises(FileNotFoundError, match="nowhere"):
@@ -177,7 +177,7 @@ def test_imagenet_a_folder_and_relabeled_records(tf, tmp_path):
     _write_folder(root, {wnids[idx[0]]: [40, 40], wnids[idx[-1]]: [200, 40]})
     model = BrightnessModel(centers=[40.0, 200.0], columns=[idx[0], idx[-1]], width=1000)
     result = robustness.evaluate_subset(model, "imagenet_a", root, image_size=8, batch_size=2,
-                                        small_image=True, output_dir=str(tmp_path / "out"))
+                                        small_images=True, output_dir=str(tmp_path / "out"))
     assert result["num_examples"] == 4 and result["top1"] == pytest.approx(3 / 4)
     assert result["per_class_accuracy"]["n01498041"] == 1.0
     assert result["per_class_accuracy"]["n12267677"] == 0.5
@@ -186,14 +186,14 @@ def test_imagenet_a_folder_and_relabeled_records(tf, tmp_path):
     # A folder that is no ImageNet-A class is named in the error.
     _write_folder(root, {"n01440764": [40]})
     with pytest.raises(ValueError, match="n01440764"):
-        robustness.evaluate_subset(model, "imagenet_a", root, image_size=8, small_image=True)
+        robustness.evaluate_subset(model, "imagenet_a", root, image_size=8, small_images=True)
     # 1000-class labels (as TFDS imagenet_a gives them) map to subset positions.
     path = str(tmp_path / "a.tfrecord")
     with tf.io.TFRecordWriter(path) as writer:
         for label in (idx[0], idx[5], idx[-1]):
             writer.write(records.encode_labeled(_png(40), label))
     dataset = eval_sources.labeled_source(
-        path, image_size=8, batch_size=3, num_classes=1000, small_image=True,
+        path, image_size=8, batch_size=3, num_classes=1000, small_images=True,
         label_map=eval_sources.subset_label_table(idx))
     assert next(iter(dataset))[1].numpy().tolist() == [0, 5, 199]
 
@@ -239,7 +239,7 @@ def test_imagenet_c_folder_layout(tf, tmp_path):
             _write_folder(str(root / c / str(s)), {wnids[0]: levels})
     model = BrightnessModel(centers=[40.0, 200.0], columns=[0, 1], width=1000)
     result = robustness.evaluate_imagenet_c(model, str(root), image_size=8, batch_size=4,
-                                            small_image=True, corruptions=("fog", "snow"),
+                                            small_images=True, corruptions=("fog", "snow"),
                                             output_dir=str(tmp_path / "out"))
     expected = [0.0, 0.25, 0.5, 0.75, 1.0]
     assert result["errors"]["fog"] == pytest.approx(expected)

@@ -38,11 +38,10 @@ def test_every_single_stage_mode_names_a_planned_stage():
 
     stages = run_layout.plan(_config(2))
     single = [mode for mode in MODES if mode in run_layout.MODE_KINDS]
-    assert set(single) == set(MODES) - {"loop", "eval_corrupted", "train"}
+    assert set(single) == set(MODES) - {"loop", "eval_corrupted"}
     for mode in single:
         assert run_layout.stage_for_mode(mode, 2) in stages
     assert run_layout.stage_for_mode("teacher", 2) == Stage(TRAIN, 0)
-    assert run_layout.stage_for_mode("train", 2) == Stage(TRAIN, 0)  # deprecated spelling
     assert run_layout.stage_for_mode("student", 2).name == "iter2/student"
     assert run_layout.stage_for_mode("eval", 0).name == "teacher/eval"
     assert run_layout.stage_for_mode("export", 1) == Stage(EXPORT)

@@ -47,7 +47,7 @@ def test_labeled_tfds_matches_tfds_own_decoding(mock_cifar):
     images, labels = [], []
     for x, y in pipelines.labeled_dataset(
             "tfds:cifar10@train", image_size=32, batch_size=5, training=False,
-            num_classes=10, small_image=True, one_hot=False):
+            num_classes=10, small_images=True, one_hot=False):
         images += list(x.numpy())
         labels += list(y.numpy())
     assert {_digest(img): int(lab) for img, lab in zip(images, labels, strict=True)} == reference
@@ -59,7 +59,7 @@ def test_training_and_default_eval_split(mock_cifar):
         deterministic=True)))  # 16 > 12 examples: repeats
     assert x.shape == (16, 24, 24, 3) and y.shape == (16, 10)
     test_images = list(pipelines.unlabeled_dataset(
-        "tfds:cifar10", image_size=32, batch_size=NUM, training=False, small_image=True))
+        "tfds:cifar10", image_size=32, batch_size=NUM, training=False, small_images=True))
     assert test_images[0].shape == (NUM, 32, 32, 3)
     reference = {_digest(ex["image"])
                  for ex in tfds.load("cifar10", split="test").as_numpy_iterator()}

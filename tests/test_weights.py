@@ -20,7 +20,6 @@ import pytest
 
 import efficientnet_tf
 from efficientnet_tf import weights as W
-from efficientnet_tf.batch_norm import keras_computation
 from efficientnet_tf.weights import published, tf_checkpoint
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -67,7 +66,7 @@ def images(size, n=2, seed=1):
 def run(model, x):
     """Inference with Keras' own batch-norm ops, so that a weight mapping is checked bit for
     bit (test_fused_inference_agrees_with_keras_applications covers the fused kernel)."""
-    with keras_computation():
+    with efficientnet_tf.keras_computation():
         return np.asarray(model(x, training=False))
 
 
@@ -307,7 +306,7 @@ def test_pretrained_imagenet_from_cache(b0_imagenet_notop, tmp_path, monkeypatch
     path = models / "efficientnetb0_notop.h5"
     path.write_bytes(source.read_bytes())
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setenv(W.OFFLINE_ENV, "1")
+    monkeypatch.setenv(published.OFFLINE_ENV, "1")
     model = efficientnet_tf.EfficientNetB0(include_top=False, input_shape=(64, 64, 3))
 
     # Our test file is not the published one: the md5 check must refuse it.
@@ -316,14 +315,14 @@ def test_pretrained_imagenet_from_cache(b0_imagenet_notop, tmp_path, monkeypatch
     assert str(path) in str(error.value)
 
     digest = hashlib.md5(path.read_bytes()).hexdigest()
-    monkeypatch.setitem(W.KERAS_APPS_HASHES, "efficientnet-b0", ("0" * 32, digest))
+    monkeypatch.setitem(published.KERAS_APPS_HASHES, "efficientnet-b0", ("0" * 32, digest))
     W.load_pretrained(model, "imagenet")  # the preset is the one the model records
     np.testing.assert_allclose(run(model, x), expected, rtol=0, atol=1e-4)
 
 
 def test_offline_fetch_names_url_and_path(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setenv(W.OFFLINE_ENV, "1")
+    monkeypatch.setenv(published.OFFLINE_ENV, "1")
     with pytest.raises(FileNotFoundError) as error:
         efficientnet_tf.EfficientNetB0(weights="imagenet", input_shape=(32, 32, 3))
     message = str(error.value)
@@ -342,7 +341,7 @@ def test_published_weights_follow_the_recorded_variant_not_shapes(keras, tmp_pat
     """'imagenet' without a preset takes the variant the model records; only a model that
     records none (saved before models recorded it) falls back to matching shapes."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setenv(W.OFFLINE_ENV, "1")
+    monkeypatch.setenv(published.OFFLINE_ENV, "1")
     # Width 1.001 rounds to B0's filters everywhere: B0's shapes, but not B0.
     b0_shaped = efficientnet_tf.EfficientNet(1.001, 1.0, 224, include_top=False,
                                              input_shape=(32, 32, 3))
@@ -364,7 +363,7 @@ def test_published_weights_follow_the_recorded_variant_not_shapes(keras, tmp_pat
 def test_failed_download_names_url_and_path(tmp_path, monkeypatch):
     """Without the offline switch a download is tried; a failure keeps the same advice."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.delenv(W.OFFLINE_ENV, raising=False)
+    monkeypatch.delenv(published.OFFLINE_ENV, raising=False)
     origin = (tmp_path / "nowhere").as_uri() + "/"  # a file:// URL that does not exist
     monkeypatch.setattr(published, "KERAS_APPS_ORIGIN", origin)
     with pytest.raises(FileNotFoundError) as error:
@@ -513,7 +512,7 @@ def test_pretrained_noisy_student_archive(checkpoint, tmp_path, monkeypatch):
     with tarfile.open(archive_path, "w:gz", compresslevel=1) as archive:
         archive.add(prefix.parent, arcname="noisy-student-efficientnet-b0")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setenv(W.OFFLINE_ENV, "1")
+    monkeypatch.setenv(published.OFFLINE_ENV, "1")
     ours = efficientnet_tf.EfficientNetB0(
         weights="noisy-student", input_shape=(64, 64, 3), classifier_activation=None, **PLAIN
     )

@@ -49,18 +49,3 @@ __all__ = [
     "resolve_checkpoint",
 ]
 
-# Importable from here as before (constants and a check that tests and tools use), not API.
-from efficientnet_tf.weights.keras_applications import (  # noqa: E402
-    is_keras_applications_file as is_keras_applications_file,
-)
-from efficientnet_tf.weights.published import KERAS_APPS_HASHES as KERAS_APPS_HASHES  # noqa: E402
-from efficientnet_tf.weights.published import KERAS_APPS_ORIGIN as KERAS_APPS_ORIGIN  # noqa: E402
-from efficientnet_tf.weights.published import (  # noqa: E402
-    NOISY_STUDENT_ARCHIVES as NOISY_STUDENT_ARCHIVES,
-)
-from efficientnet_tf.weights.published import (  # noqa: E402
-    NOISY_STUDENT_ORIGIN as NOISY_STUDENT_ORIGIN,
-)
-from efficientnet_tf.weights.published import OFFLINE_ENV as OFFLINE_ENV  # noqa: E402
-from efficientnet_tf.weights.published import PUBLISHED_TAGS as PUBLISHED_TAGS  # noqa: E402
-from efficientnet_tf.weights.tf_checkpoint import EMA_SUFFIX as EMA_SUFFIX  # noqa: E402

@@ -16,7 +16,6 @@ from typing import Any
 import keras
 import numpy as np
 
-from efficientnet_tf.deprecation import renamed_argument
 from efficientnet_tf.weights.targets import Target, assign, has_top, model_targets, set_all
 from efficientnet_tf.weights.variants import build_for_source, preset_from_text
 
@@ -207,8 +206,6 @@ def from_tf_checkpoint(
     variant: str | None = None,
     use_ema: bool = True,
     scope: str | None = None,
-    *,
-    name: str | None = None,
     **create_kwargs,
 ) -> keras.Model:
     """Builds `variant` ('efficientnet-b3', 'b3'; inferred from the variable scope when None)
@@ -222,9 +219,7 @@ def from_tf_checkpoint(
             google-research/noisystudent also holds 'teacher_model/efficientnet-bX').
         create_kwargs: `create_model` arguments, e.g. small_images=True for SVHN/CIFAR models.
             `classes` and `include_top` default to what the checkpoint holds.
-        name: deprecated spelling of `variant`.
     """
-    variant = renamed_argument("from_tf_checkpoint", "name", name, "variant", variant)
     prefix = resolve_checkpoint(os.fspath(path))
     arrays = open_tf_checkpoint(prefix)
     description = f"checkpoint {prefix}"

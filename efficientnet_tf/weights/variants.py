@@ -18,7 +18,6 @@ from efficientnet_tf.architecture import (
     builder_arguments,
     canonical_name,
     preset_signature,
-    renamed_builder_arguments,
 )
 from efficientnet_tf.blocks import MBConvBlock
 from efficientnet_tf.network import EfficientNetModel, architecture_of, build_network
@@ -48,7 +47,7 @@ def infer_preset(stem: int, head: int, blocks: int, description: str) -> str:
 def build_for_source(create_kwargs: dict[str, Any], inferred: dict[str, Any]) -> EfficientNetModel:
     """The model for a weights source, with random weights: `create_model` arguments inferred
     from the source, overridden by the caller's `create_kwargs`."""
-    kwargs = renamed_builder_arguments("create_model", {**inferred, **create_kwargs})
+    kwargs = {**inferred, **create_kwargs}
     kwargs.pop("weights", None)
     if "width_coefficient" in kwargs and "variant" not in create_kwargs:
         kwargs.pop("variant", None)

@@ -31,7 +31,6 @@ from typing import Any
 
 import tensorflow as tf
 
-from efficientnet_tf.deprecation import renamed_keywords
 from noisy_student.data import records, tfds_source
 from noisy_student.data.bad_data import DataStats, guarded_map, text
 from noisy_student.data.preprocessing import (
@@ -87,7 +86,6 @@ class InputOptions:
     seed: int | None = None
 
 
-@renamed_keywords(small_image="small_images")
 def input_options(options: InputOptions | None = None, **fields: Any) -> InputOptions:
     """`options` with `fields` replaced, or new options made of `fields` (a TypeError names an
     unknown or a missing field)."""

@@ -19,8 +19,6 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from efficientnet_tf.deprecation import renamed_keywords
-
 CROP_PADDING = 32
 SMALL_IMAGE_PAD = 4
 MIN_OBJECT_COVERED = 0.1
@@ -129,7 +127,6 @@ def _split_seed(seed: tf.Tensor | None) -> tf.Tensor:
     return tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=4)
 
 
-@renamed_keywords(small_image="small_images")
 def preprocess_for_train(image_bytes: tf.Tensor, image_size: int, *, small_images: bool = False,
                          randaug_num_layers: int = 0, randaug_magnitude: float = 10.0,
                          dtype: tf.DType = tf.float32,
@@ -197,7 +194,6 @@ def augment_small_batch_for_train(images: tf.Tensor, image_size: int, *,
     return tf.cast(images, dtype)
 
 
-@renamed_keywords(small_image="small_images")
 def preprocess_for_eval(image_bytes: tf.Tensor, image_size: int, *, small_images: bool = False,
                         crop_padding: int = CROP_PADDING,
                         dtype: tf.DType = tf.float32) -> tf.Tensor:

@@ -40,8 +40,6 @@ import math
 
 import tensorflow as tf
 
-from efficientnet_tf.deprecation import renamed_keywords
-
 MAX_LEVEL = 10.0
 FILL_VALUE = 128
 
@@ -74,7 +72,6 @@ _LUMA_WEIGHTS = (19595, 38470, 7471)
 _CHANNEL_OFFSETS = (0, 256, 512)
 
 
-@renamed_keywords(small_image="small_images")
 def randaugment_constants(image_size: int, *, small_images: bool = False) -> tuple[float, float]:
     """(translate_const, cutout_const) for square images of side `image_size`.
 

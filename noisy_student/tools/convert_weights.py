@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import tempfile
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from noisy_student.cli import run_tool
 
@@ -77,7 +77,6 @@ def define_flags() -> None:
     )
     flags.DEFINE_string("output", None, "Output path ending in .keras or .weights.h5.")
     flags.DEFINE_string("variant", None, "Variant (b0..b8, l2); default: inferred from the source.")
-    flags.DEFINE_string("name", None, "Deprecated spelling of --variant.")
     flags.DEFINE_bool("use_ema", True, "TF checkpoints: load the ExponentialMovingAverage shadows.")
     flags.DEFINE_string("scope", None, "TF checkpoints: variable prefix, e.g. 'efficientnet-b0'.")
     flags.DEFINE_bool("small_images", False, "The 32x32 variant (SVHN/CIFAR checkpoints).")
@@ -87,14 +86,8 @@ def main(argv):
     del argv
     if not FLAGS.source or not FLAGS.output:
         raise app.UsageError("--source and --output are required.")
-    variant = FLAGS.variant
-    if FLAGS.name is not None:
-        if variant is not None:
-            raise app.UsageError("Give --variant only (--name is its deprecated spelling).")
-        logging.warning("--name is deprecated, use --variant.")
-        variant = FLAGS.name
     extra = {"small_images": True} if FLAGS.small_images else {}
-    model = convert(FLAGS.source, FLAGS.output, variant, FLAGS.use_ema, FLAGS.scope, **extra)
+    model = convert(FLAGS.source, FLAGS.output, FLAGS.variant, FLAGS.use_ema, FLAGS.scope, **extra)
     print(f"Wrote {FLAGS.output}: {model.name}, {model.count_params():,} parameters.")
 
 

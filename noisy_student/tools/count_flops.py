@@ -75,7 +75,7 @@ def define_flags() -> None:
 
 def main(argv):
     del argv
-    from efficientnet_tf.scaling import PRESETS
+    from efficientnet_tf.architecture import PRESETS
 
     if (FLAGS.model is None) == (FLAGS.phi is None):
         raise app.UsageError("Give exactly one of --model and --phi.")
