@@ -2,7 +2,8 @@
 tensors. (TFLite converts from the Keras model instead, see ``noisy_student.deploy``: converting
 this SavedModel gives NaN outputs on TF 2.21.)
 
-Signatures (all return `probabilities` [B, C] float32 and `classes` [B] int64):
+Signatures (listed with every artifact in ``noisy_student.artifacts``; all return
+`probabilities` [B, C] float32 and `classes` [B] int64):
   - `serving_default` / `serving_images`: `images` float32 [B, S, S, 3], RGB 0..255. Any other
     rank, size or channel count, a NaN/infinite pixel, or a pixel outside [-1, 256)
     (`PIXEL_RANGE`: 0..255 with room for rounding; a 0..1 or a garbage image would otherwise be
@@ -27,6 +28,7 @@ import keras
 import tensorflow as tf
 
 from efficientnet_tf.deprecation import renamed_keywords
+from noisy_student import artifacts
 from noisy_student.atomic_io import atomic_output, remove_stale_temps
 from noisy_student.data.bad_data import try_map
 from noisy_student.data.preprocessing import preprocess_for_eval
@@ -155,13 +157,14 @@ def export_saved_model(
     complete; the temp directories of killed exports are removed first). Returns `export_dir`."""
     module = _Serving(model, image_size, small_images)
     images_fn = module.images_fn()
-    signatures = {
+    functions = {
         "serving_default": images_fn,
         "serving_images": images_fn,
         "serving_bytes": module.bytes_fn(),
         "serving_bytes_status": module.bytes_status_fn(),
         "serving_images_status": module.images_status_fn(),
     }
+    signatures = {name: functions[name] for name in artifacts.SIGNATURES}  # the one list
     export_dir = os.path.abspath(export_dir)
     parent = os.path.dirname(export_dir)
     os.makedirs(parent, exist_ok=True)

@@ -579,6 +579,21 @@ def test_serving_images_status_marks_out_of_range_images_and_classifies_the_rest
     assert empty["probabilities"].shape == (0, 10) and empty["valid"].shape == (0,)
 
 
+def test_saved_model_signatures_and_outputs_are_the_artifact_table(served):
+    """The SavedModel has exactly the signatures of noisy_student.artifacts, each with the
+    outputs that table names."""
+    import re
+
+    from noisy_student import artifacts
+
+    loaded, _ = served
+    assert sorted(loaded.signatures) == sorted(artifacts.SIGNATURES)
+    for entry in artifacts.ARTIFACTS:
+        if entry.signature:
+            named = set(re.findall(r"`(\w+)`", entry.outputs))
+            assert set(loaded.signatures[entry.signature].structured_outputs) == named, entry
+
+
 # ---------------------------------------------- #32: every usage error is one line and status 2
 
 # Each entry point: (module, function, a flag and a value it rejects, arguments that fail a check
