@@ -11,8 +11,8 @@ Formats (every predictor maps float RGB images [B, S, S, 3] in 0..255 to probabi
 * ``saved_model``: ``noisy_student.export`` (the signatures of ``noisy_student.artifacts``).
 * ``tflite_float``: TFLite, float32 weights and activations.
 * ``tflite_int8``: TFLite post-training full-integer quantization (per-channel int8 weights,
-  int8 activations, or int16 with ``int8_activations="int16"``, calibrated on representative
-  images); input/output float by default, or int8/uint8 (``int8_io``) for integer-only
+  int8 activations calibrated on representative images, or int16 / float activations with
+  ``int8_activations``); input/output float by default, or int8/uint8 (``int8_io``) for integer-only
   accelerators. ``noisy_student.tflite_export`` has the choices and the agreement warning.
 
 What each file returns (logits or probabilities) is listed in ``noisy_student.artifacts``; the
@@ -217,14 +217,15 @@ def _write_format(name: str, model, output_dir: str, *, image_size: int, small_i
                         details={"signatures": list(SIGNATURES)})
     if name.startswith("tflite"):
         quantize = name == "tflite_int8"
-        if quantize and not representative:
+        if quantize and not representative and int8_activations != "float":
             return Artifact(name, note="skipped: int8 quantization needs representative "
                                        "images (--representative_data or --data)")
         content = tflite_bytes(model, quantize=quantize, representative=representative,
                                int8_io=int8_io, activations=int8_activations)
         write_bytes_atomic(path, content)
         runner = TFLitePredictor(content, threads)
-        details = {"activations": int8_activations, "calibration_images": sum(
+        details = {"activations": int8_activations, "calibration_images": 0 if (
+            int8_activations == "float") else sum(
             len(np.reshape(i, (-1, *np.shape(i)[-3:]))) for i in representative),
             "weights": weight_quantization(content)} if quantize else {}
         return Artifact(name, path, len(content), lambda x: probabilities(runner(x)),

@@ -10,9 +10,10 @@ int8 choices (measured in BUILD.md, "Deployment formats"):
 * Weights are quantized per output channel (TFLite's default for convolutions, depthwise
   convolutions and dense layers; ``per_channel=False`` turns it off to compare);
   ``weight_quantization`` counts them in a written file.
-* Activations are int8 (full-integer, for integer-only accelerators) or, with
-  ``activations="int16"``, int16 with int8 weights (TFLite's 16x8 mode: near-float agreement,
-  about the int8 size, but slower reference kernels on CPUs).
+* Activations are int8 (full-integer, for integer-only accelerators); or, with int8 weights
+  still, ``activations="int16"`` (TFLite's 16x8 mode: near-float agreement, about the int8
+  size, but slow reference kernels on CPUs) or ``activations="float"`` (dynamic-range
+  quantization: no calibration, the smallest file, near-float agreement, float kernels).
 * ``int8_warnings`` says when agreement with the float model is under ``MIN_AGREEMENT`` or
   top-1 drops by more than ``MAX_TOP1_DROP``; the export prints it.
 """
@@ -27,7 +28,7 @@ from collections.abc import Iterable
 import numpy as np
 
 INT8_IO = ("float", "int8", "uint8")
-ACTIVATIONS = ("int8", "int16")
+ACTIVATIONS = ("int8", "int16", "float")
 MIN_AGREEMENT = 0.97  # top-1 agreement of the int8 file with the float model
 MAX_TOP1_DROP = 0.01  # top-1 accuracy the int8 file may lose
 _WEIGHT_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1}  # op -> weight input
@@ -38,35 +39,38 @@ def tflite_bytes(model, *, quantize: bool = False,
                  int8_io: str = "float", per_channel: bool = True,
                  activations: str = "int8") -> bytes:
     """A TFLite flatbuffer of ``model`` (converted from its built-in-layer copy): float, or
-    with ``quantize`` full-integer quantized, calibrated on ``representative`` (single images
-    [S, S, 3] or batches, 0..255; each image is one calibration step)."""
+    with ``quantize`` int8 weights (per channel unless ``per_channel`` is False) and
+    ``activations`` int8 or int16 calibrated on ``representative`` (single images [S, S, 3] or
+    batches, 0..255; each image is one calibration step), or float (no calibration)."""
     import tensorflow as tf
 
     from efficientnet_tf.portable import portable_model
 
     converter = tf.lite.TFLiteConverter.from_keras_model(portable_model(model))
     if quantize:
-        if representative is None:
+        if activations not in ACTIVATIONS:
+            raise ValueError(f"activations must be one of {ACTIVATIONS}, got {activations!r}")
+        if representative is None and activations != "float":
             raise ValueError("int8 quantization needs representative images")
         if int8_io not in INT8_IO:
             raise ValueError(f"int8_io must be one of {INT8_IO}, got {int8_io!r}")
-        if activations not in ACTIVATIONS:
-            raise ValueError(f"activations must be one of {ACTIVATIONS}, got {activations!r}")
-        if activations == "int16" and int8_io != "float":
-            raise ValueError("int16 activations keep float input and output (int8_io='float')")
+        if activations != "int8" and int8_io != "float":
+            raise ValueError(f"{activations} activations keep float input and output "
+                             "(int8_io='float')")
+        if not hasattr(converter, "_experimental_disable_per_channel"):
+            raise RuntimeError("this TensorFlow's TFLiteConverter has no per-channel switch "
+                               "(_experimental_disable_per_channel); update noisy_student")
+        converter._experimental_disable_per_channel = not per_channel  # default: per channel
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize and activations != "float":  # float: dynamic range, weights only
         calibration = [np.asarray(i, np.float32).reshape((-1, *np.shape(i)[-3:]))
                        for i in representative]
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: (
             [image[None]] for batch in calibration for image in batch)
         ops = tf.lite.OpsSet
         converter.target_spec.supported_ops = [
             ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
             if activations == "int16" else ops.TFLITE_BUILTINS_INT8]
-        if not hasattr(converter, "_experimental_disable_per_channel"):
-            raise RuntimeError("this TensorFlow's TFLiteConverter has no per-channel switch "
-                               "(_experimental_disable_per_channel); update noisy_student")
-        converter._experimental_disable_per_channel = not per_channel  # default: per channel
         if int8_io != "float":
             converter.inference_input_type = getattr(tf, int8_io)
             converter.inference_output_type = getattr(tf, int8_io)
@@ -120,8 +124,8 @@ def int8_warnings(rows: dict, reference: str = "keras",
         found.append(f"{name} top-1 {row['top1']:.2%} is more than {MAX_TOP1_DROP:.0%} "
                      f"below the float model's {base['top1']:.2%}")
     if found:
-        found[-1] += ("; ship tflite_float, or try --int8_activations=int16 or more "
-                      "--representative_examples")
+        found[-1] += ("; ship tflite_float, or int8 weights with float activations "
+                      "(--int8_activations=float)")
     return found
 
 

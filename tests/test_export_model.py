@@ -279,6 +279,8 @@ def test_int8_weights_are_per_channel(model_file):
     dtypes = {d["dtype"] for d in deploy.tflite_interpreter(
         model_content=content).get_tensor_details()}
     assert np.int16 in dtypes
+    dynamic = deploy.tflite_bytes(model, quantize=True, activations="float")  # no calibration
+    assert deploy.weight_quantization(dynamic)["per_channel"] > 0
     with pytest.raises(ValueError, match="int16 activations keep float input"):
         deploy.tflite_bytes(model, quantize=True, representative=images,
                             activations="int16", int8_io="uint8")
@@ -295,7 +297,7 @@ def test_int8_warnings_name_the_shortfall():
     assert int8_warnings({"keras": {"top1": None}, "tflite_int8": {"note": "skipped"}}) == []
     low = int8_warnings(rows(0.9699, 0.70))
     assert len(low) == 1 and "agrees with the float model on 96.99% of 10000 images" in low[0]
-    assert "--int8_activations=int16" in low[0]
+    assert "--int8_activations=float" in low[0]
     drop = int8_warnings(rows(0.99, 0.6889))
     assert len(drop) == 1 and "top-1 68.89% is more than 1% below the float model's 70.00%" in (
         drop[0])

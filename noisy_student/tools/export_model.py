@@ -62,10 +62,11 @@ def define_flags() -> None:
                         "default --data (calibrating on the test set flatters int8 a little).")
     flags.DEFINE_integer("representative_examples", 1000, "Calibration images for int8 "
                          "(preprocessed like evaluation images).")
-    flags.DEFINE_enum("int8_activations", "int8", ["int8", "int16"], "Activations of the "
-                      "int8 TFLite model: int8 (full-integer, integer-only accelerators) or "
-                      "int16 with int8 weights (TFLite's 16x8 mode: agrees with float far "
-                      "more often, same size, slower CPU kernels).")
+    flags.DEFINE_enum("int8_activations", "int8", ["int8", "int16", "float"], "Activations "
+                      "of the int8 TFLite model (weights are int8, per channel): int8 "
+                      "(full-integer, for integer-only accelerators), int16 (TFLite's 16x8 "
+                      "mode: near-float agreement, slow CPU kernels) or float (dynamic range: "
+                      "no calibration, near-float agreement, the smallest file).")
     flags.DEFINE_enum("int8_io", "float", ["float", "int8", "uint8"], "Input/output type of the "
                       "int8 TFLite model: float (drop-in), or int8/uint8 for integer-only "
                       "accelerators (inputs are quantized 0..255 pixels).")
@@ -160,7 +161,8 @@ def export(model_path: str, output_dir: str | None = None, *, iteration: int = -
             data, image_size=size, batch_size=batch_size, num_classes=classes,
             label_offset=label_offset, small_images=small_images)
     representative = None
-    if "tflite_int8" in formats and (representative_data or data):
+    if "tflite_int8" in formats and int8_activations != "float" and (
+            representative_data or data):
         progress(f"reading {representative_examples} calibration images")
         representative = representative_images(
             representative_data or data, image_size=size, count=representative_examples,
