@@ -58,8 +58,10 @@ def main() -> None:
     parser.add_argument("--small_images", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--activations", default=",".join(ACTIVATIONS))
     parser.add_argument("--output", required=True, help="the JSON of the figures")
+    parser.add_argument("--note", default="", help="recorded as is, e.g. which model this is")
     args = parser.parse_args()
-    result = {"command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+    program = f"-m {__spec__.name}" if __spec__ else sys.argv[0]  # run with -m
+    result = {"command": " ".join(["python", program, *sys.argv[1:]]), "note": args.note,
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "load_average_before": os.getloadavg(), "cpus": os.cpu_count(),
               "threads": {k: os.environ.get(k) for k in
