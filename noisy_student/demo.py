@@ -69,6 +69,7 @@ def plot(run_dir: str, stages: dict, path: str) -> str:
 
 
 def main(argv: list[str]) -> None:
+    from noisy_student.artifacts import saved_model_line
     from noisy_student.cli import run_or_exit
     from noisy_student.main import run_mode, validate_or_exit
 
@@ -79,8 +80,7 @@ def main(argv: list[str]) -> None:
     png = plot(FLAGS.run_dir, stages, os.path.join(FLAGS.run_dir, "demo.png"))
     print(
         f"plot: {png}\nreport: {os.path.join(FLAGS.run_dir, 'report.md')}\n"
-        f"SavedModel (signatures serving_default, serving_bytes): "
-        f"{stages['export']['export_dir']}"
+        f"SavedModel ({saved_model_line()}): {stages['export']['export_dir']}"
     )
 
 

@@ -8,14 +8,19 @@ Formats (every predictor maps float RGB images [B, S, S, 3] in 0..255 to probabi
   it is the reference of the comparisons. (The run's ``teacher/model.keras`` and
   ``iterN/student/model.keras`` and the checkpoints keep our layers and need
   ``efficientnet_tf`` imported.)
-* ``saved_model``: ``noisy_student.export`` (signatures ``serving_images`` / ``serving_bytes``).
+* ``saved_model``: ``noisy_student.export`` (the signatures of ``noisy_student.artifacts``).
 * ``tflite_float``: TFLite, float32 weights and activations.
-* ``tflite_int8``: TFLite post-training full-integer quantization (int8 weights and
-  activations, calibrated on representative images); input/output float by default, or
-  int8/uint8 (``int8_io``) for integer-only accelerators.
+* ``tflite_int8``: TFLite post-training full-integer quantization (per-channel int8 weights,
+  int8 activations calibrated on representative images, or int16 / float activations with
+  ``int8_activations``); input/output float by default, or int8/uint8 (``int8_io``) for integer-only
+  accelerators. ``noisy_student.tflite_export`` has the choices and the agreement warning.
+
+What each file returns (logits or probabilities) is listed in ``noisy_student.artifacts``; the
+report has it per format (``returns``).
 * ``onnx``: tf2onnx (optional extra ``export``), run with onnxruntime.
 
-TFLite is converted from the Keras model (``TFLiteConverter.from_keras_model``): converting our
+TFLite is converted from the Keras model's built-in-layer copy
+(``TFLiteConverter.from_keras_model``): converting our
 SavedModel with ``from_saved_model`` keeps the Keras 3 variables as uninitialized resource
 variables on TF 2.21 and the interpreter returns NaN (see BUILD.md).
 
@@ -26,23 +31,30 @@ variables on TF 2.21 and the interpreter returns NaN (see BUILD.md).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import os
 import shutil
 import statistics
 import time
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
+
+from noisy_student.artifacts import ARTIFACTS, SIGNATURES, kind_of, markdown_table
+from noisy_student.tflite_export import (  # noqa: F401  (part of this module's API)
+    ACTIVATIONS,
+    INT8_IO,
+    TFLitePredictor,
+    int8_warnings,
+    tflite_bytes,
+    tflite_interpreter,
+    weight_quantization,
+)
 
 # TensorFlow (and everything that imports it) is imported inside the functions, so a tool's
 # --help that lists FORMATS starts in a second.
 
 FORMATS = ("keras", "saved_model", "tflite_float", "tflite_int8", "onnx")
-INT8_IO = ("float", "int8", "uint8")
 FILES = {"keras": "model.keras", "saved_model": "saved_model",
          "tflite_float": "model_float.tflite", "tflite_int8": "model_int8.tflite",
          "onnx": "model.onnx"}
@@ -66,6 +78,7 @@ class Artifact:
     size_bytes: int | None = None
     predict: Predictor | None = None
     note: str | None = None  # why the format is missing or was not run
+    details: dict = dataclasses.field(default_factory=dict)  # extra report entries
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -91,32 +104,6 @@ def serving_function(model, image_size: int):
 
     spec = tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")
     return tf.function(lambda images: model(images, training=False), input_signature=[spec])
-
-
-def tflite_bytes(model, *, quantize: bool = False,
-                 representative: Iterable[np.ndarray] | None = None,
-                 int8_io: str = "float") -> bytes:
-    """A TFLite flatbuffer of ``model``: float, or with ``quantize`` full-integer int8
-    calibrated on ``representative`` (single images [S, S, 3] or batches, 0..255)."""
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if quantize:
-        if representative is None:
-            raise ValueError("int8 quantization needs representative images")
-        if int8_io not in INT8_IO:
-            raise ValueError(f"int8_io must be one of {INT8_IO}, got {int8_io!r}")
-        calibration = [np.asarray(i, np.float32).reshape((-1, *np.shape(i)[-3:]))
-                       for i in representative]
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: (
-            [image[None]] for batch in calibration for image in batch)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if int8_io != "float":
-            converter.inference_input_type = getattr(tf, int8_io)
-            converter.inference_output_type = getattr(tf, int8_io)
-    with contextlib.redirect_stdout(io.StringIO()):  # Keras' export lists every captured variable
-        return converter.convert()
 
 
 def save_portable(model, path: str, image_size: int):
@@ -153,50 +140,6 @@ def onnx_bytes(model, image_size: int, opset: int = DEFAULT_OPSET) -> bytes:
 
 
 # ----------------------------------------------------------------------------- predictors
-
-
-def tflite_interpreter(**kwargs):
-    """A TFLite interpreter: LiteRT's (``ai_edge_litert``, the ``export`` extra) when installed,
-    else ``tf.lite.Interpreter``, which TensorFlow deprecates in its favour."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        import tensorflow as tf
-
-        with warnings.catch_warnings():  # tf.lite.Interpreter's LiteRT deprecation notice
-            warnings.simplefilter("ignore")
-            return tf.lite.Interpreter(**kwargs)
-    return Interpreter(**kwargs)
-
-
-class TFLitePredictor:
-    """Runs a TFLite flatbuffer on float images (quantizing integer inputs, dequantizing
-    integer outputs) and returns the model's outputs as float32."""
-
-    def __init__(self, content: bytes, threads: int | None = None):
-        self.interpreter = tflite_interpreter(model_content=content, num_threads=threads)
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        self.batch = None
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        images = np.asarray(images, np.float32)
-        if self.batch != len(images):
-            self.interpreter.resize_tensor_input(self.input["index"], list(images.shape))
-            self.interpreter.allocate_tensors()
-            self.batch = len(images)
-        dtype = self.input["dtype"]
-        if dtype != np.float32:
-            scale, zero = self.input["quantization"]
-            limits = np.iinfo(dtype)
-            images = np.clip(np.round(images / scale + zero), limits.min, limits.max)
-        self.interpreter.set_tensor(self.input["index"], images.astype(dtype))
-        self.interpreter.invoke()
-        out = self.interpreter.get_tensor(self.output["index"])
-        if self.output["dtype"] != np.float32:
-            scale, zero = self.output["quantization"]
-            out = (out.astype(np.float32) - zero) * scale
-        return out.astype(np.float32)
 
 
 def onnx_predictor(content: bytes, threads: int | None = None) -> Predictor:
@@ -244,7 +187,7 @@ def _failure(error: BaseException) -> str:
 
 def _write_format(name: str, model, output_dir: str, *, image_size: int, small_images: bool,
                   representative: Sequence[np.ndarray] | None, int8_io: str, opset: int,
-                  threads: int | None) -> Artifact:
+                  threads: int | None, int8_activations: str = "int8") -> Artifact:
     """Writes one format and builds its predictor (probabilities); raises on failure."""
     import tensorflow as tf
 
@@ -260,17 +203,23 @@ def _write_format(name: str, model, output_dir: str, *, image_size: int, small_i
                         lambda x: probabilities(function(tf.constant(x, tf.float32)).numpy()))
     if name == "saved_model":
         export_saved_model(model, path, image_size=image_size, small_images=small_images)
-        return Artifact(name, path, _directory_size(path), saved_model_predictor(path))
+        return Artifact(name, path, _directory_size(path), saved_model_predictor(path),
+                        details={"signatures": list(SIGNATURES)})
     if name.startswith("tflite"):
         quantize = name == "tflite_int8"
-        if quantize and not representative:
+        if quantize and not representative and int8_activations != "float":
             return Artifact(name, note="skipped: int8 quantization needs representative "
                                        "images (--representative_data or --data)")
         content = tflite_bytes(model, quantize=quantize, representative=representative,
-                               int8_io=int8_io)
+                               int8_io=int8_io, activations=int8_activations)
         write_bytes_atomic(path, content)
         runner = TFLitePredictor(content, threads)
-        return Artifact(name, path, len(content), lambda x: probabilities(runner(x)))
+        details = {"activations": int8_activations, "calibration_images": 0 if (
+            int8_activations == "float") else sum(
+            len(np.reshape(i, (-1, *np.shape(i)[-3:]))) for i in representative),
+            "weights": weight_quantization(content)} if quantize else {}
+        return Artifact(name, path, len(content), lambda x: probabilities(runner(x)),
+                        details=details)
     if name == "onnx":
         content = onnx_bytes(model, image_size, opset)
         write_bytes_atomic(path, content)
@@ -287,7 +236,8 @@ def write_formats(model, output_dir: str, *, image_size: int, small_images: bool
                   representative: Sequence[np.ndarray] | None = None,
                   int8_io: str = "float", opset: int = DEFAULT_OPSET,
                   threads: int | None = None,
-                  progress: Callable[[str], None] = lambda message: None) -> list[Artifact]:
+                  progress: Callable[[str], None] = lambda message: None,
+                  int8_activations: str = "int8") -> list[Artifact]:
     """Writes every format to ``output_dir``; a format that cannot be written (missing
     package, converter error) is reported in its ``note`` instead of stopping the others."""
     unknown = [f for f in formats if f not in FORMATS]
@@ -300,7 +250,8 @@ def write_formats(model, output_dir: str, *, image_size: int, small_images: bool
         try:
             artifact = _write_format(name, model, output_dir, image_size=image_size,
                                      small_images=small_images, representative=representative,
-                                     int8_io=int8_io, opset=opset, threads=threads)
+                                     int8_io=int8_io, opset=opset, threads=threads,
+                                     int8_activations=int8_activations)
         except MissingDependency as missing:
             artifact = Artifact(name, note=f"skipped: {missing}")
         except Exception as error:  # converters raise many types; report, keep going
@@ -388,10 +339,13 @@ def export_all(model, output_dir: str, *, image_size: int, small_images: bool = 
                test_data: Iterable | None = None, max_examples: int | None = None,
                latency_runs: int = 50, int8_io: str = "float", opset: int = DEFAULT_OPSET,
                threads: int | None = None, extra: dict | None = None,
-               progress: Callable[[str], None] = lambda message: None) -> dict:
+               progress: Callable[[str], None] = lambda message: None,
+               int8_activations: str = "int8") -> dict:
     """Writes all formats, compares them with Keras on ``test_data`` ((images, labels)
-    batches), times batch-1 latency, and writes ``export_report.json`` / ``.md``."""
+    batches), times batch-1 latency, and writes ``export_report.json`` / ``.md``; the int8
+    file's shortfalls (``int8_warnings``) go to ``progress`` and the report's ``warnings``."""
     from noisy_student.atomic_io import write_json_atomic, write_text_atomic
+    from noisy_student.training.checks import model_outputs_logits
 
     formats = list(formats)
     if "keras" not in formats:
@@ -399,9 +353,11 @@ def export_all(model, output_dir: str, *, image_size: int, small_images: bool = 
     artifacts = write_formats(model, output_dir, image_size=image_size,
                               small_images=small_images, formats=formats,
                               representative=representative, int8_io=int8_io, opset=opset,
-                              threads=threads, progress=progress)
-    rows = {a.format: {"path": a.path, "size_bytes": a.size_bytes, "note": a.note}
-            for a in artifacts}
+                              threads=threads, progress=progress,
+                              int8_activations=int8_activations)
+    logits = model_outputs_logits(model)
+    rows = {a.format: {"path": a.path, "size_bytes": a.size_bytes, "note": a.note,
+                       "returns": returns(a.format, logits), **a.details} for a in artifacts}
     first: list[np.ndarray] = []  # the first test image, for the latency runs
     if test_data is not None:
         progress("comparing predictions with the Keras model")
@@ -416,11 +372,25 @@ def export_all(model, output_dir: str, *, image_size: int, small_images: bool = 
             if a.predict is not None:
                 progress(f"timing {a.format} ({latency_runs} runs)")
                 rows[a.format]["latency_ms"] = latency_ms(a.predict, sample, runs=latency_runs)
+    found = int8_warnings(rows)
+    for warning in found:
+        progress(f"WARNING: {warning}")
     report = {"formats": rows, "image_size": image_size, "threads": threads,
-              "int8_io": int8_io, "latency_runs": latency_runs, **(extra or {})}
+              "int8_io": int8_io, "int8_activations": int8_activations,
+              "latency_runs": latency_runs, "warnings": found, **(extra or {})}
     write_json_atomic(os.path.join(output_dir, "export_report.json"), report)
-    write_text_atomic(os.path.join(output_dir, "export_report.md"), report_table(report) + "\n")
+    written = [a.format for a in artifacts if a.path]
+    markdown = "\n\n".join([report_table(report), *(f"**Warning**: {w}." for w in found),
+                            "What each file returns:", markdown_table(written, logits)])
+    write_text_atomic(os.path.join(output_dir, "export_report.md"), markdown + "\n")
     return report
+
+
+def returns(format_name: str, model_logits: bool) -> str:
+    """What the file of ``format_name`` returns (noisy_student.artifacts): logits or
+    probabilities."""
+    entry = next(a for a in ARTIFACTS if a.format == format_name)
+    return kind_of(entry, model_logits)
 
 
 def _as_numpy(batches: Iterable, first: list):
@@ -435,15 +405,17 @@ def _as_numpy(batches: Iterable, first: list):
 
 def report_table(report: dict) -> str:
     """Markdown table: format, size, top-1, agreement and max |dp| vs Keras, latency."""
-    lines = ["| format | size (KiB) | top-1 | top-1 agreement with keras | max abs prob diff "
-             "| latency batch 1 (ms) | note |", "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines = ["| format | returns | size (KiB) | top-1 | top-1 agreement with keras "
+             "| max abs prob diff | latency batch 1 (ms) | note |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
 
     def number(value, fmt):
         return "-" if value is None else format(value, fmt)
 
     for name, row in report["formats"].items():
         lines.append(
-            f"| {name} | {number(row.get('size_bytes') and row['size_bytes'] / 1024, ',.1f')} "
+            f"| {name} | {row.get('returns', '-')} "
+            f"| {number(row.get('size_bytes') and row['size_bytes'] / 1024, ',.1f')} "
             f"| {number(row.get('top1'), '.2%')} | {number(row.get('agreement'), '.2%')} "
             f"| {number(row.get('max_abs_diff'), '.2g')} | {number(row.get('latency_ms'), '.2f')} "
             f"| {row.get('note') or ''} |")

@@ -2,7 +2,8 @@
 tensors. (TFLite converts from the Keras model instead, see ``noisy_student.deploy``: converting
 this SavedModel gives NaN outputs on TF 2.21.)
 
-Signatures (all return `probabilities` [B, C] float32 and `classes` [B] int64):
+Signatures (listed with every artifact in ``noisy_student.artifacts``; all return
+`probabilities` [B, C] float32 and `classes` [B] int64):
   - `serving_default` / `serving_images`: `images` float32 [B, S, S, 3], RGB 0..255. Any other
     rank, size or channel count, a NaN/infinite pixel, or a pixel outside [-1, 256)
     (`PIXEL_RANGE`: 0..255 with room for rounding; a 0..1 or a garbage image would otherwise be
@@ -13,6 +14,10 @@ Signatures (all return `probabilities` [B, C] float32 and `classes` [B] int64):
     cannot be decoded is an InvalidArgument error naming its index in the batch.
   - `serving_bytes_status`: like `serving_bytes`, but one bad image does not fail the batch:
     it also returns `valid` [B] bool, and a bad image gets zero probabilities and class -1.
+  - `serving_images_status`: the same for float images: an image with a NaN, infinite or
+    out-of-range pixel is marked (valid False, class -1, zero probabilities) instead of failing
+    the batch; a wrong shape still fails it. (Decoded bytes are 0..255 by construction, so
+    for `serving_bytes_status` only undecodable images can be bad.)
 """
 
 from __future__ import annotations
@@ -22,12 +27,19 @@ import os
 import keras
 import tensorflow as tf
 
+from noisy_student import artifacts
 from noisy_student.atomic_io import atomic_output, remove_stale_temps
 from noisy_student.data.bad_data import try_map
 from noisy_student.data.preprocessing import preprocess_for_eval
 from noisy_student.training.checks import model_outputs_logits
 
 PIXEL_RANGE = (-1.0, 256.0)  # [low, high) of the float pixels serving_images accepts
+
+
+def _in_range(images: tf.Tensor) -> tf.Tensor:
+    """Per pixel: finite and inside PIXEL_RANGE (NaN compares false, so it is outside)."""
+    low, high = PIXEL_RANGE
+    return tf.logical_and(images >= low, images < high)
 
 
 class _Serving(tf.Module):
@@ -49,9 +61,9 @@ class _Serving(tf.Module):
         probabilities = tf.cond(tf.shape(images)[0] > 0, run, empty)
         return {"probabilities": probabilities, "classes": tf.argmax(probabilities, axis=-1)}
 
-    def _checked(self, images: tf.Tensor) -> tf.Tensor:
+    def _checked_shape(self, images: tf.Tensor) -> tf.Tensor:
         """`images` with the static shape [B, S, S, 3] once rank, size and channels are checked
-        (InvalidArgumentError otherwise), and every pixel is finite."""
+        (InvalidArgumentError otherwise)."""
         size = self.image_size
         shape = tf.shape(images)
         padded = tf.concat([shape, [-1, -1, -1, -1]], axis=0)[:4]  # indexable at any rank
@@ -61,15 +73,20 @@ class _Serving(tf.Module):
             "images must be a float32 batch of shape [batch, {}, {}, 3] (RGB, 0..255); got "
             "shape {}", (size, size, shape))
         with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
-            images = tf.ensure_shape(tf.identity(images), [None, size, size, 3])
+            return tf.ensure_shape(tf.identity(images), [None, size, size, 3])
+
+    def _checked(self, images: tf.Tensor) -> tf.Tensor:
+        """`images` once the shape is checked and every pixel is finite and in PIXEL_RANGE
+        (InvalidArgumentError otherwise)."""
         images = tf.debugging.assert_all_finite(
-            images, "images hold NaN or infinite pixels; send RGB values in 0..255")
+            self._checked_shape(images),
+            "images hold NaN or infinite pixels; send RGB values in 0..255")
         low, high = PIXEL_RANGE
-        inside = tf.reduce_all(tf.logical_and(images >= low, images < high))
         message = tf.strings.format(
             "images must hold RGB pixel values in [{}, {}) (0..255 images, not 0..1 or "
             "normalized ones); got values from {} to {}",
             (low, high, tf.reduce_min(images), tf.reduce_max(images)))
+        inside = tf.reduce_all(_in_range(images))
         with tf.control_dependencies([tf.debugging.Assert(inside, [message])]):
             return tf.identity(images)
 
@@ -77,6 +94,23 @@ class _Serving(tf.Module):
         spec = tf.TensorSpec(None, tf.float32, name="images")  # any shape: checked inside
         return tf.function(lambda images: self._classify(self._checked(images)),
                            input_signature=[spec])
+
+    def _with_status(self, images: tf.Tensor, valid: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Classifies `images` where `valid`; the others get zero probabilities and class -1
+        (they are replaced by zeros first, so no NaN reaches the model)."""
+        safe = tf.where(valid[:, None, None, None], images, 0.0)
+        outputs = self._classify(safe)
+        probabilities = tf.where(valid[:, None], outputs["probabilities"], 0.0)
+        classes = tf.where(valid, outputs["classes"], tf.constant(-1, tf.int64))
+        return {"probabilities": probabilities, "classes": classes, "valid": valid}
+
+    def images_status_fn(self):
+        def classify(images):
+            images = self._checked_shape(images)  # a malformed batch is still an error
+            return self._with_status(images, tf.reduce_all(_in_range(images), axis=[1, 2, 3]))
+
+        spec = tf.TensorSpec(None, tf.float32, name="images")
+        return tf.function(classify, input_signature=[spec])
 
     def _decode_all(self, image_bytes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """(images [B, S, S, 3], valid [B]): each image decoded on its own."""
@@ -107,11 +141,7 @@ class _Serving(tf.Module):
 
     def bytes_status_fn(self):
         def classify_bytes(image_bytes):
-            images, valid = self._decode_all(image_bytes)
-            outputs = self._classify(images)
-            probabilities = tf.where(valid[:, None], outputs["probabilities"], 0.0)
-            classes = tf.where(valid, outputs["classes"], tf.constant(-1, tf.int64))
-            return {"probabilities": probabilities, "classes": classes, "valid": valid}
+            return self._with_status(*self._decode_all(image_bytes))
 
         spec = tf.TensorSpec([None], tf.string, name="image_bytes")
         return tf.function(classify_bytes, input_signature=[spec])
@@ -125,12 +155,14 @@ def export_saved_model(
     complete; the temp directories of killed exports are removed first). Returns `export_dir`."""
     module = _Serving(model, image_size, small_images)
     images_fn = module.images_fn()
-    signatures = {
+    functions = {
         "serving_default": images_fn,
         "serving_images": images_fn,
         "serving_bytes": module.bytes_fn(),
         "serving_bytes_status": module.bytes_status_fn(),
+        "serving_images_status": module.images_status_fn(),
     }
+    signatures = {name: functions[name] for name in artifacts.SIGNATURES}  # the one list
     export_dir = os.path.abspath(export_dir)
     parent = os.path.dirname(export_dir)
     os.makedirs(parent, exist_ok=True)

@@ -58,7 +58,7 @@ def _keras_top1(model):
 
 
 def test_tflite_and_saved_model_predict_like_keras(model_file, data, tmp_path):
-    from noisy_student import deploy
+    from noisy_student import artifacts, deploy
 
     path, model = model_file
     out = tmp_path / "deploy"
@@ -77,6 +77,14 @@ def test_tflite_and_saved_model_predict_like_keras(model_file, data, tmp_path):
         assert rows[name]["top1"] == rows["keras"]["top1"], name
     int8 = rows["tflite_int8"]
     assert int8["note"] is None and 0 < int8["max_abs_diff"] < 0.1
+    assert int8["calibration_images"] == NUM_IMAGES and int8["activations"] == "int8"
+    assert int8["weights"]["per_tensor"] == 0 and int8["weights"]["per_channel"] > 0
+    # What each file returns, from the one table (the tiny model outputs logits).
+    assert {name: row["returns"] for name, row in rows.items()} == {
+        "keras": "logits", "saved_model": "probabilities", "tflite_float": "logits",
+        "tflite_int8": "logits"}
+    assert rows["saved_model"]["signatures"] == list(artifacts.SIGNATURES)
+    assert artifacts.markdown_table(list(rows)) in (out / "export_report.md").read_text()
     assert int8["agreement"] >= 0.5  # probabilities near 0.1 each: a few argmax flips are fine
     for name, row in rows.items():
         assert row["size_bytes"] > 0 and row["latency_ms"] > 0, name
@@ -189,8 +197,11 @@ def test_export_help_explains_the_flags():
     run = subprocess.run([sys.executable, "-m", "tools.export_model", "--help"], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     for flag in ("--model", "--formats", "--data", "--representative_data", "--int8_io",
-                 "--latency_runs", "--threads"):
+                 "--int8_activations", "--latency_runs", "--threads"):
         assert flag in run.stdout, (flag, run.stderr[-2000:])
+    from noisy_student.artifacts import text_table
+
+    assert text_table() in run.stdout  # every signature and file, logits or probabilities
 
 
 # A fresh process in which our packages cannot be imported (as if not installed): loads the
@@ -239,3 +250,101 @@ def test_deployment_keras_file_loads_with_keras_alone(tmp_path, keras):
     assert run.stdout.splitlines()[-1] == "['keras']"
     assert np.abs(np.load(tmp_path / "out.npy") - expected).max() < 1e-5
     assert load(path).returncode != 0  # the training-side file names our layer classes
+
+
+def test_int8_weights_are_per_channel(model_file):
+    """Every convolution, depthwise convolution and dense weight of the int8 file has one scale
+    per output channel (TFLite's default, set explicitly); per_channel=False shows the count
+    tells the difference. int16 activations keep per-channel int8 weights."""
+    from noisy_student import deploy
+
+    _, model = model_file
+    images = [np.random.default_rng(2).uniform(0, 255, (8, 32, 32, 3)).astype("float32")]
+    counts = deploy.weight_quantization(
+        deploy.tflite_bytes(model, quantize=True, representative=images))
+    import keras
+
+    from efficientnet_tf.portable import portable_model
+
+    weighted = [layer for layer in portable_model(model).layers
+                if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D
+                              | keras.layers.Dense)]
+    assert counts == {"per_channel": len(weighted), "per_tensor": 0}
+    per_tensor = deploy.weight_quantization(
+        deploy.tflite_bytes(model, quantize=True, representative=images, per_channel=False))
+    assert per_tensor == {"per_channel": 0, "per_tensor": counts["per_channel"]}
+    content = deploy.tflite_bytes(model, quantize=True, representative=images,
+                                  activations="int16")
+    assert deploy.weight_quantization(content) == counts
+    dtypes = {d["dtype"] for d in deploy.tflite_interpreter(
+        model_content=content).get_tensor_details()}
+    assert np.int16 in dtypes
+    dynamic = deploy.tflite_bytes(model, quantize=True, activations="float")  # no calibration
+    assert deploy.weight_quantization(dynamic)["per_channel"] > 0
+    with pytest.raises(ValueError, match="int16 activations keep float input"):
+        deploy.tflite_bytes(model, quantize=True, representative=images,
+                            activations="int16", int8_io="uint8")
+
+
+def test_int8_warnings_name_the_shortfall():
+    from noisy_student.tflite_export import int8_warnings
+
+    def rows(agreement, top1):
+        return {"keras": {"top1": 0.70},
+                "tflite_int8": {"agreement": agreement, "top1": top1, "num_examples": 10000}}
+
+    assert int8_warnings(rows(0.97, 0.69)) == []  # the thresholds themselves pass
+    assert int8_warnings({"keras": {"top1": None}, "tflite_int8": {"note": "skipped"}}) == []
+    low = int8_warnings(rows(0.9699, 0.70))
+    assert len(low) == 1 and "agrees with the float model on 96.99% of 10000 images" in low[0]
+    assert "--int8_activations=float" in low[0]
+    drop = int8_warnings(rows(0.99, 0.6889))
+    assert len(drop) == 1 and "top-1 68.89% is more than 1% below the float model's 70.00%" in (
+        drop[0])
+
+
+def test_export_warns_when_int8_disagrees(model_file, data, tmp_path, monkeypatch):
+    """The export reports the int8 warning (progress, report, export_report.md); here the bar
+    is raised above 100% so the tiny model cannot pass it."""
+    from noisy_student import tflite_export
+
+    monkeypatch.setattr(tflite_export, "MIN_AGREEMENT", 1.01)
+    messages = []
+    path, _ = model_file
+    report = _export(path, tmp_path / "deploy", data=data, formats=["tflite_int8"],
+                     latency_runs=0, progress=messages.append)
+    assert len(report["warnings"]) == 1 and "tflite_int8 agrees with the float model on" in (
+        report["warnings"][0])
+    assert f"WARNING: {report['warnings'][0]}" in messages
+    assert "**Warning**: tflite_int8 agrees" in (tmp_path / "deploy" / "export_report.md"
+                                                 ).read_text()
+    monkeypatch.setattr(tflite_export, "MIN_AGREEMENT", 0.0)
+    assert _export(path, tmp_path / "deploy", data=data, formats=["tflite_int8"],
+                   latency_runs=0)["warnings"] == []
+
+
+def test_readme_and_demo_print_the_one_artifact_table(monkeypatch, capsys, tmp_path):
+    """README's list of artifacts is noisy_student.artifacts' table, and the demo's last line
+    names every SavedModel signature and what they return."""
+    import re
+    import types
+
+    from noisy_student import artifacts, cli, demo
+    from noisy_student import main as main_module
+
+    readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    block = re.search(r"<!-- artifacts:[^\n]*-->\n(.*?)\n<!-- /artifacts -->", readme, re.S)
+    assert block and block.group(1) == artifacts.markdown_table(), (
+        "README's artifact table is stale: paste `python -m noisy_student.artifacts`")
+
+    monkeypatch.setattr(demo, "FLAGS", types.SimpleNamespace(
+        run_dir=str(tmp_path), iteration=None, traceback=False))
+    monkeypatch.setattr(main_module, "validate_or_exit", lambda program, argv: None)
+    monkeypatch.setattr(cli, "run_or_exit", lambda program, function, traceback: {
+        "export": {"export_dir": "RUN/export"}})
+    monkeypatch.setattr(demo, "print_table", lambda stages: None)
+    monkeypatch.setattr(demo, "plot", lambda run_dir, stages, path: path)
+    demo.main(["noisy-student-demo"])
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == f"SavedModel ({artifacts.saved_model_line()}): RUN/export"
+    assert all(name in last for name in artifacts.SIGNATURES) and "probabilities" in last

@@ -554,6 +554,46 @@ def test_serving_bytes_names_bad_images_and_the_status_signature_classifies_the_
     assert empty["probabilities"].shape == (0, 10) and empty["classes"].shape == (0,)
 
 
+def test_serving_images_status_marks_out_of_range_images_and_classifies_the_rest(served, tf):
+    """The float counterpart of serving_bytes_status: NaN, infinite and out-of-range images
+    get valid False, class -1 and zero probabilities; the others are served like predict; a
+    malformed batch is still an error."""
+    import numpy as np
+
+    loaded, model = served
+    signature = loaded.signatures["serving_images_status"]
+    images = np.random.default_rng(3).uniform(0, 255, (6, 32, 32, 3)).astype(np.float32)
+    images[1, 4, 4, 0], images[3, 0, 0, 2] = np.nan, 1e30
+    images[4, 31, 31, 1], images[5, 0, 1, 0] = -2.0, -np.inf
+    out = signature(images=tf.constant(images))
+    np.testing.assert_array_equal(out["valid"].numpy(), [True, False, True, False, False, False])
+    expected = tf.nn.softmax(model(images[[0, 2]], training=False)).numpy()
+    probabilities = out["probabilities"].numpy()
+    np.testing.assert_allclose(probabilities[[0, 2]], expected, atol=1e-5)
+    assert (probabilities[[1, 3, 4, 5]] == 0).all()
+    np.testing.assert_array_equal(out["classes"].numpy(),
+                                  [expected[0].argmax(), -1, expected[1].argmax(), -1, -1, -1])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"got shape \[6 32 32 1\]"):
+        signature(images=tf.constant(images[..., :1]))
+    empty = signature(images=tf.zeros([0, 32, 32, 3]))
+    assert empty["probabilities"].shape == (0, 10) and empty["valid"].shape == (0,)
+
+
+def test_saved_model_signatures_and_outputs_are_the_artifact_table(served):
+    """The SavedModel has exactly the signatures of noisy_student.artifacts, each with the
+    outputs that table names."""
+    import re
+
+    from noisy_student import artifacts
+
+    loaded, _ = served
+    assert sorted(loaded.signatures) == sorted(artifacts.SIGNATURES)
+    for entry in artifacts.ARTIFACTS:
+        if entry.signature:
+            named = set(re.findall(r"`(\w+)`", entry.outputs))
+            assert set(loaded.signatures[entry.signature].structured_outputs) == named, entry
+
+
 # ---------------------------------------------- #32: every usage error is one line and status 2
 
 # Each entry point: (module, function, a flag and a value it rejects, arguments that fail a check
