@@ -2,6 +2,7 @@
 folder (noisy_student.assets), and the built wheel (console scripts, package data, no
 top-level ``tools`` package)."""
 
+import fnmatch
 import glob
 import os
 import re
@@ -97,6 +98,48 @@ def test_help_comes_before_tensorflow(entry):
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.splitlines()[-1] == "imported: []"
     assert "  --" in run.stdout  # absl lists flags as "  --name: help"
+
+
+# ---- setup.py: what it declares ----
+
+
+@pytest.fixture(scope="module")
+def setup_kwargs() -> dict:
+    """The keyword arguments setup.py passes to setuptools.setup (nothing is built)."""
+    import runpy
+    from unittest import mock
+
+    before = os.getcwd()
+    os.chdir(REPO)  # setup.py reads README.md from the working directory
+    try:
+        with mock.patch("setuptools.setup") as setup:
+            runpy.run_path(os.path.join(REPO, "setup.py"), run_name="__main__")
+    finally:
+        os.chdir(before)
+    return setup.call_args.kwargs
+
+
+def test_package_data_lists_every_bundled_file(setup_kwargs):
+    """package_data is the only source of data files (include_package_data is off, so that
+    setuptools does not take the data folders for undeclared packages and warn "Package would
+    be ignored"): every data file in git under the packages must match one of its patterns."""
+    assert setup_kwargs["include_package_data"] is False
+    data = [path for path in subprocess.run(
+        ["git", "ls-files", "efficientnet_tf", "noisy_student"], cwd=REPO, capture_output=True,
+        text=True, check=True).stdout.split() if not path.endswith(".py")]
+    assert any(path.startswith("noisy_student/assets/configs/") for path in data)
+    assert any(path.startswith("noisy_student/assets/sample_data/cifar10/") for path in data)
+    patterns = [os.path.join(package.replace(".", "/"), pattern)
+                for package, globs in setup_kwargs["package_data"].items() for pattern in globs]
+    unlisted = [path for path in data
+                if not any(fnmatch.fnmatchcase(path, pattern) for pattern in patterns)]
+    assert not unlisted, f"add to setup.py package_data: {unlisted}"
+
+
+def test_setup_avoids_setuptools_warnings(setup_kwargs):
+    """No "License ::" classifier (deprecated by setuptools 77, which warns on each build)."""
+    assert not [c for c in setup_kwargs["classifiers"] if c.startswith("License ::")]
+    assert setup_kwargs["license"]
 
 
 # ---- the wheel ----
