@@ -16,6 +16,10 @@ setup(
     # tools/ holds checkout-only `python -m tools.X` wrappers; the tools' code is in
     # noisy_student.tools, installed as the console scripts below.
     packages=find_packages(include=["efficientnet_tf*", "noisy_student*"]),
+    # Packages sit at the top of the checkout. Saying so makes `pip install -e` (make setup)
+    # use a plain .pth path instead of an import finder, which setuptools announces with an
+    # "Editable installation" warning on every install.
+    package_dir={"": "."},
     # The data files are exactly package_data below. With include_package_data, setuptools
     # reads the data folders (assets/configs, assets/sample_data/cifar10: no __init__.py) as
     # packages missing from `packages` and prints a "Package would be ignored" warning for each.

@@ -137,9 +137,11 @@ def test_package_data_lists_every_bundled_file(setup_kwargs):
 
 
 def test_setup_avoids_setuptools_warnings(setup_kwargs):
-    """No "License ::" classifier (deprecated by setuptools 77, which warns on each build)."""
+    """No "License ::" classifier (deprecated by setuptools 77, which warns on each build) and
+    a declared top-level package folder (else `pip install -e` warns "Editable installation")."""
     assert not [c for c in setup_kwargs["classifiers"] if c.startswith("License ::")]
     assert setup_kwargs["license"]
+    assert setup_kwargs["package_dir"] == {"": "."}
 
 
 # ---- the wheel ----
