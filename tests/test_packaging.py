@@ -82,6 +82,21 @@ def test_demo_command_line_is_valid_from_another_folder(tmp_path, monkeypatch):
     assert all(values[name].startswith(assets.ROOT) for name in counts)
 
 
+def test_demo_time_in_the_flagfile_and_readme_is_builds_latest():
+    """demo.cfg's header and the README state the demo's time as BUILD.md's latest measured
+    `make demo` (the last row of its "Demo" table, e.g. "3.8 min (3m55s)")."""
+    with open(os.path.join(REPO, "BUILD.md"), encoding="utf-8") as f:
+        demo = f.read().split("\n## Demo", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in demo.splitlines() if re.match(r"\| \d+ \|", line)]
+    latest = re.findall(r"\((\d+m\d\ds)\)", rows[-1])[0]
+    with open(assets.config_path("demo"), encoding="utf-8") as f:
+        header = "".join(line for line in f if line.startswith("#"))
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    assert f"({latest})" in header and f"({latest})" in readme
+    assert not re.search(r"\b1[78]\b.{0,3}min", header + readme)  # the 2026-11-30 figure
+
+
 @pytest.mark.parametrize("entry", [
     "noisy_student.main:run", "noisy_student.demo:run", "noisy_student.evaluate_cli:run_cli",
     "noisy_student.tools.cam:run", "noisy_student.tools.count_flops:run",
