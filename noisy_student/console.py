@@ -39,16 +39,25 @@ def configure(verbose: bool) -> None:
         os.environ.setdefault(CPP_LOG_LEVEL, QUIET_CPP_LOG_LEVEL)
     absl_logging.set_verbosity(absl_logging.INFO if verbose else absl_logging.WARNING)
     logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
-    if not any(getattr(h, "_noisy_student_console", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._noisy_student_console = True
-        log.addHandler(handler)
+    if not any(isinstance(handler, _StdoutLines) for handler in log.handlers):
+        log.addHandler(_StdoutLines())
     log.setLevel(logging.INFO)
     log.propagate = False
     if not verbose and "tensorflow" not in sys.modules:
         with dropped_lines(LOADING_LOG_LINE):
             import tensorflow  # noqa: F401 - its libraries log while they load
+
+
+class _StdoutLines(logging.Handler):
+    """Each record's message as a line on the current ``sys.stdout`` (where the progress bars
+    and the final table go)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stdout.write(record.getMessage() + "\n")
+            sys.stdout.flush()
+        except Exception:  # noqa: BLE001 - logging's rule: a failed line never stops the run
+            self.handleError(record)
 
 
 @contextlib.contextmanager

@@ -85,3 +85,24 @@ def test_loading_lines_are_dropped_and_the_rest_kept(capfd):
     assert capfd.readouterr().err.splitlines() == [
         "F0000 00:00:1796596819.584338   30740 some.cc:1] a fatal error stays",
         "Traceback (most recent call last): stays too"]
+
+
+def test_console_lines_are_plain_lines_on_the_current_stdout(capsys, monkeypatch):
+    """After configure (twice: one handler), a console line is the bare message on whatever
+    sys.stdout is at the time (the progress bars' stream), and is not passed on to the root's
+    absl handler, which would print it again."""
+    from absl import logging as absl_logging
+
+    root, verbosity = logging.getLogger().level, absl_logging.get_verbosity()
+    monkeypatch.setattr(console.log, "handlers", list(console.log.handlers))
+    monkeypatch.setattr(console.log, "propagate", console.log.propagate)
+    try:
+        console.configure(verbose=True)  # verbose: leaves TensorFlow's import alone
+        console.configure(verbose=True)
+        console.log.info("Stage teacher: started.")
+    finally:
+        logging.getLogger().setLevel(root)
+        absl_logging.set_verbosity(verbosity)
+    captured = capsys.readouterr()
+    assert captured.out == "Stage teacher: started.\n" and captured.err == ""
+    assert console.log.propagate is False

@@ -263,9 +263,11 @@ def test_stage_lines_on_the_console(tf, tmp_path, monkeypatch, caplog):
     console logger; the command line shows them by default), and one when it is skipped."""
     import logging
 
-    from noisy_student import loop
+    from noisy_student import console, loop
     from noisy_student.run_layout import parse_stage
 
+    # A command line run in this process (test_faults' cli) sends the lines to stdout only.
+    monkeypatch.setattr(console.log, "propagate", True)
     kind = parse_stage("teacher").kind
     monkeypatch.setitem(loop.STAGE_FUNCTIONS, kind, lambda context, iteration: {
         "model": "b0", "steps": 3, "train_accuracy": 0.25})

@@ -270,7 +270,7 @@ def test_final_base_lr_reproduces_the_reference_svhn_schedule(training):
     assert schedule.end_fraction() == pytest.approx(0.97**147, rel=1e-5)
 
 
-def test_cosine_final_rate_and_the_annealing_warning(training, caplog):
+def test_cosine_final_rate_and_the_annealing_note(training, caplog, monkeypatch):
     cosine = training.WarmupDecaySchedule(
         0.1, 10, decay="cosine", warmup_epochs=0, total_steps=100, final_learning_rate=0.01
     )
@@ -296,6 +296,9 @@ def test_cosine_final_rate_and_the_annealing_warning(training, caplog):
     assert annealed.end_fraction() < 0.1
     import logging
 
+    from noisy_student import console
+
+    monkeypatch.setattr(console.log, "propagate", True)  # as a command line in this process left it
     with caplog.at_level(logging.INFO):
         training.trainer._note_if_not_annealed(staircase)
         training.trainer._note_if_not_annealed(annealed)
