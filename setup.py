@@ -10,10 +10,20 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
+    # The license as a plain field: a "License ::" classifier draws setuptools' deprecation
+    # warning (>= 77), and license_expression is unknown to the setuptools 61-76 we allow.
+    license="Apache-2.0",
     # tools/ holds checkout-only `python -m tools.X` wrappers; the tools' code is in
     # noisy_student.tools, installed as the console scripts below.
     packages=find_packages(include=["efficientnet_tf*", "noisy_student*"]),
-    include_package_data=True,
+    # Packages sit at the top of the checkout. Saying so makes `pip install -e` (make setup)
+    # use a plain .pth path instead of an import finder, which setuptools announces with an
+    # "Editable installation" warning on every install.
+    package_dir={"": "."},
+    # The data files are exactly package_data below. With include_package_data, setuptools
+    # reads the data folders (assets/configs, assets/sample_data/cifar10: no __init__.py) as
+    # packages missing from `packages` and prints a "Package would be ignored" warning for each.
+    include_package_data=False,
     install_requires=[
         "tensorflow>=2.16",
         "keras>=3",
@@ -58,7 +68,6 @@ setup(
     ]},
     classifiers=[
         "Programming Language :: Python :: 3",
-        "License :: OSI Approved :: Apache Software License",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
     ],
 )

@@ -19,6 +19,8 @@ T = TypeVar("T")
 
 TRACEBACK_HELP = ("Show the Python stack of an error after validation (default: one line and "
                   "exit status 2).")
+VERBOSE_HELP = ("Also print TensorFlow's C++ logs and every INFO log (default: stage lines, "
+                "notes, progress bars, warnings and results; noisy_student.console).")
 
 
 def show_flags_in_help(module: str) -> None:

@@ -6,7 +6,7 @@ results, training diagnostics and timings and writes `demo_run/demo.png` (accura
 training curves) and `demo_run/report.md` (with the images the filter kept per class).
 Rerunning resumes (or skips) finished stages; `make clean` starts over.
 
-    noisy-student-demo [--run_dir=demo_run] [any noisy-student flag]   # any folder
+    noisy-student-demo [--verbose] [--run_dir=demo_run] [any noisy-student flag]  # any folder
     python -m noisy_student.demo                                         # the same
 
 The flags come from the bundled ``configs/demo.cfg``; its data patterns name the bundled sample
@@ -18,12 +18,10 @@ from __future__ import annotations
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import flags as absl_flags
 
-from absl import flags as absl_flags  # noqa: E402
-
-from noisy_student import assets  # noqa: E402
-from noisy_student import flags as cli_flags  # noqa: E402
+from noisy_student import assets, console
+from noisy_student import flags as cli_flags
 
 FLAGS = cli_flags.FLAGS
 PROGRAM = "noisy-student-demo"
@@ -73,6 +71,7 @@ def main(argv: list[str]) -> None:
     from noisy_student.cli import run_or_exit
     from noisy_student.main import run_mode, validate_or_exit
 
+    console.configure(FLAGS.verbose)  # before TensorFlow loads: its C++ log level
     validate_or_exit(PROGRAM, argv)
     stages = run_or_exit(PROGRAM, lambda: run_mode("loop", FLAGS.iteration),
                          traceback=FLAGS.traceback)

@@ -2,7 +2,7 @@
 
 The flags of the run's settings are generated from `noisy_student.config.RunConfig` (name,
 default, help, choices, range); this module adds the flags that only choose what the command
-does (--mode, --iteration, --traceback, --eval_benchmark...). See configs/ for flagfiles.
+does (--mode, --iteration, --traceback, --verbose, --eval_benchmark...). See configs/ for flagfiles.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import typing
 
 from absl import flags
 
-from noisy_student.cli import TRACEBACK_HELP
+from noisy_student.cli import TRACEBACK_HELP, VERBOSE_HELP
 from noisy_student.config import PRECISIONS, STRATEGIES, RunConfig
 from noisy_student.run_layout import MODE_KINDS
 
@@ -82,6 +82,7 @@ flags.DEFINE_integer(
     "Iteration that --mode=label|filter|student|eval works on (eval: 0 is the teacher).",
 )
 flags.DEFINE_bool("traceback", False, TRACEBACK_HELP)
+flags.DEFINE_bool("verbose", False, VERBOSE_HELP)
 
 # Evaluation (--mode=eval / eval_corrupted; python -m noisy_student.evaluate_cli has more).
 flags.DEFINE_enum(

@@ -30,10 +30,12 @@ import time
 
 import tensorflow as tf
 
+from noisy_student import console
 from noisy_student.config import RunConfig
 from noisy_student.run_dir import RunError
 from noisy_student.run_layout import Stage, parse_stage, plan
 from noisy_student.stages import STAGE_FUNCTIONS, Context
+from noisy_student.summary import stage_rows
 
 __all__ = ["Run", "RunConfig", "RunError"]
 
@@ -80,9 +82,9 @@ class Run:
                            f"{', '.join(s.name for s in self.stages())}).")
         run_dir, stats = self.context.run_dir, self.context.data_stats
         if run_dir.done(stage):
-            log.info("Stage %s already complete; skipping.", stage.name)
+            console.log.info("Stage %s: already complete, skipped.", stage.name)
             return run_dir.result(stage)
-        log.info("Stage %s starting.", stage.name)
+        console.log.info("Stage %s: started.", stage.name)
         run_dir.record(stage, None)
         stats.reset()
         start = time.time()
@@ -92,6 +94,8 @@ class Run:
             result.update(stats.summary())
         _log_data(stage.name, result)
         run_dir.record(stage, result)
+        console.log.info("Stage %s: done in %s: %s", stage.name, _duration(result["seconds"]),
+                         stage_rows({stage.name: result})[0][1])
         return result
 
     def run_all(self) -> dict:
@@ -99,6 +103,10 @@ class Run:
         for stage in self.stages():
             self.run_stage(stage)
         return self.manifest
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def _log_data(stage: str, result: dict) -> None:

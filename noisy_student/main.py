@@ -12,12 +12,11 @@ import json
 import logging
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import flags as absl_flags
 
-from absl import flags as absl_flags  # noqa: E402
-
-from noisy_student import flags as cli_flags  # noqa: E402
-from noisy_student.run_layout import MANIFEST, stage_for_mode  # noqa: E402
+from noisy_student import console
+from noisy_student import flags as cli_flags
+from noisy_student.run_layout import MANIFEST, stage_for_mode
 
 FLAGS = cli_flags.FLAGS
 absl_flags.adopt_module_key_flags(cli_flags)  # `python -m noisy_student.main --help`
@@ -115,8 +114,8 @@ def run_or_exit(program: str) -> dict:
 
 
 def main(argv: list[str]) -> None:
+    console.configure(FLAGS.verbose)  # before TensorFlow loads: its C++ log level
     validate_or_exit("noisy-student", argv)
-    logging.getLogger().setLevel(logging.INFO)
     results = run_or_exit("noisy-student")
     if FLAGS.mode in ("eval_corrupted",) or (
         FLAGS.mode == "eval" and FLAGS.eval_benchmark != "clean"

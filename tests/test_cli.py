@@ -131,7 +131,7 @@ def test_every_run_setting_and_its_flag_agree():
         assert cli_flags.RANGES.get(name) == field.metadata["bounds"], name
     own = {name for name in flags.FLAGS
            if flags.FLAGS.find_module_defining_flag(name) == cli_flags.__name__}
-    assert own - set(fields) == {"mode", "iteration", "traceback", "eval_benchmark",
+    assert own - set(fields) == {"mode", "iteration", "traceback", "verbose", "eval_benchmark",
                                  "eval_benchmark_data", "baseline_errors"}
 
 

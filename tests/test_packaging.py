@@ -2,6 +2,7 @@
 folder (noisy_student.assets), and the built wheel (console scripts, package data, no
 top-level ``tools`` package)."""
 
+import fnmatch
 import glob
 import os
 import re
@@ -81,6 +82,21 @@ def test_demo_command_line_is_valid_from_another_folder(tmp_path, monkeypatch):
     assert all(values[name].startswith(assets.ROOT) for name in counts)
 
 
+def test_demo_time_in_the_flagfile_and_readme_is_builds_latest():
+    """demo.cfg's header and the README state the demo's time as BUILD.md's latest measured
+    `make demo` (the last row of its "Demo" table, e.g. "3.8 min (3m55s)")."""
+    with open(os.path.join(REPO, "BUILD.md"), encoding="utf-8") as f:
+        demo = f.read().split("\n## Demo", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in demo.splitlines() if re.match(r"\| \d+ \|", line)]
+    latest = re.findall(r"\((\d+m\d\ds)\)", rows[-1])[0]
+    with open(assets.config_path("demo"), encoding="utf-8") as f:
+        header = "".join(line for line in f if line.startswith("#"))
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    assert f"({latest})" in header and f"({latest})" in readme
+    assert not re.search(r"\b1[78]\b.{0,3}min", header + readme)  # the 2026-11-30 figure
+
+
 @pytest.mark.parametrize("entry", [
     "noisy_student.main:run", "noisy_student.demo:run", "noisy_student.evaluate_cli:run_cli",
     "noisy_student.tools.cam:run", "noisy_student.tools.count_flops:run",
@@ -97,6 +113,50 @@ def test_help_comes_before_tensorflow(entry):
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.splitlines()[-1] == "imported: []"
     assert "  --" in run.stdout  # absl lists flags as "  --name: help"
+
+
+# ---- setup.py: what it declares ----
+
+
+@pytest.fixture(scope="module")
+def setup_kwargs() -> dict:
+    """The keyword arguments setup.py passes to setuptools.setup (nothing is built)."""
+    import runpy
+    from unittest import mock
+
+    before = os.getcwd()
+    os.chdir(REPO)  # setup.py reads README.md from the working directory
+    try:
+        with mock.patch("setuptools.setup") as setup:
+            runpy.run_path(os.path.join(REPO, "setup.py"), run_name="__main__")
+    finally:
+        os.chdir(before)
+    return setup.call_args.kwargs
+
+
+def test_package_data_lists_every_bundled_file(setup_kwargs):
+    """package_data is the only source of data files (include_package_data is off, so that
+    setuptools does not take the data folders for undeclared packages and warn "Package would
+    be ignored"): every data file in git under the packages must match one of its patterns."""
+    assert setup_kwargs["include_package_data"] is False
+    data = [path for path in subprocess.run(
+        ["git", "ls-files", "efficientnet_tf", "noisy_student"], cwd=REPO, capture_output=True,
+        text=True, check=True).stdout.split() if not path.endswith(".py")]
+    assert any(path.startswith("noisy_student/assets/configs/") for path in data)
+    assert any(path.startswith("noisy_student/assets/sample_data/cifar10/") for path in data)
+    patterns = [os.path.join(package.replace(".", "/"), pattern)
+                for package, globs in setup_kwargs["package_data"].items() for pattern in globs]
+    unlisted = [path for path in data
+                if not any(fnmatch.fnmatchcase(path, pattern) for pattern in patterns)]
+    assert not unlisted, f"add to setup.py package_data: {unlisted}"
+
+
+def test_setup_avoids_setuptools_warnings(setup_kwargs):
+    """No "License ::" classifier (deprecated by setuptools 77, which warns on each build) and
+    a declared top-level package folder (else `pip install -e` warns "Editable installation")."""
+    assert not [c for c in setup_kwargs["classifiers"] if c.startswith("License ::")]
+    assert setup_kwargs["license"]
+    assert setup_kwargs["package_dir"] == {"": "."}
 
 
 # ---- the wheel ----

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
+from noisy_student import console
 from noisy_student.atomic_io import write_json_atomic
 from noisy_student.pseudo_labels import teacher_labels
 from noisy_student.training.checkpoints import Checkpointer, TrainingClock
@@ -134,7 +135,7 @@ class Trainer:
         if teacher is not None and not config.is_student:
             raise ValueError("A teacher was given but unlabel_ratio is 0; set unlabel_ratio > 0.")
         self.schedule = learning_rate_schedule(config)
-        _warn_if_not_annealed(self.schedule)
+        _note_if_not_annealed(self.schedule)
         # Models are built under config.precision's dtype policy (restored afterwards).
         with precision_policy(config.precision), strategy.scope():
             self.model = model_fn()
@@ -540,13 +541,13 @@ def _without(variables: list, excluded: list) -> list:
     return [v for v in variables if id(v) not in excluded_ids]
 
 
-def _warn_if_not_annealed(schedule: WarmupDecaySchedule) -> None:
+def _note_if_not_annealed(schedule: WarmupDecaySchedule) -> None:
     fraction = schedule.end_fraction()
     if fraction is not None and fraction > ANNEALED_FRACTION:
-        log.warning(
-            "The learning rate ends at %.0f%% of its peak (%s schedule over %d steps): it never "
-            "anneals, which costs accuracy in short runs. Set --final_base_lr (e.g. 1%% of "
-            "--base_learning_rate) or --lr_schedule=cosine.",
+        console.log.info(
+            "Note: the learning rate ends at %.0f%% of its peak (%s schedule over %d steps), "
+            "so it never anneals; unless the recipe wants that, set --final_base_lr (e.g. 1%% "
+            "of --base_learning_rate) or --lr_schedule=cosine.",
             100 * fraction,
             schedule.decay,
             schedule.total_steps,
