@@ -338,7 +338,7 @@ def test_readme_and_demo_print_the_one_artifact_table(monkeypatch, capsys, tmp_p
         "README's artifact table is stale: paste `python -m noisy_student.artifacts`")
 
     monkeypatch.setattr(demo, "FLAGS", types.SimpleNamespace(
-        run_dir=str(tmp_path), iteration=None, traceback=False))
+        run_dir=str(tmp_path), iteration=None, traceback=False, verbose=False))
     monkeypatch.setattr(main_module, "validate_or_exit", lambda program, argv: None)
     monkeypatch.setattr(cli, "run_or_exit", lambda program, function, traceback: {
         "export": {"export_dir": "RUN/export"}})
