@@ -9,15 +9,20 @@ a ratio near 1 means the pipeline around the model costs little. Tracing is excl
     python benchmarks/labeling_throughput.py            # 32x32 CIFAR-10 PNGs, B0 small-image
     python benchmarks/labeling_throughput.py --resolution 224 --images 256   # 224 JPEG path
 On a shared CPU the figures move with the load of other processes; compare the ratio.
+--storage auto picks what the pipeline's --pseudo_label_storage=auto picks: float16 copy
+records for 10 classes (32 px), reference records for 1,000 (224 px). Each run merges its
+figures, keyed by resolution, into --out (benchmarks/results/labeling_throughput.json).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,8 +37,12 @@ from cifar_data import cifar_test_images  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from efficientnet_tf import create_model  # noqa: E402
+from noisy_student.config import REFERENCE_FROM_CLASSES  # noqa: E402
 from noisy_student.data.records import encode_unlabeled  # noqa: E402
 from noisy_student.labeling import label_shards, make_label_fn  # noqa: E402
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                       "labeling_throughput.json")
 
 
 def encoded_images(count: int, resolution: int) -> list[bytes]:
@@ -84,12 +93,20 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", default="b0")
+    parser.add_argument("--storage", default="auto",
+                        help="pseudo-label storage (auto: as --pseudo_label_storage=auto)")
+    parser.add_argument("--out", default=RESULTS)
     args = parser.parse_args()
+    load_before = os.getloadavg()
     keras.utils.disable_interactive_logging()
 
     small = args.resolution <= 32
+    classes = 10 if small else 1000
+    storage = args.storage
+    if storage == "auto":
+        storage = "reference" if classes >= REFERENCE_FROM_CLASSES else "float16"
     model = create_model(args.model, input_shape=(args.resolution, args.resolution, 3),
-                         classes=10 if small else 1000, small_images=small,
+                         classes=classes, small_images=small,
                          classifier_activation=None)
     encoded = encoded_images(args.images, args.resolution)
     pixels = decoded(encoded, args.resolution)
@@ -102,7 +119,8 @@ def main() -> None:
             out = tempfile.mkdtemp(dir=work)
             start = time.perf_counter()
             summary = label_shards(model, pattern, out, image_size=args.resolution,
-                                   small_images=small, batch_size=args.batch, label_fn=label_fn)
+                                   small_images=small, batch_size=args.batch, label_fn=label_fn,
+                                   storage=storage)
             elapsed = time.perf_counter() - start
             assert summary["num_labeled"] == args.images
             return args.images / elapsed
@@ -125,6 +143,27 @@ def main() -> None:
     print(f"  label_shards (read+decode+teacher+encode+write): {ours_m:8.1f} img/s")
     print(f"  model.predict on pre-decoded arrays:             {peer_m:8.1f} img/s")
     print(f"  ratio label_shards / predict: {ours_m / peer_m:.2f}")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=os.path.dirname(os.path.abspath(__file__))).stdout
+    result = {"model": args.model, "resolution": args.resolution, "images": args.images,
+              "shards": args.shards, "batch": args.batch, "repeats": args.repeats,
+              "storage": storage, "classes": classes,
+              "label_shards_images_per_s": ours_m, "predict_images_per_s": peer_m,
+              "ratio": ours_m / peer_m, "label_shards_runs": ours, "predict_runs": peer,
+              "command": "python benchmarks/labeling_throughput.py " + " ".join(sys.argv[1:]),
+              "commit": commit.strip(),
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "cpus": os.cpu_count(), "load_average_before": list(load_before),
+              "load_average_after": list(os.getloadavg())}
+    results = {}
+    if os.path.exists(args.out):
+        with open(args.out) as f:
+            results = json.load(f)
+    results[str(args.resolution)] = result
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out + ".tmp", "w") as f:
+        json.dump(results, f, indent=1)
+    os.replace(args.out + ".tmp", args.out)
 
 
 if __name__ == "__main__":

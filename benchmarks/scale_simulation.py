@@ -384,11 +384,11 @@ def main() -> None:
     workers = [int(w) for w in args.workers.split(",")]
     load_before = os.getloadavg()
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=os.path.dirname(os.path.abspath(__file__))).stdout
     runs = [simulate(int(n), workers, args.records_per_shard, args.student_batches, args.work,
                      args.keep) for n in args.records.split(",")]
     summary = summarize(runs, workers, args.records_per_shard)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=os.path.dirname(os.path.abspath(__file__))).stdout
     summary.update(command="python benchmarks/scale_simulation.py " + " ".join(sys.argv[1:]),
                    commit=commit.strip(), date=date,
                    finished=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
