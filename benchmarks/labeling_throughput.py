@@ -115,41 +115,55 @@ def main() -> None:
     try:
         pattern = write_shards(work, encoded, args.shards)
 
-        def run_ours() -> float:
+        def run_ours() -> tuple[float, float]:
             out = tempfile.mkdtemp(dir=work)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             summary = label_shards(model, pattern, out, image_size=args.resolution,
                                    small_images=small, batch_size=args.batch, label_fn=label_fn,
                                    storage=storage)
-            elapsed = time.perf_counter() - start
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
             assert summary["num_labeled"] == args.images
-            return args.images / elapsed
+            return args.images / elapsed, cpu / args.images * 1e3
 
-        def run_predict() -> float:
-            start = time.perf_counter()
+        def run_predict() -> tuple[float, float]:
+            start, cpu = time.perf_counter(), time.process_time()
             model.predict(pixels, batch_size=args.batch, verbose=0)
-            return args.images / (time.perf_counter() - start)
+            return (args.images / (time.perf_counter() - start),
+                    (time.process_time() - cpu) / args.images * 1e3)
 
         run_ours(), run_predict()  # warm-up: tracing and first-call costs
         ours, peer = [], []
-        for _ in range(args.repeats):
-            ours.append(run_ours())
-            peer.append(run_predict())
+        for i in range(args.repeats):  # ABBA order: a drifting load favours neither
+            if i % 2:
+                peer.append(run_predict())
+                ours.append(run_ours())
+            else:
+                ours.append(run_ours())
+                peer.append(run_predict())
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    ours_cpu = statistics.median(c for _, c in ours)
+    peer_cpu = statistics.median(c for _, c in peer)
+    ratios = [a / b for (a, _), (b, _) in zip(ours, peer, strict=True)]
+    ours, peer = [r for r, _ in ours], [r for r, _ in peer]
     ours_m, peer_m = statistics.median(ours), statistics.median(peer)
     print(f"{args.model} {args.resolution}x{args.resolution}, {args.images} images in "
           f"{args.shards} shards, batch {args.batch}, median of {args.repeats}:")
     print(f"  label_shards (read+decode+teacher+encode+write): {ours_m:8.1f} img/s")
     print(f"  model.predict on pre-decoded arrays:             {peer_m:8.1f} img/s")
-    print(f"  ratio label_shards / predict: {ours_m / peer_m:.2f}")
+    print(f"  ratio label_shards / predict: {ours_m / peer_m:.2f} (median of the pairs' ratios "
+          f"{statistics.median(ratios):.2f})")
+    print(f"  CPU ms per image (this process, all threads): label_shards {ours_cpu:.2f}, "
+          f"predict {peer_cpu:.2f}")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=os.path.dirname(os.path.abspath(__file__))).stdout
     result = {"model": args.model, "resolution": args.resolution, "images": args.images,
               "shards": args.shards, "batch": args.batch, "repeats": args.repeats,
               "storage": storage, "classes": classes,
               "label_shards_images_per_s": ours_m, "predict_images_per_s": peer_m,
-              "ratio": ours_m / peer_m, "label_shards_runs": ours, "predict_runs": peer,
+              "ratio": ours_m / peer_m, "ratio_median_of_pairs": statistics.median(ratios),
+              "label_shards_cpu_ms_per_image": ours_cpu, "predict_cpu_ms_per_image": peer_cpu,
+              "label_shards_runs": ours, "predict_runs": peer,
               "command": "python benchmarks/labeling_throughput.py " + " ".join(sys.argv[1:]),
               "commit": commit.strip(),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
