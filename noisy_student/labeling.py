@@ -19,6 +19,7 @@ data is to be filtered: hard labels store one-hot vectors, so every confidence b
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import os
 
@@ -78,17 +79,27 @@ def make_label_fn(teacher, *, temperature: float = 1.0, hard: bool = False,
     return label
 
 
-def _decoded_batches(path: str, *, image_size: int, small_images: bool, crop_padding: int,
-                     batch_size: int) -> tf.data.Dataset:
-    """(record index, image bytes, preprocessed image) batches in file order; records that fail
-    to parse or decode are dropped (the caller finds them from the missing indices)."""
+@functools.lru_cache(maxsize=16)
+def _prepare_fn(image_size: int, small_images: bool, crop_padding: int):
+    """(record index, serialized record) -> (index, image bytes, preprocessed image), traced
+    once per setting: mapping a plain Python function would convert and trace it again for
+    every shard's dataset (~0.3 s CPU a shard: 7% of labeling 512-image shards at 32 px)."""
 
+    @tf.function(input_signature=[tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.string)])
     def prepare(index, serialized):
         image_bytes = parse_unlabeled(serialized)["image"]
         image = preprocess_for_eval(image_bytes, image_size, small_images=small_images,
                                     crop_padding=crop_padding)
         return index, image_bytes, image
 
+    return prepare
+
+
+def _decoded_batches(path: str, *, image_size: int, small_images: bool, crop_padding: int,
+                     batch_size: int) -> tf.data.Dataset:
+    """(record index, image bytes, preprocessed image) batches in file order; records that fail
+    to parse or decode are dropped (the caller finds them from the missing indices)."""
+    prepare = _prepare_fn(image_size, small_images, crop_padding)
     return (tf.data.TFRecordDataset(path).ignore_errors().enumerate()  # stops at any damage
             .map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .ignore_errors()
