@@ -28,7 +28,12 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
-from noisy_student.atomic_io import read_json, remove_stale_temps, write_json_atomic
+from noisy_student.atomic_io import (
+    read_json,
+    remove_stale_temps,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from noisy_student.balance import (  # noqa: F401  (the rule's names, re-exported)
     BIN_EDGES,
     NUM_BINS,
@@ -55,6 +60,12 @@ OUTPUT_SPLIT = "train"
 READ_THREADS = 16  # per-file reads (stat, small JSON) at once: latency-bound on GCS
 
 log = logging.getLogger(__name__)
+
+
+def _write_compact(path: str, obj) -> None:
+    """The plan and the parts (read by the workers, not by people) as one-line JSON: the
+    indented form goes through Python's slow encoder, on the chief's serial path."""
+    write_bytes_atomic(path, json.dumps(obj, sort_keys=True).encode())
 
 
 def _per_file(function, items: list) -> Iterator:
@@ -131,21 +142,27 @@ def histogram_figure(counts: np.ndarray, thresholds: np.ndarray,
 # ----------------------------------------------------------------------------- plan
 
 
-def _stored_counts(path: str, info: dict | None, num_classes: int) -> np.ndarray | None:
-    """The counts labeling stored for `path`, or None when it stored none or the file is not
-    the one it wrote (its size differs: truncated or replaced)."""
+def _stored_counts(path: str, info: dict | None,
+                   num_classes: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The counts labeling stored for `path` as (flat cell indices, counts) of its non-zero
+    cells, or None when it stored none or the file is not the one it wrote (its size differs:
+    truncated or replaced). Sparse: the chief adds 10^4..10^5 of them, and a dense
+    [classes x bins] array per shard cost more than reading its JSON."""
     if not info or "confidence_counts" not in info:
         return None
     if info.get("output_bytes") != tf.io.gfile.stat(path).length:
         log.warning("%s differs in size from what labeling wrote; reading its records", path)
         return None
-    if info["confidence_counts"] is None:  # a shard without images
-        return np.zeros((num_classes, NUM_BINS), dtype=np.int64)
-    counts = dense_counts(info["confidence_counts"])
-    if counts.shape[0] != num_classes:
-        raise ValueError(f"{path} was labeled over {counts.shape[0]} classes; pass the "
+    sparse = info["confidence_counts"]
+    if sparse is None:  # a shard without images
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if sparse["num_bins"] != NUM_BINS:
+        raise ValueError(f"{path}: a histogram of {sparse['num_bins']} bins, expected {NUM_BINS}")
+    if sparse["num_classes"] != num_classes:
+        raise ValueError(f"{path} was labeled over {sparse['num_classes']} classes; pass the "
                          f"num_classes the teacher was labeled with ({num_classes} given)")
-    return counts
+    return (np.asarray(sparse["cells"], dtype=np.int64),
+            np.asarray(sparse["counts"], dtype=np.int64))
 
 
 def _shard_source(path: str, info: dict | None) -> tuple[bool, list | None]:
@@ -164,8 +181,8 @@ def plan_filter(files: list[str], output_dir: str, settings: dict, *, strict: bo
     """Sums the shards' class x confidence counts (stored by labeling; read for shards without
     them), sets thresholds and totals and writes ``plan.json``; returns the plan."""
     num_classes = settings["num_classes"]
-    counts = np.zeros((num_classes, NUM_BINS), dtype=np.int64)
-    first_records, read, sources, kinds = [], [], [], set()
+    flat = np.zeros(num_classes * NUM_BINS, dtype=np.int64)
+    first_records, read, sources, kinds, total = [], [], [], set(), 0
 
     def stored(path):
         info = read_json(label_info_path(path))
@@ -173,13 +190,18 @@ def plan_filter(files: list[str], output_dir: str, settings: dict, *, strict: bo
 
     for path, (info, shard_counts) in zip(files, _per_file(stored, files), strict=True):
         if shard_counts is None:
-            shard_counts, _ = read_counts(path, num_classes, strict=strict)
+            dense, _ = read_counts(path, num_classes, strict=strict)
+            cells = np.flatnonzero(dense)
+            shard_counts = cells, dense.reshape(-1)[cells]
             read.append(os.path.basename(path))
-        first_records.append(int(counts.sum()))
-        counts += shard_counts
+        cells, values = shard_counts
+        first_records.append(total)
+        flat[cells] += values  # a shard's cells are distinct
+        total += int(values.sum())
         reference, source = _shard_source(path, info)
         kinds.add(reference)
         sources.append(source)
+    counts = flat.reshape(num_classes, NUM_BINS)
     if len(kinds) > 1:
         raise ValueError(f"{os.path.dirname(files[0])} mixes reference and copy pseudo-label "
                          "shards; relabel them with one --pseudo_label_storage")
@@ -197,7 +219,7 @@ def plan_filter(files: list[str], output_dir: str, settings: dict, *, strict: bo
             "first_records": first_records, "shards_read_for_counts": read,
             "reference": reference, "outputs_per_shard": pieces,
             "sources": sources if reference else None}
-    write_json_atomic(os.path.join(output_dir, PLAN_NAME), plan)
+    _write_compact(os.path.join(output_dir, PLAN_NAME), plan)
     return plan
 
 
@@ -234,7 +256,7 @@ def filter_share(files: list[str], output_dir: str, plan: dict, worker_index: in
         part = filter_shard(path, [os.path.join(output_dir, n) for n in names[index]],
                             shard=index, first_record=plan["first_records"][index], plan=plan,
                             strict=strict)
-        write_json_atomic(_part_path(output_dir, path), {**part, "plan_id": plan["id"]})
+        _write_compact(_part_path(output_dir, path), {**part, "plan_id": plan["id"]})
         done.append(os.path.basename(path))
     return done
 
