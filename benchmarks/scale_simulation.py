@@ -276,6 +276,10 @@ NOTES = {
         "size. Each worker process measures its own CPU, so this is the speedup of a run with "
         "one worker per host, where workers do not share cores. This is the figure the target "
         "(>= 3x) is checked against."),
+    "filter_speedup_4_workers_uncontended_estimate": (
+        "a model, not a measurement: the 4-worker critical path with each worker's share at "
+        "the 1-worker CPU per record, i.e. without the CPU time that 4 processes sharing "
+        "this machine's cores (and its other load) add to each other."),
     "filter_speedup_4_workers_wall": (
         "wall-clock on this machine: 4 processes share its CPU cores (see cpus) with whatever "
         "else runs (see load_average_*), so it cannot exceed cpus / 1 worker's core use; not "
@@ -348,6 +352,12 @@ def summarize(runs: list[dict], workers: list[int], per_shard: int | None = None
         paper_files = PAPER_RECORDS / (per_shard or runs[-1]["records"] / runs[-1]["files"])
         hours = (per_host * share_slope + chief_fixed + chief_slope * paper_files) / 3600
         summary["extrapolated_filter_hours_300M_100_hosts"] = hours
+        if {1, 4} <= set(path):  # the 4 workers' shares at the 1-worker CPU per record
+            four = next(f for f in largest if f["workers"] == 4)["per_worker"]
+            serial = four[0]["other_cpu_s"] + four[0]["plan_cpu_s"] + four[0]["merge_cpu_s"]
+            records = max(w["share_records"] for w in four)
+            summary["filter_speedup_4_workers_uncontended_estimate"] = path[1] / (
+                serial + records * share_one_slope)
         summary["extrapolation"] = {
             "share_cpu_us_per_record_all_workers": share_slope * 1e6,
             "share_cpu_us_per_record_1_worker": share_one_slope * 1e6,
