@@ -9,15 +9,20 @@ a ratio near 1 means the pipeline around the model costs little. Tracing is excl
     python benchmarks/labeling_throughput.py            # 32x32 CIFAR-10 PNGs, B0 small-image
     python benchmarks/labeling_throughput.py --resolution 224 --images 256   # 224 JPEG path
 On a shared CPU the figures move with the load of other processes; compare the ratio.
+--storage auto picks what the pipeline's --pseudo_label_storage=auto picks: float16 copy
+records for 10 classes (32 px), reference records for 1,000 (224 px). Each run merges its
+figures, keyed by resolution, into --out (benchmarks/results/labeling_throughput.json).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,8 +37,12 @@ from cifar_data import cifar_test_images  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from efficientnet_tf import create_model  # noqa: E402
+from noisy_student.config import REFERENCE_FROM_CLASSES  # noqa: E402
 from noisy_student.data.records import encode_unlabeled  # noqa: E402
 from noisy_student.labeling import label_shards, make_label_fn  # noqa: E402
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                       "labeling_throughput.json")
 
 
 def encoded_images(count: int, resolution: int) -> list[bytes]:
@@ -84,12 +93,20 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", default="b0")
+    parser.add_argument("--storage", default="auto",
+                        help="pseudo-label storage (auto: as --pseudo_label_storage=auto)")
+    parser.add_argument("--out", default=RESULTS)
     args = parser.parse_args()
+    load_before = os.getloadavg()
     keras.utils.disable_interactive_logging()
 
     small = args.resolution <= 32
+    classes = 10 if small else 1000
+    storage = args.storage
+    if storage == "auto":
+        storage = "reference" if classes >= REFERENCE_FROM_CLASSES else "float16"
     model = create_model(args.model, input_shape=(args.resolution, args.resolution, 3),
-                         classes=10 if small else 1000, small_images=small,
+                         classes=classes, small_images=small,
                          classifier_activation=None)
     encoded = encoded_images(args.images, args.resolution)
     pixels = decoded(encoded, args.resolution)
@@ -98,33 +115,69 @@ def main() -> None:
     try:
         pattern = write_shards(work, encoded, args.shards)
 
-        def run_ours() -> float:
+        def run_ours() -> tuple[float, float]:
             out = tempfile.mkdtemp(dir=work)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             summary = label_shards(model, pattern, out, image_size=args.resolution,
-                                   small_images=small, batch_size=args.batch, label_fn=label_fn)
-            elapsed = time.perf_counter() - start
+                                   small_images=small, batch_size=args.batch, label_fn=label_fn,
+                                   storage=storage)
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
             assert summary["num_labeled"] == args.images
-            return args.images / elapsed
+            return args.images / elapsed, cpu / args.images * 1e3
 
-        def run_predict() -> float:
-            start = time.perf_counter()
+        def run_predict() -> tuple[float, float]:
+            start, cpu = time.perf_counter(), time.process_time()
             model.predict(pixels, batch_size=args.batch, verbose=0)
-            return args.images / (time.perf_counter() - start)
+            return (args.images / (time.perf_counter() - start),
+                    (time.process_time() - cpu) / args.images * 1e3)
 
         run_ours(), run_predict()  # warm-up: tracing and first-call costs
         ours, peer = [], []
-        for _ in range(args.repeats):
-            ours.append(run_ours())
-            peer.append(run_predict())
+        for i in range(args.repeats):  # ABBA order: a drifting load favours neither
+            if i % 2:
+                peer.append(run_predict())
+                ours.append(run_ours())
+            else:
+                ours.append(run_ours())
+                peer.append(run_predict())
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    ours_cpu = statistics.median(c for _, c in ours)
+    peer_cpu = statistics.median(c for _, c in peer)
+    ratios = [a / b for (a, _), (b, _) in zip(ours, peer, strict=True)]
+    ours, peer = [r for r, _ in ours], [r for r, _ in peer]
     ours_m, peer_m = statistics.median(ours), statistics.median(peer)
     print(f"{args.model} {args.resolution}x{args.resolution}, {args.images} images in "
           f"{args.shards} shards, batch {args.batch}, median of {args.repeats}:")
     print(f"  label_shards (read+decode+teacher+encode+write): {ours_m:8.1f} img/s")
     print(f"  model.predict on pre-decoded arrays:             {peer_m:8.1f} img/s")
-    print(f"  ratio label_shards / predict: {ours_m / peer_m:.2f}")
+    print(f"  ratio label_shards / predict: {ours_m / peer_m:.2f} (median of the pairs' ratios "
+          f"{statistics.median(ratios):.2f})")
+    print(f"  CPU ms per image (this process, all threads): label_shards {ours_cpu:.2f}, "
+          f"predict {peer_cpu:.2f}")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=os.path.dirname(os.path.abspath(__file__))).stdout
+    result = {"model": args.model, "resolution": args.resolution, "images": args.images,
+              "shards": args.shards, "batch": args.batch, "repeats": args.repeats,
+              "storage": storage, "classes": classes,
+              "label_shards_images_per_s": ours_m, "predict_images_per_s": peer_m,
+              "ratio": ours_m / peer_m, "ratio_median_of_pairs": statistics.median(ratios),
+              "label_shards_cpu_ms_per_image": ours_cpu, "predict_cpu_ms_per_image": peer_cpu,
+              "label_shards_runs": ours, "predict_runs": peer,
+              "command": "python benchmarks/labeling_throughput.py " + " ".join(sys.argv[1:]),
+              "commit": commit.strip(),
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "cpus": os.cpu_count(), "load_average_before": list(load_before),
+              "load_average_after": list(os.getloadavg())}
+    results = {}
+    if os.path.exists(args.out):
+        with open(args.out) as f:
+            results = json.load(f)
+    results[str(args.resolution)] = result
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out + ".tmp", "w") as f:
+        json.dump(results, f, indent=1)
+    os.replace(args.out + ".tmp", args.out)
 
 
 if __name__ == "__main__":

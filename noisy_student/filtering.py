@@ -17,17 +17,23 @@ one process reading every shard in order with the same seed.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from noisy_student.atomic_io import read_json, remove_stale_temps, write_json_atomic
+from noisy_student.atomic_io import (
+    read_json,
+    remove_stale_temps,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from noisy_student.balance import (  # noqa: F401  (the rule's names, re-exported)
     BIN_EDGES,
     NUM_BINS,
@@ -51,7 +57,29 @@ PARTS_DIR = "parts"
 HISTOGRAM_NAME = "confidence_histogram.png"
 OUTPUT_SPLIT = "train"
 
+READ_THREADS = 16  # per-file reads (stat, small JSON) at once: latency-bound on GCS
+
 log = logging.getLogger(__name__)
+
+
+def _write_compact(path: str, obj) -> None:
+    """The plan and the parts (read by the workers, not by people) as one-line JSON: the
+    indented form goes through Python's slow encoder, on the chief's serial path."""
+    write_bytes_atomic(path, json.dumps(obj, sort_keys=True).encode())
+
+
+def _per_file(function, items: list) -> Iterator:
+    """function(item) for each item, in order, READ_THREADS at a time: the chief reads a stat
+    or a small JSON of every input file, and at 10^4..10^5 files a network file system's
+    latency per read, not the CPU, would set its time. Results are made a chunk at a time, so
+    memory does not grow with the number of files."""
+    if len(items) <= 1:
+        yield from map(function, items)
+        return
+    chunk = 8 * READ_THREADS
+    with concurrent.futures.ThreadPoolExecutor(READ_THREADS) as pool:
+        for start in range(0, len(items), chunk):
+            yield from pool.map(function, items[start:start + chunk])
 
 
 def _input_files(pattern: str) -> list[str]:
@@ -63,7 +91,7 @@ def _input_files(pattern: str) -> list[str]:
 
 
 def _file_signature(files: list[str]) -> list[list]:
-    return [[os.path.basename(f), tf.io.gfile.stat(f).length] for f in files]
+    return list(_per_file(lambda f: [os.path.basename(f), tf.io.gfile.stat(f).length], files))
 
 
 def _stats_complete(output_dir: str, stats: dict | None) -> bool:
@@ -114,21 +142,27 @@ def histogram_figure(counts: np.ndarray, thresholds: np.ndarray,
 # ----------------------------------------------------------------------------- plan
 
 
-def _stored_counts(path: str, info: dict | None, num_classes: int) -> np.ndarray | None:
-    """The counts labeling stored for `path`, or None when it stored none or the file is not
-    the one it wrote (its size differs: truncated or replaced)."""
+def _stored_counts(path: str, info: dict | None,
+                   num_classes: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The counts labeling stored for `path` as (flat cell indices, counts) of its non-zero
+    cells, or None when it stored none or the file is not the one it wrote (its size differs:
+    truncated or replaced). Sparse: the chief adds 10^4..10^5 of them, and a dense
+    [classes x bins] array per shard cost more than reading its JSON."""
     if not info or "confidence_counts" not in info:
         return None
     if info.get("output_bytes") != tf.io.gfile.stat(path).length:
         log.warning("%s differs in size from what labeling wrote; reading its records", path)
         return None
-    if info["confidence_counts"] is None:  # a shard without images
-        return np.zeros((num_classes, NUM_BINS), dtype=np.int64)
-    counts = dense_counts(info["confidence_counts"])
-    if counts.shape[0] != num_classes:
-        raise ValueError(f"{path} was labeled over {counts.shape[0]} classes; pass the "
+    sparse = info["confidence_counts"]
+    if sparse is None:  # a shard without images
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if sparse["num_bins"] != NUM_BINS:
+        raise ValueError(f"{path}: a histogram of {sparse['num_bins']} bins, expected {NUM_BINS}")
+    if sparse["num_classes"] != num_classes:
+        raise ValueError(f"{path} was labeled over {sparse['num_classes']} classes; pass the "
                          f"num_classes the teacher was labeled with ({num_classes} given)")
-    return counts
+    return (np.asarray(sparse["cells"], dtype=np.int64),
+            np.asarray(sparse["counts"], dtype=np.int64))
 
 
 def _shard_source(path: str, info: dict | None) -> tuple[bool, list | None]:
@@ -147,19 +181,27 @@ def plan_filter(files: list[str], output_dir: str, settings: dict, *, strict: bo
     """Sums the shards' class x confidence counts (stored by labeling; read for shards without
     them), sets thresholds and totals and writes ``plan.json``; returns the plan."""
     num_classes = settings["num_classes"]
-    counts = np.zeros((num_classes, NUM_BINS), dtype=np.int64)
-    first_records, read, sources, kinds = [], [], [], set()
-    for path in files:
+    flat = np.zeros(num_classes * NUM_BINS, dtype=np.int64)
+    first_records, read, sources, kinds, total = [], [], [], set(), 0
+
+    def stored(path):
         info = read_json(label_info_path(path))
-        shard_counts = _stored_counts(path, info, num_classes)
+        return info, _stored_counts(path, info, num_classes)
+
+    for path, (info, shard_counts) in zip(files, _per_file(stored, files), strict=True):
         if shard_counts is None:
-            shard_counts, _ = read_counts(path, num_classes, strict=strict)
+            dense, _ = read_counts(path, num_classes, strict=strict)
+            cells = np.flatnonzero(dense)
+            shard_counts = cells, dense.reshape(-1)[cells]
             read.append(os.path.basename(path))
-        first_records.append(int(counts.sum()))
-        counts += shard_counts
+        cells, values = shard_counts
+        first_records.append(total)
+        flat[cells] += values  # a shard's cells are distinct
+        total += int(values.sum())
         reference, source = _shard_source(path, info)
         kinds.add(reference)
         sources.append(source)
+    counts = flat.reshape(num_classes, NUM_BINS)
     if len(kinds) > 1:
         raise ValueError(f"{os.path.dirname(files[0])} mixes reference and copy pseudo-label "
                          "shards; relabel them with one --pseudo_label_storage")
@@ -177,7 +219,7 @@ def plan_filter(files: list[str], output_dir: str, settings: dict, *, strict: bo
             "first_records": first_records, "shards_read_for_counts": read,
             "reference": reference, "outputs_per_shard": pieces,
             "sources": sources if reference else None}
-    write_json_atomic(os.path.join(output_dir, PLAN_NAME), plan)
+    _write_compact(os.path.join(output_dir, PLAN_NAME), plan)
     return plan
 
 
@@ -214,14 +256,26 @@ def filter_share(files: list[str], output_dir: str, plan: dict, worker_index: in
         part = filter_shard(path, [os.path.join(output_dir, n) for n in names[index]],
                             shard=index, first_record=plan["first_records"][index], plan=plan,
                             strict=strict)
-        write_json_atomic(_part_path(output_dir, path), {**part, "plan_id": plan["id"]})
+        _write_compact(_part_path(output_dir, path), {**part, "plan_id": plan["id"]})
         done.append(os.path.basename(path))
     return done
 
 
-def unfinished_shards(files: list[str], output_dir: str, plan: dict) -> list[str]:
-    """The input shards (of every worker) whose filtered output is not complete yet."""
-    return [os.path.basename(p) for p in files if not _part_done(output_dir, p, plan)]
+def unfinished_shards(files: list[str], output_dir: str, plan: dict,
+                      known_done: set[str] | None = None) -> list[str]:
+    """The input shards (of every worker) whose filtered output is not complete yet: one
+    listing of the parts, then a read of each listed part not in `known_done` (a set the
+    caller keeps between polls, so that each part is read once while the chief waits)."""
+    known_done = set() if known_done is None else known_done
+    listed = {os.path.basename(p) for p in tf.io.gfile.glob(
+        os.path.join(output_dir, PARTS_DIR, "*.json"))}
+    check = [p for p in files if os.path.basename(p) not in known_done
+             and os.path.basename(_part_path(output_dir, p)) in listed]
+    for path, done in zip(check, _per_file(lambda p: _part_done(output_dir, p, plan), check),
+                          strict=True):
+        if done:
+            known_done.add(os.path.basename(path))
+    return [os.path.basename(p) for p in files if os.path.basename(p) not in known_done]
 
 
 # ----------------------------------------------------------------------------- merge
@@ -230,16 +284,25 @@ def unfinished_shards(files: list[str], output_dir: str, plan: dict) -> list[str
 def merge_filter(files: list[str], output_dir: str, plan: dict,
                  class_names: Sequence[str] | None = None) -> dict:
     """Sums every shard's part into ``stats.json`` (written last) and draws the histogram."""
-    missing = unfinished_shards(files, output_dir, plan)
-    if missing:
-        raise RuntimeError(f"{output_dir}: shards {missing[:5]} are not filtered yet; run "
-                           f"every worker (rerun to resume)")
-    parts = [read_json(_part_path(output_dir, path)) for path in files]
     settings = plan["settings"]
     counts, totals = np.asarray(plan["counts"]), np.asarray(plan["totals"])
     thresholds = np.asarray(plan["thresholds"])
-    kept = np.sum([p["kept_per_class"] for p in parts], axis=0, dtype=np.int64)
-    written = np.sum([p["written_per_class"] for p in parts], axis=0, dtype=np.int64)
+    kept = np.zeros(len(counts), dtype=np.int64)
+    written = np.zeros_like(kept)
+    num_input_records, damaged, missing = 0, {}, []
+    parts = _per_file(lambda path: read_json(_part_path(output_dir, path)), files)
+    for path, part in zip(files, parts, strict=True):  # one read of each part, streamed
+        if part is None or part["plan_id"] != plan["id"]:
+            missing.append(os.path.basename(path))
+            continue
+        kept += part["kept_per_class"]
+        written += part["written_per_class"]
+        num_input_records += part["num_records"]
+        if part["bytes_unread"]:
+            damaged[part["input"]] = part["bytes_unread"]
+    if missing:
+        raise RuntimeError(f"{output_dir}: shards {missing[:5]} are not filtered yet; run "
+                           f"every worker (rerun to resume)")
     names = output_names(plan, len(files))
     write_png(histogram_figure(counts, thresholds, class_names),
               os.path.join(output_dir, HISTOGRAM_NAME), tight=False)
@@ -253,7 +316,7 @@ def merge_filter(files: list[str], output_dir: str, plan: dict,
         "copy_rates": copy_rates(totals, plan["num_image_per_class"],
                                  upsample=settings["upsample"],
                                  use_all=settings["use_all"]).tolist(),
-        "num_input_records": sum(p["num_records"] for p in parts),
+        "num_input_records": num_input_records,
         "kept_per_class": kept.tolist(),
         "written_per_class": written.tolist(),
         "num_kept": int(kept.sum()),
@@ -262,7 +325,7 @@ def merge_filter(files: list[str], output_dir: str, plan: dict,
         "reference": plan["reference"],
         "histogram": HISTOGRAM_NAME,
         "passes_over_records": 1 + len(plan["shards_read_for_counts"]) / len(files),
-        "damaged_files": {p["input"]: p["bytes_unread"] for p in parts if p["bytes_unread"]},
+        "damaged_files": damaged,
     }
     if plan["reference"]:
         stats["output_sources"] = {shard[0]: source
@@ -335,8 +398,9 @@ def filter_and_balance(pseudo_pattern: str, output_dir: str, *, num_classes: int
         plan = _plan_for(output_dir, settings)
     filter_share(files, output_dir, plan, worker.index, worker.count, strict=strict)
     if chief:
+        done: set[str] = set()
         wait_for("the other workers' filtered shards",
-                 lambda: not unfinished_shards(files, output_dir, plan), wait_timeout,
+                 lambda: not unfinished_shards(files, output_dir, plan, done), wait_timeout,
                  poll_seconds)
         return merge_filter(files, output_dir, plan, class_names)
     wait_for("the chief's filter statistics", lambda: is_complete(output_dir), wait_timeout,

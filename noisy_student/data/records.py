@@ -91,6 +91,24 @@ def top_k(probs: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-probs, kind="stable")[:k]
 
 
+def top_k_rows(probs: np.ndarray, k: int) -> np.ndarray:
+    """`top_k` of each row of a [N, C] batch, without sorting whole rows: a partition picks
+    the k largest, a stable sort of those (in class order) ranks them. Rows where values equal
+    to the k-th largest do not all fit in the k slots (e.g. one-hot rows) are sorted whole, so
+    the lower class index wins there too."""
+    neg = -np.asarray(probs)
+    if k >= neg.shape[1] or not len(neg):
+        return np.argsort(neg, axis=1, kind="stable")[:, :k]
+    chosen = np.sort(np.argpartition(neg, k - 1, axis=1)[:, :k], axis=1)
+    kth = np.take_along_axis(neg, chosen, 1).max(axis=1, keepdims=True)
+    order = np.argsort(np.take_along_axis(neg, chosen, 1), axis=1, kind="stable")
+    top = np.take_along_axis(chosen, order, 1)
+    tied = (neg <= kth).sum(axis=1) > k
+    if tied.any():
+        top[tied] = np.argsort(neg[tied], axis=1, kind="stable")[:, :k]
+    return top
+
+
 def checked_probabilities(probabilities: np.ndarray) -> np.ndarray:
     """The distribution as a float32 vector; ValueError unless 1-D, finite, non-negative."""
     probs = np.asarray(probabilities, dtype=np.float32)

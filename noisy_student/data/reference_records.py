@@ -31,7 +31,7 @@ from noisy_student.data.records import (
     PSEUDO_LABEL_KEY,
     PSEUDO_PROB_KEY,
     checked_probabilities,
-    top_k,
+    top_k_rows,
     topk_dense,
 )
 
@@ -57,22 +57,57 @@ def encode_reference(source: str, index: int, probabilities: np.ndarray,
     """Serializes a reference record: image `index` of file `source` (a basename) with the
     top-`k` classes of `probabilities` and the mass left to the others."""
     probs = checked_probabilities(probabilities)
-    if not 1 <= k <= probs.size:
-        raise ValueError(f"top-k size {k} must be in [1, num_classes={probs.size}]")
-    if index < 0 or "/" in source:
+    return encode_references(source, [index], probs[None], k)[0]
+
+
+def encode_references(source: str, indices, probabilities: np.ndarray,
+                      k: int = DEFAULT_TOP_K) -> list[bytes]:
+    """`encode_reference` of a batch: images `indices` of `source` with their [N, C]
+    distributions. The checks and the top-k run over the whole batch and every record is
+    serialized from one Example whose values are replaced (~4 us a record, against ~200 us for
+    building and sorting each anew: labeling's write path at 300M images)."""
+    probs = np.asarray(probabilities, dtype=np.float32)
+    if probs.ndim != 2 or probs.shape[1] == 0:
+        raise ValueError(f"probabilities must be a non-empty [N, C] batch, got {probs.shape}")
+    if not np.all(np.isfinite(probs)) or np.any(probs < 0):
+        raise ValueError("probabilities must be finite and non-negative")
+    if not 1 <= k <= probs.shape[1]:
+        raise ValueError(f"top-k size {k} must be in [1, num_classes={probs.shape[1]}]")
+    indices = [int(i) for i in indices]
+    if len(indices) != len(probs):
+        raise ValueError(f"{len(indices)} indices for {len(probs)} distributions")
+    if (indices and min(indices) < 0) or "/" in source:
         raise ValueError(f"a reference needs a file basename and an index >= 0, got "
-                         f"{source!r}, {index}")
-    top = top_k(probs, k)
-    values = probs[top]
-    return tf.train.Example(features=tf.train.Features(feature={
+                         f"{source!r}, {min(indices, default=0)}")
+    top = top_k_rows(probs, k)
+    values = np.take_along_axis(probs, top, 1)
+    rests = np.maximum(0.0, 1.0 - values.sum(axis=1, dtype=np.float64)).tolist()
+    halves = values.astype("<f2")
+    example = tf.train.Example(features=tf.train.Features(feature={
         SOURCE_KEY: _feature("bytes", [source.encode()]),
-        INDEX_KEY: _feature("int64", [int(index)]),
-        PSEUDO_LABEL_KEY: _feature("int64", [int(top[0])]),
-        PSEUDO_PROB_KEY: _feature("float", [float(values[0])]),
-        TOPK_INDICES_KEY: _feature("int64", top.tolist()),
-        TOPK_VALUES_KEY: _feature("bytes", [values.astype("<f2").tobytes()]),
-        TOPK_REST_KEY: _feature("float", [max(0.0, 1.0 - float(values.sum(dtype=np.float64)))]),
-    })).SerializeToString()
+        INDEX_KEY: _feature("int64", [0]),
+        PSEUDO_LABEL_KEY: _feature("int64", [0]),
+        PSEUDO_PROB_KEY: _feature("float", [0.0]),
+        TOPK_INDICES_KEY: _feature("int64", [0] * k),
+        TOPK_VALUES_KEY: _feature("bytes", [b""]),
+        TOPK_REST_KEY: _feature("float", [0.0]),
+    }))
+    feature = example.features.feature
+    index_value = feature[INDEX_KEY].int64_list.value
+    label_value = feature[PSEUDO_LABEL_KEY].int64_list.value
+    prob_value = feature[PSEUDO_PROB_KEY].float_list.value
+    top_indices = feature[TOPK_INDICES_KEY].int64_list.value
+    top_values = feature[TOPK_VALUES_KEY].bytes_list.value
+    rest_value = feature[TOPK_REST_KEY].float_list.value
+    out = []
+    for i, (index, classes, first) in enumerate(zip(indices, top.tolist(),
+                                                    values[:, 0].tolist(), strict=True)):
+        index_value[0], label_value[0], prob_value[0] = index, classes[0], first
+        top_indices[:] = classes
+        top_values[0] = halves[i].tobytes()
+        rest_value[0] = rests[i]
+        out.append(example.SerializeToString())
+    return out
 
 
 @functools.lru_cache(maxsize=64)
