@@ -11,8 +11,11 @@ Formats (every predictor maps float RGB images [B, S, S, 3] in 0..255 to probabi
 * ``saved_model``: ``noisy_student.export`` (the signatures of ``noisy_student.artifacts``).
 * ``tflite_float``: TFLite, float32 weights and activations.
 * ``tflite_int8``: TFLite post-training full-integer quantization (per-channel int8 weights,
-  int8 activations calibrated on representative images, or int16 / float activations with
-  ``int8_activations``); input/output float by default, or int8/uint8 (``int8_io``) for integer-only
+  int8 activations calibrated on representative images, their ranges clipped to the 99.99th
+  percentile by default: ``int8_calibration``, ``int8_percentile``; with float input the stem
+  and first stage stay float, ``int8_float_stages``), or int16 / float activations with
+  ``int8_activations``; input/output float by default, or int8/uint8 (``int8_io``) for
+  integer-only
   accelerators. ``noisy_student.tflite_export`` has the choices and the agreement warning.
 
 What each file returns (logits or probabilities) is listed in ``noisy_student.artifacts``; the
@@ -43,8 +46,12 @@ import numpy as np
 from noisy_student.artifacts import ARTIFACTS, SIGNATURES, kind_of, markdown_table
 from noisy_student.tflite_export import (  # noqa: F401  (part of this module's API)
     ACTIVATIONS,
+    CALIBRATIONS,
+    DEFAULT_FLOAT_STAGES,
+    DEFAULT_PERCENTILE,
     INT8_IO,
     TFLitePredictor,
+    calibration_name,
     int8_warnings,
     tflite_bytes,
     tflite_interpreter,
@@ -187,7 +194,10 @@ def _failure(error: BaseException) -> str:
 
 def _write_format(name: str, model, output_dir: str, *, image_size: int, small_images: bool,
                   representative: Sequence[np.ndarray] | None, int8_io: str, opset: int,
-                  threads: int | None, int8_activations: str = "int8") -> Artifact:
+                  threads: int | None, int8_activations: str = "int8",
+                  int8_calibration: str = "percentile",
+                  int8_percentile: float = DEFAULT_PERCENTILE,
+                  int8_float_stages: int = DEFAULT_FLOAT_STAGES) -> Artifact:
     """Writes one format and builds its predictor (probabilities); raises on failure."""
     import tensorflow as tf
 
@@ -211,12 +221,18 @@ def _write_format(name: str, model, output_dir: str, *, image_size: int, small_i
             return Artifact(name, note="skipped: int8 quantization needs representative "
                                        "images (--representative_data or --data)")
         content = tflite_bytes(model, quantize=quantize, representative=representative,
-                               int8_io=int8_io, activations=int8_activations)
+                               int8_io=int8_io, activations=int8_activations,
+                               calibration=int8_calibration, percentile=int8_percentile,
+                               float_stages=int8_float_stages)
         write_bytes_atomic(path, content)
         runner = TFLitePredictor(content, threads)
         details = {"activations": int8_activations, "calibration_images": 0 if (
             int8_activations == "float") else sum(
             len(np.reshape(i, (-1, *np.shape(i)[-3:]))) for i in representative),
+            "calibration": calibration_name(int8_activations, int8_calibration,
+                                            int8_percentile),
+            "float_stages": int8_float_stages if (
+                int8_activations == "int8" and int8_io == "float") else 0,
             "weights": weight_quantization(content)} if quantize else {}
         return Artifact(name, path, len(content), lambda x: probabilities(runner(x)),
                         details=details)
@@ -237,7 +253,9 @@ def write_formats(model, output_dir: str, *, image_size: int, small_images: bool
                   int8_io: str = "float", opset: int = DEFAULT_OPSET,
                   threads: int | None = None,
                   progress: Callable[[str], None] = lambda message: None,
-                  int8_activations: str = "int8") -> list[Artifact]:
+                  int8_activations: str = "int8", int8_calibration: str = "percentile",
+                  int8_percentile: float = DEFAULT_PERCENTILE,
+                  int8_float_stages: int = DEFAULT_FLOAT_STAGES) -> list[Artifact]:
     """Writes every format to ``output_dir``; a format that cannot be written (missing
     package, converter error) is reported in its ``note`` instead of stopping the others."""
     unknown = [f for f in formats if f not in FORMATS]
@@ -251,7 +269,10 @@ def write_formats(model, output_dir: str, *, image_size: int, small_images: bool
             artifact = _write_format(name, model, output_dir, image_size=image_size,
                                      small_images=small_images, representative=representative,
                                      int8_io=int8_io, opset=opset, threads=threads,
-                                     int8_activations=int8_activations)
+                                     int8_activations=int8_activations,
+                                     int8_calibration=int8_calibration,
+                                     int8_percentile=int8_percentile,
+                                     int8_float_stages=int8_float_stages)
         except MissingDependency as missing:
             artifact = Artifact(name, note=f"skipped: {missing}")
         except Exception as error:  # converters raise many types; report, keep going
@@ -340,7 +361,9 @@ def export_all(model, output_dir: str, *, image_size: int, small_images: bool = 
                latency_runs: int = 50, int8_io: str = "float", opset: int = DEFAULT_OPSET,
                threads: int | None = None, extra: dict | None = None,
                progress: Callable[[str], None] = lambda message: None,
-               int8_activations: str = "int8") -> dict:
+               int8_activations: str = "int8", int8_calibration: str = "percentile",
+               int8_percentile: float = DEFAULT_PERCENTILE,
+               int8_float_stages: int = DEFAULT_FLOAT_STAGES) -> dict:
     """Writes all formats, compares them with Keras on ``test_data`` ((images, labels)
     batches), times batch-1 latency, and writes ``export_report.json`` / ``.md``; the int8
     file's shortfalls (``int8_warnings``) go to ``progress`` and the report's ``warnings``."""
@@ -354,7 +377,10 @@ def export_all(model, output_dir: str, *, image_size: int, small_images: bool = 
                               small_images=small_images, formats=formats,
                               representative=representative, int8_io=int8_io, opset=opset,
                               threads=threads, progress=progress,
-                              int8_activations=int8_activations)
+                              int8_activations=int8_activations,
+                              int8_calibration=int8_calibration,
+                              int8_percentile=int8_percentile,
+                              int8_float_stages=int8_float_stages)
     logits = model_outputs_logits(model)
     rows = {a.format: {"path": a.path, "size_bytes": a.size_bytes, "note": a.note,
                        "returns": returns(a.format, logits), **a.details} for a in artifacts}
@@ -377,6 +403,8 @@ def export_all(model, output_dir: str, *, image_size: int, small_images: bool = 
         progress(f"WARNING: {warning}")
     report = {"formats": rows, "image_size": image_size, "threads": threads,
               "int8_io": int8_io, "int8_activations": int8_activations,
+              "int8_calibration": calibration_name(int8_activations, int8_calibration,
+                                                   int8_percentile),
               "latency_runs": latency_runs, "warnings": found, **(extra or {})}
     write_json_atomic(os.path.join(output_dir, "export_report.json"), report)
     written = [a.format for a in artifacts if a.path]

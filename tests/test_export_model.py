@@ -78,6 +78,8 @@ def test_tflite_and_saved_model_predict_like_keras(model_file, data, tmp_path):
     int8 = rows["tflite_int8"]
     assert int8["note"] is None and 0 < int8["max_abs_diff"] < 0.1
     assert int8["calibration_images"] == NUM_IMAGES and int8["activations"] == "int8"
+    assert int8["calibration"] == report["int8_calibration"] == "percentile 99.99"
+    assert int8["float_stages"] == 1 and int8["weights"]["float"] == 0  # one stage: no later one
     assert int8["weights"]["per_tensor"] == 0 and int8["weights"]["per_channel"] > 0
     # What each file returns, from the one table (the tiny model outputs logits).
     assert {name: row["returns"] for name, row in rows.items()} == {
@@ -197,7 +199,9 @@ def test_export_help_explains_the_flags():
     run = subprocess.run([sys.executable, "-m", "tools.export_model", "--help"], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     for flag in ("--model", "--formats", "--data", "--representative_data", "--int8_io",
-                 "--int8_activations", "--latency_runs", "--threads"):
+                 "--int8_activations", "--int8_calibration", "--int8_percentile",
+                 "--int8_float_stages",
+                 "--latency_runs", "--threads"):
         assert flag in run.stdout, (flag, run.stderr[-2000:])
     from noisy_student.artifacts import text_table
 
@@ -269,10 +273,10 @@ def test_int8_weights_are_per_channel(model_file):
     weighted = [layer for layer in portable_model(model).layers
                 if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D
                               | keras.layers.Dense)]
-    assert counts == {"per_channel": len(weighted), "per_tensor": 0}
+    assert counts == {"per_channel": len(weighted), "per_tensor": 0, "float": 0}
     per_tensor = deploy.weight_quantization(
         deploy.tflite_bytes(model, quantize=True, representative=images, per_channel=False))
-    assert per_tensor == {"per_channel": 0, "per_tensor": counts["per_channel"]}
+    assert per_tensor == {"per_channel": 0, "per_tensor": counts["per_channel"], "float": 0}
     content = deploy.tflite_bytes(model, quantize=True, representative=images,
                                   activations="int16")
     assert deploy.weight_quantization(content) == counts
@@ -284,6 +288,134 @@ def test_int8_weights_are_per_channel(model_file):
     with pytest.raises(ValueError, match="int16 activations keep float input"):
         deploy.tflite_bytes(model, quantize=True, representative=images,
                             activations="int16", int8_io="uint8")
+
+
+def _activation_ranges(content):
+    """name -> (lowest, highest) representable value of every int8 activation tensor."""
+    from noisy_student import deploy
+
+    ranges = {}
+    for d in deploy.tflite_interpreter(model_content=content).get_tensor_details():
+        scale, zero = d["quantization"]
+        if d["dtype"] == np.int8 and scale > 0 and d["quantization_parameters"]["scales"].size == 1:
+            ranges[d["name"]] = ((-128 - zero) * scale, (127 - zero) * scale)
+    return ranges
+
+
+def test_int8_percentile_calibration_narrows_activation_ranges(model_file):
+    """--int8_calibration=percentile (the default): every int8 activation range of the file is
+    inside TFLite's min/max one (a range is clipped, never widened) and some are strictly
+    narrower; minmax is TFLite's own; the report and the export name the calibration."""
+    from noisy_student import deploy
+
+    _, model = model_file
+    images = [np.random.default_rng(3).uniform(0, 255, (16, 32, 32, 3)).astype("float32")]
+    minmax = _activation_ranges(deploy.tflite_bytes(model, quantize=True, representative=images,
+                                                    calibration="minmax"))
+    clipped = _activation_ranges(deploy.tflite_bytes(model, quantize=True,
+                                                     representative=images, percentile=99.0))
+    assert clipped.keys() == minmax.keys() and len(minmax) > 20
+    step = {name: (high - low) / 255 for name, (low, high) in minmax.items()}
+    for name, (low, high) in clipped.items():  # zero-point rounding moves an end by < 1 step
+        assert low >= minmax[name][0] - step[name] and high <= minmax[name][1] + step[name], name
+    narrower = [n for n, (low, high) in clipped.items() if high - low < 0.9 * 255 * step[n]]
+    assert len(narrower) > len(clipped) // 4, narrower
+    assert deploy.calibration_name("int8") == "percentile 99.99"
+    assert deploy.calibration_name("int8", "minmax") == deploy.calibration_name(
+        "int8", "percentile", 100) == deploy.calibration_name("int16") == "minmax"
+    assert deploy.calibration_name("float") is None
+    with pytest.raises(ValueError, match="calibration must be one of"):
+        deploy.tflite_bytes(model, quantize=True, representative=images, calibration="mse")
+    with pytest.raises(ValueError, match="percentile must be in"):
+        deploy.tflite_bytes(model, quantize=True, representative=images, percentile=0.9999)
+
+
+def test_clip_activation_ranges_is_the_exact_percentile(model_file):
+    """Each clipped range ends at the order statistic of that tensor's values on the
+    calibration images (at most 1 - p of them above the top, at least that many at or above
+    it), or at TFLite's own end when that is nearer; graph inputs keep their range."""
+    import contextlib
+    import io
+
+    import tensorflow as tf
+
+    from efficientnet_tf.portable import portable_model
+    from noisy_student import deploy, tflite_export
+
+    _, model = model_file
+    images = np.random.default_rng(4).uniform(0, 255, (12, 32, 32, 3)).astype("float32")
+    converter = tf.lite.TFLiteConverter.from_keras_model(portable_model(model))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([image[None]] for image in images)
+    converter._experimental_calibrate_only = True
+    with contextlib.redirect_stdout(io.StringIO()):
+        calibrated = converter.convert()
+    clipped = tflite_export.clip_activation_ranges(calibrated, [images[:5], images[5:]], 90.0)
+
+    def recorded(content):
+        from tensorflow.lite.tools import flatbuffer_utils
+
+        graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(content)).subgraphs[0]
+        return {i: (float(t.quantization.min[0]), float(t.quantization.max[0]))
+                for i, t in enumerate(graph.tensors) if t.quantization is not None
+                and t.quantization.min is not None and len(t.quantization.min) == 1}
+
+    before, after = recorded(calibrated), recorded(clipped)
+    assert before.keys() == after.keys()
+    interpreter = deploy.tflite_interpreter(model_content=calibrated,
+                                            experimental_preserve_all_tensors=True)
+    index = interpreter.get_input_details()[0]["index"]
+    assert after[index] == before[index]  # the input keeps 0..255
+    interpreter.resize_tensor_input(index, list(images.shape))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(index, images)
+    interpreter.invoke()
+    checked = 0
+    for i, (low, high) in after.items():
+        if i == index:
+            continue
+        values = interpreter.get_tensor(i).ravel()
+        assert before[i][0] <= low <= high <= before[i][1]
+        if high < before[i][1]:
+            assert np.mean(values > high) <= 0.1 <= np.mean(values >= high), i
+            checked += 1
+        if low > before[i][0]:
+            assert np.mean(values < low) <= 0.1 <= np.mean(values <= low), i
+    assert checked > len(after) // 2
+
+
+def test_int8_float_stages_keep_the_stem_and_first_stage_float(keras):
+    """int8_float_stages (default 1): with float input the stem and stage 1 run in float and
+    everything from stage 2 on is int8; 0, or integer input/output, is all int8; a model
+    without a later stage stays all int8."""
+    from tiny_models import ONE_BLOCK
+
+    from noisy_student import deploy
+
+    model = make_model_fn(keras, seed=6, small_images=True,
+                          blocks=(*ONE_BLOCK, "r1_k3_s22_e6_i16_o24_se0.25"))()
+    images = [np.random.default_rng(5).uniform(0, 255, (8, 32, 32, 3)).astype("float32")]
+
+    def weighted_ops(content):
+        """(op, weight dtype) of the convolutions and dense layers, in execution order."""
+        interpreter = deploy.tflite_interpreter(model_content=content)
+        tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
+        return [(op["op_name"], tensors[int(op["inputs"][1])]["dtype"])
+                for op in interpreter._get_ops_details()
+                if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+
+    mixed = weighted_ops(deploy.tflite_bytes(model, quantize=True, representative=images))
+    # stem conv, block1a: depthwise, SE reduce, SE expand, project; then block2a, head: int8
+    assert [dtype for _, dtype in mixed[:5]] == [np.float32] * 5, mixed
+    assert [dtype for _, dtype in mixed[5:]] == [np.int8] * (len(mixed) - 5), mixed
+    for options in ({"float_stages": 0}, {"int8_io": "uint8"}, {"float_stages": 2}):
+        content = deploy.tflite_bytes(model, quantize=True, representative=images, **options)
+        assert {dtype for _, dtype in weighted_ops(content)} == {np.int8}, options
+        assert deploy.weight_quantization(content)["float"] == 0
+    assert deploy.weight_quantization(deploy.tflite_bytes(
+        model, quantize=True, representative=images))["float"] == 5
+    with pytest.raises(ValueError, match="float_stages must be >= 0"):
+        deploy.tflite_bytes(model, quantize=True, representative=images, float_stages=-1)
 
 
 def test_int8_warnings_name_the_shortfall():

@@ -10,7 +10,9 @@ Writes to ``--output_dir`` (default ``<model dir>/deploy``): ``model.keras`` (Ke
 only: ``keras.saving.load_model`` opens it without this package), ``saved_model/``
 (the signatures below), ``model_float.tflite``,
 ``model_int8.tflite`` (post-training full-integer quantization, per-channel weights,
-calibrated on ``--representative_examples`` images of ``--representative_data``; a warning
+calibrated on ``--representative_examples`` images of ``--representative_data``, activation
+ranges clipped to their 99.99th percentile (``--int8_calibration``), the stem and first stage
+in float (``--int8_float_stages``) unless ``--int8_io`` is integer; a warning
 when it agrees with the float model on under 97% of ``--data`` or loses more than 1 point of
 top-1), ``model.onnx`` (tf2onnx; ``pip install -e .[export]``), and
 ``export_report.json`` / ``export_report.md``: size, top-1 on ``--data``, top-1 agreement and
@@ -67,6 +69,18 @@ def define_flags() -> None:
                       "(full-integer, for integer-only accelerators), int16 (TFLite's 16x8 "
                       "mode: near-float agreement, slow CPU kernels) or float (dynamic range: "
                       "no calibration, near-float agreement, the smallest file).")
+    flags.DEFINE_enum("int8_calibration", "percentile", ["percentile", "minmax"], "How the "
+                      "int8 activation ranges are set from the calibration images: percentile "
+                      "(each range clipped to --int8_percentile of its values: a few outlier "
+                      "images no longer take the 256 levels from every other image) or minmax "
+                      "(TFLite's own: each tensor's extremes).")
+    flags.DEFINE_float("int8_percentile", 99.99, "Percentile of each activation tensor's values "
+                       "kept inside its int8 range (--int8_calibration=percentile).")
+    flags.DEFINE_integer("int8_float_stages", 1, "With float input (--int8_io=float): the "
+                         "input normalization, the stem and this many leading stages of the "
+                         "int8 TFLite model run in float (quantization noise there reaches "
+                         "every later layer; they are a few percent of the work); 0: all int8. "
+                         "Integer input/output (--int8_io=int8|uint8) is always all int8.")
     flags.DEFINE_enum("int8_io", "float", ["float", "int8", "uint8"], "Input/output type of the "
                       "int8 TFLite model: float (drop-in), or int8/uint8 for integer-only "
                       "accelerators (inputs are quantized 0..255 pixels).")
@@ -142,7 +156,8 @@ def export(model_path: str, output_dir: str | None = None, *, iteration: int = -
            latency_runs: int = 50, threads: int = 1, num_classes: int | None = None,
            small_images: bool = False, label_offset: int = 1, batch_size: int = 32,
            progress: Callable[[str], None] = lambda message: None,
-           int8_activations: str = "int8") -> dict:
+           int8_activations: str = "int8", int8_calibration: str = "percentile",
+           int8_percentile: float = 99.99, int8_float_stages: int = 1) -> dict:
     """Loads the model, writes every format with its report; returns the report."""
     from noisy_student import deploy, eval_sources, robustness
 
@@ -175,7 +190,8 @@ def export(model_path: str, output_dir: str | None = None, *, iteration: int = -
         representative=representative, test_data=test_data,
         max_examples=max_examples or None, latency_runs=latency_runs, int8_io=int8_io,
         opset=opset, threads=threads or None, extra=extra, progress=progress,
-        int8_activations=int8_activations)
+        int8_activations=int8_activations, int8_calibration=int8_calibration,
+        int8_percentile=int8_percentile, int8_float_stages=int8_float_stages)
     report["output_dir"] = output_dir
     return report
 
@@ -199,7 +215,8 @@ def main(argv: list[str]) -> None:
         num_classes=FLAGS.num_classes, small_images=FLAGS.small_images,
         label_offset=FLAGS.label_offset, batch_size=FLAGS.batch_size,
         progress=lambda m: print(m, file=sys.stderr, flush=True),
-        int8_activations=FLAGS.int8_activations)
+        int8_activations=FLAGS.int8_activations, int8_calibration=FLAGS.int8_calibration,
+        int8_percentile=FLAGS.int8_percentile, int8_float_stages=FLAGS.int8_float_stages)
     print(report_table(report))
     for warning in report["warnings"]:
         print(f"WARNING: {warning}", file=sys.stderr)
