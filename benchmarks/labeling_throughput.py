@@ -33,7 +33,7 @@ from PIL import Image  # noqa: E402
 
 from efficientnet_tf import create_model  # noqa: E402
 from noisy_student.data.records import encode_unlabeled  # noqa: E402
-from noisy_student.labeling import label_shards, make_label_fn  # noqa: E402
+from noisy_student.pseudo_labels.labeling import label_shards, make_label_fn  # noqa: E402
 
 
 def encoded_images(count: int, resolution: int) -> list[bytes]:

@@ -98,7 +98,7 @@ def synthetic_label_fn():
 
 
 def run_labeling(sources: str, labels: str) -> dict:
-    from noisy_student.labeling import label_shards
+    from noisy_student.pseudo_labels.labeling import label_shards
 
     cpu0, wall0 = _usage()[0], time.perf_counter()
     summary = label_shards(None, sources, labels, image_size=32, small_images=True,
@@ -112,7 +112,7 @@ def run_labeling(sources: str, labels: str) -> dict:
 
 def filter_worker(labels: str, out: str, index: int, count: int) -> None:
     """One filter worker (a subprocess): prints the CPU, wall and peak RSS of its own call."""
-    from noisy_student.filtering import filter_and_balance
+    from noisy_student.pseudo_labels.filtering import filter_and_balance
 
     cpu0, wall0 = _usage()[0], time.perf_counter()
     stats = filter_and_balance(os.path.join(labels, "pseudo-*"), out, num_classes=NUM_CLASSES,
@@ -176,7 +176,7 @@ def simulate(records: int, workers: list[int], per_shard: int, batches: int) -> 
 def summarize(runs: list[dict], workers: list[int]) -> dict:
     """The issue's figures: filter CPU per record (line fitted over the sizes, 1 worker), its
     4-worker speedup (largest size), and 300M records on 100 hosts."""
-    from noisy_student.tools.measure_record_sizes import measure
+    from noisy_student.cli.measure_record_sizes import measure
 
     sizes = np.array([r["records"] for r in runs], dtype=np.float64)
     one = np.array([r["filter"][0]["cpu_s"] for r in runs])

@@ -53,8 +53,8 @@ from self_training_cifar10 import (  # noqa: E402
 )
 
 sys.path.insert(0, ROOT)
-from noisy_student.tools import scaling_search as ss  # noqa: E402
-from noisy_student.tools.scaling_search import BaseNetwork, Candidate  # noqa: E402
+from noisy_student.cli import scaling_search as ss  # noqa: E402
+from noisy_student.cli.scaling_search import BaseNetwork, Candidate  # noqa: E402
 
 METHODS = ("width", "depth", "resolution", "compound")
 COMPOUND = (1.2, 1.1, 1.15)  # the paper's alpha (depth), beta (width), gamma (resolution)
@@ -326,8 +326,8 @@ def run_study(recipe, base: BaseNetwork, plan: Sequence[StudyModel], out_dir: st
     import keras
 
     from noisy_student.atomic_io import remove_stale_temps
-    from noisy_student.distributed_work import worker_info
-    from noisy_student.run_lock import run_dir_lock
+    from noisy_student.run.lock import run_dir_lock
+    from noisy_student.run.workers import worker_info
     from noisy_student.training import is_chief, make_strategy
 
     rows = {model.name: describe(base, model, tolerance) for model in plan}
@@ -404,10 +404,10 @@ def recipe_from_flags(flagfile: str, passthrough: Sequence[str], out_dir: str):
     --mode=teacher run (the study's --train_epochs default sits between the two)."""
     from absl import flags
 
-    from noisy_student import assets
-    from noisy_student.flags import run_config
+    from noisy_student.cli import runner
+    from noisy_student.cli.flags import run_config
 
-    assets.parse_flags([sys.argv[0], f"--flagfile={flagfile}",
+    runner.parse_flags([sys.argv[0], f"--flagfile={flagfile}",
                         f"--train_epochs={STUDY_EPOCHS:g}", *passthrough])
     FLAGS = flags.FLAGS  # noqa: N806 - absl's name
     FLAGS.mode, FLAGS.run_dir, FLAGS.iteration = "teacher", out_dir, 1
@@ -422,7 +422,7 @@ def validate_recipe() -> None:
     --eval_data; exits with one line on a bad flag."""
     from absl import flags
 
-    from noisy_student import flags as recipe_flags
+    from noisy_student.cli import flags as recipe_flags
 
     try:
         recipe_flags.validate()
@@ -447,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from absl import flags
 
-    from noisy_student.cli import run_or_exit
+    from noisy_student.cli.runner import run_or_exit
 
     start = time.time()
     build_data(args.data_dir, args.cifar_dir, DATA_SPLITS)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from noisy_student import evaluation as ev
+from noisy_student.evaluation import metrics as ev
 
 
 def test_alexnet_imagenet_c_constants_are_severity_means():

@@ -12,8 +12,8 @@ import sys
 import pytest
 
 from noisy_student.assets import SAMPLE_DIR as SAMPLE
-from noisy_student.tools import scaling_search as ss
-from noisy_student.tools.scaling_search import Candidate
+from noisy_student.cli import scaling_search as ss
+from noisy_student.cli.scaling_search import Candidate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -149,8 +149,8 @@ def test_base_network_scaling_and_the_create_model_call(keras):
 
 def test_recipe_flags_cover_the_teacher_stage_settings():
     """--help lists every noisy-student flag a candidate's training depends on."""
-    from noisy_student import flags as recipe_flags  # noqa: F401 - defines the flags
-    from noisy_student.run_dir import TEACHER_SETTINGS
+    from noisy_student.cli import flags as recipe_flags  # noqa: F401 - defines the flags
+    from noisy_student.run.directory import TEACHER_SETTINGS
 
     assert set(TEACHER_SETTINGS) - {"teacher_checkpoint"} <= set(ss.RECIPE_FLAGS)
     assert all(name in ss.FLAGS for name in ss.RECIPE_FLAGS)
@@ -239,7 +239,7 @@ def test_search_end_to_end_and_a_rerun_retrains_nothing(tmp_path):
 
 
 def test_a_diverged_candidate_is_recorded_and_skipped(tmp_path, monkeypatch, tf):
-    from noisy_student.loop import RunConfig
+    from noisy_student.pipeline.loop import RunConfig
     from noisy_student.training import NonFiniteLossError
 
     recipe = RunConfig(run_dir="unused", label_data=os.path.join(SAMPLE, "train-00000-of-00004"),
@@ -251,7 +251,7 @@ def test_a_diverged_candidate_is_recorded_and_skipped(tmp_path, monkeypatch, tf)
     def diverge(*args, **kwargs):
         raise NonFiniteLossError(3, "loss nan at step 3")
 
-    monkeypatch.setattr("noisy_student.stages.train", diverge)
+    monkeypatch.setattr("noisy_student.pipeline.stages.train", diverge)
     messages = []
     results = ss.search(recipe, options, progress=messages.append)
     (row,) = results["candidates"]
@@ -263,7 +263,7 @@ def test_a_diverged_candidate_is_recorded_and_skipped(tmp_path, monkeypatch, tf)
     def fail(*args, **kwargs):
         raise AssertionError("a diverged candidate was retrained")
 
-    monkeypatch.setattr("noisy_student.stages.train", fail)
+    monkeypatch.setattr("noisy_student.pipeline.stages.train", fail)
     messages.clear()
     assert ss.search(recipe, options, progress=messages.append)["candidates"][0]["status"] == (
         "diverged")

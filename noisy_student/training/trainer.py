@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from noisy_student import console
 from noisy_student.atomic_io import write_json_atomic
-from noisy_student.pseudo_labels import teacher_labels
+from noisy_student.targets import teacher_labels
 from noisy_student.training.checkpoints import Checkpointer, TrainingClock
 from noisy_student.training.checks import check_student_size, require_logits
 from noisy_student.training.config import TrainConfig
