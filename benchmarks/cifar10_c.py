@@ -16,7 +16,7 @@ measures that on CIFAR-10 (issue #11 item 7):
    corruptions; ``<data_dir>/build.json`` records the input and refuses another one.
 2. Evaluation, per model. Each --models entry (``RUN_DIR@N``: 0 = teacher, N = student N, as
    noisy-student-cam takes them; a model directory; a ``.keras`` file) is evaluated with its
-   EMA weights on the clean copy (``robustness.evaluate_classification``) and on every
+   EMA weights on the clean copy (``classification.evaluate_classification``) and on every
    corrupted set (``robustness.evaluate_corrupted``, the code of ``noisy-student-eval
    --benchmark=corrupted``). Results go to ``<out_dir>/models/<k>_<spec>/``; a rerun reuses
    them (--reevaluate to redo them, e.g. after retraining a model).
@@ -320,7 +320,7 @@ def evaluate_model(spec: str, index: int, data: dict, args: argparse.Namespace,
     from noisy_student.atomic_io import write_json_atomic
     from noisy_student.cli.cam import default_title, parse_model_spec
     from noisy_student.data import labels_file
-    from noisy_student.evaluation import robustness, sources
+    from noisy_student.evaluation import classification, loading, robustness, sources
 
     path, iteration = parse_model_spec(spec)
     key = f"{os.path.abspath(path)}@{iteration}"
@@ -331,8 +331,8 @@ def evaluate_model(spec: str, index: int, data: dict, args: argparse.Namespace,
     else:
         import keras
 
-        model, info = robustness.load_model(path, iteration=iteration)
-        size = robustness.model_image_size(model, args.image_size)
+        model, info = loading.load_model(path, iteration=iteration)
+        size = loading.model_image_size(model, args.image_size)
         num_classes = args.num_classes or int(model.output_shape[-1])
         common = {"image_size": size, "batch_size": args.batch_size,
                   "small_images": args.small_images}
@@ -341,7 +341,7 @@ def evaluate_model(spec: str, index: int, data: dict, args: argparse.Namespace,
         start = time.time()
         dataset = sources.labeled_source(data["clean"], num_classes=num_classes,
                                               label_offset=args.label_offset, **common)
-        clean = robustness.evaluate_classification(
+        clean = classification.evaluate_classification(
             model, dataset, num_classes=num_classes, class_names=names,
             output_dir=model_dir, name="clean",
             extra={"source": data["clean"], "model_spec": spec, "model_key": key,

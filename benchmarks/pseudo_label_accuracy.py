@@ -66,7 +66,7 @@ def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    from noisy_student.evaluation.robustness import load_model
+    from noisy_student.evaluation.loading import load_model
     from noisy_student.pseudo_labels.labeling import make_label_fn
 
     model, info = load_model(args.model, iteration=args.iteration)

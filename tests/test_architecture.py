@@ -276,3 +276,12 @@ def test_layer_check_finds_an_upward_import(tmp_path):
     found = noisy_student_upward_imports(fake)
     assert "noisy_student.data.x -> noisy_student.pipeline.loop" in found
     assert not [line for line in found if line.startswith("noisy_student.pipeline")]
+def test_few_top_level_modules_and_no_long_files():
+    """At most MAX_TOP_LEVEL_MODULES modules beside the subpackages, and no source file of
+    either package over MAX_LINES lines (split by job)."""
+    top = [p.name for p in NOISY_STUDENT.glob("*.py") if p.name != "__init__.py"]
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, top
+    long = {str(p.relative_to(PACKAGE.parent)): n
+            for folder in (PACKAGE, NOISY_STUDENT) for p in folder.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, long

@@ -252,7 +252,7 @@ def test_svhn_flagfile_gives_the_reference_schedule(tmp_path):
     from noisy_student.cli.flags import run_config
     from noisy_student.pipeline.loop import Run, RunConfig
     from noisy_student.pipeline.stages import train_config
-    from noisy_student.training.trainer import learning_rate_schedule
+    from noisy_student.training.schedules import learning_rate_schedule
 
     flagfile = assets.config_path("svhn")
     saved = flags.FLAGS.flag_values_dict()

@@ -46,10 +46,10 @@ def _tick_texts(axis):
 def test_confusion_matrix_ticks_are_class_names():
     import numpy as np
 
-    from noisy_student.evaluation import robustness
+    from noisy_student.evaluation import classification
 
     confusion = np.array([[3, 1, 0], [0, 2, 0], [1, 0, 4]])
-    ax = robustness.confusion_figure(confusion, NAMES).axes[0]
+    ax = classification.confusion_figure(confusion, NAMES).axes[0]
     assert _tick_texts(ax.xaxis) == NAMES and _tick_texts(ax.yaxis) == NAMES
 
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from noisy_student.data import labels_file
-from noisy_student.evaluation import metrics, robustness, sources
+from noisy_student.evaluation import classification, metrics, robustness, sources
 
 CENTERS = np.array([40.0, 120.0, 200.0])  # brightness of the 3 classes of the fake model
 
@@ -118,7 +118,7 @@ def test_classification_on_image_folder_against_numpy(tf, keras, folder, tmp_pat
     dataset = sources.labeled_source(folder, image_size=8, batch_size=3, num_classes=3,
                                           small_images=True)
     out = str(tmp_path / "eval")
-    result = robustness.evaluate_classification(model, dataset, num_classes=3,
+    result = classification.evaluate_classification(model, dataset, num_classes=3,
                                                 class_names=["A", "B", "C"], output_dir=out)
     # Reference: Pillow decode, NumPy forward pass of the same weights, NumPy counting.
     kernel, bias = (w.numpy() for w in model.weights)
@@ -150,7 +150,7 @@ def test_classification_on_image_folder_against_numpy(tf, keras, folder, tmp_pat
 def test_folder_brightness_model_and_bad_input(tf, folder, tmp_path):
     dataset = sources.labeled_source(folder, image_size=8, batch_size=4, num_classes=3,
                                           small_images=True)
-    result = robustness.evaluate_classification(BrightnessModel(), dataset, num_classes=3)
+    result = classification.evaluate_classification(BrightnessModel(), dataset, num_classes=3)
     # By construction 7 of 9 images sit at their class's level.
     assert result["top1"] == pytest.approx(7 / 9)
     assert result["per_class_accuracy"] == {"0": pytest.approx(2 / 3), "1": pytest.approx(3 / 4),
@@ -176,7 +176,7 @@ def test_imagenet_a_folder_and_relabeled_records(tf, tmp_path):
     # Dark images are stingray (A label 0, ImageNet 6), bright ones acorn (A label 199, 988).
     _write_folder(root, {wnids[idx[0]]: [40, 40], wnids[idx[-1]]: [200, 40]})
     model = BrightnessModel(centers=[40.0, 200.0], columns=[idx[0], idx[-1]], width=1000)
-    result = robustness.evaluate_subset(model, "imagenet_a", root, image_size=8, batch_size=2,
+    result = classification.evaluate_subset(model, "imagenet_a", root, image_size=8, batch_size=2,
                                         small_images=True, output_dir=str(tmp_path / "out"))
     assert result["num_examples"] == 4 and result["top1"] == pytest.approx(3 / 4)
     assert result["per_class_accuracy"]["n01498041"] == 1.0
@@ -186,7 +186,7 @@ def test_imagenet_a_folder_and_relabeled_records(tf, tmp_path):
     # A folder that is no ImageNet-A class is named in the error.
     _write_folder(root, {"n01440764": [40]})
     with pytest.raises(ValueError, match="n01440764"):
-        robustness.evaluate_subset(model, "imagenet_a", root, image_size=8, small_images=True)
+        classification.evaluate_subset(model, "imagenet_a", root, image_size=8, small_images=True)
     # 1000-class labels (as TFDS imagenet_a gives them) map to subset positions.
     path = str(tmp_path / "a.tfrecord")
     with tf.io.TFRecordWriter(path) as writer:

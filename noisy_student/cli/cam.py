@@ -141,7 +141,7 @@ def make_grid(models: Sequence[str], images: str, output: str, *,
     import keras
 
     from noisy_student.data import labels_file
-    from noisy_student.evaluation import cam, robustness, sources
+    from noisy_student.evaluation import cam, loading, sources
 
     if not models:
         raise ValueError("give at least one model (--models)")
@@ -154,8 +154,8 @@ def make_grid(models: Sequence[str], images: str, output: str, *,
     for index, spec in enumerate(models):
         path, iteration = parse_model_spec(spec)
         progress(f"[{index + 1}/{len(models)}] {spec}: loading")
-        model, info = robustness.load_model(path, iteration=iteration, ema=ema)
-        size = robustness.model_image_size(model)
+        model, info = loading.load_model(path, iteration=iteration, ema=ema)
+        size = loading.model_image_size(model)
         pixels, label_values = load_images(
             images, image_size=size, num_images=num_images,
             num_classes=int(model.output_shape[-1]), small_images=small_images,

@@ -167,7 +167,7 @@ def _class_names(options: EvalOptions, run_dir: str | None) -> list[str] | None:
 
 def run(options: EvalOptions) -> dict:
     """Loads the model, runs the benchmark, writes its outputs; returns its result."""
-    from noisy_student.evaluation import robustness, sources
+    from noisy_student.evaluation import classification, loading, robustness, sources
     from noisy_student.evaluation.metrics import IMAGENET_C_CORRUPTIONS, IMAGENET_P_PERTURBATIONS
 
     if options.benchmark not in BENCHMARKS:
@@ -178,9 +178,9 @@ def run(options: EvalOptions) -> dict:
         return {"benchmark": "report", "report": write_report(options.model, options.labels)}
     if options.benchmark in ("clean", "imagenet_p", "corrupted") and not options.data:
         raise ValueError(f"--benchmark={options.benchmark} needs --data")
-    model, info = robustness.load_model(options.model, iteration=options.iteration,
+    model, info = loading.load_model(options.model, iteration=options.iteration,
                                         ema=options.ema, model_fn=_model_fn(options))
-    size = robustness.model_image_size(model, options.image_size)
+    size = loading.model_image_size(model, options.image_size)
     out = default_output_dir(options, info)
     common = {"image_size": size, "small_images": options.small_images, "output_dir": out}
     b = options.benchmark
@@ -193,12 +193,12 @@ def run(options: EvalOptions) -> dict:
             options.data, image_size=size, batch_size=options.batch_size,
             num_classes=options.num_classes, label_offset=options.label_offset,
             small_images=options.small_images, strict=options.strict)
-        result = robustness.evaluate_classification(
+        result = classification.evaluate_classification(
             model, dataset, num_classes=options.num_classes, class_names=names,
             output_dir=out, max_steps=options.max_steps,
             extra={"source": options.data})
     elif b in ("imagenet_a", "imagenet_r"):
-        result = robustness.evaluate_subset(model, b, options.data,
+        result = classification.evaluate_subset(model, b, options.data,
                                             batch_size=options.batch_size,
                                             max_steps=options.max_steps, strict=options.strict,
                                             **common)

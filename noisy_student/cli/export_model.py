@@ -144,7 +144,7 @@ def export(model_path: str, output_dir: str | None = None, *, iteration: int = -
            progress: Callable[[str], None] = lambda message: None,
            int8_activations: str = "int8") -> dict:
     """Loads the model, writes every format with its report; returns the report."""
-    from noisy_student.evaluation import robustness, sources
+    from noisy_student.evaluation import loading, sources
     from noisy_student.export import deploy
 
     unknown = [f for f in formats if f not in FORMATS]
@@ -152,8 +152,8 @@ def export(model_path: str, output_dir: str | None = None, *, iteration: int = -
         raise ValueError(f"unknown --formats {unknown}; use some of {FORMATS}")
     _set_threads(threads)
     progress(f"loading {model_path}")
-    model, info = robustness.load_model(model_path, iteration=iteration, ema=ema)
-    size = robustness.model_image_size(model)
+    model, info = loading.load_model(model_path, iteration=iteration, ema=ema)
+    size = loading.model_image_size(model)
     classes = num_classes or int(model.output_shape[-1])
     output_dir = output_dir or default_output_dir(model_path, info)
     test_data = None

@@ -1,20 +1,19 @@
-"""Evaluation API: accuracy with per-class results and a confusion matrix, ImageNet-A/R, ImageNet-C
-mCE, ImageNet-P flip probability and top-5 distance, and mCE on our own corrupted record sets.
+"""Robustness benchmarks: ImageNet-C mCE (and mCE on our own corrupted record sets, with a
+baseline model's errors) and ImageNet-P flip probability and top-5 distance. Clean accuracy and
+the ImageNet-A/R subsets are ``noisy_student.evaluation.classification``; loading the models,
+``noisy_student.evaluation.loading``.
 
 Each benchmark function returns a JSON-ready dict and, given ``output_dir``, writes
 ``<name>.json`` (and PNG figures) there, each written under a temporary name and renamed.
 The metric definitions and constants are in ``noisy_student.evaluation.metrics`` (Hendrycks &
 Dietterich, ICLR 2019; Hendrycks et al., CVPR 2021). Errors are fractions in [0, 1].
-
-    model, info = load_model("runs/cifar10_4000")                # EMA weights of the last model
-    result = evaluate_classification(model, dataset, num_classes=10, output_dir="runs/x/eval")
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -22,222 +21,13 @@ import tensorflow as tf
 from noisy_student.atomic_io import read_json, write_json_atomic
 from noisy_student.data.tfds_source import is_tfds_spec as tfds_spec
 from noisy_student.evaluation import metrics, sources
+from noisy_student.evaluation.classification import confusion_and_topk
+from noisy_student.evaluation.loading import model_scores
 from noisy_student.plots import new_figure, write_png
-from noisy_student.run import layout as run_layout
-from noisy_student.run.layout import FINAL_MODEL, MANIFEST
 
 log = logging.getLogger(__name__)
 
-MAX_CONFUSION_CLASSES = 100
 ALL_SEVERITIES = tuple(range(1, metrics.NUM_SEVERITIES + 1))  # the published mCE uses all
-
-
-# ----------------------------------------------------------------------------- models
-
-
-def run_model_dirs(run_dir: str) -> dict[int, str]:
-    """{iteration: model directory} of a run directory (0 = teacher, N = iterN/student) for the
-    models that exist there."""
-    dirs = {}
-    teacher = os.path.join(run_dir, run_layout.model_dir(0))
-    if tf.io.gfile.isdir(teacher):
-        dirs[0] = teacher
-    n = 1
-    while tf.io.gfile.isdir(os.path.join(run_dir, run_layout.model_dir(n))):
-        dirs[n] = os.path.join(run_dir, run_layout.model_dir(n))
-        n += 1
-    return dirs
-
-
-def load_model(path: str, *, iteration: int | None = None, ema: bool = True,
-               model_fn: Callable[[], object] | None = None):
-    """Loads a model to evaluate; returns (model, info dict).
-
-    ``path`` is a ``.keras`` file, a model directory (``teacher/``, ``iterN/student/``) or a run
-    directory (with ``manifest.json``; ``iteration`` picks the model, default the last one).
-    In a model directory, ``ema=True`` (default) loads the EMA weights: ``model.keras`` (saved
-    from the EMA weights at the end of training) or else the latest checkpoint's EMA shadows;
-    ``ema=False`` restores the raw weights of the latest checkpoint. Checkpoints need
-    ``model_fn`` building the same architecture as in training.
-    """
-    import keras
-
-    import efficientnet_tf  # noqa: F401  (registers our layers for .keras deserialization)
-    from noisy_student.training import load_ema_model
-
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path}: no such model file or directory")
-    info = {"model_path": path}
-    if not tf.io.gfile.isdir(path):
-        return keras.models.load_model(path, compile=False), {**info, "weights": "file"}
-    if tf.io.gfile.exists(os.path.join(path, MANIFEST)):
-        dirs = run_model_dirs(path)
-        if not dirs:
-            raise FileNotFoundError(f"{path}: run directory without teacher/ or iterN/student/")
-        iteration = max(dirs) if iteration is None or iteration < 0 else iteration
-        if iteration not in dirs:
-            raise FileNotFoundError(f"{path}: no model for iteration {iteration} "
-                                    f"(have {sorted(dirs)})")
-        info.update(run_dir=path, iteration=iteration)
-        path = dirs[iteration]
-    info["model_dir"] = path
-    final = os.path.join(path, FINAL_MODEL)
-    if ema and tf.io.gfile.exists(final):
-        return keras.models.load_model(final, compile=False), {**info, "weights": "ema"}
-    if tf.train.latest_checkpoint(path) is None:
-        raise FileNotFoundError(f"{path}: no {FINAL_MODEL} and no checkpoint to evaluate")
-    if model_fn is None:
-        raise ValueError(f"{path}: evaluating a checkpoint needs the architecture "
-                         "(model_fn, or --arch and its options on the command line)")
-    if ema:
-        return load_ema_model(path, model_fn), {**info, "weights": "ema"}
-    model = model_fn()
-    tf.train.Checkpoint(model=model).restore(tf.train.latest_checkpoint(path)).expect_partial()
-    return model, {**info, "weights": "raw"}
-
-
-def model_image_size(model, default: int | None = None) -> int:
-    """The square input side a model was built for, else ``default``."""
-    shape = getattr(model, "input_shape", None)
-    if shape and len(shape) == 4 and shape[1] and shape[1] == shape[2]:
-        return int(shape[1])
-    if default is None:
-        raise ValueError("the model has no fixed input size; give the image size")
-    return default
-
-
-def _scores_fn(model, class_indices: Sequence[int] | None):
-    gather = None if class_indices is None else tf.constant(list(class_indices), tf.int32)
-
-    @tf.function(reduce_retracing=True)
-    def scores(images):
-        out = tf.cast(model(images, training=False), tf.float32)
-        return out if gather is None else tf.gather(out, gather, axis=1)
-
-    return scores
-
-
-# ----------------------------------------------------------------------------- accuracy
-
-
-def confusion_and_topk(model, dataset, num_classes: int, *,
-                       class_indices: Sequence[int] | None = None,
-                       max_steps: int | None = None, scores_fn=None) -> dict:
-    """One pass over (images, int labels) batches: confusion matrix [true, predicted] of the
-    argmax and top-1/top-5 hit counts (ties at the boundary count as hits, as in `evaluate`).
-    ``scores_fn`` (from `_scores_fn`) lets many passes share one traced function."""
-    scores_fn = scores_fn or _scores_fn(model, class_indices)
-    confusion = np.zeros((num_classes, num_classes), np.int64)
-    hits = np.zeros(2, np.int64)
-    for step, (images, labels) in enumerate(dataset):
-        if max_steps is not None and step >= max_steps:
-            break
-        scores = scores_fn(images).numpy()
-        labels = np.asarray(labels)
-        if labels.ndim == 2:
-            labels = labels.argmax(axis=1)
-        if scores.shape[1] != num_classes:
-            raise ValueError(f"the model gives {scores.shape[1]} scores per image, expected "
-                             f"{num_classes} classes")
-        true = scores[np.arange(len(labels)), labels]
-        rank = (scores > true[:, None]).sum(axis=1)
-        hits += [(rank < 1).sum(), (rank < 5).sum()]
-        np.add.at(confusion, (labels, scores.argmax(axis=1)), 1)
-    total = int(confusion.sum())
-    if total == 0:
-        raise ValueError("the evaluation data yielded no examples")
-    return {"confusion": confusion, "top1_hits": int(hits[0]), "top5_hits": int(hits[1]),
-            "num_examples": total}
-
-
-def confusion_figure(confusion: np.ndarray, class_names: Sequence[str], title: str = ""):
-    """Row-normalized confusion matrix, classes labelled by ``class_names``; up to 100 classes."""
-    n = len(confusion)
-    if n > MAX_CONFUSION_CLASSES:
-        raise ValueError(f"a confusion matrix of {n} classes is unreadable; the limit is "
-                         f"{MAX_CONFUSION_CLASSES}")
-    rows = confusion.sum(axis=1, keepdims=True)
-    normalized = np.divide(confusion, rows, out=np.zeros(confusion.shape), where=rows > 0)
-    side = min(4 + 0.18 * n, 22)
-    fig = new_figure(side, side)
-    ax = fig.add_subplot(1, 1, 1)
-    image = ax.imshow(normalized, cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
-    ticks = np.arange(n)
-    font = max(4, 10 - n // 15)
-    ax.set_xticks(ticks, [str(c) for c in class_names], rotation=90, fontsize=font)
-    ax.set_yticks(ticks, [str(c) for c in class_names], fontsize=font)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if n <= 20:
-        for i in range(n):
-            for j in range(n):
-                if confusion[i, j]:
-                    ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=7,
-                            color="white" if normalized[i, j] > 0.5 else "black")
-    ax.set_title(title or "confusion matrix")
-    return fig
-
-
-def plot_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str], path: str,
-                          title: str = "") -> str:
-    """`confusion_figure` as a PNG at ``path`` (atomic write); returns the path."""
-    return write_png(confusion_figure(confusion, class_names, title), path)
-
-
-def evaluate_classification(model, dataset, *, num_classes: int,
-                            class_names: Sequence[str] | None = None,
-                            class_indices: Sequence[int] | None = None,
-                            output_dir: str | None = None, name: str = "clean",
-                            max_steps: int | None = None, extra: Mapping | None = None) -> dict:
-    """Top-1/top-5, per-class accuracy and confusion matrix of ``model`` over ``dataset``
-    (batches of images and int or one-hot labels; ``class_indices`` restricts the scores, and
-    then labels index that subset).
-
-    Writes ``<output_dir>/<name>.json`` and, for at most 100 classes,
-    ``<output_dir>/<name>_confusion.png``. Per-class accuracy is null for classes without
-    examples.
-    """
-    if class_names is not None and len(class_names) != num_classes:
-        raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
-    names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
-    counts = confusion_and_topk(model, dataset, num_classes, class_indices=class_indices,
-                                max_steps=max_steps)
-    confusion = counts["confusion"]
-    support = confusion.sum(axis=1)
-    per_class = {names[i]: (float(confusion[i, i] / support[i]) if support[i] else None)
-                 for i in range(num_classes)}
-    n = counts["num_examples"]
-    result = {"benchmark": name, "top1": counts["top1_hits"] / n, "top5": counts["top5_hits"] / n,
-              "num_examples": n, "num_classes": num_classes, "per_class_accuracy": per_class,
-              "per_class_examples": {names[i]: int(support[i]) for i in range(num_classes)},
-              **(dict(extra) if extra else {})}
-    if output_dir:
-        tf.io.gfile.makedirs(output_dir)
-        if num_classes <= MAX_CONFUSION_CLASSES:
-            result["confusion_matrix"] = confusion.tolist()
-            result["confusion_png"] = plot_confusion_matrix(
-                confusion, names, os.path.join(output_dir, f"{name}_confusion.png"),
-                title=f"{name}: top-1 {100 * result['top1']:.2f}% of {n}")
-        write_json_atomic(os.path.join(output_dir, f"{name}.json"), result)
-    return result
-
-
-def evaluate_subset(model, benchmark: str, source: str | None, *, image_size: int,
-                    batch_size: int = 64, small_images: bool = False,
-                    output_dir: str | None = None, max_steps: int | None = None,
-                    strict: bool = False) -> dict:
-    """ImageNet-A or ImageNet-R accuracy of a 1000-class model, scores restricted to the 200
-    classes. ``source`` is the released folder tree, a ``tfds:`` spec or None (TFDS default)."""
-    dataset = sources.subset_source(benchmark, source, image_size=image_size,
-                                         batch_size=batch_size, small_images=small_images,
-                                         strict=strict)
-    wnids = sources.imagenet_wnids()
-    indices = sources.SUBSET_INDICES[benchmark]
-    return evaluate_classification(
-        model, dataset, num_classes=200, class_names=[wnids[i] for i in indices],
-        class_indices=indices, output_dir=output_dir, name=benchmark, max_steps=max_steps,
-        extra={"source": source or f"tfds:{sources.TFDS_NAMES[benchmark]}"})
 
 
 # ----------------------------------------------------------------------------- ImageNet-C
@@ -404,7 +194,7 @@ def corruption_errors(model, root: str, corruptions: Sequence[str], *, image_siz
     """{corruption: [top-1 error at each severity]} over ``root`` (see
     ``sources.corrupted_source`` for the layouts)."""
     errors = {}
-    scores_fn = _scores_fn(model, None)  # traced once for all the sets
+    scores_fn = model_scores(model, None)  # traced once for all the sets
     for c in corruptions:
         errors[c] = []
         for s in severities:
@@ -575,7 +365,7 @@ def evaluate_imagenet_p(model, root: str, *, image_size: int, small_images: bool
     pass ``baseline_flip_probabilities`` (e.g. measured for AlexNet with this function) to get
     ``mFR`` normalized by them.
     """
-    scores_fn = _scores_fn(model, class_indices)
+    scores_fn = model_scores(model, class_indices)
     per = {}
     for p in perturbations:
         paths, _ = sources.list_videos(root, p)
