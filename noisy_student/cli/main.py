@@ -67,12 +67,13 @@ def write_run_report(run_dir: str) -> str | None:
 
 def robustness_eval(mode: str, iteration: int) -> dict:
     """--mode=eval with a robustness --eval_benchmark, or --mode=eval_corrupted: the run's model
-    of `iteration` (0 = teacher) through noisy_student.cli.evaluate."""
-    from noisy_student.cli.evaluate import EvalOptions, run
+    of `iteration` (0 = teacher), evaluated as noisy-student-eval does
+    (noisy_student.evaluation.benchmarks)."""
+    from noisy_student.evaluation.benchmarks import EvalOptions, evaluate_benchmark
 
     config = cli_flags.run_config()
     names = [config.teacher_model, *config.student_models]
-    return run(
+    return evaluate_benchmark(
         EvalOptions(
             model=config.run_dir,
             iteration=iteration,

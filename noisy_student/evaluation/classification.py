@@ -15,22 +15,38 @@ import numpy as np
 import tensorflow as tf
 
 from noisy_student.atomic_io import write_json_atomic
-from noisy_student.evaluation import sources
+from noisy_student.evaluation import metrics, sources
 from noisy_student.evaluation.loading import model_scores
 from noisy_student.plots import new_figure, write_png
 
 MAX_CONFUSION_CLASSES = 100
 
 
-def confusion_and_topk(model, dataset, num_classes: int, *,
+def evaluate(model, dataset, *, class_indices: Sequence[int] | None = None) -> dict:
+    """Top-1 and top-5 accuracy of `model` (inference mode) over `dataset`.
+
+    `dataset` yields (images, labels) batches, labels one-hot [B, C] or integer [B]. With
+    `class_indices` (e.g. `IMAGENET_A_INDICES`) the model's scores are restricted to those columns
+    and the labels index into that subset. Ties at the top-k boundary count as correct
+    (`metrics.true_class_ranks`). Returns {"top1", "top5", "num_examples"}.
+    """
+    counts = confusion_and_topk(model, dataset, None, class_indices=class_indices)
+    total = counts["num_examples"]
+    return {"top1": counts["top1_hits"] / total, "top5": counts["top5_hits"] / total,
+            "num_examples": total}
+
+
+def confusion_and_topk(model, dataset, num_classes: int | None, *,
                        class_indices: Sequence[int] | None = None,
                        max_steps: int | None = None, scores_fn=None) -> dict:
-    """One pass over (images, int labels) batches: confusion matrix [true, predicted] of the
-    argmax and top-1/top-5 hit counts (ties at the boundary count as hits, as in `evaluate`).
-    ``scores_fn`` (from `models.model_scores`) lets many passes share one traced function."""
+    """One pass over (images, labels) batches (labels integer or one-hot): top-1/top-5 hit
+    counts (`metrics.true_class_ranks`) and, given ``num_classes``, the confusion matrix [true,
+    predicted] of the argmax (else None). ``scores_fn`` (from `loading.model_scores`) lets many
+    passes share one traced function."""
     scores_fn = scores_fn or model_scores(model, class_indices)
-    confusion = np.zeros((num_classes, num_classes), np.int64)
+    confusion = None if num_classes is None else np.zeros((num_classes, num_classes), np.int64)
     hits = np.zeros(2, np.int64)
+    total = 0
     for step, (images, labels) in enumerate(dataset):
         if max_steps is not None and step >= max_steps:
             break
@@ -38,14 +54,14 @@ def confusion_and_topk(model, dataset, num_classes: int, *,
         labels = np.asarray(labels)
         if labels.ndim == 2:
             labels = labels.argmax(axis=1)
-        if scores.shape[1] != num_classes:
-            raise ValueError(f"the model gives {scores.shape[1]} scores per image, expected "
-                             f"{num_classes} classes")
-        true = scores[np.arange(len(labels)), labels]
-        rank = (scores > true[:, None]).sum(axis=1)
+        rank = metrics.true_class_ranks(scores, labels)
         hits += [(rank < 1).sum(), (rank < 5).sum()]
-        np.add.at(confusion, (labels, scores.argmax(axis=1)), 1)
-    total = int(confusion.sum())
+        total += len(labels)
+        if confusion is not None:
+            if scores.shape[1] != num_classes:
+                raise ValueError(f"the model gives {scores.shape[1]} scores per image, expected "
+                                 f"{num_classes} classes")
+            np.add.at(confusion, (labels, scores.argmax(axis=1)), 1)
     if total == 0:
         raise ValueError("the evaluation data yielded no examples")
     return {"confusion": confusion, "top1_hits": int(hits[0]), "top5_hits": int(hits[1]),

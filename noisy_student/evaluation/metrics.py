@@ -1,4 +1,5 @@
-"""Accuracy over a dataset, and the robustness metrics of ImageNet-C, ImageNet-P and ImageNet-A.
+"""The metrics: top-k by the rank of the true class, and the robustness metrics of ImageNet-C,
+ImageNet-P and ImageNet-A (the passes over data are ``classification`` and ``robustness``).
 
 Robustness definitions and AlexNet constants: D. Hendrycks and T. Dietterich, "Benchmarking Neural
 Network Robustness to Common Corruptions and Perturbations", ICLR 2019 (arXiv:1903.12261), and its
@@ -62,37 +63,15 @@ IMAGENET_A_INDICES = (
 # ----------------------------------------------------------------------------- accuracy
 
 
-def evaluate(model, dataset, *, class_indices: Sequence[int] | None = None) -> dict:
-    """Top-1 and top-5 accuracy of `model` (inference mode) over `dataset`.
-
-    `dataset` yields (images, labels) batches, labels one-hot [B, C] or integer [B]. With
-    `class_indices` (e.g. `IMAGENET_A_INDICES`) the model's scores are restricted to those columns
-    and the labels index into that subset. Ties at the top-k boundary count as correct, as in
-    `tf.math.in_top_k`. Returns {"top1", "top5", "num_examples"}.
-    """
-    import tensorflow as tf
-
-    gather = None if class_indices is None else tf.constant(list(class_indices), tf.int32)
-
-    @tf.function(reduce_retracing=True)
-    def step(images, labels):
-        scores = tf.cast(model(images, training=False), tf.float32)
-        if gather is not None:
-            scores = tf.gather(scores, gather, axis=1)
-        if labels.shape.rank == 2:
-            labels = tf.argmax(labels, axis=1)
-        true_score = tf.gather(scores, tf.cast(labels, tf.int32), axis=1, batch_dims=1)
-        rank = tf.reduce_sum(tf.cast(scores > true_score[:, None], tf.int32), axis=1)
-        return tf.reduce_sum(tf.cast(rank < 1, tf.int64)), tf.reduce_sum(
-            tf.cast(rank < 5, tf.int64)), tf.shape(rank, out_type=tf.int64)[0]
-
-    top1 = top5 = total = 0
-    for images, labels in dataset:
-        c1, c5, n = step(images, labels)
-        top1, top5, total = top1 + int(c1), top5 + int(c5), total + int(n)
-    if total == 0:
-        raise ValueError("the evaluation dataset yielded no examples")
-    return {"top1": top1 / total, "top5": top5 / total, "num_examples": total}
+def true_class_ranks(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per row, how many classes score strictly higher than the true one: top-k accuracy is
+    the fraction of ranks below k (ties at the boundary count as hits, as in
+    `tf.math.in_top_k`). ``labels`` are integers [N] or one-hot [N, C]."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        labels = labels.argmax(axis=1)
+    true = scores[np.arange(len(labels)), labels]
+    return (scores > true[:, None]).sum(axis=1)
 
 
 def imagenet_a_scores(scores_1000: np.ndarray) -> np.ndarray:

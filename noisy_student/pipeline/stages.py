@@ -24,7 +24,7 @@ from noisy_student.data import pipelines
 from noisy_student.data.bad_data import DataStats
 from noisy_student.data.preprocessing import preprocess_for_eval
 from noisy_student.data.tfrecord_source import count_records
-from noisy_student.evaluation import metrics as evaluation
+from noisy_student.evaluation import classification, loading
 from noisy_student.export import saved_model
 from noisy_student.pseudo_labels import filtering, labeling
 from noisy_student.run import layout
@@ -34,7 +34,6 @@ from noisy_student.training import (
     TrainConfig,
     check_student_size,
     is_chief,
-    load_ema_model,
     make_strategy,
     save_model,
     sync_batch_norm_for,
@@ -124,7 +123,9 @@ def model_fn(ctx: Context, iteration: int, for_training: bool = True
 
 
 def load_model(ctx: Context, iteration: int) -> keras.Model:
-    """The trained model of an iteration (0 = teacher), with its EMA weights."""
+    """The trained model of an iteration (0 = teacher), with its EMA weights: the model
+    folder read by ``evaluation.loading.load_model`` (the one loader), or the teacher from
+    --teacher_checkpoint."""
     if iteration == 0 and ctx.config.teacher_checkpoint:
         check_classes(ctx.config.teacher_checkpoint, ctx.config.num_classes)
         model = model_fn(ctx, 0, for_training=False)()
@@ -134,15 +135,15 @@ def load_model(ctx: Context, iteration: int) -> keras.Model:
     path = os.path.join(folder, layout.FINAL_MODEL)
     if os.path.exists(path):
         check_classes(path, ctx.config.num_classes)
-        return keras.models.load_model(path, compile=False)
-    if tf.train.latest_checkpoint(folder) is None:
+    elif tf.train.latest_checkpoint(folder) is None:
         what = "teacher" if iteration == 0 else f"student of iteration {iteration}"
         raise RunError(
             f"No trained {what} in {folder}: run the loop (or --mode="
             f"{'teacher' if iteration == 0 else f'student --iteration={iteration}'}) first"
             + (", or pass --teacher_checkpoint." if iteration == 0 else ".")
         )
-    return load_ema_model(folder, model_fn(ctx, iteration, False))
+    model, _ = loading.load_model(folder, model_fn=model_fn(ctx, iteration, False))
+    return model
 
 
 # TrainConfig (the training library's own API) fields that take a run setting of another name;
@@ -458,7 +459,7 @@ def evaluate(ctx: Context, iteration: int) -> dict:
         return {}
     name = model_name(ctx, iteration)
     model = load_model(ctx, iteration)
-    metrics = evaluation.evaluate(model, eval_dataset(ctx, image_size(ctx, name)))
+    metrics = classification.evaluate(model, eval_dataset(ctx, image_size(ctx, name)))
     return {key: metrics[key] for key in ("top1", "top5", "num_examples")}
 
 

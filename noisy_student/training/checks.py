@@ -52,7 +52,7 @@ def require_logits(model: keras.Model, role: str = "model") -> None:
         )
 
 
-def check_classes(targets: tf.Tensor, logits: tf.Tensor, what: str) -> None:
+def check_target_classes(targets: tf.Tensor, logits: tf.Tensor, what: str) -> None:
     """Static check that targets and logits agree on the number of classes."""
     target_classes, model_classes = targets.shape[-1], logits.shape[-1]
     if None not in (target_classes, model_classes) and target_classes != model_classes:

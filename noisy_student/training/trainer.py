@@ -28,7 +28,11 @@ import tensorflow as tf
 from noisy_student.atomic_io import write_json_atomic
 from noisy_student.targets import teacher_labels
 from noisy_student.training.checkpoints import Checkpointer, TrainingClock
-from noisy_student.training.checks import check_classes, check_student_size, require_logits
+from noisy_student.training.checks import (
+    check_student_size,
+    check_target_classes,
+    require_logits,
+)
 from noisy_student.training.config import TrainConfig
 from noisy_student.training.ema import ExponentialMovingAverage, ema_decay
 from noisy_student.training.losses import (
@@ -242,9 +246,9 @@ class Trainer:
         num_labeled = images.shape[0] or tf.shape(images)[0]  # static where known (TPU)
         with tf.GradientTape() as tape:
             logits = tf.cast(self.model(inputs, training=True), tf.float32)
-            check_classes(labels, logits, "labels")
+            check_target_classes(labels, logits, "labels")
             if config.is_student:
-                check_classes(targets, logits, "unlabeled targets")
+                check_target_classes(targets, logits, "unlabeled targets")
             labeled_logits = logits[:num_labeled]
             labeled_loss = (
                 cross_entropy_sum(smooth_labels(labels, config.label_smoothing), labeled_logits)
