@@ -325,13 +325,13 @@ def pause(*args, **kwargs):
         time.sleep(60)
 
 if where == "filter":  # every record written to the shard's temp files, none renamed yet
-    from noisy_student import filter_shards
+    from noisy_student.pseudo_labels import filter_shards
     filter_shards._scan = pause
 else:  # export: the SavedModel written into its temp directory, not yet renamed
     import tensorflow as tf
     save = tf.saved_model.save
     tf.saved_model.save = lambda *args, **kwargs: (save(*args, **kwargs), pause())
-from noisy_student import main
+from noisy_student.cli import main
 sys.argv[0] = "noisy-student"
 main.run()
 """

@@ -29,6 +29,7 @@ from absl import app, flags, logging
 from PIL import Image
 
 from noisy_student.assets import SAMPLE_DIR
+from noisy_student.atomic_io import write_text_atomic
 from noisy_student.cli.runner import run_or_exit, run_tool
 from noisy_student.data import labels_file, records, shards
 
@@ -109,9 +110,9 @@ def build(source: str, output_dir: str, *, labeled_per_class: int = 100,
                                                    minlength=len(class_names)))
         paths += written
         logging.info("%s: %d images in %d files", split, len(indices), num_shards)
-    shards.write_text_atomic(os.path.join(output_dir, SOURCES_FILE), "".join(manifest))
+    write_text_atomic(os.path.join(output_dir, SOURCES_FILE), "".join(manifest))
     readme = _readme(source, output_dir, class_names, counts, jpeg_quality)
-    shards.write_text_atomic(os.path.join(output_dir, "README.md"), readme)
+    write_text_atomic(os.path.join(output_dir, "README.md"), readme)
     return paths
 
 

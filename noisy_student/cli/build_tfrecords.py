@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
+from noisy_student.atomic_io import write_text_atomic
 from noisy_student.cli.runner import run_or_exit, run_tool
 from noisy_student.data import labels_file, records, shards
 
@@ -132,7 +133,7 @@ def build(input_dir: str, output_dir: str, *, split: str | None = None, mode: st
                                  on_item=(lambda: bar.add(1)) if bar else None)
     skipped_list = sorted(skipped.items())
     report_path = os.path.join(output_dir, f"{split}.skipped.txt")
-    shards.write_text_atomic(report_path, (
+    write_text_atomic(report_path, (
         f"# {len(skipped_list)} of {len(items)} images in {input_dir} were skipped as "
         "undecodable; one '<path>\\t<reason>' per line\n"
         + "".join(f"{path}\t{reason}\n" for path, reason in skipped_list)))
