@@ -14,7 +14,7 @@ setup(
     # warning (>= 77), and license_expression is unknown to the setuptools 61-76 we allow.
     license="Apache-2.0",
     # tools/ holds checkout-only `python -m tools.X` wrappers; the tools' code is in
-    # noisy_student.tools, installed as the console scripts below.
+    # noisy_student.cli, installed as the console scripts below.
     packages=find_packages(include=["efficientnet_tf*", "noisy_student*"]),
     # Packages sit at the top of the checkout. Saying so makes `pip install -e` (make setup)
     # use a plain .pth path instead of an import finder, which setuptools announces with an
@@ -54,17 +54,17 @@ setup(
                     "corruptions": ["imagecorruptions"],
                     "export": ["tf2onnx>=1.17", "onnxruntime", "ai-edge-litert"]},
     entry_points={"console_scripts": [
-        "noisy-student=noisy_student.main:run",
-        "noisy-student-demo=noisy_student.demo:run",
-        "noisy-student-eval=noisy_student.evaluate_cli:run_cli",
-        "noisy-student-build-tfrecords=noisy_student.tools.build_tfrecords:run",
-        "noisy-student-cam=noisy_student.tools.cam:run",
-        "noisy-student-export-model=noisy_student.tools.export_model:run",
-        "noisy-student-make-corrupted=noisy_student.tools.make_corrupted:run",
-        "noisy-student-record-sizes=noisy_student.tools.measure_record_sizes:run",
-        "noisy-student-scaling-search=noisy_student.tools.scaling_search:run",
-        "efficientnet-convert-weights=noisy_student.tools.convert_weights:run",
-        "efficientnet-count-flops=noisy_student.tools.count_flops:run",
+        "noisy-student=noisy_student.cli.main:run",
+        "noisy-student-demo=noisy_student.cli.demo:run",
+        "noisy-student-eval=noisy_student.cli.evaluate:run_cli",
+        "noisy-student-build-tfrecords=noisy_student.cli.build_tfrecords:run",
+        "noisy-student-cam=noisy_student.cli.cam:run",
+        "noisy-student-export-model=noisy_student.cli.export_model:run",
+        "noisy-student-make-corrupted=noisy_student.cli.make_corrupted:run",
+        "noisy-student-record-sizes=noisy_student.cli.measure_record_sizes:run",
+        "noisy-student-scaling-search=noisy_student.cli.scaling_search:run",
+        "efficientnet-convert-weights=noisy_student.cli.convert_weights:run",
+        "efficientnet-count-flops=noisy_student.cli.count_flops:run",
     ]},
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -48,8 +48,8 @@ from self_training_cifar10 import (  # noqa: E402
 )
 
 sys.path.insert(0, ROOT)
-from noisy_student import run_layout  # noqa: E402
 from noisy_student.atomic_io import read_json, write_json_atomic  # noqa: E402
+from noisy_student.run import layout  # noqa: E402
 
 FLAGFILE = os.path.join(ROOT, "noisy_student", "assets", "configs", "cifar10_4000.cfg")
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "cifar10_4000_ablations.json")
@@ -111,10 +111,10 @@ DEFAULT_ARMS = [name for name in ARMS if "_steps" not in name]
 # recipe has no RandAugment) copy the recipe's records instead of training again (see main).
 ALIASES: dict[str, str] = {}
 # Stage -> the folder it writes, relative to a run directory.
-STAGE_DIRS = {"teacher": run_layout.model_dir(0),
+STAGE_DIRS = {"teacher": layout.model_dir(0),
               **{f"iter{i}/{kind}": folder(i) for i in (1, 2, 3) for kind, folder in
-                 (("label", run_layout.labels_dir), ("filter", run_layout.filtered_dir),
-                  ("student", run_layout.model_dir))}}
+                 (("label", layout.labels_dir), ("filter", layout.filtered_dir),
+                  ("student", layout.model_dir))}}
 # What one finished arm x seed records (top-1 as fractions; the arm's last student).
 RECORD_FIELDS = ("seed", "teacher_top1", "student_top1", "mce", "steps")
 
@@ -159,7 +159,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
 
 # ----------------------------------------------------------------------------- run dirs
 def manifest(run_dir: str) -> dict:
-    return read_json(os.path.join(run_dir, run_layout.MANIFEST)) or {"settings": {},
+    return read_json(os.path.join(run_dir, layout.MANIFEST)) or {"settings": {},
                                                                      "stages": {}}
 
 
@@ -167,7 +167,7 @@ def seed_run_dir(target: str, sources: dict[str, str]) -> None:
     """Starts run dir `target` with the finished stages of other run dirs ({stage: source}):
     their folders hard-linked, the manifest listing them as finished (without their settings,
     so the arm's own flags may differ). A no-op once `target` has a manifest."""
-    if os.path.exists(os.path.join(target, run_layout.MANIFEST)):
+    if os.path.exists(os.path.join(target, layout.MANIFEST)):
         return
     os.makedirs(target, exist_ok=True)
     stages = {}
@@ -180,7 +180,7 @@ def seed_run_dir(target: str, sources: dict[str, str]) -> None:
         labels = os.path.join(source, "labels.txt")
         if os.path.exists(labels) and not os.path.exists(os.path.join(target, "labels.txt")):
             shutil.copy(labels, target)
-    write_json_atomic(os.path.join(target, run_layout.MANIFEST),
+    write_json_atomic(os.path.join(target, layout.MANIFEST),
                       {"settings": {}, "stages": stages})
 
 
@@ -328,15 +328,15 @@ def record_of(job: Job, args: argparse.Namespace, commands: list[list[str]],
     stages = manifest(job.run_dir(args.out_dir))["stages"]
     last = last_iteration(job)
     teacher = manifest(Job("teacher", job.seed).run_dir(args.out_dir))["stages"]
-    model = stages.get(run_layout.stage_name(run_layout.TRAIN, last), {})
+    model = stages.get(layout.stage_name(layout.TRAIN, last), {})
     record = {
         "seed": job.seed,
         "teacher_top1": teacher.get("teacher/eval", {}).get("top1"),
-        "student_top1": stages.get(run_layout.stage_name(run_layout.EVAL, last), {}).get("top1"),
+        "student_top1": stages.get(layout.stage_name(layout.EVAL, last), {}).get("top1"),
         "mce": None,
         "steps": model.get("steps"),
         "train_seconds": model.get("train_seconds"),
-        "per_iteration_top1": [stages.get(run_layout.stage_name(run_layout.EVAL, i), {})
+        "per_iteration_top1": [stages.get(layout.stage_name(layout.EVAL, i), {})
                                .get("top1") for i in range(0, last + 1)],
         "commit": commit(),
         "date": datetime.datetime.now().isoformat(timespec="minutes"),
@@ -394,11 +394,11 @@ def adopt_teacher(job: Job, args: argparse.Namespace, committed: dict) -> None:
     folder = os.path.join(job.run_dir(args.out_dir), STAGE_DIRS["teacher"])
     os.makedirs(folder, exist_ok=True)
     kept_file = teacher_file(args.results, job.seed)
-    shutil.copy(kept_file, os.path.join(folder, run_layout.FINAL_MODEL))
+    shutil.copy(kept_file, os.path.join(folder, layout.FINAL_MODEL))
     stages = {"teacher": {"given": os.path.relpath(kept_file, ROOT),
                           "steps": committed.get("steps")},
               "teacher/eval": {"top1": committed["teacher_top1"]}}
-    write_json_atomic(os.path.join(job.run_dir(args.out_dir), run_layout.MANIFEST),
+    write_json_atomic(os.path.join(job.run_dir(args.out_dir), layout.MANIFEST),
                       {"settings": {}, "stages": stages})
     write_record(job, args, {**committed, "adopted_from": stages["teacher"]["given"]})
 
@@ -412,7 +412,7 @@ def teacher_file(results: str, seed: int) -> str:
 def keep_teacher(job: Job, args: argparse.Namespace) -> None:
     """Copies a freshly trained teacher beside the results (atomically)."""
     source = os.path.join(job.run_dir(args.out_dir), STAGE_DIRS["teacher"],
-                          run_layout.FINAL_MODEL)
+                          layout.FINAL_MODEL)
     target = teacher_file(args.results, job.seed)
     os.makedirs(os.path.dirname(target), exist_ok=True)
     shutil.copy(source, target + ".tmp")

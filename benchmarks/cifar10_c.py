@@ -8,14 +8,15 @@ measures that on CIFAR-10 (issue #11 item 7):
    only, from ../shared/data/cifar10 or $CIFAR10_NPZ_DIR) or any labeled TFRecord pattern
    (--input; e.g. the demo's 2,000 held-out images,
    ``noisy_student/assets/sample_data/cifar10/validation-*``). Its first --max_images records
-   are copied to ``<data_dir>/clean/``, and ``noisy_student.corruptions.make_corrupted`` (the
-   code of ``noisy-student-make-corrupted``) writes their 15 corruptions x 5 severities to
+   are copied to ``<data_dir>/clean/``, and
+   ``noisy_student.evaluation.corruptions.make_corrupted`` (the code of
+   ``noisy-student-make-corrupted``) writes their 15 corruptions x 5 severities to
    ``<data_dir>/corrupted/<corruption>/<severity>/`` (PNG, noise seeded per image), one
    corruption per job on --workers processes, the slowest first. A rerun skips finished
    corruptions; ``<data_dir>/build.json`` records the input and refuses another one.
 2. Evaluation, per model. Each --models entry (``RUN_DIR@N``: 0 = teacher, N = student N, as
    noisy-student-cam takes them; a model directory; a ``.keras`` file) is evaluated with its
-   EMA weights on the clean copy (``robustness.evaluate_classification``) and on every
+   EMA weights on the clean copy (``classification.evaluate_classification``) and on every
    corrupted set (``robustness.evaluate_corrupted``, the code of ``noisy-student-eval
    --benchmark=corrupted``). Results go to ``<out_dir>/models/<k>_<spec>/``; a rerun reuses
    them (--reevaluate to redo them, e.g. after retraining a model).
@@ -44,7 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from self_training_cifar10 import CIFAR_DIR, DATA_DIR, ROOT, _fmt_time, build_data  # noqa: E402
 
 sys.path.insert(0, ROOT)
-from noisy_student.evaluation import IMAGENET_C_CORRUPTIONS, NUM_SEVERITIES  # noqa: E402
+from noisy_student.evaluation.metrics import IMAGENET_C_CORRUPTIONS, NUM_SEVERITIES  # noqa: E402
 
 DEFAULT_INPUT = os.path.join(DATA_DIR, "validation-*")
 SPLIT = "validation"
@@ -148,8 +149,8 @@ def prepare_data(args: argparse.Namespace, pattern: str, progress=print) -> dict
         write_json_atomic,
         write_text_atomic,
     )
-    from noisy_student.corruptions import read_labeled_records
-    from noisy_student.plots import LABELS_FILE, labels_file_beside
+    from noisy_student.data.labels_file import LABELS_FILE, labels_file_beside
+    from noisy_student.evaluation.corruptions import read_labeled_records
 
     examples = read_labeled_records(pattern, args.max_images)
     n = len(examples)
@@ -214,7 +215,7 @@ def prepare_data(args: argparse.Namespace, pattern: str, progress=print) -> dict
 def run_corruption_jobs(pattern: str, output_dir: str, corruptions: list[str], *, seed: int,
                         workers: int, on_done) -> None:
     """make_corrupted for each corruption (all severities), on ``workers`` processes."""
-    from noisy_student.corruptions import make_corrupted
+    from noisy_student.evaluation.corruptions import make_corrupted
 
     common = {"split": SPLIT, "image_format": "png", "seed": seed}
     if workers <= 1 or len(corruptions) <= 1:
@@ -250,7 +251,7 @@ def measure_speed(args: argparse.Namespace, pattern: str) -> dict:
     the first --measure_speed images, as wall time and as CPU time of this process (what the
     build would take on free cores when the machine is shared), and the build time implied
     for the first --max_images (default all) input images on --workers processes."""
-    from noisy_student.corruptions import make_corrupted, read_labeled_records
+    from noisy_student.evaluation.corruptions import make_corrupted, read_labeled_records
 
     sample = read_labeled_records(pattern, args.measure_speed)
     target = len(read_labeled_records(pattern, args.max_images))
@@ -316,9 +317,10 @@ def _cached(model_dir: str, key: str, data: dict, corruptions: list[str]) -> dic
 def evaluate_model(spec: str, index: int, data: dict, args: argparse.Namespace,
                    out_dir: str, progress=print) -> dict:
     """Clean and corrupted errors of one model (reused from ``out_dir`` when there)."""
-    from noisy_student import eval_sources, robustness
     from noisy_student.atomic_io import write_json_atomic
-    from noisy_student.tools.cam import default_title, parse_model_spec
+    from noisy_student.cli.cam import default_title, parse_model_spec
+    from noisy_student.data import labels_file
+    from noisy_student.evaluation import classification, loading, robustness, sources
 
     path, iteration = parse_model_spec(spec)
     key = f"{os.path.abspath(path)}@{iteration}"
@@ -329,17 +331,17 @@ def evaluate_model(spec: str, index: int, data: dict, args: argparse.Namespace,
     else:
         import keras
 
-        model, info = robustness.load_model(path, iteration=iteration)
-        size = robustness.model_image_size(model, args.image_size)
+        model, info = loading.load_model(path, iteration=iteration)
+        size = loading.model_image_size(model, args.image_size)
         num_classes = args.num_classes or int(model.output_shape[-1])
         common = {"image_size": size, "batch_size": args.batch_size,
                   "small_images": args.small_images}
-        names = (eval_sources.read_class_names(data["labels"]) if data["labels"] else None)
+        names = (labels_file.read_class_names(data["labels"]) if data["labels"] else None)
         progress(f"[{index + 1}] {spec}: clean ({data['num_images']} images at {size} px)")
         start = time.time()
-        dataset = eval_sources.labeled_source(data["clean"], num_classes=num_classes,
+        dataset = sources.labeled_source(data["clean"], num_classes=num_classes,
                                               label_offset=args.label_offset, **common)
-        clean = robustness.evaluate_classification(
+        clean = classification.evaluate_classification(
             model, dataset, num_classes=num_classes, class_names=names,
             output_dir=model_dir, name="clean",
             extra={"source": data["clean"], "model_spec": spec, "model_key": key,
@@ -376,7 +378,7 @@ def compare(models: list[dict]) -> dict:
     "errors": {corruption: [error per severity]}}, ...]."""
     import numpy as np
 
-    from noisy_student import robustness
+    from noisy_student.evaluation import robustness
 
     if not models:
         raise ValueError("compare needs at least one model")
@@ -436,8 +438,8 @@ def markdown(report: dict, header: str) -> str:
 
 def write_report(report: dict, data: dict, out_dir: str, pattern: str) -> dict:
     """cifar10_c.md, .json and _ce.png in ``out_dir`` (atomic writes); returns the paths."""
-    from noisy_student import robustness
     from noisy_student.atomic_io import write_json_atomic, write_text_atomic
+    from noisy_student.evaluation import robustness
 
     n, k = data["num_images"], len(report["corruptions"])
     header = (f"{n} images (the first {n} of `{pattern}`), {k} of 15 corruptions x "

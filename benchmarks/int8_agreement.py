@@ -27,13 +27,13 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from noisy_student.atomic_io import write_json_atomic  # noqa: E402
-from noisy_student.tflite_export import (  # noqa: E402
+from noisy_student.cli import export_model  # noqa: E402
+from noisy_student.export.tflite import (  # noqa: E402
     ACTIVATIONS,
     CALIBRATIONS,
     DEFAULT_FLOAT_STAGES,
     DEFAULT_PERCENTILE,
 )
-from noisy_student.tools import export_model  # noqa: E402
 
 KEYS = ("num_examples", "top1", "agreement", "max_abs_diff", "size_bytes", "latency_ms",
         "weights", "calibration_images", "note")

@@ -39,7 +39,7 @@ from PIL import Image  # noqa: E402
 from efficientnet_tf import create_model  # noqa: E402
 from noisy_student.config import REFERENCE_FROM_CLASSES  # noqa: E402
 from noisy_student.data.records import encode_unlabeled  # noqa: E402
-from noisy_student.labeling import label_shards, make_label_fn  # noqa: E402
+from noisy_student.pseudo_labels.labeling import label_shards, make_label_fn  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                        "labeling_throughput.json")

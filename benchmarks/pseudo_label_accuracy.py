@@ -66,8 +66,8 @@ def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    from noisy_student.labeling import make_label_fn
-    from noisy_student.robustness import load_model
+    from noisy_student.evaluation.loading import load_model
+    from noisy_student.pseudo_labels.labeling import make_label_fn
 
     model, info = load_model(args.model, iteration=args.iteration)
     print(f"model: {info.get('model_dir', args.model)} ({info['weights']} weights)")

@@ -98,7 +98,7 @@ def synthetic_label_fn():
 
 
 def run_labeling(sources: str, labels: str) -> dict:
-    from noisy_student.labeling import label_shards
+    from noisy_student.pseudo_labels.labeling import label_shards
 
     cpu0, wall0 = _usage()[0], time.perf_counter()
     summary = label_shards(None, sources, labels, image_size=32, small_images=True,
@@ -128,7 +128,7 @@ def filter_worker(labels: str, out: str, index: int, count: int) -> None:
     """One filter worker (a subprocess): prints the CPU, wall and peak RSS of its own call, and
     its CPU per phase: the chief's plan, this worker's share of the shards, the chief's merge,
     waiting for the others (polling), and the rest (glob, stats of the inputs, the saved plan)."""
-    from noisy_student import filtering
+    from noisy_student.pseudo_labels import filtering
 
     clock: dict[str, float] = {}
     for name in ("plan_filter", "filter_share", "merge_filter", "wait_for"):
@@ -304,7 +304,7 @@ def summarize(runs: list[dict], workers: list[int], per_shard: int | None = None
     """The issue's figures: filter CPU per record (line fitted over the sizes, 1 worker), its
     4-worker speedup (largest size; critical-path CPU and wall), and 300M records on 100 hosts
     (the share's per-record slope x 3M records plus the chief's per-file costs)."""
-    from noisy_student.tools.measure_record_sizes import measure
+    from noisy_student.cli.measure_record_sizes import measure
 
     sizes = np.array([r["records"] for r in runs], dtype=np.float64)
     files = np.array([r.get("files", 1) for r in runs], dtype=np.float64)

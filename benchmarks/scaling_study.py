@@ -53,8 +53,8 @@ from self_training_cifar10 import (  # noqa: E402
 )
 
 sys.path.insert(0, ROOT)
-from noisy_student.tools import scaling_search as ss  # noqa: E402
-from noisy_student.tools.scaling_search import BaseNetwork, Candidate  # noqa: E402
+from noisy_student.analysis import scaling_search
+from noisy_student.analysis.scaling_grid import BaseNetwork, Candidate  # noqa: E402
 
 METHODS = ("width", "depth", "resolution", "compound")
 COMPOUND = (1.2, 1.1, 1.15)  # the paper's alpha (depth), beta (width), gamma (resolution)
@@ -173,7 +173,7 @@ def plan_study(base: BaseNetwork, methods: Sequence[str] = METHODS,
 
 def describe(base: BaseNetwork, model: StudyModel, tolerance: float = DEFAULT_TOLERANCE) -> dict:
     """A model's row before training: knob, scaled network, MACs and how far from the target."""
-    row = ss.describe(base, model.candidate(base))
+    row = scaling_search.describe(base, model.candidate(base))
     row.update(name=model.name, method=model.method, target=model.target,
                parameter=model.parameter, knob=model.knob,
                target_error=row["macs_ratio"] / model.target - 1)
@@ -326,8 +326,8 @@ def run_study(recipe, base: BaseNetwork, plan: Sequence[StudyModel], out_dir: st
     import keras
 
     from noisy_student.atomic_io import remove_stale_temps
-    from noisy_student.distributed_work import worker_info
-    from noisy_student.run_lock import run_dir_lock
+    from noisy_student.run.lock import run_dir_lock
+    from noisy_student.run.workers import worker_info
     from noisy_student.training import is_chief, make_strategy
 
     rows = {model.name: describe(base, model, tolerance) for model in plan}
@@ -344,11 +344,11 @@ def run_study(recipe, base: BaseNetwork, plan: Sequence[StudyModel], out_dir: st
             remove_stale_temps(out_dir, recursive=False)
         for index, model in enumerate(plan, start=1):
             run_dir = os.path.join(out_dir, MODELS_DIR, model.name)
-            config = ss.candidate_config(recipe, base, model.candidate(base), run_dir)
+            config = scaling_search.candidate_config(recipe, base, model.candidate(base), run_dir)
             label = model.name if model.method == "base" else f"{model.name} ({model.knob})"
             prefix = f"[{index}/{len(plan)}] {label}"
-            fields = ss.train_candidate(config, strategy, worker.index, rows[model.name],
-                                        prefix, progress)
+            fields = scaling_search.train_candidate(config, strategy, worker.index,
+                                                    rows[model.name], prefix, progress)
             rows[model.name].update(fields, run_dir=os.path.relpath(run_dir, out_dir))
             keras.backend.clear_session()
             if chief:
@@ -404,10 +404,10 @@ def recipe_from_flags(flagfile: str, passthrough: Sequence[str], out_dir: str):
     --mode=teacher run (the study's --train_epochs default sits between the two)."""
     from absl import flags
 
-    from noisy_student import assets
-    from noisy_student.flags import run_config
+    from noisy_student.cli import runner
+    from noisy_student.cli.flags import run_config
 
-    assets.parse_flags([sys.argv[0], f"--flagfile={flagfile}",
+    runner.parse_flags([sys.argv[0], f"--flagfile={flagfile}",
                         f"--train_epochs={STUDY_EPOCHS:g}", *passthrough])
     FLAGS = flags.FLAGS  # noqa: N806 - absl's name
     FLAGS.mode, FLAGS.run_dir, FLAGS.iteration = "teacher", out_dir, 1
@@ -422,7 +422,7 @@ def validate_recipe() -> None:
     --eval_data; exits with one line on a bad flag."""
     from absl import flags
 
-    from noisy_student import flags as recipe_flags
+    from noisy_student.cli import flags as recipe_flags
 
     try:
         recipe_flags.validate()
@@ -437,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args, passthrough = parse_args(argv)
     recipe = recipe_from_flags(args.flagfile, passthrough, args.out_dir)
-    base = ss.base_network(recipe)
+    base = scaling_search.base_network(recipe)
     plan = plan_study(base, args.methods, args.targets)
     rows = [describe(base, model, args.tolerance) for model in plan]
     print(plan_text(base, rows, args.tolerance))
@@ -447,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from absl import flags
 
-    from noisy_student.cli import run_or_exit
+    from noisy_student.cli.runner import run_or_exit
 
     start = time.time()
     build_data(args.data_dir, args.cifar_dir, DATA_SPLITS)

@@ -5,7 +5,7 @@
    labeled images (400 per class), the other 46,000 train images are unlabeled (labels
    dropped), the 10,000 test images are the validation set. Images are stored as PNG
    (lossless), labels 1-based as in ImageNet files (the flagfile sets --label_offset=1).
-2. Runs the loop through the CLI, ``python -m noisy_student.main --flagfile=...``, passing any
+2. Runs the loop through the CLI, ``python -m noisy_student.cli.main --flagfile=...``, passing any
    further ``--flag=value`` arguments through; rerunning resumes where a killed run stopped.
 3. With ``--baseline``, trains a supervised baseline in RUN_DIR/baseline: the teacher's recipe
    on the labeled images only, with the student's noise (RandAugment, dropout, stochastic
@@ -129,8 +129,9 @@ def build_data(data_dir: str, cifar_dir: str, splits: tuple[str, ...] = tuple(SP
         print(f"data: {', '.join(splits)} complete in {data_dir}, skipping")
         return recorded_build_seconds(data_dir)
     from noisy_student.atomic_io import write_json_atomic
+    from noisy_student.data.labels_file import write_labels
     from noisy_student.data.records import encode_labeled, encode_unlabeled
-    from noisy_student.data.shards import write_labels, write_sharded
+    from noisy_student.data.shards import write_sharded
 
     start = time.time()
     test_images, test_labels, class_names = load_npz(os.path.join(cifar_dir, "cifar10_test.npz"))
@@ -182,7 +183,8 @@ def flag_value(name: str, flagfile: str, passthrough: list[str]) -> str | None:
 
 
 def run_loop(flagfile: str, passthrough: list[str]) -> int:
-    command = [sys.executable, "-m", "noisy_student.main", f"--flagfile={flagfile}", *passthrough]
+    command = [sys.executable, "-m", "noisy_student.cli.main", f"--flagfile={flagfile}",
+               *passthrough]
     print("loop:", " ".join(command), flush=True)
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -259,7 +261,7 @@ def summary_table(manifest: dict, data_seconds: float | None = None,
                   per_step: dict[str, int] | None = None) -> str:
     """Markdown: accuracy per model with gains, images labeled/kept, and per stage the wall
     time, steps and training images/s (``per_step``: see images_per_step)."""
-    from noisy_student.run_layout import (
+    from noisy_student.run.layout import (
         EVAL,
         FILTER,
         LABEL,
@@ -309,7 +311,7 @@ def summary_table(manifest: dict, data_seconds: float | None = None,
 
 def baseline_line(run_dir: str, manifest: dict) -> str:
     """The supervised baseline's accuracy against student 1, if it was trained."""
-    from noisy_student.run_layout import EVAL, MANIFEST, TRAIN, stage_name
+    from noisy_student.run.layout import EVAL, MANIFEST, TRAIN, stage_name
 
     path = os.path.join(run_dir, "baseline", MANIFEST)
     if not os.path.exists(path):
@@ -327,7 +329,7 @@ def baseline_line(run_dir: str, manifest: dict) -> str:
 
 def write_summary(run_dir: str, data_seconds: float | None,
                   per_step: dict[str, int] | None = None) -> None:
-    from noisy_student.run_layout import MANIFEST
+    from noisy_student.run.layout import MANIFEST
 
     manifest_path = os.path.join(run_dir, MANIFEST)
     if not os.path.exists(manifest_path):

@@ -1,6 +1,6 @@
 """The settings of a Noisy Student run: `RunConfig`, the one home of each setting's name,
 default, help text, choices and allowed range. The `noisy-student` flags are generated from it
-(noisy_student.flags), and the CLI fills it from them. No TensorFlow, so the command line
+(noisy_student.cli.flags), and the CLI fills it from them. No TensorFlow, so the command line
 checks its flags before importing it.
 
 Flag names follow the reference (`google-research/noisystudent` main.py) where it had one

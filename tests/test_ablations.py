@@ -13,7 +13,7 @@ from absl.testing import flagsaver
 from benchmark_modules import load_benchmark
 
 from noisy_student import assets
-from noisy_student import flags as cli_flags
+from noisy_student.cli import flags as cli_flags
 
 SAMPLE = assets.SAMPLE_DIR
 
@@ -84,7 +84,7 @@ def test_each_arms_commands_pass_the_clis_checks(ablations, tmp_path):
 
 
 class FakeLoop:
-    """Stands in for `python -m noisy_student.main`: records the stage a command runs in its
+    """Stands in for `python -m noisy_student.cli.main`: records the stage a command runs in its
     run dir's manifest (and writes its folder), with made-up accuracies."""
 
     def __init__(self):

@@ -1,6 +1,6 @@
 """Module layout and records: the Keras-free architecture module, no import cycle between the
-model and the weights package, the variant a built model records, and old spellings as
-errors."""
+model and the weights package, the variant a built model records, old spellings as errors,
+and noisy_student's subpackages imported only downwards, with short files."""
 
 import ast
 import inspect
@@ -212,3 +212,75 @@ def test_old_spellings_are_errors_that_name_them(keras):
         efficientnet_tf.create_model("b0", drop_connect_rate=0.4)
     with pytest.raises(ValueError, match="drop_rate"):
         efficientnet_tf.MBConvBlock(16, 16, drop_rate=0.3)
+
+
+# ---- noisy_student: subpackages by job, imported only downwards ----
+
+NOISY_STUDENT = PACKAGE.parent / "noisy_student"
+# Lowest first. A module may import its own package and any listed before it; the top-level
+# modules (atomic_io, config, console, plots, targets) and assets are the shared ground.
+NOISY_STUDENT_LAYERS = ["", "assets", "data", "run", "training", "pseudo_labels", "evaluation",
+                        "export", "reporting", "pipeline", "analysis", "cli"]
+MAX_TOP_LEVEL_MODULES = 8
+MAX_LINES = 500
+
+
+def noisy_student_upward_imports(root: pathlib.Path = NOISY_STUDENT) -> list[str]:
+    """Every import, at module level or inside a function, of a noisy_student package by a
+    module in a lower layer, or between two packages of one layer, as "importer -> imported"."""
+
+    def package(module: str) -> str:  # "" for the top-level modules
+        parts = module.split(".")
+        return parts[1] if len(parts) > 1 and (root / parts[1]).is_dir() else ""
+
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        top, nested = module_imports(path)
+        for imported in top | nested:
+            if not imported.startswith("noisy_student.") or package(imported) == package(name):
+                continue
+            mine = NOISY_STUDENT_LAYERS.index(package(name))
+            theirs = NOISY_STUDENT_LAYERS.index(package(imported))
+            if theirs >= mine and theirs > 0:
+                found.append(f"{name} -> {imported}")
+    return sorted(found)
+
+
+def test_noisy_student_packages_import_only_downwards():
+    """The tree reads as the pipeline (teacher -> label -> filter -> student -> evaluate ->
+    export): no package imports one after it in NOISY_STUDENT_LAYERS, lazily or not, and the
+    package docstring lists the same order."""
+    assert noisy_student_upward_imports() == []
+    packages = {p.name for p in NOISY_STUDENT.iterdir() if (p / "__init__.py").is_file()}
+    assert packages == set(NOISY_STUDENT_LAYERS[1:])
+    import noisy_student
+
+    listed = [line.split()[0].rstrip("/") for line in noisy_student.__doc__.splitlines()
+              if line.startswith("    ") and line.split()[0].endswith("/")]
+    assert listed == NOISY_STUDENT_LAYERS[1:], listed
+    for package in packages:
+        doc = (NOISY_STUDENT / package / "__init__.py").read_text()
+        assert doc.startswith('"""') and len(doc.split('"""')[1]) > 100, package
+
+
+def test_layer_check_finds_an_upward_import(tmp_path):
+    """The check above can fail: a data module importing the pipeline is reported."""
+    fake = tmp_path / "noisy_student"
+    (fake / "data").mkdir(parents=True)
+    (fake / "pipeline").mkdir()
+    (fake / "data" / "x.py").write_text("def f():\n    from noisy_student.pipeline import loop\n")
+    (fake / "pipeline" / "y.py").write_text("from noisy_student.data import x\n")
+    found = noisy_student_upward_imports(fake)
+    assert "noisy_student.data.x -> noisy_student.pipeline.loop" in found
+    assert not [line for line in found if line.startswith("noisy_student.pipeline")]
+def test_few_top_level_modules_and_no_long_files():
+    """At most MAX_TOP_LEVEL_MODULES modules beside the subpackages, and no source file of
+    either package over MAX_LINES lines (split by job)."""
+    top = [p.name for p in NOISY_STUDENT.glob("*.py") if p.name != "__init__.py"]
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, top
+    long = {str(p.relative_to(PACKAGE.parent)): n
+            for folder in (PACKAGE, NOISY_STUDENT) for p in folder.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, long

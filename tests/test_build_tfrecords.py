@@ -1,4 +1,4 @@
-"""noisy_student.tools.build_tfrecords (image folders -> TFRecords) and the bundled demo data."""
+"""noisy_student.cli.build_tfrecords (image folders -> TFRecords) and the bundled demo data."""
 
 import collections
 import hashlib
@@ -22,8 +22,8 @@ from data_helpers import (
     sample_pixels,
 )
 
+from noisy_student.cli import build_tfrecords
 from noisy_student.data import pipelines
-from noisy_student.tools import build_tfrecords
 
 CLASSES = ["cat", "airplane", "dog"]  # sorted: airplane=1, cat=2, dog=3
 
@@ -151,7 +151,7 @@ def test_command_line(image_tree, tmp_path):
     assert (out / "labels.txt").read_text().startswith("0 airplane\n")
 
 
-# ---- the bundled demo data (noisy_student.tools.build_demo_data output) ----
+# ---- the bundled demo data (noisy_student.cli.build_demo_data output) ----
 
 def test_sample_files_match_readme_hashes_and_size():
     with open(os.path.join(SAMPLE_DIR, "README.md")) as f:

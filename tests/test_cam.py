@@ -42,7 +42,7 @@ def _two_patch_images():
 
 @pytest.mark.parametrize("method", ["cam", "gradcam"])
 def test_heat_map_peaks_where_the_class_evidence_is(keras, method):
-    from noisy_student.cam import class_activation_maps
+    from noisy_student.evaluation.cam import class_activation_maps
 
     model, images = _two_patch_model(keras), _two_patch_images()
     top, bottom, left, right = slice(0, 6), slice(-6, None), slice(0, 6), slice(-6, None)
@@ -62,7 +62,7 @@ def test_heat_map_peaks_where_the_class_evidence_is(keras, method):
 
 
 def test_default_class_is_the_top_prediction(keras):
-    from noisy_student.cam import class_activation_maps
+    from noisy_student.evaluation.cam import class_activation_maps
 
     result = class_activation_maps(_two_patch_model(keras), _two_patch_images())
     # Red covers 36 pixels and green 16 in both images: class 0 wins both.
@@ -73,7 +73,7 @@ def test_default_class_is_the_top_prediction(keras):
 def test_gradcam_equals_rectified_cam_on_efficientnet(keras):
     """On GAP + dense, d logit / d A_k = W[k, c] / (h w): Grad-CAM = ReLU(CAM) / (h w). This
     runs the real model and its gradient path (tiny B0, 16x16 feature map)."""
-    from noisy_student.cam import class_activation_maps
+    from noisy_student.evaluation.cam import class_activation_maps
 
     model = make_model_fn(keras, seed=3, small_images=True)()
     images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
@@ -98,7 +98,7 @@ def test_gradcam_equals_rectified_cam_on_efficientnet(keras):
 
 
 def test_overlay_blends_toward_the_colormap():
-    from noisy_student.cam import overlay
+    from noisy_student.evaluation.cam import overlay
 
     image = np.full((4, 4, 3), 100.0)
     heat = np.zeros((4, 4))
@@ -110,11 +110,11 @@ def test_overlay_blends_toward_the_colormap():
 
 
 def test_grid_tool_compares_two_models(tmp_path, keras):
-    """noisy_student.tools.cam.make_grid on two saved tiny models and a folder of PNG files: one
+    """noisy_student.cli.cam.make_grid on two saved tiny models and a folder of PNG files: one
     row per image, one column per model, titles from --names; a missing model names the file."""
     from PIL import Image
 
-    from noisy_student.tools import cam as cam_tool
+    from noisy_student.cli import cam as cam_tool
     from noisy_student.training import save_model
 
     paths = []

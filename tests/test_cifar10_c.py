@@ -58,7 +58,7 @@ def test_report_arithmetic_hand_computed(bench):
 
 
 def test_comparison_chart_has_a_bar_group_per_model():
-    from noisy_student import robustness
+    from noisy_student.evaluation import robustness
 
     ce = {"teacher": {"fog": 1.0, "snow": 1.0}, "student": {"fog": 0.75, "snow": 1.5}}
     fig = robustness.corruption_comparison_figure(ce, {"teacher": 1.0, "student": 1.125})

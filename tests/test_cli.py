@@ -9,7 +9,7 @@ from absl import flags
 from absl.testing import flagsaver
 
 from noisy_student import assets
-from noisy_student import flags as cli_flags
+from noisy_student.cli import flags as cli_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = assets.SAMPLE_DIR
@@ -80,7 +80,7 @@ def test_eval_mode_needs_eval_data():
 def test_cli_exits_nonzero_with_one_message_and_does_no_work(tmp_path):
     run_dir = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "noisy_student.main", f"--run_dir={run_dir}",
+        [sys.executable, "-m", "noisy_student.cli.main", f"--run_dir={run_dir}",
          f"--label_data={tmp_path}/missing/train-*", f"--unlabel_data={GOOD['unlabel_data']}"],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )
@@ -93,7 +93,7 @@ def test_cli_exits_nonzero_with_one_message_and_does_no_work(tmp_path):
 
 def test_unknown_flag_is_rejected():
     result = subprocess.run(
-        [sys.executable, "-m", "noisy_student.main", "--run_dir=x", "--unlabel_ratoi=3"],
+        [sys.executable, "-m", "noisy_student.cli.main", "--run_dir=x", "--unlabel_ratoi=3"],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )
     assert result.returncode != 0 and "unlabel_ratoi" in result.stderr
@@ -102,7 +102,7 @@ def test_unknown_flag_is_rejected():
 def test_mode_train_is_a_one_line_error():
     """--mode=train, renamed --mode=teacher, is refused without a deprecation period (0.x)."""
     result = subprocess.run(
-        [sys.executable, "-m", "noisy_student.main", "--run_dir=x", "--mode=train"],
+        [sys.executable, "-m", "noisy_student.cli.main", "--run_dir=x", "--mode=train"],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )
     assert result.returncode == 2
@@ -153,7 +153,7 @@ def test_every_training_setting_reaches_the_trainer(tmp_path):
     from types import SimpleNamespace
 
     from noisy_student.config import RunConfig
-    from noisy_student.stages import TRAIN_SETTING_NAMES, train_config
+    from noisy_student.pipeline.stages import TRAIN_SETTING_NAMES, train_config
     from noisy_student.training import TrainConfig
 
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -223,8 +223,8 @@ def test_robustness_modes_need_their_data():
 def test_student_train_ratio_scales_steps_and_staircase_period(tmp_path):
     import dataclasses
 
-    from noisy_student.loop import Run, RunConfig
-    from noisy_student.stages import train_config
+    from noisy_student.pipeline.loop import Run, RunConfig
+    from noisy_student.pipeline.stages import train_config
 
     config = RunConfig(
         run_dir=str(tmp_path), num_train_images=1000, train_batch_size=100, train_epochs=30,
@@ -249,10 +249,10 @@ def test_student_train_ratio_scales_steps_and_staircase_period(tmp_path):
 def test_svhn_flagfile_gives_the_reference_schedule(tmp_path):
     """configs/svhn.cfg: 109,474 steps at batch 128 and a staircase period of 1.3717 epochs
     derived from final_base_lr=2e-4 (reference main.py; see test_recipe for the formula)."""
-    from noisy_student.flags import run_config
-    from noisy_student.loop import Run, RunConfig
-    from noisy_student.stages import train_config
-    from noisy_student.training.trainer import learning_rate_schedule
+    from noisy_student.cli.flags import run_config
+    from noisy_student.pipeline.loop import Run, RunConfig
+    from noisy_student.pipeline.stages import train_config
+    from noisy_student.training.schedules import learning_rate_schedule
 
     flagfile = assets.config_path("svhn")
     saved = flags.FLAGS.flag_values_dict()

@@ -47,7 +47,7 @@ def _run(module: str, args: list[str], **env) -> tuple[dict, str]:
 def test_quiet_by_default():
     """Only our error line reaches stderr: no C++ log line of TensorFlow's loading or device
     setup, no INFO log; the C++ level was set before `import tensorflow`."""
-    state, stderr = _run("noisy_student.main", ["--mode=eval", "--run_dir=unused"])
+    state, stderr = _run("noisy_student.cli.main", ["--mode=eval", "--run_dir=unused"])
     assert state == {"level_at_import": ["3"], "root": logging.WARNING}
     assert not [line for line in stderr.splitlines()
                 if any(word in line.lower() for word in CPP_LOG_WORDS)], stderr
@@ -56,13 +56,13 @@ def test_quiet_by_default():
 
 
 def test_verbose_brings_the_logs_back():
-    state, stderr = _run("noisy_student.main", ["--mode=eval", "--run_dir=unused", "--verbose"])
+    state, stderr = _run("noisy_student.cli.main", ["--mode=eval", "--run_dir=unused", "--verbose"])
     assert state == {"level_at_import": ["unset"], "root": logging.INFO}
     assert "absl-info-probe" in stderr and "tensorflow-info-probe" in stderr
 
 
 def test_demo_keeps_the_users_level():
-    state, stderr = _run("noisy_student.demo", ["--eval_data=/no/such/folder/*"],
+    state, stderr = _run("noisy_student.cli.demo", ["--eval_data=/no/such/folder/*"],
                          TF_CPP_MIN_LOG_LEVEL="1")
     assert state == {"level_at_import": ["1"], "root": logging.WARNING}
     assert "noisy-student-demo: error:" in stderr and "absl-info-probe" not in stderr

@@ -1,4 +1,4 @@
-"""Corrupted record sets (noisy_student.tools.make_corrupted) and mCE against a user-given
+"""Corrupted record sets (noisy_student.cli.make_corrupted) and mCE against a user-given
 baseline."""
 
 import io
@@ -13,8 +13,11 @@ from PIL import Image
 
 pytest.importorskip("imagecorruptions")
 
-from noisy_student import corruptions, robustness  # noqa: E402
-from noisy_student.evaluation import IMAGENET_C_CORRUPTIONS  # noqa: E402
+from noisy_student.evaluation import (
+    corruptions,  # noqa: E402
+    robustness,  # noqa: E402
+)
+from noisy_student.evaluation.metrics import IMAGENET_C_CORRUPTIONS  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from noisy_student.distributed_work import shards_for_worker, worker_info
+from noisy_student.run.workers import shards_for_worker, worker_info
 
 
 def test_explicit_arguments_win_and_are_checked(monkeypatch):

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from noisy_student import evaluate_cli
+from noisy_student.cli import evaluate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_IMAGES = 24
@@ -68,9 +68,9 @@ def _reference(model, count):
 
 def test_clean_eval_of_a_run_directory(tf, run_dir, data):
     root, models = run_dir
-    options = evaluate_cli.EvalOptions(model=root, data=data, num_classes=10, small_images=True,
+    options = evaluate.EvalOptions(model=root, data=data, num_classes=10, small_images=True,
                                        batch_size=8)
-    result = evaluate_cli.run(options)
+    result = evaluate.run(options)
     assert result["model"]["iteration"] == 1 and result["model"]["weights"] == "ema"
     scores, labels = _reference(models[1], NUM_IMAGES)
     assert result["num_examples"] == NUM_IMAGES
@@ -81,7 +81,7 @@ def test_clean_eval_of_a_run_directory(tf, run_dir, data):
     assert json.load(open(saved))["top1"] == pytest.approx(result["top1"])
     assert os.path.exists(os.path.join(root, "eval", "iter1", "clean_confusion.png"))
 
-    teacher = evaluate_cli.run(evaluate_cli.EvalOptions(
+    teacher = evaluate.run(evaluate.EvalOptions(
         model=root, iteration=0, data=data, num_classes=10, small_images=True, batch_size=8,
         max_steps=2, output_dir=os.path.join(root, "elsewhere")))
     scores, labels = _reference(models[0], 16)
@@ -93,23 +93,23 @@ def test_clean_eval_of_a_run_directory(tf, run_dir, data):
 def test_bad_requests_name_the_problem(tf, run_dir, data):
     root, _ = run_dir
     with pytest.raises(FileNotFoundError, match="iteration 7"):
-        evaluate_cli.run(evaluate_cli.EvalOptions(model=root, iteration=7, data=data))
+        evaluate.run(evaluate.EvalOptions(model=root, iteration=7, data=data))
     # Raw (non-EMA) weights need a checkpoint, which this run directory does not have.
     with pytest.raises(FileNotFoundError, match="no model.keras and no checkpoint"):
-        evaluate_cli.run(evaluate_cli.EvalOptions(model=root, ema=False, data=data))
+        evaluate.run(evaluate.EvalOptions(model=root, ema=False, data=data))
     with pytest.raises(ValueError, match="needs --data"):
-        evaluate_cli.run(evaluate_cli.EvalOptions(model=root))
+        evaluate.run(evaluate.EvalOptions(model=root))
 
 
 def test_help_lists_the_flags():
-    run = subprocess.run([sys.executable, "-m", "noisy_student.evaluate_cli", "--help"],
+    run = subprocess.run([sys.executable, "-m", "noisy_student.cli.evaluate", "--help"],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     for flag in ("--benchmark", "--baseline_errors", "--noema", "--max_videos"):
         assert flag.lstrip("-").replace("no", "", 1) in run.stdout, (flag, run.stderr)
 
 
 def test_expected_error_is_one_line_and_status_2_unless_traceback(tmp_path):
-    command = [sys.executable, "-m", "noisy_student.evaluate_cli", f"--model={tmp_path}"]
+    command = [sys.executable, "-m", "noisy_student.cli.evaluate", f"--model={tmp_path}"]
     plain = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert plain.returncode == 2, plain.stderr[-3000:]
     assert [line for line in plain.stderr.splitlines() if "error" in line.lower()] == [

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from noisy_student import evaluation as ev
+from noisy_student.evaluation import classification
+from noisy_student.evaluation import metrics as ev
 
 
 def test_alexnet_imagenet_c_constants_are_severity_means():
@@ -93,7 +94,7 @@ def test_evaluate_against_numpy(tf, keras):
     scores = model.predict(x, verbose=0)
     one_hot = np.eye(12, dtype="float32")[labels]
     dataset = tf.data.Dataset.from_tensor_slices((x, one_hot)).batch(16)
-    result = ev.evaluate(model, dataset)
+    result = classification.evaluate(model, dataset)
     assert result["num_examples"] == 70
     assert result["top1"] == pytest.approx(_numpy_topk(scores, labels, 1))
     assert result["top5"] == pytest.approx(_numpy_topk(scores, labels, 5))
@@ -101,6 +102,6 @@ def test_evaluate_against_numpy(tf, keras):
     subset = [1, 3, 5, 7, 9, 11]
     sub_labels = rng.integers(0, 6, 70)
     dataset = tf.data.Dataset.from_tensor_slices((x, sub_labels)).batch(32)
-    result = ev.evaluate(model, dataset, class_indices=subset)
+    result = classification.evaluate(model, dataset, class_indices=subset)
     assert result["top1"] == pytest.approx(_numpy_topk(scores[:, subset], sub_labels, 1))
     assert result["top5"] == pytest.approx(_numpy_topk(scores[:, subset], sub_labels, 5))

@@ -42,7 +42,7 @@ def model_file(tmp_path_factory, keras):
 
 
 def _export(path, output_dir, **kwargs):
-    from noisy_student.tools import export_model
+    from noisy_student.cli import export_model
 
     options = dict(small_images=True, latency_runs=2, batch_size=8, threads=1,
                    representative_examples=NUM_IMAGES)
@@ -58,7 +58,7 @@ def _keras_top1(model):
 
 
 def test_tflite_and_saved_model_predict_like_keras(model_file, data, tmp_path):
-    from noisy_student import artifacts, deploy
+    from noisy_student.export import artifacts, deploy
 
     path, model = model_file
     out = tmp_path / "deploy"
@@ -102,7 +102,7 @@ def test_tflite_and_saved_model_predict_like_keras(model_file, data, tmp_path):
 def test_int8_with_integer_input_and_output(model_file):
     """uint8 I/O (integer-only accelerators): the predictor quantizes pixels, dequantizes
     outputs, and the logits stay close to Keras."""
-    from noisy_student import deploy
+    from noisy_student.export import deploy
 
     _, model = model_file
     rng = np.random.default_rng(0)
@@ -120,7 +120,7 @@ def test_tflite_runs_without_litert(model_file, monkeypatch):
     ai-edge-litert the predictor falls back to tf.lite.Interpreter, same outputs."""
     import tensorflow as tf
 
-    from noisy_student import deploy
+    from noisy_student.export import deploy
 
     _, model = model_file
     images = np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
@@ -155,7 +155,7 @@ def test_onnx_predicts_like_keras(model_file, data, tmp_path):
 def test_failures_are_reported_not_fatal(model_file, tmp_path, monkeypatch):
     """A converter error or a missing package becomes a note in the table; a stale file of
     that format from an earlier export is removed; int8 without images is skipped."""
-    from noisy_student import deploy
+    from noisy_student.export import deploy
 
     path, _ = model_file
     out = tmp_path / "deploy"
@@ -203,7 +203,7 @@ def test_export_help_explains_the_flags():
                  "--int8_float_stages",
                  "--latency_runs", "--threads"):
         assert flag in run.stdout, (flag, run.stderr[-2000:])
-    from noisy_student.artifacts import text_table
+    from noisy_student.export.artifacts import text_table
 
     assert text_table() in run.stdout  # every signature and file, logits or probabilities
 
@@ -260,7 +260,7 @@ def test_int8_weights_are_per_channel(model_file):
     """Every convolution, depthwise convolution and dense weight of the int8 file has one scale
     per output channel (TFLite's default, set explicitly); per_channel=False shows the count
     tells the difference. int16 activations keep per-channel int8 weights."""
-    from noisy_student import deploy
+    from noisy_student.export import deploy
 
     _, model = model_file
     images = [np.random.default_rng(2).uniform(0, 255, (8, 32, 32, 3)).astype("float32")]
@@ -292,7 +292,7 @@ def test_int8_weights_are_per_channel(model_file):
 
 def _activation_ranges(content):
     """name -> (lowest, highest) representable value of every int8 activation tensor."""
-    from noisy_student import deploy
+    from noisy_student.export import deploy
 
     ranges = {}
     for d in deploy.tflite_interpreter(model_content=content).get_tensor_details():
@@ -306,7 +306,7 @@ def test_int8_percentile_calibration_narrows_activation_ranges(model_file):
     """--int8_calibration=percentile (the default): every int8 activation range of the file is
     inside TFLite's min/max one (a range is clipped, never widened) and some are strictly
     narrower; minmax is TFLite's own; the report and the export name the calibration."""
-    from noisy_student import deploy
+    from noisy_student.export import deploy
 
     _, model = model_file
     images = [np.random.default_rng(3).uniform(0, 255, (16, 32, 32, 3)).astype("float32")]
@@ -340,7 +340,8 @@ def test_clip_activation_ranges_is_the_exact_percentile(model_file):
     import tensorflow as tf
 
     from efficientnet_tf.portable import portable_model
-    from noisy_student import deploy, tflite_export
+    from noisy_student.export import deploy
+    from noisy_student.export import tflite as tflite_export
 
     _, model = model_file
     images = np.random.default_rng(4).uniform(0, 255, (12, 32, 32, 3)).astype("float32")
@@ -390,7 +391,7 @@ def test_int8_float_stages_keep_the_stem_and_first_stage_float(keras):
     without a later stage stays all int8."""
     from tiny_models import ONE_BLOCK
 
-    from noisy_student import deploy
+    from noisy_student.export import deploy
 
     model = make_model_fn(keras, seed=6, small_images=True,
                           blocks=(*ONE_BLOCK, "r1_k3_s22_e6_i16_o24_se0.25"))()
@@ -419,7 +420,7 @@ def test_int8_float_stages_keep_the_stem_and_first_stage_float(keras):
 
 
 def test_int8_warnings_name_the_shortfall():
-    from noisy_student.tflite_export import int8_warnings
+    from noisy_student.export.tflite import int8_warnings
 
     def rows(agreement, top1):
         return {"keras": {"top1": 0.70},
@@ -438,9 +439,9 @@ def test_int8_warnings_name_the_shortfall():
 def test_export_warns_when_int8_disagrees(model_file, data, tmp_path, monkeypatch):
     """The export reports the int8 warning (progress, report, export_report.md); here the bar
     is raised above 100% so the tiny model cannot pass it."""
-    from noisy_student import tflite_export
+    from noisy_student.export import tflite
 
-    monkeypatch.setattr(tflite_export, "MIN_AGREEMENT", 1.01)
+    monkeypatch.setattr(tflite, "MIN_AGREEMENT", 1.01)
     messages = []
     path, _ = model_file
     report = _export(path, tmp_path / "deploy", data=data, formats=["tflite_int8"],
@@ -450,24 +451,26 @@ def test_export_warns_when_int8_disagrees(model_file, data, tmp_path, monkeypatc
     assert f"WARNING: {report['warnings'][0]}" in messages
     assert "**Warning**: tflite_int8 agrees" in (tmp_path / "deploy" / "export_report.md"
                                                  ).read_text()
-    monkeypatch.setattr(tflite_export, "MIN_AGREEMENT", 0.0)
+    monkeypatch.setattr(tflite, "MIN_AGREEMENT", 0.0)
     assert _export(path, tmp_path / "deploy", data=data, formats=["tflite_int8"],
                    latency_runs=0)["warnings"] == []
 
 
 def test_readme_and_demo_print_the_one_artifact_table(monkeypatch, capsys, tmp_path):
-    """README's list of artifacts is noisy_student.artifacts' table, and the demo's last line
+    """README's list of artifacts is noisy_student.export.artifacts' table, and the demo's last line
     names every SavedModel signature and what they return."""
     import re
     import types
 
-    from noisy_student import artifacts, cli, demo
-    from noisy_student import main as main_module
+    from noisy_student.cli import demo
+    from noisy_student.cli import main as main_module
+    from noisy_student.cli import runner as cli
+    from noisy_student.export import artifacts
 
     readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
     block = re.search(r"<!-- artifacts:[^\n]*-->\n(.*?)\n<!-- /artifacts -->", readme, re.S)
     assert block and block.group(1) == artifacts.markdown_table(), (
-        "README's artifact table is stale: paste `python -m noisy_student.artifacts`")
+        "README's artifact table is stale: paste `python -m noisy_student.export.artifacts`")
 
     monkeypatch.setattr(demo, "FLAGS", types.SimpleNamespace(
         run_dir=str(tmp_path), iteration=None, traceback=False, verbose=False))

@@ -39,7 +39,7 @@ def tiny_flags(run_dir, *extra) -> list[str]:
 def cli(*args: str) -> tuple[int, str, str]:
     """Runs the CLI's main in this process on a fresh parse of `args`; (exit status, stdout,
     stderr)."""
-    from noisy_student import main
+    from noisy_student.cli import main
 
     stdout, stderr = io.StringIO(), io.StringIO()
     with flagsaver.flagsaver():
@@ -62,8 +62,8 @@ def save_teacher(path: str, num_classes: int = 10) -> str:
     """Weights of the tiny teacher that the flags of `tiny_flags` build."""
     import keras
 
-    from noisy_student.loop import Run, RunConfig
-    from noisy_student.stages import model_fn
+    from noisy_student.pipeline.loop import Run, RunConfig
+    from noisy_student.pipeline.stages import model_fn
 
     config = RunConfig(run_dir=os.path.dirname(path), num_classes=num_classes,
                        small_images=True, width_coefficient=0.25, depth_coefficient=0.25)
@@ -114,7 +114,7 @@ def unlabeled(tmp_path_factory, tf):
 
 
 def test_missing_teacher_is_one_line_and_status_2_unless_traceback(tmp_path):
-    from noisy_student.loop import RunError
+    from noisy_student.pipeline.loop import RunError
 
     args = tiny_flags(tmp_path / "run", "--mode=label",
                       f"--unlabel_data={os.path.join(SAMPLE, 'unlabeled-00000-of-00008')}")
@@ -134,7 +134,7 @@ def test_full_disk_is_one_line_and_status_2(tmp_path, monkeypatch):
     def full(path, obj):
         raise OSError(errno.ENOSPC, "No space left on device", path)
 
-    monkeypatch.setattr("noisy_student.run_dir.write_json_atomic", full)
+    monkeypatch.setattr("noisy_student.run.directory.write_json_atomic", full)
     code, _, stderr = cli(*tiny_flags(tmp_path / "run", "--mode=teacher"))
     assert code == 2
     [line] = error_lines(stderr)
@@ -244,7 +244,7 @@ def test_eval_reads_a_damaged_file_up_to_the_damage_and_reports_it(
 
 HOLD_LOCK = """
 import sys, time
-from noisy_student.run_lock import run_dir_lock
+from noisy_student.run.lock import run_dir_lock
 with run_dir_lock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(600)
@@ -325,13 +325,13 @@ def pause(*args, **kwargs):
         time.sleep(60)
 
 if where == "filter":  # every record written to the shard's temp files, none renamed yet
-    from noisy_student import filter_shards
+    from noisy_student.pseudo_labels import filter_shards
     filter_shards._scan = pause
 else:  # export: the SavedModel written into its temp directory, not yet renamed
     import tensorflow as tf
     save = tf.saved_model.save
     tf.saved_model.save = lambda *args, **kwargs: (save(*args, **kwargs), pause())
-from noisy_student import main
+from noisy_student.cli import main
 sys.argv[0] = "noisy-student"
 main.run()
 """
@@ -363,8 +363,8 @@ def test_kill_9_inside_filter_and_inside_export_then_rerun_leaves_no_temps(
     and while the export's temp SavedModel is written but not renamed: each rerun finishes the
     stage and nothing of the killed writers is left."""
     from noisy_student.atomic_io import _host
-    from noisy_student.loop import Run, RunConfig
-    from noisy_student.stages import model_fn
+    from noisy_student.pipeline.loop import Run, RunConfig
+    from noisy_student.pipeline.stages import model_fn
     from noisy_student.training import save_model
 
     unlabeled = tmp_path / "unlabeled-00000-of-00001"
@@ -429,7 +429,7 @@ def test_killed_labeling_worker_and_damaged_shards_rerun_gives_one_record_per_im
                           f"--teacher_checkpoint={teacher_weights}", f"--worker_index={index}",
                           "--num_workers=2", *extra)
 
-    command = [sys.executable, "-m", "noisy_student.main"]
+    command = [sys.executable, "-m", "noisy_student.cli.main"]
     first = subprocess.Popen(command + worker(0), cwd=ROOT, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
     second = subprocess.Popen(command + worker(1, "--wait_timeout=5"), cwd=ROOT,
@@ -477,7 +477,7 @@ def served(tmp_path_factory, tf, keras):
     """The tiny model exported and loaded again, with its Keras original."""
     from tiny_models import make_model_fn
 
-    from noisy_student.export import export_saved_model
+    from noisy_student.export.saved_model import export_saved_model
 
     model = make_model_fn(keras)()
     path = export_saved_model(model, str(tmp_path_factory.mktemp("export") / "export"),
@@ -580,11 +580,11 @@ def test_serving_images_status_marks_out_of_range_images_and_classifies_the_rest
 
 
 def test_saved_model_signatures_and_outputs_are_the_artifact_table(served):
-    """The SavedModel has exactly the signatures of noisy_student.artifacts, each with the
+    """The SavedModel has exactly the signatures of noisy_student.export.artifacts, each with the
     outputs that table names."""
     import re
 
-    from noisy_student import artifacts
+    from noisy_student.export import artifacts
 
     loaded, _ = served
     assert sorted(loaded.signatures) == sorted(artifacts.SIGNATURES)
@@ -599,28 +599,28 @@ def test_saved_model_signatures_and_outputs_are_the_artifact_table(served):
 # Each entry point: (module, function, a flag and a value it rejects, arguments that fail a check
 # after parsing, the flag that check names).
 ENTRY_POINTS = {
-    "noisy-student": ("noisy_student.main", "run", "--train_epochs=fourty", [], "--run_dir"),
-    "noisy-student-demo": ("noisy_student.demo", "run", "--train_epochs=fourty",
+    "noisy-student": ("noisy_student.cli.main", "run", "--train_epochs=fourty", [], "--run_dir"),
+    "noisy-student-demo": ("noisy_student.cli.demo", "run", "--train_epochs=fourty",
                            ["--train_epochs=-1"], "--train_epochs"),
-    "noisy-student-eval": ("noisy_student.evaluate_cli", "run_cli", "--num_classes=ten", [],
+    "noisy-student-eval": ("noisy_student.cli.evaluate", "run_cli", "--num_classes=ten", [],
                            "--model"),
-    "noisy-student-build-tfrecords": ("noisy_student.tools.build_tfrecords", "run",
+    "noisy-student-build-tfrecords": ("noisy_student.cli.build_tfrecords", "run",
                                       "--num_shards=ten", [], "--input_dir"),
-    "noisy-student-cam": ("noisy_student.tools.cam", "run", "--num_images=ten", [], "--models"),
-    "noisy-student-export-model": ("noisy_student.tools.export_model", "run",
+    "noisy-student-cam": ("noisy_student.cli.cam", "run", "--num_images=ten", [], "--models"),
+    "noisy-student-export-model": ("noisy_student.cli.export_model", "run",
                                    "--max_examples=ten", [], "--model"),
-    "noisy-student-make-corrupted": ("noisy_student.tools.make_corrupted", "run", "--seed=ten",
+    "noisy-student-make-corrupted": ("noisy_student.cli.make_corrupted", "run", "--seed=ten",
                                      ["--input=x", "--output_dir=y", "--severities=one"],
                                      "--severities"),
-    "noisy-student-record-sizes": ("noisy_student.tools.measure_record_sizes", "run",
+    "noisy-student-record-sizes": ("noisy_student.cli.measure_record_sizes", "run",
                                    "--num_classes=ten", ["--num_classes=ten"], "--num_classes"),
-    "noisy-student-scaling-search": ("noisy_student.tools.scaling_search", "run",
+    "noisy-student-scaling-search": ("noisy_student.cli.scaling_search", "run",
                                      "--tolerance=small", [], "--output_dir"),
-    "efficientnet-convert-weights": ("noisy_student.tools.convert_weights", "run",
+    "efficientnet-convert-weights": ("noisy_student.cli.convert_weights", "run",
                                      "--use_ema=maybe", [], "--source"),
-    "efficientnet-count-flops": ("noisy_student.tools.count_flops", "run", "--resolution=big",
+    "efficientnet-count-flops": ("noisy_student.cli.count_flops", "run", "--resolution=big",
                                  [], "--model"),
-    "build_demo_data": ("noisy_student.tools.build_demo_data", "run", "--jpeg_quality=high",
+    "build_demo_data": ("noisy_student.cli.build_demo_data", "run", "--jpeg_quality=high",
                         None, None),
 }
 
@@ -674,7 +674,7 @@ def test_every_usage_error_is_one_line_naming_the_flag_and_status_2(program, tmp
 def test_a_bad_value_found_after_parsing_names_its_flagfile_line(tmp_path):
     """A value that parses but fails validation (--train_epochs=-3) is traced to the flagfile
     line it came from; the same flag on the command line has no location."""
-    from noisy_student import assets, main
+    from noisy_student.cli import main, runner
 
     flagfile = tmp_path / "run.cfg"
     flagfile.write_text("# recipe\n--train_epochs=-3\n")
@@ -683,7 +683,7 @@ def test_a_bad_value_found_after_parsing_names_its_flagfile_line(tmp_path):
     stderr = io.StringIO()
     with flagsaver.flagsaver(), contextlib.redirect_stderr(stderr):
         flags.FLAGS.unparse_flags()
-        assets.parse_flags(argv)
+        runner.parse_flags(argv)
         with pytest.raises(SystemExit) as exit_:
             main.validate_or_exit("noisy-student", ["noisy-student"])
     assert exit_.value.code == 2
@@ -837,8 +837,8 @@ def test_corrupted_eval_scores_the_subset_the_generator_wrote(tmp_path, tf):
     pytest.importorskip("imagecorruptions")
     from test_robustness import BrightnessModel
 
-    from noisy_student import robustness
-    from noisy_student.corruptions import make_corrupted
+    from noisy_student.evaluation import robustness
+    from noisy_student.evaluation.corruptions import make_corrupted
 
     root = tmp_path / "corrupted"
     make_corrupted(os.path.join(SAMPLE, "validation-00000-of-00002"), str(root),

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from noisy_student.filtering import (
+from noisy_student.pseudo_labels.filtering import (
     NUM_BINS,
     bin_counts,
     class_thresholds,
@@ -216,7 +216,7 @@ def test_filter_and_balance_stage(tmp_path, pseudo_input):
 
     from PIL import Image
 
-    from noisy_student.filtering import filter_and_balance
+    from noisy_student.pseudo_labels.filtering import filter_and_balance
 
     num_image = 15
     out = tmp_path / "filtered"
@@ -264,7 +264,7 @@ def test_filter_and_balance_stage(tmp_path, pseudo_input):
 
 
 def test_filter_rejects_labels_beyond_num_classes(tmp_path, pseudo_input):
-    from noisy_student.filtering import filter_and_balance
+    from noisy_student.pseudo_labels.filtering import filter_and_balance
 
     with pytest.raises(Exception, match="num_classes"):
         filter_and_balance(pseudo_input["pattern"], str(tmp_path / "o"), num_classes=5,
@@ -275,7 +275,7 @@ def test_damaged_pseudo_label_file_is_read_up_to_the_damage_or_raises_when_stric
         tmp_path, pseudo_input):
     import shutil
 
-    from noisy_student.filtering import filter_and_balance
+    from noisy_student.pseudo_labels.filtering import filter_and_balance
 
     folder = tmp_path / "in"
     shutil.copytree(os.path.dirname(pseudo_input["pattern"]), folder)
@@ -339,7 +339,7 @@ def test_keeps_and_copies_exactly_what_the_filter_before_did(tmp_path, five_shar
     same multiset of written records as the single-process filter it replaces."""
     import collections
 
-    from noisy_student.filtering import filter_and_balance
+    from noisy_student.pseudo_labels.filtering import filter_and_balance
 
     before = _filter_before_issue_30()
     args = {**FILTER_ARGS, "num_image_per_class": num_image}
@@ -361,7 +361,7 @@ def test_one_two_or_three_workers_write_the_same_files(tmp_path, five_shards):
     output files are identical, and so are the merged statistics every worker returns."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from noisy_student import filtering
+    from noisy_student.pseudo_labels import filtering
 
     outputs, stats = {}, {}
     for count in (1, 2, 3):
@@ -380,7 +380,7 @@ def test_one_two_or_three_workers_write_the_same_files(tmp_path, five_shards):
 
 KILLED_DRIVER = """
 import sys, time
-import noisy_student.filtering as filtering
+import noisy_student.pseudo_labels.filtering as filtering
 
 original = filtering.filter_shard
 
@@ -400,7 +400,7 @@ def test_killed_filter_reruns_to_the_same_records(tmp_path, five_shards):
     import sys
     import time
 
-    from noisy_student.filtering import PARTS_DIR, filter_and_balance
+    from noisy_student.pseudo_labels.filtering import PARTS_DIR, filter_and_balance
 
     out = tmp_path / "killed"
     driver = tmp_path / "driver.py"

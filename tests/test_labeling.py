@@ -85,7 +85,7 @@ def softmax(x):
 
 
 def test_soft_labels_match_the_model_on_pillow_decoded_images(tmp_path, cifar_png, teacher):
-    from noisy_student.labeling import label_shards, pseudo_label_pattern
+    from noisy_student.pseudo_labels.labeling import label_shards, pseudo_label_pattern
 
     images = cifar_png[:40]
     pattern = write_unlabeled(tmp_path / "in", images, 3)
@@ -103,7 +103,7 @@ def test_soft_labels_match_the_model_on_pillow_decoded_images(tmp_path, cifar_pn
 
 
 def test_temperature_hard_and_probability_outputs(tf, keras, cifar_png, teacher):
-    from noisy_student.labeling import make_label_fn, model_outputs_logits
+    from noisy_student.pseudo_labels.labeling import make_label_fn, model_outputs_logits
 
     pixels = np.stack([np.asarray(Image.open(io.BytesIO(b))) for b in cifar_png[:8]])
     pixels = pixels.astype("float32")
@@ -133,7 +133,7 @@ def test_temperature_hard_and_probability_outputs(tf, keras, cifar_png, teacher)
 
 
 def test_workers_split_shards_and_rerun_skips_complete_ones(tmp_path, cifar_png, teacher):
-    from noisy_student.labeling import label_shards
+    from noisy_student.pseudo_labels.labeling import label_shards
 
     images = cifar_png[:30]
     pattern = write_unlabeled(tmp_path / "in", images, 5)
@@ -158,7 +158,7 @@ def test_workers_split_shards_and_rerun_skips_complete_ones(tmp_path, cifar_png,
 
 def test_undecodable_records_are_counted_not_silently_dropped(tf, tmp_path, cifar_png, teacher):
     from noisy_student.data.records import encode_labeled, encode_unlabeled
-    from noisy_student.labeling import label_shards
+    from noisy_student.pseudo_labels.labeling import label_shards
 
     images = cifar_png[:10]
     # Shard 0 gets garbage image bytes (record 5) and a record without image/encoded (record 6).
@@ -178,7 +178,7 @@ def test_undecodable_records_are_counted_not_silently_dropped(tf, tmp_path, cifa
 
 def test_truncated_file_is_labeled_up_to_the_damage_or_names_the_file_when_strict(
         tmp_path, cifar_png, teacher):
-    from noisy_student.labeling import label_shards, label_totals
+    from noisy_student.pseudo_labels.labeling import label_shards, label_totals
 
     pattern = write_unlabeled(tmp_path / "in", cifar_png[:6], 1)
     path = glob.glob(pattern)[0]
@@ -204,7 +204,7 @@ DRIVER = textwrap.dedent("""
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     import tensorflow as tf
     from efficientnet_tf import create_model
-    from noisy_student.labeling import label_shards
+    from noisy_student.pseudo_labels.labeling import label_shards
 
     model = create_model("b0", classifier_activation=None, **{tiny})
     model.load_weights(sys.argv[3])
@@ -219,7 +219,7 @@ DRIVER = textwrap.dedent("""
 
 
 def test_killed_labeling_job_resumes_without_loss_or_duplicates(tmp_path, cifar_png, teacher):
-    from noisy_student.labeling import label_shards
+    from noisy_student.pseudo_labels.labeling import label_shards
 
     images = cifar_png[:144]
     pattern = write_unlabeled(tmp_path / "in", images, 6)
@@ -259,7 +259,7 @@ def test_killed_labeling_job_resumes_without_loss_or_duplicates(tmp_path, cifar_
 
 def test_shard_with_no_decodable_image_is_an_error(tmp_path, teacher):
     from noisy_student.data.records import encode_unlabeled
-    from noisy_student.labeling import label_shards
+    from noisy_student.pseudo_labels.labeling import label_shards
 
     pattern = write_unlabeled(tmp_path / "in", [], 1,
                               extra={0: [encode_unlabeled(b"garbage")] * 3})
@@ -276,9 +276,9 @@ def test_stored_confidence_counts_spare_the_filter_a_pass(tf, tmp_path, cifar_pn
     when it has to count from the records."""
     import shutil
 
-    from noisy_student.balance import bin_counts, dense_counts
-    from noisy_student.filtering import filter_and_balance
-    from noisy_student.labeling import label_shards, pseudo_label_pattern
+    from noisy_student.pseudo_labels.balance import bin_counts, dense_counts
+    from noisy_student.pseudo_labels.filtering import filter_and_balance
+    from noisy_student.pseudo_labels.labeling import label_shards, pseudo_label_pattern
 
     pattern = write_unlabeled(tmp_path / "in", cifar_png[:60], 3)
     labels_dir = tmp_path / "labels"

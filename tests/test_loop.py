@@ -12,7 +12,7 @@ from noisy_student.assets import SAMPLE_DIR as SAMPLE
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, tf):
-    from noisy_student.loop import Run, RunConfig
+    from noisy_student.pipeline.loop import Run, RunConfig
 
     config = RunConfig(
         run_dir=str(tmp_path_factory.mktemp("run")),
@@ -56,7 +56,7 @@ def test_every_stage_recorded(finished_run):
 
 
 def test_rerun_skips_finished_stages(finished_run, monkeypatch):
-    from noisy_student.loop import Run
+    from noisy_student.pipeline.loop import Run
 
     run, manifest = finished_run
     rerun = Run(run.config)
@@ -64,16 +64,16 @@ def test_rerun_skips_finished_stages(finished_run, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a finished stage ran again")
 
-    monkeypatch.setattr("noisy_student.stages.train", fail)
-    monkeypatch.setattr("noisy_student.labeling.label_shards", fail)
-    monkeypatch.setattr("noisy_student.filtering.filter_and_balance", fail)
+    monkeypatch.setattr("noisy_student.pipeline.stages.train", fail)
+    monkeypatch.setattr("noisy_student.pseudo_labels.labeling.label_shards", fail)
+    monkeypatch.setattr("noisy_student.pseudo_labels.filtering.filter_and_balance", fail)
     assert rerun.run_all()["stages"] == manifest["stages"]
 
 
 def test_export_signatures_match_the_model(finished_run, tf):
     from noisy_student.data import records
     from noisy_student.data.preprocessing import preprocess_for_eval
-    from noisy_student.stages import load_model
+    from noisy_student.pipeline.stages import load_model
 
     run, manifest = finished_run
     model = load_model(run.context, 1)
@@ -93,7 +93,7 @@ def test_export_signatures_match_the_model(finished_run, tf):
 
 
 def test_student_model_is_saved_with_ema_weights(finished_run):
-    from noisy_student.stages import model_dir
+    from noisy_student.pipeline.stages import model_dir
 
     run, _ = finished_run
     assert glob.glob(os.path.join(model_dir(run.context, 1), "model.keras"))
@@ -105,8 +105,8 @@ def test_on_the_fly_teacher_from_a_given_checkpoint(finished_run, tmp_path):
     filter stage, and the student trains on the unlabeled images directly."""
     import dataclasses
 
-    from noisy_student.loop import Run, RunError
-    from noisy_student.stages import load_model, model_dir
+    from noisy_student.pipeline.loop import Run, RunError
+    from noisy_student.pipeline.stages import load_model, model_dir
 
     run, _ = finished_run
     config = dataclasses.replace(
@@ -132,7 +132,8 @@ def test_on_the_fly_teacher_from_a_given_checkpoint(finished_run, tmp_path):
 def test_demo_table_and_plot(finished_run, tmp_path, capsys):
     from PIL import Image
 
-    from noisy_student import demo, summary
+    from noisy_student.cli import demo
+    from noisy_student.reporting import summary
 
     run, manifest = finished_run
     stages = manifest["stages"]
@@ -157,7 +158,7 @@ def test_demo_table_and_plot(finished_run, tmp_path, capsys):
 
 
 def test_student_init_from_teacher_copies_every_weight_or_names_the_mismatch(keras):
-    from noisy_student.student_init import initialized_from as _initialized_from
+    from noisy_student.training.student_init import initialized_from as _initialized_from
     from tests.tiny_models import make_model_fn
 
     teacher = make_model_fn(keras, seed=1)()
@@ -177,9 +178,9 @@ def test_grown_student_starts_with_its_teachers_function(finished_run, tmp_path)
     import dataclasses
 
     from efficientnet_tf import architecture_of
-    from noisy_student import stages
-    from noisy_student.loop import Run
-    from noisy_student.student_init import grown_from
+    from noisy_student.pipeline import stages
+    from noisy_student.pipeline.loop import Run
+    from noisy_student.training.student_init import grown_from
 
     run, _ = finished_run
     config = dataclasses.replace(
@@ -202,8 +203,8 @@ def test_seed_makes_a_teacher_training_reproducible(tf, tmp_path):
     EMA, optimizer slots: same initialization, batches, augmentation, dropout and stochastic
     depth); another seed starts from other weights. Students get other seeds than their
     teacher."""
-    from noisy_student import stages
-    from noisy_student.loop import Run, RunConfig
+    from noisy_student.pipeline import stages
+    from noisy_student.pipeline.loop import Run, RunConfig
 
     def run_with(seed: int | None, name: str, **overrides) -> Run:
         return Run(RunConfig(
@@ -245,7 +246,7 @@ def test_seed_makes_a_teacher_training_reproducible(tf, tmp_path):
 def test_deterministic_turns_on_op_determinism(tf, tmp_path, monkeypatch):
     """--deterministic asks TensorFlow for op determinism before the run builds anything;
     without it the run leaves TensorFlow's (process-wide) setting alone."""
-    from noisy_student.loop import Run, RunConfig
+    from noisy_student.pipeline.loop import Run, RunConfig
 
     calls = []
     monkeypatch.setattr(tf.config.experimental, "enable_op_determinism",
@@ -263,8 +264,9 @@ def test_stage_lines_on_the_console(tf, tmp_path, monkeypatch, caplog):
     console logger; the command line shows them by default), and one when it is skipped."""
     import logging
 
-    from noisy_student import console, loop
-    from noisy_student.run_layout import parse_stage
+    from noisy_student import console
+    from noisy_student.pipeline import loop
+    from noisy_student.run.layout import parse_stage
 
     # A command line run in this process (test_faults' cli) sends the lines to stdout only.
     monkeypatch.setattr(console.log, "propagate", True)

@@ -63,13 +63,13 @@ def test_flagfile_arguments_are_resolved(tmp_path, monkeypatch):
 def test_demo_command_line_is_valid_from_another_folder(tmp_path, monkeypatch):
     """The demo's flags (bundled demo.cfg, data patterns sample_data/cifar10/...) pass the
     up-front validation, which checks that every data pattern matches files."""
-    from noisy_student import demo
-    from noisy_student import flags as cli_flags
+    from noisy_student.cli import demo, runner
+    from noisy_student.cli import flags as cli_flags
 
     monkeypatch.chdir(tmp_path)
     saved = flags.FLAGS.flag_values_dict()
     try:
-        assets.parse_flags(demo.demo_argv(["noisy-student-demo", "--run_dir=here"]))
+        runner.parse_flags(demo.demo_argv(["noisy-student-demo", "--run_dir=here"]))
         cli_flags.validate()
         values = {name: flags.FLAGS[name].value
                   for name in ("label_data", "unlabel_data", "eval_data", "run_dir")}
@@ -98,9 +98,10 @@ def test_demo_time_in_the_flagfile_and_readme_is_builds_latest():
 
 
 @pytest.mark.parametrize("entry", [
-    "noisy_student.main:run", "noisy_student.demo:run", "noisy_student.evaluate_cli:run_cli",
-    "noisy_student.tools.cam:run", "noisy_student.tools.count_flops:run",
-    "noisy_student.tools.scaling_search:run"])
+    "noisy_student.cli.main:run", "noisy_student.cli.demo:run",
+    "noisy_student.cli.evaluate:run_cli",
+    "noisy_student.cli.cam:run", "noisy_student.cli.count_flops:run",
+    "noisy_student.cli.scaling_search:run"])
 def test_help_comes_before_tensorflow(entry):
     """A console script's --help (and so any flag error) must not wait for TensorFlow, which
     takes a minute to import on a loaded machine; the flags are listed."""
@@ -205,8 +206,8 @@ def test_wheel_has_only_our_packages(wheel):
     assert set(_dist_info(wheel, "top_level.txt").split()) == {"efficientnet_tf", "noisy_student"}
     assert {n.split("/")[0] for n in names if "dist-info" not in n} == {
         "efficientnet_tf", "noisy_student"}
-    assert "noisy_student/tools/build_tfrecords.py" in names
-    assert "noisy_student/tools/convert_weights.py" in names
+    assert "noisy_student/cli/build_tfrecords.py" in names
+    assert "noisy_student/cli/convert_weights.py" in names
     assert not any(n.startswith("efficientnet_tf/tools/") for n in names)
 
 

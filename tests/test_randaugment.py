@@ -17,6 +17,7 @@ from cifar_data import cifar_test_images
 from PIL import Image, ImageEnhance, ImageOps
 
 from noisy_student.data import randaugment as ra
+from noisy_student.data import randaugment_batch as rab
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -380,7 +381,7 @@ def test_batched_op_equals_per_image_op(index):
         for magnitude, translate, cutout in BATCH_SETTINGS[:3 if h == w else 1]:
             mag = tf.constant(magnitude, tf.float64)
             consts = (tf.constant(translate, tf.float64), tf.constant(cutout, tf.float64))
-            got = ra.apply_op_batch(index, tf.constant(batch), mag, *consts,
+            got = rab.apply_op_batch(index, tf.constant(batch), mag, *consts,
                                     tf.constant(signs), tf.constant(centers, tf.int32))
             assert got.dtype == tf.uint8 and tuple(got.shape) == batch.shape
             for i in range(b):
@@ -395,12 +396,13 @@ def test_batched_op_equals_per_image_op(index):
 EMPTY_GROUP_SCRIPT = """
 import tensorflow as tf
 from noisy_student.data import randaugment as ra
+from noisy_student.data import randaugment_batch as rab
 empty = tf.zeros([0, 32, 32, 3], tf.uint8)
 args = (tf.constant(10.0, tf.float64), tf.constant(5.0, tf.float64),
         tf.constant(4.0, tf.float64), tf.zeros([0], tf.float64), tf.zeros([0, 2], tf.int32))
 for index, name in enumerate(ra.OP_NAMES):
-    eager = ra.apply_op_batch(index, empty, *args)
-    graph = tf.function(lambda x: ra.apply_op_batch(index, x, *args),
+    eager = rab.apply_op_batch(index, empty, *args)
+    graph = tf.function(lambda x: rab.apply_op_batch(index, x, *args),
                         input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.uint8)])(empty)
     print(name, tuple(eager.shape), tuple(graph.shape))
 """
@@ -423,7 +425,7 @@ def test_batched_ops_on_an_empty_group(onednn):
 
 def test_batched_draws_are_uniform_per_image():
     n = 32000
-    op, signs, centers = (t.numpy() for t in ra.draw_layer_batch(
+    op, signs, centers = (t.numpy() for t in rab.draw_layer_batch(
         tf.constant([5, 6], tf.int64), n, tf.constant([32, 20])))
     counts = np.bincount(op, minlength=16)
     expected = n / 16
@@ -458,7 +460,7 @@ def test_batched_randaugment_applies_each_images_own_op():
                 assert owner.setdefault(out.numpy().tobytes(), index) == index
     n = 1600
     batch = tf.constant(np.broadcast_to(image, (n, 12, 12, 3)))
-    out = ra.distort_batch_with_randaugment(batch, 1, magnitude, translate_const=translate,
+    out = rab.distort_batch_with_randaugment(batch, 1, magnitude, translate_const=translate,
                                             cutout_const=cutout, seed=[3, 4]).numpy()
     found = np.array([owner[o.tobytes()] for o in out])  # KeyError: not any op's result
     counts = np.bincount(found, minlength=16)
@@ -466,10 +468,10 @@ def test_batched_randaugment_applies_each_images_own_op():
     chi2 = float(((counts - n / 16) ** 2 / (n / 16)).sum())
     assert chi2 < 37.7, counts
     # Same seed, same result; another seed, other ops.
-    again = ra.distort_batch_with_randaugment(batch, 1, magnitude, translate_const=translate,
+    again = rab.distort_batch_with_randaugment(batch, 1, magnitude, translate_const=translate,
                                               cutout_const=cutout, seed=[3, 4]).numpy()
     np.testing.assert_array_equal(out, again)
-    other = ra.distort_batch_with_randaugment(batch[:32], 1, magnitude, translate_const=translate,
+    other = rab.distort_batch_with_randaugment(batch[:32], 1, magnitude, translate_const=translate,
                                               cutout_const=cutout, seed=[3, 5]).numpy()
     assert not np.array_equal(out[:32], other)
 
@@ -477,7 +479,7 @@ def test_batched_randaugment_applies_each_images_own_op():
 def test_batched_randaugment_layers_compose_and_run_in_tf_function():
     images = tf.constant(cifar_test_images(6))
     graph = tf.function(
-        lambda x, s: ra.distort_batch_with_randaugment(x, 2, 10, seed=s),
+        lambda x, s: rab.distort_batch_with_randaugment(x, 2, 10, seed=s),
         input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.uint8),
                          tf.TensorSpec([2], tf.int64)])
     out = graph(images, tf.constant([7, 8], tf.int64))
@@ -485,16 +487,16 @@ def test_batched_randaugment_layers_compose_and_run_in_tf_function():
     assert not np.array_equal(out.numpy(), images.numpy())
     partial = graph(images[:0], tf.constant([7, 8], tf.int64))  # an empty (last) batch
     assert partial.shape == (0, 32, 32, 3)
-    assert ra.distort_batch_with_randaugment(images, 0, 10) is images
+    assert rab.distort_batch_with_randaugment(images, 0, 10) is images
     with pytest.raises(TypeError, match="uint8"):
-        ra.distort_batch_with_randaugment(tf.cast(images, tf.float32), 2, 10)
+        rab.distort_batch_with_randaugment(tf.cast(images, tf.float32), 2, 10)
     with pytest.raises(ValueError, match="BxHxWx3"):
-        ra.distort_batch_with_randaugment(images[0], 2, 10)
+        rab.distort_batch_with_randaugment(images[0], 2, 10)
 
 
 def test_batched_random_cutout_centres_per_image():
     images = tf.fill([400, 16, 16, 3], tf.constant(7, tf.uint8))
-    out = ra.cutout_batch_random(images, 2, tf.constant([1, 2], tf.int64)).numpy()
+    out = rab.cutout_batch_random(images, 2, tf.constant([1, 2], tf.int64)).numpy()
     filled = (out == 128).all(axis=3)
     assert (filled.sum(axis=(1, 2)) >= 4).all()  # at least a clipped 2x2 patch each
     assert len({f.tobytes() for f in filled}) > 100  # per-image positions

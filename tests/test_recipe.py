@@ -283,7 +283,7 @@ def test_cosine_final_rate_and_the_annealing_note(training, caplog, monkeypatch)
         training.WarmupDecaySchedule(0.1, 10, total_steps=40, final_learning_rate=0.01)
     # 30 epochs of the ImageNet staircase end at 0.97^12 = 0.69x: the trainer notes it on the
     # console (INFO: the demo's recipe keeps such a schedule on purpose), never as a warning.
-    from noisy_student.training.trainer import learning_rate_schedule
+    from noisy_student.training.schedules import learning_rate_schedule
 
     config = training.TrainConfig(batch_size=64, num_train_examples=640, train_epochs=30)
     staircase = learning_rate_schedule(config)
@@ -300,8 +300,8 @@ def test_cosine_final_rate_and_the_annealing_note(training, caplog, monkeypatch)
 
     monkeypatch.setattr(console.log, "propagate", True)  # as a command line in this process left it
     with caplog.at_level(logging.INFO):
-        training.trainer._note_if_not_annealed(staircase)
-        training.trainer._note_if_not_annealed(annealed)
+        training.schedules.note_if_not_annealed(staircase)
+        training.schedules.note_if_not_annealed(annealed)
     notes = [r for r in caplog.records if "anneal" in r.getMessage()]
     assert len(notes) == 1 and "69%" in notes[0].getMessage()
     assert (notes[0].levelno, notes[0].name) == (logging.INFO, "noisy_student.console")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from noisy_student.report import write_report
+from noisy_student.reporting.report import write_report
 
 
 def test_report_lists_each_iteration(tmp_path):
@@ -25,9 +25,9 @@ def test_report_lists_each_iteration(tmp_path):
     assert "| student 1 | b1 | 55.94% | 91.00% | +0.21 | 1000 | 1m01s |" in text
     assert "| student 2 | b2 | - | - | - | - | 0m10s |" in text  # not evaluated yet
     assert "| student 1 | imagenet_c | mCE | 28.30% |" in text
-    from noisy_student import evaluate_cli
+    from noisy_student.cli import evaluate
 
-    result = evaluate_cli.run(evaluate_cli.EvalOptions(model=str(tmp_path), benchmark="report"))
+    result = evaluate.run(evaluate.EvalOptions(model=str(tmp_path), benchmark="report"))
     assert open(result["report"]).read() == text
     with pytest.raises(FileNotFoundError, match="manifest.json"):
         write_report(str(tmp_path / "eval"))
@@ -46,17 +46,17 @@ def _tick_texts(axis):
 def test_confusion_matrix_ticks_are_class_names():
     import numpy as np
 
-    from noisy_student import robustness
+    from noisy_student.evaluation import classification
 
     confusion = np.array([[3, 1, 0], [0, 2, 0], [1, 0, 4]])
-    ax = robustness.confusion_figure(confusion, NAMES).axes[0]
+    ax = classification.confusion_figure(confusion, NAMES).axes[0]
     assert _tick_texts(ax.xaxis) == NAMES and _tick_texts(ax.yaxis) == NAMES
 
 
 def test_filter_histogram_titles_name_the_classes():
     import numpy as np
 
-    from noisy_student.filtering import NUM_BINS, histogram_figure
+    from noisy_student.pseudo_labels.filtering import NUM_BINS, histogram_figure
 
     counts = np.zeros((3, NUM_BINS), np.int64)
     counts[:, 50] = [5, 7, 9]
@@ -74,16 +74,16 @@ def test_filter_histogram_titles_name_the_classes():
 
 def test_class_names_fall_back_to_indices(tmp_path, caplog):
     from noisy_student import plots
+    from noisy_student.data import labels_file
 
     (tmp_path / "train-00000-of-00001").write_bytes(b"")
-    assert plots.labels_file_beside(str(tmp_path / "train-*")) is None
-    assert plots.class_names_or_none(plots.labels_file_beside(str(tmp_path / "train-*")), 3) \
-        is None
+    beside = labels_file.labels_file_beside(str(tmp_path / "train-*"))
+    assert beside is None and labels_file.class_names_or_none(beside, 3) is None
     (tmp_path / "labels.txt").write_text("".join(f"{i + 1} {n}\n" for i, n in enumerate(NAMES)))
-    path = plots.labels_file_beside(str(tmp_path / "train-*"))
+    path = labels_file.labels_file_beside(str(tmp_path / "train-*"))
     assert path == str(tmp_path / "labels.txt")
-    assert plots.class_names_or_none(path, 3) == NAMES
-    assert plots.class_names_or_none(path, 4) is None  # wrong count: a warning, indices
+    assert labels_file.class_names_or_none(path, 3) == NAMES
+    assert labels_file.class_names_or_none(path, 4) is None  # wrong count: a warning, indices
     assert "lists 3 classes, not 4" in caplog.text
     assert plots.class_labels(None, 2) == ["0", "1"]
 
@@ -154,7 +154,7 @@ def filtered_run(tmp_path):
 def test_grid_rows_hold_the_kept_images_of_each_class(filtered_run):
     import numpy as np
 
-    from noisy_student import report
+    from noisy_student.reporting import report
 
     run_dir, images, expected = filtered_run
     per_class = 4
@@ -176,7 +176,7 @@ def test_grid_rows_hold_the_kept_images_of_each_class(filtered_run):
 def test_grid_resizes_to_the_cell():
     import numpy as np
 
-    from noisy_student import report
+    from noisy_student.reporting import report
 
     flat = np.full((20, 12, 3), 77, np.uint8)
     grid = report.sample_grid({0: [_png_bytes(flat)]}, [0], per_class=2, cell=6)
@@ -185,7 +185,7 @@ def test_grid_resizes_to_the_cell():
 
 
 def test_grid_classes_thin_out_many_classes():
-    from noisy_student.report import grid_classes
+    from noisy_student.reporting.report import grid_classes
 
     assert grid_classes(5, max_rows=10) == [0, 1, 2, 3, 4]
     chosen = grid_classes(1000, max_rows=40)
@@ -197,7 +197,7 @@ def test_report_embeds_accuracy_and_kept_images(filtered_run):
     import numpy as np
     from PIL import Image
 
-    from noisy_student import report
+    from noisy_student.reporting import report
 
     run_dir, _, _ = filtered_run
     (run_dir / "eval" / "iter1").mkdir(parents=True)
@@ -236,7 +236,7 @@ def test_report_embeds_accuracy_and_kept_images(filtered_run):
 
 
 def test_loop_end_writes_the_report_and_never_fails_the_run(filtered_run, tmp_path, caplog):
-    from noisy_student.main import write_run_report
+    from noisy_student.cli.main import write_run_report
 
     run_dir, _, _ = filtered_run
     assert write_run_report(str(run_dir)) == str(run_dir / "report.md")
@@ -248,7 +248,7 @@ def test_loop_end_writes_the_report_and_never_fails_the_run(filtered_run, tmp_pa
 
 
 def test_stages_are_listed_in_run_order():
-    from noisy_student.report import stage_order
+    from noisy_student.reporting.report import stage_order
 
     run_order = ["teacher", "teacher/eval", "iter1/label", "iter1/filter", "iter1/student",
                  "iter1/eval", "iter2/label", "iter2/filter", "iter2/student", "iter2/eval",
@@ -262,9 +262,9 @@ def test_reference_records_show_the_images_they_name(tmp_path, tf):
     without those files."""
     import numpy as np
 
-    from noisy_student import report
     from noisy_student.data.records import encode_unlabeled
     from noisy_student.data.reference_records import encode_reference, with_copies
+    from noisy_student.reporting import report
 
     images = [_png_bytes(_image(seed)) for seed in range(6)]
     source = tmp_path / "unlabeled-00000-of-00001"

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from noisy_student import eval_sources, evaluation, robustness
+from noisy_student.data import labels_file
+from noisy_student.evaluation import classification, metrics, robustness, sources
 
 CENTERS = np.array([40.0, 120.0, 200.0])  # brightness of the 3 classes of the fake model
 
@@ -61,43 +62,42 @@ def _write_folder(root, spec):
 
 
 def test_imagenet_wnid_file_matches_published_facts():
-    wnids = eval_sources.imagenet_wnids()
+    wnids = sources.imagenet_wnids()
     assert len(wnids) == 1000 and len(set(wnids)) == 1000 and wnids == sorted(wnids)
     # tench, goldfish (ImageNet 0, 1); stingray and acorn are ImageNet-A's first and last classes.
     assert wnids[0] == "n01440764" and wnids[1] == "n01443537"
-    assert wnids[evaluation.IMAGENET_A_INDICES[0]] == "n01498041"
-    assert wnids[evaluation.IMAGENET_A_INDICES[-1]] == "n12267677"
-    r = eval_sources.IMAGENET_R_INDICES
+    assert wnids[metrics.IMAGENET_A_INDICES[0]] == "n01498041"
+    assert wnids[metrics.IMAGENET_A_INDICES[-1]] == "n12267677"
+    r = sources.IMAGENET_R_INDICES
     assert len(r) == 200 and list(r) == sorted(set(r))
     # ImageNet-R's class set (hendrycks/imagenet-r) contains goldfish and acorn, not tench.
     r_wnids = {wnids[i] for i in r}
     assert {"n01443537", "n12267677"} <= r_wnids and "n01440764" not in r_wnids
-    a_map = eval_sources.subset_label_map("imagenet_a")
+    a_map = sources.subset_label_map("imagenet_a")
     assert a_map["n01498041"] == 0 and a_map["n12267677"] == 199 and len(a_map) == 200
 
 
 def test_read_class_names(tmp_path):
     numbered = tmp_path / "labels.txt"
     numbered.write_text("2 dog\n1 cat\n3 hot dog\n")
-    assert eval_sources.read_class_names(str(numbered)) == ["cat", "dog", "hot dog"]
+    assert labels_file.read_class_names(str(numbered)) == ["cat", "dog", "hot dog"]
     plain = tmp_path / "plain.txt"
     plain.write_text("n01\nn02\n\n")
-    assert eval_sources.read_class_names(str(plain)) == ["n01", "n02"]
+    assert labels_file.read_class_names(str(plain)) == ["n01", "n02"]
     gap = tmp_path / "gap.txt"
     gap.write_text("1 a\n3 b\n")
     with pytest.raises(ValueError, match="gap.txt"):
-        eval_sources.read_class_names(str(gap))
+        labels_file.read_class_names(str(gap))
 
 
 @pytest.mark.parametrize("label_base", [0, 1])
 def test_read_class_names_reads_what_the_tools_write(tmp_path, label_base):
-    """One labels.txt format: shards.write_labels (build_tfrecords, build_demo_data) writes what
-    eval_sources.read_class_names (plots, evaluation, CAM) reads, names with spaces included."""
-    from noisy_student.data import shards
-
+    """One labels.txt format: labels_file.write_labels (build_tfrecords, build_demo_data) writes
+    what labels_file.read_class_names (plots, evaluation, CAM) reads, names with spaces
+    included."""
     names = ["airplane", "hot dog", "n01440764 tench"]
-    path = shards.write_labels(str(tmp_path / str(label_base)), names, label_base)
-    assert eval_sources.read_class_names(path) == names
+    path = labels_file.write_labels(str(tmp_path / str(label_base)), names, label_base)
+    assert labels_file.read_class_names(path) == names
 
 
 # ----------------------------------------------------------------------------- accuracy
@@ -115,10 +115,10 @@ def test_classification_on_image_folder_against_numpy(tf, keras, folder, tmp_pat
     keras.utils.set_random_seed(3)
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(),
                               keras.layers.Dense(3)])
-    dataset = eval_sources.labeled_source(folder, image_size=8, batch_size=3, num_classes=3,
+    dataset = sources.labeled_source(folder, image_size=8, batch_size=3, num_classes=3,
                                           small_images=True)
     out = str(tmp_path / "eval")
-    result = robustness.evaluate_classification(model, dataset, num_classes=3,
+    result = classification.evaluate_classification(model, dataset, num_classes=3,
                                                 class_names=["A", "B", "C"], output_dir=out)
     # Reference: Pillow decode, NumPy forward pass of the same weights, NumPy counting.
     kernel, bias = (w.numpy() for w in model.weights)
@@ -148,9 +148,9 @@ def test_classification_on_image_folder_against_numpy(tf, keras, folder, tmp_pat
 
 
 def test_folder_brightness_model_and_bad_input(tf, folder, tmp_path):
-    dataset = eval_sources.labeled_source(folder, image_size=8, batch_size=4, num_classes=3,
+    dataset = sources.labeled_source(folder, image_size=8, batch_size=4, num_classes=3,
                                           small_images=True)
-    result = robustness.evaluate_classification(BrightnessModel(), dataset, num_classes=3)
+    result = classification.evaluate_classification(BrightnessModel(), dataset, num_classes=3)
     # By construction 7 of 9 images sit at their class's level.
     assert result["top1"] == pytest.approx(7 / 9)
     assert result["per_class_accuracy"] == {"0": pytest.approx(2 / 3), "1": pytest.approx(3 / 4),
@@ -158,25 +158,25 @@ def test_folder_brightness_model_and_bad_input(tf, folder, tmp_path):
     bad = tmp_path / "bad"
     _write_folder(str(bad), {"x": [40]})
     (bad / "x" / "broken.jpg").write_bytes(b"not an image")
-    strict = eval_sources.labeled_source(str(bad), image_size=8, batch_size=4, num_classes=1,
+    strict = sources.labeled_source(str(bad), image_size=8, batch_size=4, num_classes=1,
                                          small_images=True, strict=True)
     with pytest.raises(tf.errors.InvalidArgumentError, match="broken.jpg"):
         list(strict)
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        eval_sources.labeled_source(str(tmp_path / "nowhere*"), image_size=8, batch_size=1,
+        sources.labeled_source(str(tmp_path / "nowhere*"), image_size=8, batch_size=1,
                                     num_classes=1)
 
 
 def test_imagenet_a_folder_and_relabeled_records(tf, tmp_path):
     from noisy_student.data import records
 
-    idx = evaluation.IMAGENET_A_INDICES
-    wnids = eval_sources.imagenet_wnids()
+    idx = metrics.IMAGENET_A_INDICES
+    wnids = sources.imagenet_wnids()
     root = str(tmp_path / "imagenet-a")
     # Dark images are stingray (A label 0, ImageNet 6), bright ones acorn (A label 199, 988).
     _write_folder(root, {wnids[idx[0]]: [40, 40], wnids[idx[-1]]: [200, 40]})
     model = BrightnessModel(centers=[40.0, 200.0], columns=[idx[0], idx[-1]], width=1000)
-    result = robustness.evaluate_subset(model, "imagenet_a", root, image_size=8, batch_size=2,
+    result = classification.evaluate_subset(model, "imagenet_a", root, image_size=8, batch_size=2,
                                         small_images=True, output_dir=str(tmp_path / "out"))
     assert result["num_examples"] == 4 and result["top1"] == pytest.approx(3 / 4)
     assert result["per_class_accuracy"]["n01498041"] == 1.0
@@ -186,15 +186,15 @@ def test_imagenet_a_folder_and_relabeled_records(tf, tmp_path):
     # A folder that is no ImageNet-A class is named in the error.
     _write_folder(root, {"n01440764": [40]})
     with pytest.raises(ValueError, match="n01440764"):
-        robustness.evaluate_subset(model, "imagenet_a", root, image_size=8, small_images=True)
+        classification.evaluate_subset(model, "imagenet_a", root, image_size=8, small_images=True)
     # 1000-class labels (as TFDS imagenet_a gives them) map to subset positions.
     path = str(tmp_path / "a.tfrecord")
     with tf.io.TFRecordWriter(path) as writer:
         for label in (idx[0], idx[5], idx[-1]):
             writer.write(records.encode_labeled(_png(40), label))
-    dataset = eval_sources.labeled_source(
+    dataset = sources.labeled_source(
         path, image_size=8, batch_size=3, num_classes=1000, small_images=True,
-        label_map=eval_sources.subset_label_table(idx))
+        label_map=sources.subset_label_table(idx))
     assert next(iter(dataset))[1].numpy().tolist() == [0, 5, 199]
 
 
@@ -222,15 +222,15 @@ def test_corruption_metrics_worked_example():
 def test_imagenet_c_alexnet_normalization_worked_example():
     # A model exactly as good as AlexNet on every corruption except fog, where it halves
     # AlexNet's error at every severity: CE_fog = 0.5, others 1; mCE = (14 + 0.5) / 15.
-    errors = {c: [a] * 5 for c, a in evaluation.ALEXNET_IMAGENET_C_ERRORS.items()}
+    errors = {c: [a] * 5 for c, a in metrics.ALEXNET_IMAGENET_C_ERRORS.items()}
     errors["fog"] = [0.819324 / 2] * 5
-    result = robustness.corruption_metrics(errors, evaluation.ALEXNET_IMAGENET_C_ERRORS)
+    result = robustness.corruption_metrics(errors, metrics.ALEXNET_IMAGENET_C_ERRORS)
     assert result["CE"]["fog"] == pytest.approx(0.5)
     assert result["mCE"] == pytest.approx(14.5 / 15)
 
 
 def test_imagenet_c_folder_layout(tf, tmp_path):
-    wnids = eval_sources.imagenet_wnids()
+    wnids = sources.imagenet_wnids()
     root = tmp_path / "imagenet-c"
     # Severity s: s - 1 of the 4 images of class 0 (dark) are bright, so misclassified.
     for c in ("fog", "snow"):
@@ -272,12 +272,12 @@ def _write_video(path, levels, size=32):
 
 def test_imagenet_p_flip_probability_and_top5_distance(tf, tmp_path):
     root = tmp_path / "imagenet-p"
-    wnid = eval_sources.imagenet_wnids()[0]
+    wnid = sources.imagenet_wnids()[0]
     levels = [40, 120, 40, 40, 200]
     for p in ("gaussian_noise", "rotate"):
         _write_video(str(root / p / wnid / "seq0.mp4"), levels)
         _write_video(str(root / p / wnid / "seq1.mp4"), [40] * 5)  # no flips at all
-    frames = eval_sources.read_video(str(root / "rotate" / wnid / "seq0.mp4"))
+    frames = sources.read_video(str(root / "rotate" / wnid / "seq0.mp4"))
     assert frames.shape == (5, 32, 32, 3)
     assert np.abs(frames.mean(axis=(1, 2, 3)) - levels).max() < 8  # lossy, but close
     result = robustness.evaluate_imagenet_p(BrightnessModel(), str(root), image_size=32,

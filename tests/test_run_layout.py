@@ -1,11 +1,11 @@
-"""Stage names and run-directory folders (noisy_student.run_layout): one spelling, read back."""
+"""Stage names and run-directory folders (noisy_student.run.layout): one spelling, read back."""
 
 from types import SimpleNamespace
 
 import pytest
 
-from noisy_student import run_layout
-from noisy_student.run_layout import EVAL, EXPORT, LABEL, TRAIN, Stage
+from noisy_student.run import layout
+from noisy_student.run.layout import EVAL, EXPORT, LABEL, TRAIN, Stage
 
 
 def _config(students: int, on_the_fly: bool = False) -> SimpleNamespace:
@@ -13,53 +13,53 @@ def _config(students: int, on_the_fly: bool = False) -> SimpleNamespace:
 
 
 def test_plan_lists_the_loop_order_and_every_name_reads_back():
-    stages = run_layout.plan(_config(2))
+    stages = layout.plan(_config(2))
     assert [s.name for s in stages] == [
         "teacher", "teacher/eval", "iter1/label", "iter1/filter", "iter1/student", "iter1/eval",
         "iter2/label", "iter2/filter", "iter2/student", "iter2/eval", "export"]
-    assert [run_layout.parse_stage(s.name) for s in stages] == stages
+    assert [layout.parse_stage(s.name) for s in stages] == stages
     names = [s.name for s in stages]
-    assert sorted(reversed(names), key=run_layout.stage_order) == names
+    assert sorted(reversed(names), key=layout.stage_order) == names
 
 
 def test_on_the_fly_teacher_plan_has_no_label_or_filter_stage():
-    names = [s.name for s in run_layout.plan(_config(1, on_the_fly=True))]
+    names = [s.name for s in layout.plan(_config(1, on_the_fly=True))]
     assert names == ["teacher", "teacher/eval", "iter1/student", "iter1/eval", "export"]
 
 
 @pytest.mark.parametrize("name", ["iter0/eval", "iter1/train", "iter01/eval", "teacher/label",
                                   "iter1", "student", "iter1/student/eval"])
 def test_names_no_loop_writes_are_not_stages(name):
-    assert run_layout.parse_stage(name) is None
+    assert layout.parse_stage(name) is None
 
 
 def test_every_single_stage_mode_names_a_planned_stage():
-    from noisy_student.flags import MODES
+    from noisy_student.cli.flags import MODES
 
-    stages = run_layout.plan(_config(2))
-    single = [mode for mode in MODES if mode in run_layout.MODE_KINDS]
+    stages = layout.plan(_config(2))
+    single = [mode for mode in MODES if mode in layout.MODE_KINDS]
     assert set(single) == set(MODES) - {"loop", "eval_corrupted"}
     for mode in single:
-        assert run_layout.stage_for_mode(mode, 2) in stages
-    assert run_layout.stage_for_mode("teacher", 2) == Stage(TRAIN, 0)
-    assert run_layout.stage_for_mode("student", 2).name == "iter2/student"
-    assert run_layout.stage_for_mode("eval", 0).name == "teacher/eval"
-    assert run_layout.stage_for_mode("export", 1) == Stage(EXPORT)
+        assert layout.stage_for_mode(mode, 2) in stages
+    assert layout.stage_for_mode("teacher", 2) == Stage(TRAIN, 0)
+    assert layout.stage_for_mode("student", 2).name == "iter2/student"
+    assert layout.stage_for_mode("eval", 0).name == "teacher/eval"
+    assert layout.stage_for_mode("export", 1) == Stage(EXPORT)
 
 
 def test_stage_names_and_folders_agree():
-    assert run_layout.stage_name(TRAIN, 0) == run_layout.model_dir(0) == "teacher"
-    assert run_layout.stage_name(TRAIN, 3) == run_layout.model_dir(3).replace("\\", "/")
-    assert run_layout.stage_output(Stage(LABEL, 2)) == run_layout.labels_dir(2)
-    assert run_layout.stage_output(Stage(EVAL, 2)) is None
+    assert layout.stage_name(TRAIN, 0) == layout.model_dir(0) == "teacher"
+    assert layout.stage_name(TRAIN, 3) == layout.model_dir(3).replace("\\", "/")
+    assert layout.stage_output(Stage(LABEL, 2)) == layout.labels_dir(2)
+    assert layout.stage_output(Stage(EVAL, 2)) is None
     with pytest.raises(ValueError, match="no label stage"):
-        run_layout.stage_name(LABEL, 0)
+        layout.stage_name(LABEL, 0)
 
 
 def test_iterations_stop_at_the_first_gap():
     names = ["teacher", "teacher/eval", "iter1/eval", "iter3/eval", "export"]
-    assert run_layout.iterations(names) == [0, 1]
-    assert run_layout.iterations(["iter1/student"]) == [1]
+    assert layout.iterations(names) == [0, 1]
+    assert layout.iterations(["iter1/student"]) == [1]
 
 
 @pytest.mark.parametrize("name, value, first_stage", [
@@ -72,14 +72,14 @@ def test_later_settings_are_recorded_only_when_set(tmp_path, name, value, first_
     left out of every stage's record); set, it is part of the record from the first stage it
     affects on (so a rerun with another value stops there), never of the earlier ones."""
     from noisy_student.config import RunConfig
-    from noisy_student.run_dir import stage_settings
+    from noisy_student.run.directory import stage_settings
 
     def settings(stage, **flags):
         config = RunConfig(run_dir=str(tmp_path), num_classes=10, student_models=["b0"],
                            unlabel_data="u-*", **flags)
         return stage_settings(config, stage)
 
-    stages = run_layout.plan(_config(1))
+    stages = layout.plan(_config(1))
     first = stages.index(first_stage)
     for stage in stages:
         assert name not in settings(stage)
@@ -93,7 +93,7 @@ def test_pseudo_label_storage_auto_is_recorded_as_what_it_chose(tmp_path):
     """'auto' resolves by class count: copy records in float16 (the setting run directories
     recorded before 'auto' existed, so they resume) below 100 classes, references from 100."""
     from noisy_student.config import RunConfig
-    from noisy_student.run_dir import stage_settings
+    from noisy_student.run.directory import stage_settings
 
     def recorded(**flags):
         config = RunConfig(run_dir=str(tmp_path), student_models=["b0"], unlabel_data="u-*",

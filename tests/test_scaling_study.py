@@ -117,7 +117,7 @@ def test_study_with_training_faked(tmp_path, monkeypatch, tf):
         return {"status": "done", "top1": 0.5 + row["macs_ratio"] / 100, "steps": 10,
                 "train_seconds": 4.0, "eval_seconds": 61.0}
 
-    monkeypatch.setattr(study.ss, "train_candidate", fake_train)
+    monkeypatch.setattr(study.scaling_search, "train_candidate", fake_train)
     out = str(tmp_path / "study")
     messages = []
     document = study.run_study(recipe, BASE, plan, out, methods=["width", "depth"],

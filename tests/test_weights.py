@@ -545,11 +545,11 @@ def test_missing_checkpoint_error(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# noisy_student.tools.convert_weights (python -m tools.convert_weights)
+# noisy_student.cli.convert_weights (python -m tools.convert_weights)
 
 
 def test_convert_tool_writes_atomically(keras, b0, checkpoint, tmp_path):
-    from noisy_student.tools import convert_weights
+    from noisy_student.cli import convert_weights
 
     _, x, expected, files = b0
     _, tensors, prefix = checkpoint

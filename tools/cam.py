@@ -1,9 +1,9 @@
 """``python -m tools.cam`` from a checkout.
 
-Runs ``noisy_student.tools.cam`` (installed as ``noisy-student-cam``).
+Runs ``noisy_student.cli.cam`` (installed as ``noisy-student-cam``).
 """
 
-from noisy_student.tools.cam import run
+from noisy_student.cli.cam import run
 
 if __name__ == "__main__":
     run()

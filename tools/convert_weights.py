@@ -1,9 +1,9 @@
 """``python -m tools.convert_weights`` from a checkout.
 
-Runs ``noisy_student.tools.convert_weights`` (installed as ``efficientnet-convert-weights``).
+Runs ``noisy_student.cli.convert_weights`` (installed as ``efficientnet-convert-weights``).
 """
 
-from noisy_student.tools.convert_weights import run
+from noisy_student.cli.convert_weights import run
 
 if __name__ == "__main__":
     run()

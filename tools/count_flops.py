@@ -1,9 +1,9 @@
 """``python -m tools.count_flops`` from a checkout.
 
-Runs ``noisy_student.tools.count_flops`` (installed as ``efficientnet-count-flops``).
+Runs ``noisy_student.cli.count_flops`` (installed as ``efficientnet-count-flops``).
 """
 
-from noisy_student.tools.count_flops import run
+from noisy_student.cli.count_flops import run
 
 if __name__ == "__main__":
     run()

@@ -1,9 +1,9 @@
 """``python -m tools.make_corrupted`` from a checkout.
 
-Runs ``noisy_student.tools.make_corrupted`` (installed as ``noisy-student-make-corrupted``).
+Runs ``noisy_student.cli.make_corrupted`` (installed as ``noisy-student-make-corrupted``).
 """
 
-from noisy_student.tools.make_corrupted import run
+from noisy_student.cli.make_corrupted import run
 
 if __name__ == "__main__":
     run()

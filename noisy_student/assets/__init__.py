@@ -5,7 +5,8 @@ A relative path whose first part is ``configs`` or ``sample_data`` is taken rela
 working directory when something is there, otherwise from this folder. So
 ``--flagfile=configs/demo.cfg`` and the flagfiles' data patterns (``sample_data/cifar10/train-*``)
 work in a checkout and after ``pip install`` alike, wherever the command runs. Every
-noisy_student command line parses its flags with :func:`parse_flags`, which applies the rule.
+noisy_student command line parses its flags with ``noisy_student.cli.runner.parse_flags``,
+which applies the rule.
 """
 
 from __future__ import annotations
@@ -70,23 +71,3 @@ def resolve_flag_values(flag_values) -> None:
             continue
         if resolved != value:
             flag.value = resolved
-
-
-def parse_flags(argv: Sequence[str], program: str | None = None) -> list[str]:
-    """absl ``flags_parser`` of our command lines: :func:`resolve_flagfiles`, absl's parsing
-    (``--help`` as usual), then :func:`resolve_flag_values`. A usage error prints one line
-    ``PROGRAM: error: ...`` naming the flag, and the flagfile and line that gave it, and exits
-    with status 2 (:func:`noisy_student.cli.usage_error`); ``program`` defaults to the name of
-    ``argv[0]``."""
-    from absl import flags
-
-    from noisy_student import cli
-
-    argv = resolve_flagfiles(argv)
-    cli.remember_command_line(argv)
-    try:
-        remaining = flags.FLAGS(argv)
-    except flags.Error as err:
-        cli.usage_error(program or os.path.basename(argv[0]), cli.flag_error_message(err))
-    resolve_flag_values(flags.FLAGS)
-    return remaining

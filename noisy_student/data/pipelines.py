@@ -43,7 +43,7 @@ from noisy_student.data.preprocessing import (
 from noisy_student.data.reference_join import is_reference_file, joined_dataset
 from noisy_student.data.reference_records import parse_reference
 from noisy_student.data.tfrecord_source import READ_CYCLE_LENGTH, list_files, tfrecord_dataset
-from noisy_student.pseudo_labels import teacher_targets
+from noisy_student.targets import teacher_targets
 
 Source = str | Sequence[str]
 Element = dict[str, tf.Tensor]

@@ -170,16 +170,16 @@ def augment_small_batch_for_train(images: tf.Tensor, image_size: int, *,
     cutout centres) + the extra side // 4 cutout, reflect-pad 4, random crop and flip per image,
     in that order, as the per-image path. One stateless ``seed`` (shape [2]) per batch, or None
     for a random one."""
-    from noisy_student.data import randaugment
+    from noisy_student.data import randaugment, randaugment_batch
 
     images = tf.ensure_shape(tf.convert_to_tensor(images), [None, image_size, image_size, 3])
     seeds = _split_seed(seed)  # crop, flip, RandAugment, cutout
     if randaug_num_layers > 0:
         translate, cutout = randaugment.randaugment_constants(image_size, small_images=True)
-        images = randaugment.distort_batch_with_randaugment(
+        images = randaugment_batch.distort_batch_with_randaugment(
             images, randaug_num_layers, randaug_magnitude, translate_const=translate,
             cutout_const=cutout, seed=seeds[2])
-        images = randaugment.cutout_batch_random(images, image_size // 4, seeds[3])
+        images = randaugment_batch.cutout_batch_random(images, image_size // 4, seeds[3])
     pad = SMALL_IMAGE_PAD
     images = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
     batch = tf.shape(images)[0]

@@ -1,4 +1,5 @@
-"""Writing sharded TFRecord sets (ImageNet naming) and label files, atomically."""
+"""Writing sharded TFRecord sets (ImageNet naming), atomically (their ``labels.txt``:
+``noisy_student.data.labels_file``)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,8 @@ from typing import TypeVar
 import numpy as np
 import tensorflow as tf
 
-from noisy_student.atomic_io import write_text_atomic
 from noisy_student.data.records import atomic_tfrecord_writer
 
-LABELS_FILE = "labels.txt"
 T = TypeVar("T")
 
 
@@ -59,26 +58,3 @@ def write_sharded(output_dir: str, split: str, items: Sequence[T], num_shards: i
                         on_item()
             paths.append(path)
     return paths
-
-
-def format_labels(class_names: Sequence[str], label_base: int) -> str:
-    """One ``<label> <class name>`` line per class, label = index + label_base; read back with
-    :func:`noisy_student.eval_sources.read_class_names`."""
-    return "".join(f"{i + label_base} {name}\n" for i, name in enumerate(class_names))
-
-
-def write_labels(output_dir: str, class_names: Sequence[str], label_base: int) -> str:
-    """Writes ``labels.txt`` atomically; an existing one must hold the same classes (another
-    split of the same data set), otherwise the splits would disagree on label numbers."""
-    path = os.path.join(output_dir, LABELS_FILE)
-    text = format_labels(class_names, label_base)
-    if tf.io.gfile.exists(path):
-        with tf.io.gfile.GFile(path) as f:
-            if f.read() != text:
-                raise FileExistsError(
-                    f"{path} lists other classes or labels than this input; splits written to "
-                    "one directory must share their classes (remove it or use another dir)")
-        return path
-    tf.io.gfile.makedirs(output_dir)
-    write_text_atomic(path, text)
-    return path

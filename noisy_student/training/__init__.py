@@ -1,5 +1,9 @@
-"""Training recipe (TF1 RMSProp, warm-up + staircase schedule, EMA, weight decay, label
-smoothing), tf.distribute strategies and the training loop for teachers and students."""
+"""Training: the recipe (TF1 RMSProp, warm-up + staircase schedule, EMA, weight decay, label
+smoothing), tf.distribute strategies and input distribution, checkpoints, what training
+measures (``metrics``), where a student's weights start (``student_init``) and the training loop
+for teachers and students (``trainer``). Used by the teacher and student stages and by labeling
+(the on-the-fly teacher). May import the top-level modules only (``config``, ``targets``,
+``console``, ``atomic_io``); no other subpackage."""
 
 from noisy_student.training.checkpoints import Checkpointer, load_ema_model, save_model
 from noisy_student.training.checks import check_student_size, require_logits

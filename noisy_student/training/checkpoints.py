@@ -95,7 +95,7 @@ class Checkpointer:
         paths. The chief does this when training starts or resumes.
 
         Only the chief of a training writes checkpoints into model_dir, and the run directory's
-        lock (noisy_student.run_lock) admits one command per worker role, so anything of that
+        lock (noisy_student.run.lock) admits one command per worker role, so anything of that
         kind found then belongs to a writer that is no longer running. (Two trainings must never
         share a model_dir: both would write its checkpoints.) Local paths only. A non-chief
         worker's scratch folder needs nothing: its next save replaces and deletes it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 
 def check_student_size(
@@ -48,4 +49,14 @@ def require_logits(model: keras.Model, role: str = "model") -> None:
         raise ValueError(
             f"The {role} {model.name!r} ends in a softmax; build it with "
             "classifier_activation=None so training sees logits."
+        )
+
+
+def check_target_classes(targets: tf.Tensor, logits: tf.Tensor, what: str) -> None:
+    """Static check that targets and logits agree on the number of classes."""
+    target_classes, model_classes = targets.shape[-1], logits.shape[-1]
+    if None not in (target_classes, model_classes) and target_classes != model_classes:
+        raise ValueError(
+            f"The {what} have {target_classes} classes but the model outputs {model_classes}; "
+            "build the model with classes equal to the data's num_classes."
         )

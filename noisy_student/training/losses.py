@@ -1,5 +1,5 @@
 """Loss pieces of the recipe: label smoothing, cross-entropy, L2 weight decay without batch norm,
-pseudo-label targets from teacher logits (noisy_student.pseudo_labels). All computed in float32
+pseudo-label targets from teacher logits (noisy_student.targets). All computed in float32
 (logits are cast first)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from noisy_student.pseudo_labels import teacher_targets
+from noisy_student.targets import teacher_targets
 
 __all__ = ["batch_norm_layers", "cross_entropy_sum", "l2_penalty", "smooth_labels",
            "teacher_targets", "weight_decay_variables"]

@@ -18,11 +18,16 @@ final rate at the last step.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import keras
 from keras import ops
 
+from noisy_student import console
 from noisy_student.config import LR_SCHEDULES as SCHEDULES
+
+if TYPE_CHECKING:  # training.config imports this module for SCHEDULES
+    from noisy_student.training.config import TrainConfig
 
 REFERENCE_BATCH = 256
 # A schedule that ends above this fraction of its peak has not annealed (see end_fraction).
@@ -141,3 +146,33 @@ def decay_epochs_to_reach(
             f"decay after {warmup_epochs} warm-up epochs."
         )
     return decay_span / (math.log(final_fraction) / math.log(decay_factor))
+
+
+def learning_rate_schedule(config: TrainConfig) -> WarmupDecaySchedule:
+    """The config's schedule; rates per 256 images are scaled to the global batch."""
+    final = config.final_base_learning_rate
+    if final is not None:
+        final = scaled_learning_rate(final, config.batch_size)
+    return WarmupDecaySchedule(
+        scaled_learning_rate(config.base_learning_rate, config.batch_size),
+        config.steps_per_epoch,
+        decay=config.lr_schedule,
+        warmup_epochs=config.warmup_epochs,
+        decay_epochs=config.lr_decay_epochs,
+        decay_factor=config.lr_decay_factor,
+        total_steps=config.total_steps,
+        final_learning_rate=final,
+    )
+
+
+def note_if_not_annealed(schedule: WarmupDecaySchedule) -> None:
+    fraction = schedule.end_fraction()
+    if fraction is not None and fraction > ANNEALED_FRACTION:
+        console.log.info(
+            "Note: the learning rate ends at %.0f%% of its peak (%s schedule over %d steps), "
+            "so it never anneals; unless the recipe wants that, set --final_base_lr (e.g. 1%% "
+            "of --base_learning_rate) or --lr_schedule=cosine.",
+            100 * fraction,
+            schedule.decay,
+            schedule.total_steps,
+        )

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 
 import tensorflow as tf
 
 from noisy_student.config import STRATEGIES
+
+DatasetFn = Callable[[int, tf.distribute.InputContext], tf.data.Dataset]
+DataSource = DatasetFn | tf.data.Dataset
 
 
 def make_strategy(name: str = "default", tpu_address: str | None = None) -> tf.distribute.Strategy:
@@ -77,3 +81,25 @@ def worker_id(strategy: tf.distribute.Strategy) -> int:
     if resolver is None or resolver.task_id is None:
         return 0
     return int(resolver.task_id)
+
+
+def distribute(strategy: tf.distribute.Strategy, sources: list[DataSource],
+               global_batches: list[int]):
+    """A distributed dataset of (zipped, when several) sources."""
+    if all(isinstance(s, tf.data.Dataset) for s in sources):
+        dataset = sources[0] if len(sources) == 1 else tf.data.Dataset.zip(tuple(sources))
+        return strategy.experimental_distribute_dataset(dataset)
+    if not all(callable(s) and not isinstance(s, tf.data.Dataset) for s in sources):
+        raise TypeError(
+            "Give every dataset either as a tf.data.Dataset of global batches or as a "
+            "function (per_replica_batch_size, input_context) -> tf.data.Dataset; not mixed."
+        )
+
+    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        datasets = tuple(
+            source(context.get_per_replica_batch_size(batch), context)
+            for source, batch in zip(sources, global_batches, strict=True)
+        )
+        return datasets[0] if len(datasets) == 1 else tf.data.Dataset.zip(datasets)
+
+    return strategy.distribute_datasets_from_function(dataset_fn)

@@ -25,11 +25,14 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from noisy_student import console
 from noisy_student.atomic_io import write_json_atomic
-from noisy_student.pseudo_labels import teacher_labels
+from noisy_student.targets import teacher_labels
 from noisy_student.training.checkpoints import Checkpointer, TrainingClock
-from noisy_student.training.checks import check_student_size, require_logits
+from noisy_student.training.checks import (
+    check_student_size,
+    check_target_classes,
+    require_logits,
+)
 from noisy_student.training.config import TrainConfig
 from noisy_student.training.ema import ExponentialMovingAverage, ema_decay
 from noisy_student.training.losses import (
@@ -39,33 +42,19 @@ from noisy_student.training.losses import (
     smooth_labels,
     weight_decay_variables,
 )
+from noisy_student.training.metrics import (
+    METRICS,
+    STUDENT_ONLY_METRICS,
+    EpochAverage,
+    count_equal_argmax,
+)
 from noisy_student.training.optimizer import make_optimizer, uses_loss_weight_decay
 from noisy_student.training.precision import precision_policy, resolve_jit_compile, wrap_optimizer
-from noisy_student.training.schedules import (
-    ANNEALED_FRACTION,
-    WarmupDecaySchedule,
-    scaled_learning_rate,
-)
-from noisy_student.training.strategy import is_chief
+from noisy_student.training.schedules import learning_rate_schedule, note_if_not_annealed
+from noisy_student.training.strategy import DataSource, distribute, is_chief
 from noisy_student.training.summaries import write_scalars
 
 log = logging.getLogger(__name__)
-
-DatasetFn = Callable[[int, tf.distribute.InputContext], tf.data.Dataset]
-DataSource = DatasetFn | tf.data.Dataset
-# Per-step training metrics. `accuracy` is on the labeled part of the batch (as trained: noised
-# for students); `unlabeled_agreement` is the fraction of pseudo-labeled images whose student
-# argmax equals the target's (students only).
-METRICS = (
-    "loss",
-    "labeled_loss",
-    "unlabeled_loss",
-    "weight_decay",
-    "accuracy",
-    "unlabeled_agreement",
-)
-STUDENT_ONLY_METRICS = ("unlabeled_loss", "unlabeled_agreement")
-
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN/Inf loss or weights; nothing after the last good checkpoint was
@@ -135,7 +124,7 @@ class Trainer:
         if teacher is not None and not config.is_student:
             raise ValueError("A teacher was given but unlabel_ratio is 0; set unlabel_ratio > 0.")
         self.schedule = learning_rate_schedule(config)
-        _note_if_not_annealed(self.schedule)
+        note_if_not_annealed(self.schedule)
         # Models are built under config.precision's dtype policy (restored afterwards).
         with precision_policy(config.precision), strategy.scope():
             self.model = model_fn()
@@ -257,9 +246,9 @@ class Trainer:
         num_labeled = images.shape[0] or tf.shape(images)[0]  # static where known (TPU)
         with tf.GradientTape() as tape:
             logits = tf.cast(self.model(inputs, training=True), tf.float32)
-            _check_classes(labels, logits, "labels")
+            check_target_classes(labels, logits, "labels")
             if config.is_student:
-                _check_classes(targets, logits, "unlabeled targets")
+                check_target_classes(targets, logits, "unlabeled targets")
             labeled_logits = logits[:num_labeled]
             labeled_loss = (
                 cross_entropy_sum(smooth_labels(labels, config.label_smoothing), labeled_logits)
@@ -271,7 +260,7 @@ class Trainer:
                 unlabeled_loss = (
                     cross_entropy_sum(targets, unlabeled_logits) / config.unlabeled_batch_size
                 )
-                agreement = _count_equal_argmax(unlabeled_logits, targets) / (
+                agreement = count_equal_argmax(unlabeled_logits, targets) / (
                     config.unlabeled_batch_size
                 )
             decay = config.weight_decay * l2_penalty(self.decayed_variables) / self.num_replicas
@@ -282,7 +271,7 @@ class Trainer:
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
         self.step.assign_add(1)
         self.ema.update(self.step.read_value())
-        accuracy = _count_equal_argmax(labeled_logits, labels) / config.batch_size
+        accuracy = count_equal_argmax(labeled_logits, labels) / config.batch_size
         values = (loss, labeled_loss, unlabeled_loss, decay, accuracy, agreement)
         return dict(zip(METRICS, values, strict=True))
 
@@ -302,27 +291,6 @@ class Trainer:
             return {name: total / count for name, total in zip(METRICS, totals, strict=True)}
 
         return train_loop
-
-    # --------------------------------------------------------------------------- data
-    def _distribute(self, sources: list[DataSource], global_batches: list[int]):
-        """A distributed dataset of (zipped, when several) sources."""
-        if all(isinstance(s, tf.data.Dataset) for s in sources):
-            dataset = sources[0] if len(sources) == 1 else tf.data.Dataset.zip(tuple(sources))
-            return self.strategy.experimental_distribute_dataset(dataset)
-        if not all(callable(s) and not isinstance(s, tf.data.Dataset) for s in sources):
-            raise TypeError(
-                "Give every dataset either as a tf.data.Dataset of global batches or as a "
-                "function (per_replica_batch_size, input_context) -> tf.data.Dataset; not mixed."
-            )
-
-        def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-            datasets = tuple(
-                source(context.get_per_replica_batch_size(batch), context)
-                for source, batch in zip(sources, global_batches, strict=True)
-            )
-            return datasets[0] if len(datasets) == 1 else tf.data.Dataset.zip(datasets)
-
-        return self.strategy.distribute_datasets_from_function(dataset_fn)
 
     # ---------------------------------------------------------------------------- loop
     def fit(
@@ -351,7 +319,7 @@ class Trainer:
 
         sources = [labeled_data] + ([unlabeled_data] if config.is_student else [])
         batches = [config.batch_size] + ([config.unlabeled_batch_size] if config.is_student else [])
-        iterator = iter(self._distribute(sources, batches))
+        iterator = iter(distribute(self.strategy, sources, batches))
         writer = self._summary_writer("train")
         progress = None
         if not config.quiet:
@@ -445,9 +413,7 @@ class Trainer:
     def _eval_replica_sums(self, batch):
         def replica_fn(images, labels):
             logits = self.model(images, training=False)
-            correct = tf.equal(tf.argmax(logits, -1), tf.argmax(labels, -1))
-            count = tf.cast(tf.shape(labels)[0], tf.float32)
-            return tf.reduce_sum(tf.cast(correct, tf.float32)), count
+            return count_equal_argmax(logits, labels), tf.cast(tf.shape(labels)[0], tf.float32)
 
         correct, count = self.strategy.run(replica_fn, args=batch)
         reduce = self.strategy.reduce
@@ -458,7 +424,7 @@ class Trainer:
 
     def evaluate(self, eval_data: DataSource) -> dict[str, float]:
         """Top-1 of the EMA weights on one pass over `eval_data` (one-hot labels)."""
-        dataset = self._distribute([eval_data], [self.config.eval_batch_size])
+        dataset = distribute(self.strategy, [eval_data], [self.config.eval_batch_size])
         correct = count = 0.0
         with self.ema.swapped():
             for batch in dataset:
@@ -495,76 +461,6 @@ class Trainer:
         write_scalars(self._eval_writer, step, {f"{name}/top1": eval_metrics["top1"]})
 
 
-class EpochAverage:
-    """Step-weighted averages of the training metrics over the current epoch; `last` holds
-    the averages of the last closed epoch (or of the partial one if none closed yet)."""
-
-    def __init__(self, names: tuple[str, ...]):
-        self.names = names
-        self.last: dict[str, float] = {}
-        self._sums = dict.fromkeys(names, 0.0)
-        self._steps = 0
-
-    def add(self, metrics: dict[str, float], num_steps: int) -> None:
-        for name in self.names:
-            self._sums[name] += metrics[name] * num_steps
-        self._steps += num_steps
-
-    def close(self) -> dict[str, float]:
-        """Ends the epoch and returns its averages."""
-        if self._steps:
-            self.last = {name: total / self._steps for name, total in self._sums.items()}
-        self._sums = dict.fromkeys(self.names, 0.0)
-        self._steps = 0
-        return self.last
-
-
-def learning_rate_schedule(config: TrainConfig) -> WarmupDecaySchedule:
-    """The config's schedule; rates per 256 images are scaled to the global batch."""
-    final = config.final_base_learning_rate
-    if final is not None:
-        final = scaled_learning_rate(final, config.batch_size)
-    return WarmupDecaySchedule(
-        scaled_learning_rate(config.base_learning_rate, config.batch_size),
-        config.steps_per_epoch,
-        decay=config.lr_schedule,
-        warmup_epochs=config.warmup_epochs,
-        decay_epochs=config.lr_decay_epochs,
-        decay_factor=config.lr_decay_factor,
-        total_steps=config.total_steps,
-        final_learning_rate=final,
-    )
-
-
 def _without(variables: list, excluded: list) -> list:
     excluded_ids = {id(v) for v in excluded}
     return [v for v in variables if id(v) not in excluded_ids]
-
-
-def _note_if_not_annealed(schedule: WarmupDecaySchedule) -> None:
-    fraction = schedule.end_fraction()
-    if fraction is not None and fraction > ANNEALED_FRACTION:
-        console.log.info(
-            "Note: the learning rate ends at %.0f%% of its peak (%s schedule over %d steps), "
-            "so it never anneals; unless the recipe wants that, set --final_base_lr (e.g. 1%% "
-            "of --base_learning_rate) or --lr_schedule=cosine.",
-            100 * fraction,
-            schedule.decay,
-            schedule.total_steps,
-        )
-
-
-def _count_equal_argmax(logits: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
-    """How many rows have the same argmax in logits and targets (float32)."""
-    equal = tf.equal(tf.argmax(logits, -1), tf.argmax(targets, -1))
-    return tf.reduce_sum(tf.cast(equal, tf.float32))
-
-
-def _check_classes(targets: tf.Tensor, logits: tf.Tensor, what: str) -> None:
-    """Static check that targets and logits agree on the number of classes."""
-    target_classes, model_classes = targets.shape[-1], logits.shape[-1]
-    if None not in (target_classes, model_classes) and target_classes != model_classes:
-        raise ValueError(
-            f"The {what} have {target_classes} classes but the model outputs {model_classes}; "
-            "build the model with classes equal to the data's num_classes."
-        )

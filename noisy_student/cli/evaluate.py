@@ -1,0 +1,138 @@
+"""Evaluate a trained model: accuracy with per-class results, ImageNet-A/R/C/P, corrupted sets.
+
+    python -m noisy_student.cli.evaluate --model=runs/cifar10_4000 \\
+        --data='sample_data/cifar10/validation-*' --num_classes=10 --small_images
+    python -m noisy_student.cli.evaluate --model=runs/imagenet --benchmark=imagenet_a \\
+        --data=imagenet-a/                  # or tfds:imagenet_a@test, or leave out for TFDS
+    python -m noisy_student.cli.evaluate --model=model.keras --benchmark=imagenet_c \\
+        --data=ImageNet-C/                  # or tfds:imagenet2012_corrupted
+    python -m noisy_student.cli.evaluate --model=model.keras --benchmark=imagenet_p \\
+        --data=ImageNet-P/
+    python -m noisy_student.cli.evaluate --model=runs/cifar --benchmark=corrupted \\
+        --data=data/corrupted --baseline_errors=baseline.json --num_classes=10 --small_images
+
+``--model`` is a run directory (the last iteration's model unless ``--iteration``; EMA weights
+unless ``--noema``), a model directory, or a ``.keras`` file. Results go to
+``<run dir>/eval/`` (or the folder of the model; ``--output_dir`` to choose) as JSON and PNG.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from noisy_student.cli.runner import TRACEBACK_HELP, run_or_exit  # noqa: E402
+from noisy_student.evaluation.benchmarks import (  # noqa: E402
+    BENCHMARKS,
+    EvalOptions,
+    evaluate_benchmark,
+)
+
+
+def define_flags() -> None:
+    """Defines this program's flags on absl's global FLAGS. Only the entry point calls it, so
+    importing this module (e.g. from main.py, whose flags share some names) defines nothing."""
+    flags.DEFINE_string("model", None, "Run directory, model directory or .keras file.")
+    flags.DEFINE_enum("benchmark", "clean", [*BENCHMARKS, "report"], "What to evaluate "
+                      "('report': write <run dir>/report.md and report/*.png from the run's "
+                      "results, no evaluation).")
+    flags.DEFINE_string("data", None, "TFRecord pattern, class-folder tree or tfds:NAME@SPLIT "
+                        "(clean); the benchmark's folder tree or tfds spec (imagenet_*; TFDS by "
+                        "default for imagenet_a/r/c); noisy-student-make-corrupted output "
+                        "(corrupted).")
+    flags.DEFINE_integer("iteration", -1, "Run directory: 0 = teacher, N = student N, -1 = last.")
+    flags.DEFINE_bool("ema", True, "Evaluate the EMA weights (model.keras or the checkpoint's EMA "
+                      "shadows); --noema restores the raw weights of the latest checkpoint.")
+    flags.DEFINE_string("arch", None, "Model name (e.g. b0) to build when only checkpoints exist.")
+    flags.DEFINE_integer("num_classes", 1000, "Classes of the model (and of clean/corrupted data).")
+    flags.DEFINE_bool("small_images", False, "32x32-style model and preprocessing (CIFAR/SVHN).")
+    flags.DEFINE_float("width_coefficient", None, "With --arch: width override used in training.")
+    flags.DEFINE_float("depth_coefficient", None, "With --arch: depth override used in training.")
+    flags.DEFINE_integer("image_size", None, "Input side; default the model's input size.")
+    flags.DEFINE_integer("label_offset", 1, "Subtracted from TFRecord labels (ImageNet layout: 1). "
+                         "Folders and TFDS are always 0-based.")
+    flags.DEFINE_string("labels", None, "Class names file (labels.txt); default: labels.txt next "
+                        "to the data, else the run directory's copy, else class indices.")
+    flags.DEFINE_integer("batch_size", 64, "Evaluation batch size.")
+    flags.DEFINE_string("output_dir", None, "Where JSON/PNG results go (default: <run>/eval).")
+    flags.DEFINE_string("baseline_errors", None, "corrupted: JSON of a baseline model's errors "
+                        "per corruption ({'errors': {name: error or [5 errors]}, 'clean_error'}).")
+    flags.DEFINE_float("clean_error", None, "imagenet_c/corrupted: the model's clean top-1 error, "
+                       "for relative mCE.")
+    flags.DEFINE_float("alexnet_clean_error", None, "imagenet_c: AlexNet's clean top-1 error, "
+                       "for relative mCE.")
+    flags.DEFINE_list("corruptions", None, "imagenet_c/corrupted: subset of corruptions "
+                      "(corrupted: default those under --data).")
+    flags.DEFINE_list("severities", None, "imagenet_c/corrupted: subset of severities 1-5 "
+                      "(corrupted: default those every corruption has; imagenet_c: all). An "
+                      "mCE over fewer than 15 corruptions x 5 severities is marked partial.")
+    flags.DEFINE_list("perturbations", None, "imagenet_p: subset of perturbations.")
+    flags.DEFINE_integer("difficulty", 1, "imagenet_p: frame distance for non-noise sequences.")
+    flags.DEFINE_string("baseline_flip_probabilities", None, "imagenet_p: JSON {perturbation: "
+                        "flip probability} of a baseline, to report mFR normalized by it.")
+    flags.DEFINE_integer("max_steps", None, "Evaluate at most this many batches (smoke tests).")
+    flags.DEFINE_integer("max_videos", None, "imagenet_p: at most this many videos per "
+                         "perturbation.")
+    flags.DEFINE_bool("strict", False, "Fail on the first undecodable image instead of skipping.")
+    flags.DEFINE_bool("traceback", False, TRACEBACK_HELP)
+
+
+FLAGS = flags.FLAGS
+
+
+def run(options: EvalOptions) -> dict:
+    """The benchmark of ``options`` (``evaluation.benchmarks``), or with ``--benchmark=report``
+    the run directory's report.md (no model)."""
+    if options.benchmark == "report":
+        from noisy_student.reporting.report import write_report
+
+        return {"benchmark": "report", "report": write_report(options.model, options.labels)}
+    return evaluate_benchmark(options)
+
+
+def summary(result: dict) -> str:
+    """Short text for the terminal: the table, or the headline numbers."""
+    if "table" in result:
+        return result["table"]
+    keys = ("benchmark", "top1", "top5", "num_examples", "mean_error", "report")
+    return json.dumps({k: result[k] for k in keys if k in result}, indent=1)
+
+
+def severities_flag(values: list[str] | None) -> list[int] | None:
+    """--severities as integers 1-5; an app.UsageError naming the flag otherwise."""
+    if not values:
+        return None
+    if not all(v.strip().isdigit() and 1 <= int(v) <= 5 for v in values):
+        raise app.UsageError(f"--severities must be integers from 1 to 5, got {','.join(values)}")
+    return sorted({int(v) for v in values})
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments {argv[1:]}; every option is a --flag.")
+    if not FLAGS.model:
+        raise app.UsageError("--model is required")
+    logging.getLogger().setLevel(logging.INFO)
+    values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(EvalOptions)}
+    options = EvalOptions(**{**values, "severities": severities_flag(FLAGS.severities)})
+    # A missing optional package (tfds, imagecorruptions, ...) is an expected failure here too.
+    result = run_or_exit("noisy-student-eval", lambda: run(options), traceback=FLAGS.traceback,
+                         also=(ImportError,))
+    print(summary(result))
+
+
+def run_cli() -> None:
+    """Entry point: ``python -m noisy_student.cli.evaluate``."""
+    from noisy_student.cli.runner import run_tool
+
+    run_tool(__name__, define_flags, main, "noisy-student-eval")
+
+
+if __name__ == "__main__":
+    run_cli()
