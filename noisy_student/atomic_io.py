@@ -122,8 +122,11 @@ def write_text_atomic(path: str, text: str) -> None:
     write_bytes_atomic(path, text.encode())
 
 
-def write_json_atomic(path: str, obj: Any) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+def write_json_atomic(path: str, obj: Any, *, indent: int | None = 1) -> None:
+    """`obj` as JSON, keys sorted; `indent=None` writes one line (files read by programs on a
+    serial path: the indented form goes through Python's slower encoder)."""
+    text = json.dumps(obj, indent=indent, sort_keys=True)
+    write_bytes_atomic(path, (text + "\n" if indent is not None else text).encode())
 
 
 def read_json(path: str) -> Any | None:

@@ -125,10 +125,17 @@ def sparse_counts(counts: np.ndarray) -> dict:
             "cells": nonzero.tolist(), "counts": flat[nonzero].tolist()}
 
 
-def dense_counts(sparse: dict) -> np.ndarray:
-    """The int64 [num_classes, NUM_BINS] array of a `sparse_counts` object."""
+def sparse_cells(sparse: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(flat cell indices, counts) of a `sparse_counts` object's non-zero cells."""
     if sparse["num_bins"] != NUM_BINS:
         raise ValueError(f"a histogram of {sparse['num_bins']} bins, expected {NUM_BINS}")
+    return (np.asarray(sparse["cells"], dtype=np.int64),
+            np.asarray(sparse["counts"], dtype=np.int64))
+
+
+def dense_counts(sparse: dict) -> np.ndarray:
+    """The int64 [num_classes, NUM_BINS] array of a `sparse_counts` object."""
+    cells, counts = sparse_cells(sparse)
     flat = np.zeros(sparse["num_classes"] * NUM_BINS, dtype=np.int64)
-    flat[np.asarray(sparse["cells"], dtype=np.int64)] = sparse["counts"]
+    flat[cells] = counts
     return flat.reshape(sparse["num_classes"], NUM_BINS)

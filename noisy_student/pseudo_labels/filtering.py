@@ -28,12 +28,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
-from noisy_student.atomic_io import (
-    read_json,
-    remove_stale_temps,
-    write_bytes_atomic,
-    write_json_atomic,
-)
+from noisy_student.atomic_io import read_json, remove_stale_temps, write_json_atomic
 from noisy_student.data.reference_records import is_reference
 from noisy_student.data.shards import check_no_stale_shards, shard_name
 from noisy_student.plots import class_labels, new_figure, write_png
@@ -46,6 +41,7 @@ from noisy_student.pseudo_labels.balance import (  # noqa: F401  (the rule's nam
     copies_per_image,
     copy_rates,
     dense_counts,
+    sparse_cells,
 )
 from noisy_student.pseudo_labels.filter_shards import filter_shard, read_counts
 from noisy_student.pseudo_labels.labeling import label_info_path
@@ -60,12 +56,6 @@ OUTPUT_SPLIT = "train"
 READ_THREADS = 16  # per-file reads (stat, small JSON) at once: latency-bound on GCS
 
 log = logging.getLogger(__name__)
-
-
-def _write_compact(path: str, obj) -> None:
-    """The plan and the parts (read by the workers, not by people) as one-line JSON: the
-    indented form goes through Python's slow encoder, on the chief's serial path."""
-    write_bytes_atomic(path, json.dumps(obj, sort_keys=True).encode())
 
 
 def _per_file(function, items: list) -> Iterator:
@@ -156,13 +146,13 @@ def _stored_counts(path: str, info: dict | None,
     sparse = info["confidence_counts"]
     if sparse is None:  # a shard without images
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    if sparse["num_bins"] != NUM_BINS:
-        raise ValueError(f"{path}: a histogram of {sparse['num_bins']} bins, expected {NUM_BINS}")
     if sparse["num_classes"] != num_classes:
         raise ValueError(f"{path} was labeled over {sparse['num_classes']} classes; pass the "
                          f"num_classes the teacher was labeled with ({num_classes} given)")
-    return (np.asarray(sparse["cells"], dtype=np.int64),
-            np.asarray(sparse["counts"], dtype=np.int64))
+    try:
+        return sparse_cells(sparse)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
 
 
 def _shard_source(path: str, info: dict | None) -> tuple[bool, list | None]:
@@ -219,7 +209,7 @@ def plan_filter(files: list[str], output_dir: str, settings: dict, *, strict: bo
             "first_records": first_records, "shards_read_for_counts": read,
             "reference": reference, "outputs_per_shard": pieces,
             "sources": sources if reference else None}
-    _write_compact(os.path.join(output_dir, PLAN_NAME), plan)
+    write_json_atomic(os.path.join(output_dir, PLAN_NAME), plan, indent=None)  # read by programs
     return plan
 
 
@@ -239,7 +229,11 @@ def _part_path(output_dir: str, path: str) -> str:
 
 
 def _part_done(output_dir: str, path: str, plan: dict) -> bool:
-    part = read_json(_part_path(output_dir, path))
+    return _is_current(read_json(_part_path(output_dir, path)), plan)
+
+
+def _is_current(part: dict | None, plan: dict) -> bool:
+    """Whether a shard's part exists and was filtered under `plan`."""
     return part is not None and part["plan_id"] == plan["id"]
 
 
@@ -256,7 +250,8 @@ def filter_share(files: list[str], output_dir: str, plan: dict, worker_index: in
         part = filter_shard(path, [os.path.join(output_dir, n) for n in names[index]],
                             shard=index, first_record=plan["first_records"][index], plan=plan,
                             strict=strict)
-        _write_compact(_part_path(output_dir, path), {**part, "plan_id": plan["id"]})
+        write_json_atomic(_part_path(output_dir, path), {**part, "plan_id": plan["id"]},
+                          indent=None)
         done.append(os.path.basename(path))
     return done
 
@@ -292,7 +287,7 @@ def merge_filter(files: list[str], output_dir: str, plan: dict,
     num_input_records, damaged, missing = 0, {}, []
     parts = _per_file(lambda path: read_json(_part_path(output_dir, path)), files)
     for path, part in zip(files, parts, strict=True):  # one read of each part, streamed
-        if part is None or part["plan_id"] != plan["id"]:
+        if not _is_current(part, plan):
             missing.append(os.path.basename(path))
             continue
         kept += part["kept_per_class"]

@@ -121,6 +121,10 @@ def _encoder(storage: str, top_k: int, source: str):
                                      for data, p in zip(images, probs, strict=True)]
 
 
+def _added(total: np.ndarray | None, counts: np.ndarray) -> np.ndarray:
+    return counts if total is None else total + counts
+
+
 def _label_shard(label_fn, input_path: str, output_path: str, *, storage: str, top_k: int,
                  strict: bool, **pipeline) -> dict:
     """Labels one shard. Batch i's records are encoded and written on a second thread while the
@@ -147,15 +151,13 @@ def _label_shard(label_fn, input_path: str, output_path: str, *, storage: str, t
             probabilities = label_fn(images).numpy().astype(np.float32, copy=False)
             index_list = indices.numpy().tolist()
             if pending is not None:  # at most one batch waits: memory stays one batch
-                batch = pending.result()
-                counts = batch if counts is None else counts + batch
+                counts = _added(counts, pending.result())
             pending = pool.submit(write, writer, index_list,
                                   image_bytes.numpy() if storage != "reference" else None,
                                   probabilities)
             seen.extend(index_list)
         if pending is not None:
-            batch = pending.result()
-            counts = batch if counts is None else counts + batch
+            counts = _added(counts, pending.result())
         if num_records and not seen:  # raised inside: the writer then discards its temp file
             raise ValueError(f"none of the {num_records} records of {input_path} could be parsed "
                              f"and decoded; check that it holds 'image/encoded' images")
