@@ -24,3 +24,27 @@ def keras():
 
     keras.utils.disable_interactive_logging()
     return keras
+
+
+@pytest.fixture
+def console_records():
+    """The records the console logger (``noisy_student.console``) emits during the test, taken
+    by a handler on that logger itself: each emission is seen once, whatever handlers earlier
+    tests left on the root logger or whether the logger propagates."""
+    import logging
+
+    from noisy_student import console
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    records: list[logging.LogRecord] = []
+    handler, level = Collect(logging.DEBUG), console.log.level
+    console.log.addHandler(handler)
+    console.log.setLevel(logging.INFO)
+    try:
+        yield records
+    finally:
+        console.log.removeHandler(handler)
+        console.log.setLevel(level)

@@ -259,27 +259,21 @@ def test_deterministic_turns_on_op_determinism(tf, tmp_path, monkeypatch):
     assert calls == ["on"]
 
 
-def test_stage_lines_on_the_console(tf, tmp_path, monkeypatch, caplog):
+def test_stage_lines_on_the_console(tf, tmp_path, monkeypatch, console_records):
     """A stage prints one line as it starts and one as it ends with its figures and time (the
     console logger; the command line shows them by default), and one when it is skipped."""
-    import logging
-
-    from noisy_student import console
     from noisy_student.pipeline import loop
     from noisy_student.run.layout import parse_stage
 
-    # A command line run in this process (test_faults' cli) sends the lines to stdout only.
-    monkeypatch.setattr(console.log, "propagate", True)
     kind = parse_stage("teacher").kind
     monkeypatch.setitem(loop.STAGE_FUNCTIONS, kind, lambda context, iteration: {
         "model": "b0", "steps": 3, "train_accuracy": 0.25})
     run = loop.Run(loop.RunConfig(
         run_dir=str(tmp_path / "run"), label_data=os.path.join(SAMPLE, "train-00000-of-00004"),
         num_classes=10, small_images=True, quiet=True))
-    with caplog.at_level(logging.INFO, logger="noisy_student.console"):
-        run.run_stage("teacher")
-        run.run_stage("teacher")
-    lines = [r.getMessage() for r in caplog.records if r.name == "noisy_student.console"]
+    run.run_stage("teacher")
+    run.run_stage("teacher")
+    lines = [r.getMessage() for r in console_records]
     assert lines[0] == "Stage teacher: started."
     assert lines[1].startswith("Stage teacher: done in 0 s: b0: 3 steps, train acc 25.0%")
     assert lines[2:] == ["Stage teacher: already complete, skipped."]

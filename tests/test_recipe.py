@@ -270,7 +270,7 @@ def test_final_base_lr_reproduces_the_reference_svhn_schedule(training):
     assert schedule.end_fraction() == pytest.approx(0.97**147, rel=1e-5)
 
 
-def test_cosine_final_rate_and_the_annealing_note(training, caplog, monkeypatch):
+def test_cosine_final_rate_and_the_annealing_note(training, console_records):
     cosine = training.WarmupDecaySchedule(
         0.1, 10, decay="cosine", warmup_epochs=0, total_steps=100, final_learning_rate=0.01
     )
@@ -296,13 +296,9 @@ def test_cosine_final_rate_and_the_annealing_note(training, caplog, monkeypatch)
     assert annealed.end_fraction() < 0.1
     import logging
 
-    from noisy_student import console
-
-    monkeypatch.setattr(console.log, "propagate", True)  # as a command line in this process left it
-    with caplog.at_level(logging.INFO):
-        training.schedules.note_if_not_annealed(staircase)
-        training.schedules.note_if_not_annealed(annealed)
-    notes = [r for r in caplog.records if "anneal" in r.getMessage()]
+    training.schedules.note_if_not_annealed(staircase)
+    training.schedules.note_if_not_annealed(annealed)
+    notes = [r for r in console_records if "anneal" in r.getMessage()]
     assert len(notes) == 1 and "69%" in notes[0].getMessage()
     assert (notes[0].levelno, notes[0].name) == (logging.INFO, "noisy_student.console")
 
