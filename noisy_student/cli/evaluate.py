@@ -18,7 +18,6 @@ unless ``--noema``), a model directory, or a ``.keras`` file. Results go to
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
@@ -32,6 +31,7 @@ from noisy_student.evaluation.benchmarks import (  # noqa: E402
     BENCHMARKS,
     EvalOptions,
     evaluate_benchmark,
+    result_text,
 )
 
 
@@ -83,14 +83,6 @@ def run(options: EvalOptions) -> dict:
     return evaluate_benchmark(options)
 
 
-def summary(result: dict) -> str:
-    """Short text for the terminal: the table, or the headline numbers."""
-    if "table" in result:
-        return result["table"]
-    keys = ("benchmark", "top1", "top5", "num_examples", "mean_error", "report")
-    return json.dumps({k: result[k] for k in keys if k in result}, indent=1)
-
-
 def severities_flag(values: list[str] | None) -> list[int] | None:
     """--severities as integers 1-5; an app.UsageError naming the flag otherwise."""
     if not values:
@@ -110,7 +102,7 @@ def main(argv: list[str]) -> None:
     # A missing optional package (tfds, imagecorruptions, ...) is an expected failure here too.
     result = run_or_exit("noisy-student-eval", lambda: run(options), traceback=FLAGS.traceback,
                          also=(ImportError,))
-    print(summary(result))
+    print(result_text(result))
 
 
 def run_cli() -> None:
