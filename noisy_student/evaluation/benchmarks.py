@@ -2,7 +2,9 @@
 ``EvalOptions`` says which model (a ``.keras`` file, a model folder or a run directory), which
 benchmark (clean accuracy, ImageNet-A/R/C/P, our corrupted sets) on which data, and where its
 outputs go (default: ``<run dir>/eval/iterN/``); ``evaluate_benchmark`` loads the model, runs the
-benchmark and writes its JSON and figures. No TensorFlow at import (``--help`` stays fast).
+benchmark and writes its JSON and figures, and records a run directory model's result in the
+run's manifest (``run_record``), where the reports read it. No TensorFlow at import (``--help``
+stays fast).
 """
 
 from __future__ import annotations
