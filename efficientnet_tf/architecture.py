@@ -216,6 +216,10 @@ class BlockSpec:
     id_skip: bool
     stochastic_depth_rate: float
 
+    def layer_arguments(self) -> dict[str, Any]:
+        """The block's `MBConvBlock` arguments (every field but the stage index)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "stage"}
+
 
 def scaled_blocks(
     blocks: Sequence[str | BlockArgs] = DEFAULT_BLOCKS,
@@ -347,30 +351,20 @@ def preset_signature(preset: str) -> tuple[int, int, int]:
 SCALING_KEYS = ("alpha", "beta", "gamma", "base_resolution", "base_width", "base_depth")
 
 
-def model_config(
-    variant: str | None = None,
-    *,
-    phi: float | None = None,
-    alpha: float = DEFAULT_ALPHA,
-    beta: float = DEFAULT_BETA,
-    gamma: float = DEFAULT_GAMMA,
-    base_resolution: int = 224,
-    base_width: float = 1.0,
-    base_depth: float = 1.0,
-) -> dict:
+def model_config(variant: str | None = None, *, phi: float | None = None, **scaling: float
+                 ) -> dict:
     """Builder arguments (width, depth, resolution, dropout, Keras model name) for a preset
     `variant` or a compound coefficient `phi` (exactly one of the two). With `phi`, the base
-    network (`base_width`, `base_depth`, `base_resolution`; B0 at 224 by default) is scaled by
-    `alpha`, `beta`, `gamma` as in `compound_scaling`.
+    network is scaled as `compound_scaling(phi, **scaling)` does: `scaling` takes its
+    `alpha`, `beta`, `gamma`, `base_resolution`, `base_width` and `base_depth` (B0 at 224 by
+    default); without `phi` they are ignored.
     """
     if variant is not None and phi is not None:
         raise ValueError(
             f"Give either a variant name or phi, not both (got variant={variant!r}, phi={phi})."
         )
     if phi is not None:
-        width, depth, resolution = compound_scaling(
-            phi, alpha, beta, gamma, base_resolution, base_width, base_depth
-        )
+        width, depth, resolution = compound_scaling(phi, **scaling)
         return {
             "width_coefficient": width,
             "depth_coefficient": depth,

@@ -3,47 +3,21 @@ keras.applications-style `EfficientNetB0`..`B8`, `L2`, and `create_model` by var
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from typing import Any
 
 import keras
 
-from efficientnet_tf.architecture import (
-    DEFAULT_BLOCKS,
-    DEFAULT_DEPTH_DIVISOR,
-    PRESETS,
-    BlockArgs,
-    builder_arguments,
-)
-from efficientnet_tf.blocks import IMAGENET_MEAN, IMAGENET_STD
+from efficientnet_tf.architecture import PRESETS, builder_arguments
 from efficientnet_tf.network import build_network
 from efficientnet_tf.weights import load_pretrained
 
 
-def EfficientNet(
-    width_coefficient: float,
-    depth_coefficient: float,
-    default_resolution: int,
-    dropout_rate: float = 0.2,
-    stochastic_depth_rate: float = 0.2,
-    blocks: Sequence[str | BlockArgs] = DEFAULT_BLOCKS,
-    small_images: bool = False,
-    include_top: bool = True,
-    include_preprocessing: bool = True,
-    weights: str | None = None,
-    input_tensor=None,
-    input_shape: Sequence[int | None] | None = None,
-    pooling: str | None = None,
-    classes: int = 1000,
-    classifier_activation: str | None = "softmax",
-    name: str | None = None,
-    depth_divisor: int = DEFAULT_DEPTH_DIVISOR,
-    activation: str = "swish",
-    sync_batch_norm: bool = False,
-    normalization_mean: Sequence[float] = IMAGENET_MEAN,
-    normalization_std: Sequence[float] = IMAGENET_STD,
-) -> keras.Model:
+def EfficientNet(*args: Any, **kwargs: Any) -> keras.Model:
     """Builds an EfficientNet as a Keras functional model (an `EfficientNetModel`, which records
-    its variant and scaling coefficients in its config).
+    its variant and scaling coefficients in its config). The arguments are `build_network`'s,
+    to which they are forwarded, plus `weights`: `inspect.signature(EfficientNet)` and `help()`
+    show them all.
 
     Args:
         width_coefficient, depth_coefficient: channel and depth multipliers.
@@ -62,31 +36,30 @@ def EfficientNet(
         sync_batch_norm: cross-replica batch norm under a tf.distribute strategy.
         normalization_mean, normalization_std: per-channel statistics in 0..1 units.
     """
-    model = build_network(
-        width_coefficient,
-        depth_coefficient,
-        default_resolution,
-        dropout_rate=dropout_rate,
-        stochastic_depth_rate=stochastic_depth_rate,
-        blocks=blocks,
-        small_images=small_images,
-        include_top=include_top,
-        include_preprocessing=include_preprocessing,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        name=name,
-        depth_divisor=depth_divisor,
-        activation=activation,
-        sync_batch_norm=sync_batch_norm,
-        normalization_mean=normalization_mean,
-        normalization_std=normalization_std,
-    )
+    try:
+        arguments = EfficientNet.__signature__.bind(*args, **kwargs).arguments
+    except TypeError as err:  # as Python words it for a function with this signature
+        raise TypeError(f"EfficientNet() {err}") from None
+    weights = arguments.pop("weights", None)
+    model = build_network(**arguments)
     if weights is not None:
         load_pretrained(model, weights)
     return model
+
+
+def _with_weights(signature: inspect.Signature) -> inspect.Signature:
+    """`build_network`'s signature with `weights` after `include_preprocessing`: the public
+    signature of `EfficientNet`, which forwards every other argument to `build_network`."""
+    parameters = list(signature.parameters.values())
+    position = [p.name for p in parameters].index("include_preprocessing") + 1
+    weights = inspect.Parameter("weights", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                default=None, annotation="str | None")
+    return signature.replace(parameters=[*parameters[:position], weights,
+                                         *parameters[position:]],
+                             return_annotation="keras.Model")
+
+
+EfficientNet.__signature__ = _with_weights(inspect.signature(build_network))
 
 
 _VARIANT_DOC = """Builds EfficientNet-{variant}: {resolution}px, width {width}, depth {depth}.

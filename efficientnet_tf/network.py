@@ -157,17 +157,7 @@ def build_network(
         depth_divisor,
     ):
         x = MBConvBlock(
-            input_filters=spec.input_filters,
-            output_filters=spec.output_filters,
-            kernel_size=spec.kernel_size,
-            strides=spec.strides,
-            expand_ratio=spec.expand_ratio,
-            se_ratio=spec.se_ratio,
-            id_skip=spec.id_skip,
-            stochastic_depth_rate=spec.stochastic_depth_rate,
-            activation=activation,
-            sync_batch_norm=sync_batch_norm,
-            name=spec.name,
+            **spec.layer_arguments(), activation=activation, sync_batch_norm=sync_batch_norm
         )(x)
 
     x = conv2d(round_filters(HEAD_FILTERS, width_coefficient, depth_divisor), 1, name="top_conv")(x)

@@ -89,6 +89,31 @@ def test_clean_eval_of_a_run_directory(tf, run_dir, data):
     assert teacher["top1"] == pytest.approx(np.mean(scores.argmax(1) == labels))
     assert os.path.exists(os.path.join(root, "elsewhere", "clean.json"))
 
+    # Both are recorded in the run's manifest, where the report finds them.
+    recorded = json.load(open(os.path.join(root, "manifest.json")))["evaluations"]
+    student, first = recorded["iter1/eval"]["clean"], recorded["teacher/eval"]["clean"]
+    assert student["top1"] == pytest.approx(result["top1"]) and student["weights"] == "ema"
+    assert student["json"] == os.path.join("eval", "iter1", "clean.json")
+    assert student["figures"] == [os.path.join("eval", "iter1", "clean_confusion.png")]
+    assert first["num_examples"] == 16 and first["json"] == os.path.join("elsewhere", "clean.json")
+    report = open(evaluate.run(evaluate.EvalOptions(model=root, benchmark="report"))["report"])
+    assert "| student 1 | clean | top1 |" in report.read()
+
+
+def test_options_for_a_run_model_follow_the_run():
+    """--mode=eval with a robustness benchmark builds the model of an iteration as the run
+    does: its architecture, the students' own coefficients, the run's data settings."""
+    from noisy_student.config import RunConfig
+
+    config = RunConfig(run_dir="r", teacher_model="b0", student_models=["b1"], num_classes=10,
+                       small_images=True, width_coefficient=0.25,
+                       student_width_coefficient=0.5, eval_batch_size=16)
+    student = evaluate.EvalOptions.for_run(config, 1, benchmark="corrupted", data="d")
+    assert (student.model, student.arch, student.width_coefficient, student.depth_coefficient,
+            student.num_classes, student.small_images, student.batch_size, student.benchmark) == (
+        "r", "b1", 0.5, None, 10, True, 16, "corrupted")
+    assert evaluate.EvalOptions.for_run(config, 0).width_coefficient == 0.25
+
 
 def test_bad_requests_name_the_problem(tf, run_dir, data):
     root, _ = run_dir

@@ -476,9 +476,8 @@ def test_readme_and_demo_print_the_one_artifact_table(monkeypatch, capsys, tmp_p
         run_dir=str(tmp_path), iteration=None, traceback=False, verbose=False))
     monkeypatch.setattr(main_module, "validate_or_exit", lambda program, argv: None)
     monkeypatch.setattr(cli, "run_or_exit", lambda program, function, traceback: {
-        "export": {"export_dir": "RUN/export"}})
-    monkeypatch.setattr(demo, "print_table", lambda stages: None)
-    monkeypatch.setattr(demo, "plot", lambda run_dir, stages, path: path)
+        "stages": {"export": {"export_dir": "RUN/export"}}})
+    monkeypatch.setattr(demo, "plot", lambda run_dir, rows, path: path)
     demo.main(["noisy-student-demo"])
     last = capsys.readouterr().out.splitlines()[-1]
     assert last == f"SavedModel ({artifacts.saved_model_line()}): RUN/export"

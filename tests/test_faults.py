@@ -214,6 +214,9 @@ def test_damaged_labeled_file_trains_and_reports_then_changed_flags_stop(
     assert json.loads((run_dir / "manifest.json").read_text()) == manifest  # nothing done
 
     assert list((run_dir / "teacher").glob("ckpt-*"))
+    from noisy_student.run.directory import record_evaluation
+
+    record_evaluation(str(run_dir), 0, "corrupted", {"mCE": 0.5})  # of the old teacher
     given = [*first, f"--teacher_checkpoint={teacher_weights}"]
     assert cli(*given)[0] == 2
     with caplog.at_level(logging.WARNING):
@@ -223,6 +226,7 @@ def test_damaged_labeled_file_trains_and_reports_then_changed_flags_stop(
     redone = json.loads((run_dir / "manifest.json").read_text())
     assert redone["stages"]["teacher"]["given"] == teacher_weights
     assert redone["settings"]["teacher"]["teacher_checkpoint"] == teacher_weights
+    assert "teacher/eval" not in redone.get("evaluations", {})  # forgotten with its model
 
 
 def test_eval_reads_a_damaged_file_up_to_the_damage_and_reports_it(

@@ -129,16 +129,15 @@ def test_on_the_fly_teacher_from_a_given_checkpoint(finished_run, tmp_path):
     assert result["steps"] == int(0.5 * 250 / 32) and result["train_unlabeled_loss"] > 0
 
 
-def test_demo_table_and_plot(finished_run, tmp_path, capsys):
+def test_demo_table_and_plot(finished_run, tmp_path):
     from PIL import Image
 
     from noisy_student.cli import demo
-    from noisy_student.reporting import summary
+    from noisy_student.reporting import rows, summary
 
     run, manifest = finished_run
     stages = manifest["stages"]
-    demo.print_table(stages)
-    out = capsys.readouterr().out
+    out = summary.format_table(rows.result_rows(manifest))
     teacher, student = stages["teacher/eval"]["top1"], stages["iter1/eval"]["top1"]
     assert f"top-1 {teacher:.1%}" in out and "on 1000 test images" in out
     assert f"teacher top-1 {teacher:.1%} -> student 1 top-1 {student:.1%}" in out
@@ -150,9 +149,9 @@ def test_demo_table_and_plot(finished_run, tmp_path, capsys):
     # trained in one sitting: its training time is recorded and no resume is claimed
     assert 0 < stages["teacher"]["train_seconds"] <= stages["teacher"]["seconds"]
     assert "resumed_from_step" not in stages["teacher"] and "resumed" not in out
-    resumed = summary.training_text({"model": "b0", "steps": 1500, "resumed_from_step": 1000})
+    resumed = rows.training_text({"model": "b0", "steps": 1500, "resumed_from_step": 1000})
     assert resumed == "b0: 1500 steps, resumed at step 1000 (seconds: that sitting's)"
-    path = demo.plot(run.config.run_dir, stages, str(tmp_path / "demo.png"))
+    path = demo.plot(run.config.run_dir, rows.result_rows(manifest), str(tmp_path / "demo.png"))
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size[0] > 500
 

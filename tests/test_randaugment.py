@@ -425,8 +425,8 @@ def test_batched_ops_on_an_empty_group(onednn):
 
 def test_batched_draws_are_uniform_per_image():
     n = 32000
-    op, signs, centers = (t.numpy() for t in rab.draw_layer_batch(
-        tf.constant([5, 6], tf.int64), n, tf.constant([32, 20])))
+    op, signs, centers = (t.numpy() for t in ra.draw_layer(
+        tf.constant([5, 6], tf.int64), tf.constant([32, 20]), n))
     counts = np.bincount(op, minlength=16)
     expected = n / 16
     chi2 = float(((counts - expected) ** 2 / expected).sum())

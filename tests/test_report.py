@@ -1,10 +1,11 @@
-"""report.md from a run directory's manifest and eval results."""
+"""report.md from a run directory's manifest: its stages and recorded evaluations."""
 
 import json
 
 import pytest
 
 from noisy_student.reporting.report import write_report
+from noisy_student.run.directory import record_evaluation
 
 
 def test_report_lists_each_iteration(tmp_path):
@@ -18,19 +19,55 @@ def test_report_lists_each_iteration(tmp_path):
     }
     (tmp_path / "manifest.json").write_text(json.dumps({"stages": stages}))
     (tmp_path / "eval" / "iter1").mkdir(parents=True)
-    (tmp_path / "eval" / "iter1" / "imagenet_c.json").write_text(json.dumps({"mCE": 0.283}))
+    # A JSON in eval/ that the manifest does not record is not the run's result.
+    (tmp_path / "eval" / "iter1" / "imagenet_r.json").write_text(json.dumps({"top1": 0.5}))
+    record_evaluation(str(tmp_path), 1, "imagenet_c", {"mCE": 0.283, "partial": "severities 1"})
     text = open(write_report(str(tmp_path))).read()
     assert "| teacher | b0 | 55.73% | 90.00% | - | 1000 | 2m05s |" in text
     # Gain: 55.94 - 55.73 = +0.21 points.
     assert "| student 1 | b1 | 55.94% | 91.00% | +0.21 | 1000 | 1m01s |" in text
     assert "| student 2 | b2 | - | - | - | - | 0m10s |" in text  # not evaluated yet
-    assert "| student 1 | imagenet_c | mCE | 28.30% |" in text
+    assert "| student 1 | imagenet_c | mCE (partial: severities 1) | 28.30% |" in text
+    assert "imagenet_r" not in text
     from noisy_student.cli import evaluate
 
     result = evaluate.run(evaluate.EvalOptions(model=str(tmp_path), benchmark="report"))
     assert open(result["report"]).read() == text
     with pytest.raises(FileNotFoundError, match="manifest.json"):
         write_report(str(tmp_path / "eval"))
+
+
+def test_table_and_report_are_views_of_the_same_rows(tmp_path):
+    """The manifest on disk (keys sorted) gives rows in run order, its recorded evaluations
+    after the stages; the final table and report.md show the same values."""
+    from noisy_student.reporting.rows import BENCHMARK, result_rows
+    from noisy_student.reporting.summary import format_table
+
+    stages = {
+        "export": {"export_dir": "x", "seconds": 1.0},
+        "iter1/eval": {"top1": 0.46, "top5": 0.9, "num_examples": 50, "seconds": 2.0},
+        "iter1/student": {"model": "b0", "steps": 10, "seconds": 60.0},
+        "teacher": {"model": "b0", "steps": 10, "seconds": 60.0},
+        "teacher/eval": {"top1": 0.40, "top5": 0.8, "num_examples": 50, "seconds": 2.0},
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps({"stages": stages}, sort_keys=True))
+    record_evaluation(str(tmp_path), 0, "imagenet_a", {"top1": 0.123, "num_examples": 7,
+                                                       "seconds": 5.0})
+    rows = result_rows(json.loads((tmp_path / "manifest.json").read_text()))
+    assert [row.name for row in rows] == ["teacher", "teacher/eval", "iter1/student",
+                                          "iter1/eval", "export", "teacher/eval/imagenet_a"]
+    assert (rows[-1].kind, rows[-1].model, rows[-1].metric, rows[-1].value) == (
+        BENCHMARK, "teacher", "top1", 0.123)
+    table = format_table(rows)
+    last = table.splitlines()[-4].split(" | ")
+    assert [cell.strip() for cell in last] == ["teacher/eval/imagenet_a",
+                                               "imagenet_a: top1 12.3% on 7 images", "5"]
+    assert "teacher top-1 40.0% -> student 1 top-1 46.0% (+6.0 points)" in table
+    assert [line.split(" | ")[0].strip() for line in table.splitlines()[2:7]] == [
+        "teacher", "teacher/eval", "iter1/student", "iter1/eval", "export"]
+    text = open(write_report(str(tmp_path))).read()
+    assert "| teacher | imagenet_a | top1 | 12.30% |" in text
+    assert "| student 1 | b0 | 46.00% | 90.00% | +6.00 | 50 | 1m00s |" in text
 
 
 # ----------------------------------------------------------------------------- class names
@@ -198,13 +235,16 @@ def test_report_embeds_accuracy_and_kept_images(filtered_run):
     from PIL import Image
 
     from noisy_student.reporting import report
+    from noisy_student.reporting.rows import result_rows
 
     run_dir, _, _ = filtered_run
     (run_dir / "eval" / "iter1").mkdir(parents=True)
     (run_dir / "eval" / "iter1" / "clean_confusion.png").write_bytes(_png_bytes(_image(9)))
     text = open(report.write_report(str(run_dir))).read()
-    assert "| student 1 | clean |" not in text
-    (run_dir / "eval" / "iter1" / "clean.json").write_text(json.dumps({"top1": 0.4567}))
+    assert "| student 1 | clean |" not in text and "clean_confusion" not in text
+    record_evaluation(str(run_dir), 1, "clean", {
+        "top1": 0.4567, "json": "eval/iter1/clean.json",
+        "figures": ["eval/iter1/clean_confusion.png"]})
     text = open(report.write_report(str(run_dir))).read()
     assert "| student 1 | clean | top1 | 45.67% |" in text
     assert "confidence_histogram.png" not in text  # the filter drew none here
@@ -228,7 +268,8 @@ def test_report_embeds_accuracy_and_kept_images(filtered_run):
     fig, _ = report.samples_figure(str(run_dir), 1, report.run_class_names(str(run_dir)))
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()][0] == "0 (6 kept)"
 
-    ax = report.accuracy_figure(json.load(open(run_dir / "manifest.json"))).axes[0]
+    rows = result_rows(json.load(open(run_dir / "manifest.json")))
+    ax = report.accuracy_figure(rows).axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["teacher", "student 1"]
     top1, top5 = (line.get_ydata() for line in ax.get_lines())
     np.testing.assert_allclose(top1, [40.0, 46.0])
@@ -248,7 +289,7 @@ def test_loop_end_writes_the_report_and_never_fails_the_run(filtered_run, tmp_pa
 
 
 def test_stages_are_listed_in_run_order():
-    from noisy_student.reporting.report import stage_order
+    from noisy_student.run.layout import stage_order
 
     run_order = ["teacher", "teacher/eval", "iter1/label", "iter1/filter", "iter1/student",
                  "iter1/eval", "iter2/label", "iter2/filter", "iter2/student", "iter2/eval",

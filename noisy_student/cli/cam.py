@@ -22,7 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from noisy_student.cli.runner import run_tool
+from noisy_student.cli import flag_groups  # noqa: E402
+from noisy_student.cli.runner import run_tool  # noqa: E402
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 FLAGS = flags.FLAGS
@@ -46,12 +47,9 @@ def define_flags() -> None:
                         "model's top-1), 'label' (the true label; labeled data only) or a "
                         "class index.")
     flags.DEFINE_string("layer", None, "Feature layer to explain (default top_activation).")
-    flags.DEFINE_bool("small_images", False, "32x32-style models and preprocessing (CIFAR/SVHN).")
-    flags.DEFINE_integer("label_offset", 1, "Subtracted from TFRecord labels (ImageNet layout: "
-                         "1). Folders and TFDS are 0-based.")
-    flags.DEFINE_string("labels", None, "Class names file (labels.txt: '<label> <name>' or one "
-                        "name per line) for the captions.")
-    flags.DEFINE_bool("ema", True, "Model/run directories: the EMA weights (model.keras).")
+    flag_groups.define_image_flags()
+    flag_groups.define_labels_flag("the class folders' names, else class indices.")
+    flag_groups.define_ema_flag()
     flags.DEFINE_float("alpha", 0.45, "Opacity of the heat map over the image (0..1).")
     flags.DEFINE_string("output", "cam.png", "PNG file to write (temp name, then renamed).")
 
@@ -183,12 +181,8 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"Unexpected arguments {argv[1:]}")
     if not FLAGS.models or not FLAGS.images:
         raise app.UsageError("--models and --images are required")
-    make_grid(FLAGS.models, FLAGS.images, FLAGS.output, names=FLAGS.names,
-              num_images=FLAGS.num_images, method=FLAGS.method, target=FLAGS.target,
-              layer=FLAGS.layer, small_images=FLAGS.small_images,
-              label_offset=FLAGS.label_offset, labels=FLAGS.labels, ema=FLAGS.ema,
-              alpha=FLAGS.alpha, progress=lambda m: print(m, file=sys.stderr, flush=True))
-
+    flag_groups.call_with_flags(make_grid,
+                                progress=lambda m: print(m, file=sys.stderr, flush=True))
 
 def run() -> None:
     """Console-script entry point."""

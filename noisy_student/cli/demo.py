@@ -28,23 +28,15 @@ PROGRAM = "noisy-student-demo"
 absl_flags.adopt_module_key_flags(cli_flags)  # --help lists the noisy-student flags
 
 
-def print_table(stages: dict) -> None:
-    from noisy_student.reporting.summary import format_table
-
-    print(format_table(stages))
-
-
-def plot(run_dir: str, stages: dict, path: str) -> str:
-    """Accuracy per stage and the training-loss curves, as a PNG written atomically."""
+def plot(run_dir: str, rows: list, path: str) -> str:
+    """Accuracy per model (the run's result rows) and the training-loss curves, as a PNG
+    written atomically."""
     from noisy_student.plots import new_figure, write_png
-    from noisy_student.run.layout import EVAL, model_dir, parse_stage
+    from noisy_student.reporting.rows import clean_evaluations
+    from noisy_student.run.layout import model_dir
     from noisy_student.training.summaries import read_scalars
 
-    evals = [
-        (name.split("/")[0], result["top1"])
-        for name, result in stages.items()
-        if getattr(parse_stage(name), "kind", None) == EVAL and "top1" in result
-    ]
+    evals = [(row.model, row.value) for row in clean_evaluations(rows) if row.value is not None]
     figure = new_figure(11, 4)
     left, right = figure.subplots(1, 2)
     left.bar([name for name, _ in evals], [100 * top1 for _, top1 in evals], color="tab:blue")
@@ -70,16 +62,19 @@ def main(argv: list[str]) -> None:
     from noisy_student.cli.main import run_mode, validate_or_exit
     from noisy_student.cli.runner import run_or_exit
     from noisy_student.export.artifacts import saved_model_line
+    from noisy_student.reporting.rows import result_rows
+    from noisy_student.reporting.summary import format_table
 
     console.configure(FLAGS.verbose)  # before TensorFlow loads: its C++ log level
     validate_or_exit(PROGRAM, argv)
-    stages = run_or_exit(PROGRAM, lambda: run_mode("loop", FLAGS.iteration),
-                         traceback=FLAGS.traceback)
-    print_table(stages)
-    png = plot(FLAGS.run_dir, stages, os.path.join(FLAGS.run_dir, "demo.png"))
+    manifest = run_or_exit(PROGRAM, lambda: run_mode("loop", FLAGS.iteration),
+                           traceback=FLAGS.traceback)
+    rows = result_rows(manifest)
+    print(format_table(rows))
+    png = plot(FLAGS.run_dir, rows, os.path.join(FLAGS.run_dir, "demo.png"))
     print(
         f"plot: {png}\nreport: {os.path.join(FLAGS.run_dir, 'report.md')}\n"
-        f"SavedModel ({saved_model_line()}): {stages['export']['export_dir']}"
+        f"SavedModel ({saved_model_line()}): {manifest['stages']['export']['export_dir']}"
     )
 
 

@@ -18,8 +18,6 @@ unless ``--noema``), a model directory, or a ``.keras`` file. Results go to
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 
@@ -27,42 +25,31 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from noisy_student.cli import flag_groups  # noqa: E402
 from noisy_student.cli.runner import TRACEBACK_HELP, run_or_exit  # noqa: E402
 from noisy_student.evaluation.benchmarks import (  # noqa: E402
     BENCHMARKS,
     EvalOptions,
     evaluate_benchmark,
+    result_text,
 )
 
 
 def define_flags() -> None:
     """Defines this program's flags on absl's global FLAGS. Only the entry point calls it, so
     importing this module (e.g. from main.py, whose flags share some names) defines nothing."""
-    flags.DEFINE_string("model", None, "Run directory, model directory or .keras file.")
+    flag_groups.define_model_flags(checkpoints=True)
     flags.DEFINE_enum("benchmark", "clean", [*BENCHMARKS, "report"], "What to evaluate "
                       "('report': write <run dir>/report.md and report/*.png from the run's "
                       "results, no evaluation).")
-    flags.DEFINE_string("data", None, "TFRecord pattern, class-folder tree or tfds:NAME@SPLIT "
-                        "(clean); the benchmark's folder tree or tfds spec (imagenet_*; TFDS by "
-                        "default for imagenet_a/r/c); noisy-student-make-corrupted output "
-                        "(corrupted).")
-    flags.DEFINE_integer("iteration", -1, "Run directory: 0 = teacher, N = student N, -1 = last.")
-    flags.DEFINE_bool("ema", True, "Evaluate the EMA weights (model.keras or the checkpoint's EMA "
-                      "shadows); --noema restores the raw weights of the latest checkpoint.")
-    flags.DEFINE_string("arch", None, "Model name (e.g. b0) to build when only checkpoints exist.")
-    flags.DEFINE_integer("num_classes", 1000, "Classes of the model (and of clean/corrupted data).")
-    flags.DEFINE_bool("small_images", False, "32x32-style model and preprocessing (CIFAR/SVHN).")
-    flags.DEFINE_float("width_coefficient", None, "With --arch: width override used in training.")
-    flags.DEFINE_float("depth_coefficient", None, "With --arch: depth override used in training.")
-    flags.DEFINE_integer("image_size", None, "Input side; default the model's input size.")
-    flags.DEFINE_integer("label_offset", 1, "Subtracted from TFRecord labels (ImageNet layout: 1). "
-                         "Folders and TFDS are always 0-based.")
-    flags.DEFINE_string("labels", None, "Class names file (labels.txt); default: labels.txt next "
-                        "to the data, else the run directory's copy, else class indices.")
-    flags.DEFINE_integer("batch_size", 64, "Evaluation batch size.")
+    flag_groups.define_data_flags(
+        "TFRecord pattern, class-folder tree or tfds:NAME@SPLIT (clean); the benchmark's folder "
+        "tree or tfds spec (imagenet_*; TFDS by default for imagenet_a/r/c); "
+        "noisy-student-make-corrupted output (corrupted).")
+    flag_groups.define_labels_flag("labels.txt next to the data, else the run directory's "
+                                   "copy, else class indices.")
     flags.DEFINE_string("output_dir", None, "Where JSON/PNG results go (default: <run>/eval).")
-    flags.DEFINE_string("baseline_errors", None, "corrupted: JSON of a baseline model's errors "
-                        "per corruption ({'errors': {name: error or [5 errors]}, 'clean_error'}).")
+    flag_groups.define_baseline_errors_flag("corrupted")
     flags.DEFINE_float("clean_error", None, "imagenet_c/corrupted: the model's clean top-1 error, "
                        "for relative mCE.")
     flags.DEFINE_float("alexnet_clean_error", None, "imagenet_c: AlexNet's clean top-1 error, "
@@ -96,14 +83,6 @@ def run(options: EvalOptions) -> dict:
     return evaluate_benchmark(options)
 
 
-def summary(result: dict) -> str:
-    """Short text for the terminal: the table, or the headline numbers."""
-    if "table" in result:
-        return result["table"]
-    keys = ("benchmark", "top1", "top5", "num_examples", "mean_error", "report")
-    return json.dumps({k: result[k] for k in keys if k in result}, indent=1)
-
-
 def severities_flag(values: list[str] | None) -> list[int] | None:
     """--severities as integers 1-5; an app.UsageError naming the flag otherwise."""
     if not values:
@@ -119,12 +98,11 @@ def main(argv: list[str]) -> None:
     if not FLAGS.model:
         raise app.UsageError("--model is required")
     logging.getLogger().setLevel(logging.INFO)
-    values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(EvalOptions)}
-    options = EvalOptions(**{**values, "severities": severities_flag(FLAGS.severities)})
+    options = flag_groups.call_with_flags(EvalOptions, severities=severities_flag(FLAGS.severities))
     # A missing optional package (tfds, imagecorruptions, ...) is an expected failure here too.
     result = run_or_exit("noisy-student-eval", lambda: run(options), traceback=FLAGS.traceback,
                          also=(ImportError,))
-    print(summary(result))
+    print(result_text(result))
 
 
 def run_cli() -> None:

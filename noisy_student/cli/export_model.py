@@ -18,6 +18,7 @@ top-1), ``model.onnx`` (tf2onnx; ``pip install -e .[export]``), and
 ``export_report.json`` / ``export_report.md``: size, top-1 on ``--data``, top-1 agreement and
 largest probability difference with the Keras model, and median batch-1 latency on this
 machine's CPU. A format that cannot be written is reported in the table, not fatal.
+``--small_images`` also sets the preprocessing of the ``serving_bytes`` signature.
 Logic in ``noisy_student.export.deploy``.
 
 What each artifact returns (``noisy_student.export.artifacts``; logits are the model's own outputs,
@@ -34,6 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from noisy_student.cli import flag_groups  # noqa: E402
 from noisy_student.cli.runner import run_tool  # noqa: E402
 from noisy_student.export.artifacts import text_table  # noqa: E402
 from noisy_student.export.deploy import FORMATS  # noqa: E402
@@ -45,18 +47,15 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """Defines the tool's flags (only when run as a program)."""
-    flags.DEFINE_string("model", None, "A .keras file, a model directory (teacher/, "
-                        "iterN/student/) or a run directory.")
-    flags.DEFINE_integer("iteration", -1, "Run directory: 0 = teacher, N = student N, "
-                         "-1 = last.")
-    flags.DEFINE_bool("ema", True, "Model/run directories: the EMA weights (model.keras).")
+    flag_groups.define_model_flags()
     flags.DEFINE_string("output_dir", None, "Where the formats and the report go (default: "
                         "<model dir>/deploy, or <name>_deploy beside a .keras file).")
     flags.DEFINE_list("formats", list(FORMATS), f"Formats to write, some of {FORMATS} "
                       "(keras is always written: it is the reference).")
-    flags.DEFINE_string("data", None, "Labeled test set for top-1 and the comparison with "
-                        "Keras: TFRecord pattern, class-folder tree or tfds:NAME@SPLIT. "
-                        "Without it only sizes and latency are reported.")
+    flag_groups.define_data_flags(
+        "Labeled test set for top-1 and the comparison with Keras: TFRecord pattern, "
+        "class-folder tree or tfds:NAME@SPLIT. Without it only sizes and latency are reported.",
+        num_classes=None, batch_size=32)
     flags.DEFINE_integer("max_examples", 1000, "Compare on at most this many test images "
                          "(0 = all).")
     flags.DEFINE_string("representative_data", None, "Images that calibrate the int8 "
@@ -89,13 +88,6 @@ def define_flags() -> None:
                          "reported); 0 skips timing.")
     flags.DEFINE_integer("threads", 1, "CPU threads for TensorFlow, TFLite and onnxruntime "
                          "(0 = each library's default), so latencies are comparable.")
-    flags.DEFINE_integer("num_classes", None, "Classes of the test labels (default: the "
-                         "model's outputs).")
-    flags.DEFINE_bool("small_images", False, "32x32-style model and preprocessing (CIFAR/SVHN); "
-                      "also used by the serving_bytes signature.")
-    flags.DEFINE_integer("label_offset", 1, "Subtracted from TFRecord labels (ImageNet layout: "
-                         "1). Folders and TFDS are 0-based.")
-    flags.DEFINE_integer("batch_size", 32, "Batch size of the comparison.")
 
 
 def default_output_dir(model_path: str, info: dict) -> str:
@@ -207,17 +199,8 @@ def main(argv: list[str]) -> None:
     from noisy_student.export.deploy import report_table
 
     logging.set_verbosity(logging.WARNING)  # TensorFlow's and tf2onnx's INFO lines
-    report = export(
-        FLAGS.model, FLAGS.output_dir, iteration=FLAGS.iteration, ema=FLAGS.ema,
-        formats=FLAGS.formats, data=FLAGS.data, max_examples=FLAGS.max_examples,
-        representative_data=FLAGS.representative_data,
-        representative_examples=FLAGS.representative_examples, int8_io=FLAGS.int8_io,
-        opset=FLAGS.opset, latency_runs=FLAGS.latency_runs, threads=FLAGS.threads,
-        num_classes=FLAGS.num_classes, small_images=FLAGS.small_images,
-        label_offset=FLAGS.label_offset, batch_size=FLAGS.batch_size,
-        progress=lambda m: print(m, file=sys.stderr, flush=True),
-        int8_activations=FLAGS.int8_activations, int8_calibration=FLAGS.int8_calibration,
-        int8_percentile=FLAGS.int8_percentile, int8_float_stages=FLAGS.int8_float_stages)
+    report = flag_groups.call_with_flags(
+        export, model_path=FLAGS.model, progress=lambda m: print(m, file=sys.stderr, flush=True))
     print(report_table(report))
     for warning in report["warnings"]:
         print(f"WARNING: {warning}", file=sys.stderr)

@@ -15,6 +15,7 @@ import typing
 
 from absl import flags
 
+from noisy_student.cli.flag_groups import call_with_flags, define_baseline_errors_flag
 from noisy_student.cli.runner import TRACEBACK_HELP, VERBOSE_HELP
 from noisy_student.config import PRECISIONS, STRATEGIES, RunConfig
 from noisy_student.run.layout import MODE_KINDS
@@ -98,11 +99,7 @@ flags.DEFINE_string(
     "Data of --eval_benchmark, or the output folder of noisy-student-make-corrupted for "
     "--mode=eval_corrupted.",
 )
-flags.DEFINE_string(
-    "baseline_errors",
-    None,
-    "--mode=eval_corrupted: JSON of a baseline model's errors per corruption (normalizes mCE).",
-)
+define_baseline_errors_flag("--mode=eval_corrupted")
 
 
 class FlagError(ValueError):
@@ -117,7 +114,7 @@ RANGES = {field.name: field.metadata["bounds"] for field in dataclasses.fields(R
 
 def run_config() -> RunConfig:
     """RunConfig filled from the flags of the same names."""
-    return RunConfig(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(RunConfig)})
+    return call_with_flags(RunConfig)
 
 
 def _range_text(low, low_inclusive, high, high_inclusive) -> str:

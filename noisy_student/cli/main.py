@@ -8,7 +8,6 @@ and export, as one resumable loop or one stage at a time.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
@@ -24,7 +23,8 @@ absl_flags.adopt_module_key_flags(cli_flags)  # `python -m noisy_student.cli.mai
 
 def run_mode(mode: str, iteration: int) -> dict:
     """Runs one mode with the run directory locked for this worker role and returns what it
-    recorded."""
+    recorded: the manifest after a loop, ``{"stages": {name: result}}`` after one stage, a
+    benchmark's result (`benchmark_mode`)."""
     from noisy_student.run.lock import run_dir_lock
     from noisy_student.run.workers import worker_info
 
@@ -37,17 +37,22 @@ def run_mode(mode: str, iteration: int) -> dict:
 def _run_locked(mode: str, iteration: int, config) -> dict:
     from noisy_student.pipeline.loop import Run
 
-    if mode == "eval_corrupted" or (mode == "eval" and FLAGS.eval_benchmark != "clean"):
-        return {mode: robustness_eval(mode, iteration)}
+    if benchmark_mode(mode):
+        return robustness_eval(mode, iteration)
     run = Run(config)
     run.prepare()  # before any work: stale temps removed, recorded settings checked
     if mode == "loop":
-        stages = run.run_all()["stages"]
+        manifest = run.run_all()
         if run.chief:
             write_run_report(run.config.run_dir)
-        return stages
+        return manifest
     stage = stage_for_mode(mode, iteration)
-    return {stage.name: run.run_stage(stage)}
+    return {"stages": {stage.name: run.run_stage(stage)}}
+
+
+def benchmark_mode(mode: str) -> bool:
+    """--mode=eval_corrupted, or --mode=eval with a robustness --eval_benchmark."""
+    return mode == "eval_corrupted" or (mode == "eval" and FLAGS.eval_benchmark != "clean")
 
 
 def write_run_report(run_dir: str) -> str | None:
@@ -67,29 +72,14 @@ def write_run_report(run_dir: str) -> str | None:
 
 def robustness_eval(mode: str, iteration: int) -> dict:
     """--mode=eval with a robustness --eval_benchmark, or --mode=eval_corrupted: the run's model
-    of `iteration` (0 = teacher), evaluated as noisy-student-eval does
-    (noisy_student.evaluation.benchmarks)."""
+    of `iteration` (0 = teacher), evaluated as noisy-student-eval does and recorded in the
+    run's manifest (noisy_student.evaluation.benchmarks)."""
     from noisy_student.evaluation.benchmarks import EvalOptions, evaluate_benchmark
 
-    config = cli_flags.run_config()
-    names = [config.teacher_model, *config.student_models]
-    return evaluate_benchmark(
-        EvalOptions(
-            model=config.run_dir,
-            iteration=iteration,
-            benchmark="corrupted" if mode == "eval_corrupted" else FLAGS.eval_benchmark,
-            data=FLAGS.eval_benchmark_data,
-            arch=names[iteration],
-            num_classes=config.num_classes,
-            small_images=config.small_images,
-            width_coefficient=config.width_coefficient,
-            depth_coefficient=config.depth_coefficient,
-            image_size=config.image_size,
-            label_offset=config.label_offset,
-            batch_size=config.eval_batch_size,
-            baseline_errors=FLAGS.baseline_errors,
-        )
-    )
+    benchmark = "corrupted" if mode == "eval_corrupted" else FLAGS.eval_benchmark
+    return evaluate_benchmark(EvalOptions.for_run(
+        cli_flags.run_config(), iteration, benchmark=benchmark, data=FLAGS.eval_benchmark_data,
+        baseline_errors=FLAGS.baseline_errors))
 
 
 def validate_or_exit(program: str, argv: list[str]) -> None:
@@ -118,14 +108,15 @@ def main(argv: list[str]) -> None:
     console.configure(FLAGS.verbose)  # before TensorFlow loads: its C++ log level
     validate_or_exit("noisy-student", argv)
     results = run_or_exit("noisy-student")
-    if FLAGS.mode in ("eval_corrupted",) or (
-        FLAGS.mode == "eval" and FLAGS.eval_benchmark != "clean"
-    ):
-        print(json.dumps(results, indent=1, sort_keys=True))
+    if benchmark_mode(FLAGS.mode):
+        from noisy_student.evaluation.benchmarks import result_text
+
+        print(result_text(results))
     else:
+        from noisy_student.reporting.rows import result_rows
         from noisy_student.reporting.summary import format_table
 
-        print(format_table(results))
+        print(format_table(result_rows(results)))
         print(f"Results of every stage: {os.path.join(FLAGS.run_dir, MANIFEST)}")
         import tensorflow as tf
 

@@ -39,6 +39,7 @@ elementwise op on CPU); Equalize builds all three histograms with one bincount.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -177,9 +178,15 @@ def equalize(image: tf.Tensor) -> tf.Tensor:
     hist = tf.reshape(
         tf.math.bincount(tf.reshape(index, [-1]), minlength=768, maxlength=768), [3, 256]
     )
+    return equalized(hist, index)
+
+
+def equalized(hist: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
+    """Pillow's equalize lookup of histograms [N, 256] (one per image channel), read at
+    ``index`` (each pixel's value + 256 x its histogram's row)."""
     values = tf.range(256, dtype=tf.int32)
     last_value = tf.reduce_max(tf.where(hist > 0, values, -1), axis=1)
-    last_count = tf.gather(hist, last_value, batch_dims=1)
+    last_count = tf.gather(hist, tf.maximum(last_value, 0), batch_dims=1)  # 0: empty channel
     step = (tf.reduce_sum(hist, axis=1) - last_count) // 255
     safe_step = tf.maximum(step, 1)[:, tf.newaxis]
     below = tf.cumsum(hist, axis=1, exclusive=True)
@@ -394,6 +401,19 @@ def checked_images(images, rank: int, caller: str, num_layers, magnitude) -> tf.
     return images
 
 
+def draw_layer(seed, hw, batch_size=None) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """One layer's draws from one stateless ``seed``: the op index (uniform over the 16), the
+    sign of its argument (+-1, float64) and the cutout centre (y, x; uniform over the pixels of
+    size ``hw``), for one image or, with ``batch_size``, per image of a batch ([B], [B], [B, 2])."""
+    shape = [4] if batch_size is None else tf.stack([batch_size, 4])
+    u = tf.random.stateless_uniform(shape, seed=seed, dtype=tf.float64)
+    op_index = tf.minimum(tf.cast(u[..., 0] * len(OP_NAMES), tf.int32), len(OP_NAMES) - 1)
+    sign = tf.where(u[..., 1] < 0.5, tf.constant(-1.0, tf.float64), 1.0)
+    hw = tf.cast(hw, tf.int32)
+    center = tf.minimum(tf.cast(u[..., 2:] * tf.cast(hw, tf.float64), tf.int32), hw - 1)
+    return op_index, sign, center
+
+
 def level_constants(magnitude, hw, translate_const, cutout_const):
     """(magnitude, translate_const, cutout_const) as float64 tensors; a constant left None is
     the reference's scaled to min(height, width) (``hw``) / 224."""
@@ -406,20 +426,45 @@ def level_constants(magnitude, hw, translate_const, cutout_const):
             tf.cast(cutout_const, tf.float64))
 
 
-@tf.autograph.experimental.do_not_convert  # no tensor-dependent Python control flow here
-def distort_image_with_randaugment(
-    image: tf.Tensor,
-    num_layers: int,
-    magnitude: float,
-    *,
-    translate_const: float | None = None,
-    cutout_const: float | None = None,
-    seed=None,
-) -> tf.Tensor:
+def randaugment_policy(rank: int, apply_layer: Callable, name: str, doc: str) -> Callable:
+    """A RandAugment entry point ``name`` for images of ``rank`` (3: one HxWx3 image, 4: a
+    BxHxWx3 batch): it checks the images and arguments, takes the level constants for the
+    images' size and one stateless seed per layer, and applies each layer as
+    ``apply_layer(images, constants, layer_seed)``."""
+
+    @tf.autograph.experimental.do_not_convert  # no tensor-dependent Python control flow here
+    def distort(images: tf.Tensor, num_layers: int, magnitude: float, *,
+                translate_const: float | None = None, cutout_const: float | None = None,
+                seed=None) -> tf.Tensor:
+        images = checked_images(images, rank, name, num_layers, magnitude)
+        if num_layers == 0:
+            return images
+        constants = level_constants(magnitude, tf.shape(images)[rank - 3:rank - 1],
+                                    translate_const, cutout_const)
+        layer_seeds = tf.random.experimental.stateless_split(as_seed(seed), num_layers)
+        for layer in range(num_layers):
+            images = apply_layer(images, constants, layer_seeds[layer])
+        return images
+
+    distort.__name__ = distort.__qualname__ = name
+    distort.__doc__ = doc
+    return distort
+
+
+def _distort_image_layer(image: tf.Tensor, constants, seed) -> tf.Tensor:
+    """One layer on one image: the op it draws from ``seed``, through one tf.switch_case."""
+    op_index, sign, center = draw_layer(seed, tf.shape(image)[:2])
+    branches = [lambda i=i: _apply_op(i, image, *constants, sign, center)
+                for i in range(len(OP_NAMES))]
+    return tf.ensure_shape(tf.switch_case(op_index, branches), [None, None, 3])
+
+
+distort_image_with_randaugment = randaugment_policy(
+    3, _distort_image_layer, "distort_image_with_randaugment",
     """Apply `num_layers` RandAugment ops, each uniform over the 16, at magnitude `magnitude`.
 
     Args:
-      image: uint8 HxWx3 tensor.
+      images: uint8 HxWx3 tensor (one image).
       num_layers: N, a Python int >= 0 (0 returns the image unchanged).
       magnitude: M >= 0 (reference scale: max level 10, larger values extrapolate linearly).
       translate_const / cutout_const: translate pixels and cutout half-size at level 10.
@@ -430,26 +475,4 @@ def distort_image_with_randaugment(
 
     Returns:
       uint8 tensor of the same shape.
-    """
-    image = checked_images(image, 3, "distort_image_with_randaugment", num_layers, magnitude)
-    if num_layers == 0:
-        return image
-    magnitude, translate_const, cutout_const = level_constants(
-        magnitude, tf.shape(image)[:2], translate_const, cutout_const)
-    layer_seeds = tf.random.experimental.stateless_split(as_seed(seed), num_layers)
-    hw = tf.shape(image)[:2]
-    for layer in range(num_layers):
-        # One draw per layer: op index, sign, cutout centre (y, x).
-        u = tf.random.stateless_uniform([4], seed=layer_seeds[layer], dtype=tf.float64)
-        op_index = tf.minimum(tf.cast(u[0] * len(OP_NAMES), tf.int32), len(OP_NAMES) - 1)
-        sign = tf.where(u[1] < 0.5, tf.constant(-1.0, tf.float64), 1.0)
-        center = tf.minimum(tf.cast(u[2:] * tf.cast(hw, tf.float64), tf.int32), hw - 1)
-
-        def branch(i: int, current=image, sign=sign, center=center):
-            return lambda: _apply_op(
-                i, current, magnitude, translate_const, cutout_const, sign, center
-            )
-
-        image = tf.switch_case(op_index, [branch(i) for i in range(len(OP_NAMES))])
-        image = tf.ensure_shape(image, [None, None, 3])
-    return image
+    """)

@@ -21,11 +21,12 @@ from noisy_student.data.randaugment import (
     blend,
     brightness,
     call_op,
-    checked_images,
+    draw_layer,
+    equalized,
     invert,
-    level_constants,
     op_argument,
     posterize,
+    randaugment_policy,
     solarize,
     solarize_add,
     to_float,
@@ -64,15 +65,7 @@ def equalize_batch(images: tf.Tensor) -> tf.Tensor:
         tf.math.bincount(tf.reshape(index, [-1]), minlength=768 * batch, maxlength=768 * batch),
         [-1, 256],
     )  # [B * 3, 256]
-    values = tf.range(256, dtype=tf.int32)
-    last_value = tf.reduce_max(tf.where(hist > 0, values, -1), axis=1)
-    last_count = tf.gather(hist, tf.maximum(last_value, 0), batch_dims=1)
-    step = (tf.reduce_sum(hist, axis=1) - last_count) // 255
-    safe_step = tf.maximum(step, 1)[:, tf.newaxis]
-    below = tf.cumsum(hist, axis=1, exclusive=True)
-    lut = tf.clip_by_value((below + safe_step // 2) // safe_step, 0, 255)
-    lut = tf.where(step[:, tf.newaxis] > 0, lut, values[tf.newaxis, :])
-    return tf.gather(tf.reshape(tf.cast(lut, tf.uint8), [-1]), index)
+    return equalized(hist, index)
 
 
 def color_batch(images: tf.Tensor, factor) -> tf.Tensor:
@@ -191,53 +184,27 @@ def apply_op_batch(
     return call_op(ops, name, images, argument)
 
 
-def draw_layer_batch(seed, batch_size, hw) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Per-image draws for one layer, as in `distort_image_with_randaugment`: op indices [B]
-    (uniform over the 16), signs [B] (+-1, float64), cutout centres [B, 2] (uniform pixels)."""
-    u = tf.random.stateless_uniform(tf.stack([batch_size, 4]), seed=seed, dtype=tf.float64)
-    op_index = tf.minimum(tf.cast(u[:, 0] * len(OP_NAMES), tf.int32), len(OP_NAMES) - 1)
-    signs = tf.where(u[:, 1] < 0.5, tf.constant(-1.0, tf.float64), 1.0)
-    hw = tf.cast(hw, tf.int32)
-    centers = tf.minimum(tf.cast(u[:, 2:] * tf.cast(hw, tf.float64), tf.int32), hw - 1)
-    return op_index, signs, centers
+def _distort_batch_layer(images: tf.Tensor, constants, seed) -> tf.Tensor:
+    """One layer on a batch: every image draws its own op, sign and cutout centre from
+    ``seed``; images are grouped by op and each op runs once, on the images that drew it."""
+    shape = tf.shape(images)
+    num_ops = len(OP_NAMES)
+    op_index, signs, centers = draw_layer(seed, shape[1:3], shape[0])
+    positions = tf.dynamic_partition(tf.range(shape[0]), op_index, num_ops)
+    groups = tf.dynamic_partition(images, op_index, num_ops)
+    group_signs = tf.dynamic_partition(signs, op_index, num_ops)
+    group_centers = tf.dynamic_partition(centers, op_index, num_ops)
+    results = [apply_op_batch(i, groups[i], *constants, group_signs[i], group_centers[i])
+               for i in range(num_ops)]
+    return tf.ensure_shape(tf.dynamic_stitch(positions, results), images.shape)
 
 
-@tf.autograph.experimental.do_not_convert  # no tensor-dependent Python control flow here
-def distort_batch_with_randaugment(
-    images: tf.Tensor,
-    num_layers: int,
-    magnitude: float,
-    *,
-    translate_const: float | None = None,
-    cutout_const: float | None = None,
-    seed=None,
-) -> tf.Tensor:
+distort_batch_with_randaugment = randaugment_policy(
+    4, _distort_batch_layer, "distort_batch_with_randaugment",
     """`distort_image_with_randaugment` on a batch [B, H, W, 3] uint8: every image draws its own
     op, sign and cutout centre per layer (same distribution). Images are grouped by op and each
     op runs once per layer on its group, so the cost per image is a fraction of one op dispatch:
-    meant for small images (e.g. 32 px), where dispatch dominates."""
-    images = checked_images(images, 4, "distort_batch_with_randaugment", num_layers, magnitude)
-    if num_layers == 0:
-        return images
-    shape = tf.shape(images)
-    magnitude, translate_const, cutout_const = level_constants(
-        magnitude, shape[1:3], translate_const, cutout_const)
-    layer_seeds = tf.random.experimental.stateless_split(as_seed(seed), num_layers)
-    num_ops = len(OP_NAMES)
-    for layer in range(num_layers):
-        op_index, signs, centers = draw_layer_batch(layer_seeds[layer], shape[0], shape[1:3])
-        # Group the images by their op: each op runs once, on the images that drew it.
-        positions = tf.dynamic_partition(tf.range(shape[0]), op_index, num_ops)
-        groups = tf.dynamic_partition(images, op_index, num_ops)
-        group_signs = tf.dynamic_partition(signs, op_index, num_ops)
-        group_centers = tf.dynamic_partition(centers, op_index, num_ops)
-        results = [
-            apply_op_batch(i, groups[i], magnitude, translate_const, cutout_const,
-                           group_signs[i], group_centers[i])
-            for i in range(num_ops)
-        ]
-        images = tf.ensure_shape(tf.dynamic_stitch(positions, results), images.shape)
-    return images
+    meant for small images (e.g. 32 px), where dispatch dominates.""")
 
 
 def cutout_batch_random(images: tf.Tensor, pad_size, seed, replace=FILL_VALUE) -> tf.Tensor:

@@ -2,7 +2,9 @@
 ``EvalOptions`` says which model (a ``.keras`` file, a model folder or a run directory), which
 benchmark (clean accuracy, ImageNet-A/R/C/P, our corrupted sets) on which data, and where its
 outputs go (default: ``<run dir>/eval/iterN/``); ``evaluate_benchmark`` loads the model, runs the
-benchmark and writes its JSON and figures. No TensorFlow at import (``--help`` stays fast).
+benchmark and writes its JSON and figures, and records a run directory model's result in the
+run's manifest (``run_record``), where the reports read it. No TensorFlow at import (``--help``
+stays fast).
 """
 
 from __future__ import annotations
@@ -10,10 +12,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 
 from noisy_student.run import layout as run_layout
 
 BENCHMARKS = ("clean", "imagenet_a", "imagenet_r", "imagenet_c", "imagenet_p", "corrupted")
+# What a run's manifest keeps of a result (when present); its JSON beside the figures has all.
+RECORDED_KEYS = ("top1", "top5", "num_examples", "mCE", "relative_mCE", "mean_error", "mFR",
+                 "mean_flip_probability", "partial", "source")
+# The run settings that evaluating one of its models takes as they are (EvalOptions.for_run).
+RUN_SETTINGS = ("num_classes", "small_images", "image_size", "label_offset")
 
 
 @dataclasses.dataclass
@@ -47,6 +55,17 @@ class EvalOptions:
     max_steps: int | None = None
     max_videos: int | None = None
     strict: bool = False
+
+    @classmethod
+    def for_run(cls, config, iteration: int, **chosen) -> EvalOptions:
+        """The options that evaluate the model of ``iteration`` (0 = teacher) of the run of
+        ``config`` (a ``RunConfig``), built as its pipeline builds it; ``chosen``: the
+        benchmark, its data and other options."""
+        models = [config.teacher_model, *config.student_models]
+        return cls(model=config.run_dir, iteration=iteration, arch=models[iteration],
+                   batch_size=config.eval_batch_size,
+                   **{name: getattr(config, name) for name in RUN_SETTINGS},
+                   **config.model_coefficients(iteration), **chosen)
 
 
 def model_builder(options: EvalOptions):
@@ -98,8 +117,32 @@ def class_names(options: EvalOptions, run_dir: str | None) -> list[str] | None:
     return labels_file.class_names_or_none(path, options.num_classes)
 
 
+def run_record(result: dict, output_dir: str, run_dir: str, seconds: float) -> dict:
+    """What a run's manifest records of a benchmark's result: its headline figures, the
+    weights evaluated, its JSON and figures (paths relative to the run directory when inside
+    it) and the time it took."""
+
+    def path(name: str) -> str:
+        relative = os.path.relpath(name, run_dir)
+        return name if relative.startswith("..") else relative
+
+    record = {key: result[key] for key in RECORDED_KEYS if result.get(key) is not None}
+    return {**record, "weights": result["model"].get("weights"), "seconds": round(seconds, 1),
+            "json": path(os.path.join(output_dir, f"{result['benchmark']}.json")),
+            "figures": [path(v) for k, v in sorted(result.items()) if k.endswith("_png")]}
+
+
+def result_text(result: dict) -> str:
+    """A benchmark's result for the terminal: its table, or its headline numbers."""
+    if "table" in result:
+        return result["table"]
+    keys = ("benchmark", "top1", "top5", "num_examples", "mean_error", "report")
+    return json.dumps({k: result[k] for k in keys if k in result}, indent=1)
+
+
 def evaluate_benchmark(options: EvalOptions) -> dict:
-    """Loads the model, runs the benchmark, writes its outputs; returns its result."""
+    """Loads the model, runs the benchmark, writes its outputs; returns its result. The result
+    of a run directory's model is also recorded in the run's manifest (``run_record``)."""
     from noisy_student.evaluation import classification, loading, robustness, sources
     from noisy_student.evaluation.metrics import IMAGENET_C_CORRUPTIONS, IMAGENET_P_PERTURBATIONS
 
@@ -107,6 +150,7 @@ def evaluate_benchmark(options: EvalOptions) -> dict:
         raise ValueError(f"unknown benchmark {options.benchmark!r}; use one of {BENCHMARKS}")
     if options.benchmark in ("clean", "imagenet_p", "corrupted") and not options.data:
         raise ValueError(f"--benchmark={options.benchmark} needs --data")
+    start = time.time()
     model, info = loading.load_model(options.model, iteration=options.iteration,
                                         ema=options.ema, model_fn=model_builder(options))
     size = loading.model_image_size(model, options.image_size)
@@ -155,5 +199,10 @@ def evaluate_benchmark(options: EvalOptions) -> dict:
             severities=options.severities,
             clean_error=options.clean_error, max_steps=options.max_steps,
             strict=options.strict, **common)
-    result.setdefault("model", info)
+    result.update(benchmark=b, model=info)
+    if info.get("run_dir"):
+        from noisy_student.run.directory import record_evaluation
+
+        record_evaluation(info["run_dir"], info["iteration"], b,
+                          run_record(result, out, info["run_dir"], time.time() - start))
     return result

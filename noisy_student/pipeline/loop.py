@@ -33,7 +33,7 @@ import tensorflow as tf
 from noisy_student import console
 from noisy_student.config import RunConfig
 from noisy_student.pipeline.stages import STAGE_FUNCTIONS, Context
-from noisy_student.reporting.summary import stage_rows
+from noisy_student.reporting.rows import ResultRow
 from noisy_student.run.directory import RunError
 from noisy_student.run.layout import Stage, parse_stage, plan
 
@@ -95,7 +95,7 @@ class Run:
         _log_data(stage.name, result)
         run_dir.record(stage, result)
         console.log.info("Stage %s: done in %s: %s", stage.name, _duration(result["seconds"]),
-                         stage_rows({stage.name: result})[0][1])
+                         ResultRow.of_stage(stage.name, result).text)
         return result
 
     def run_all(self) -> dict:

@@ -1,6 +1,7 @@
 """report.md for a finished (or partial) run directory: accuracy per iteration for the teacher
-and each student (table and PNG), robustness results in ``<run>/eval/iterN/``, and for each
-iteration a grid of the pseudo-labeled images the filter kept, one row per class.
+and each student (table and PNG), the benchmark results recorded for its models (robustness,
+``noisy-student-eval``), and for each iteration a grid of the pseudo-labeled images the filter
+kept, one row per class. The tables are views of the manifest's rows (`rows.result_rows`).
 
     noisy-student-eval --model=runs/cifar10_4000 --benchmark=report
     python -c "from noisy_student.reporting.report import write_report; \
@@ -25,20 +26,18 @@ from noisy_student.data.records import IMAGE_KEY, PSEUDO_LABEL_KEY
 from noisy_student.data.reference_records import INDEX_KEY, SOURCE_KEY
 from noisy_student.data.tfrecord_source import list_files
 from noisy_student.pseudo_labels.filtering import HISTOGRAM_NAME, OUTPUT_SPLIT, STATS_NAME
-from noisy_student.run import layout
-from noisy_student.run.layout import (
-    EVAL,
-    LABEL,
-    MANIFEST,
-    TRAIN,
-    eval_dir,
-    filtered_dir,
-    stage_name,
-    stage_order,
+from noisy_student.reporting.rows import (
+    BENCHMARK,
+    ResultRow,
+    clean_evaluations,
+    model_label,
+    percent,
+    result_rows,
+    training,
 )
+from noisy_student.run import layout
+from noisy_student.run.layout import LABEL, MANIFEST, filtered_dir, stage_name
 
-HEADLINES = {"clean": "top1", "imagenet_a": "top1", "imagenet_r": "top1", "imagenet_c": "mCE",
-             "corrupted": "mCE", "imagenet_p": "mean_flip_probability"}
 REPORT_NAME = "report.md"
 FIGURE_DIR = "report"
 ACCURACY_PNG = "accuracy.png"
@@ -49,34 +48,25 @@ EMPTY_PIXEL = 255  # cells without an image are white
 
 
 def _pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
+    return percent(value, 2)
 
 
 def _minutes(seconds) -> str:
     return "-" if seconds is None else f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
 
 
-def _model_label(iteration: int) -> str:
-    return "teacher" if iteration == 0 else f"student {iteration}"
-
-
-def iterations(manifest: dict) -> list[int]:
-    """Iterations the manifest knows of (0 = teacher), in order."""
-    return layout.iterations(manifest.get("stages", {}))
-
-
-def _eval_result(stages: dict, iteration: int) -> dict:
-    return stages.get(stage_name(EVAL, iteration), {})
+def iterations(rows: Sequence[ResultRow]) -> list[int]:
+    """Iterations the run's stages reach (0 = teacher), in order."""
+    return layout.iterations(row.name for row in rows if row.kind != BENCHMARK)
 
 
 # ----------------------------------------------------------------------------- accuracy
 
 
-def accuracy_figure(manifest: dict):
+def accuracy_figure(rows: Sequence[ResultRow]):
     """Top-1 and top-5 (%) of the teacher and each student, or None when none was evaluated."""
-    stages = manifest.get("stages", {})
-    points = [(_model_label(i), _eval_result(stages, i)) for i in iterations(manifest)]
-    points = [(name, r) for name, r in points if r.get("top1") is not None]
+    points = [(row.model, row.values) for row in clean_evaluations(rows)
+              if row.values.get("top1") is not None]
     if not points:
         return None
     fig = plots.new_figure(max(5, 1.3 * len(points) + 2), 4)
@@ -230,31 +220,27 @@ def samples_figure(run_dir: str, iteration: int, class_names: Sequence[str] | No
 # ----------------------------------------------------------------------------- markdown
 
 
-def _robustness_lines(run_dir: str, manifest: dict) -> list[str]:
-    rows, figures = [], []
-    for i in iterations(manifest):
-        folder = os.path.join(run_dir, eval_dir(i))
-        if not tf.io.gfile.isdir(folder):
-            continue
-        for benchmark, key in HEADLINES.items():
-            data = read_json(os.path.join(folder, f"{benchmark}.json"))
-            if data and data.get(key) is not None:
-                metric = f"{key} (partial: {data['partial']})" if data.get("partial") else key
-                rows.append(f"| {_model_label(i)} | {benchmark} | {metric} | {_pct(data[key])} |")
-        figures += [f"![{_model_label(i)}: {name}]({eval_dir(i)}/{name})"
-                    for name in sorted(tf.io.gfile.listdir(folder)) if name.endswith(".png")]
-    if not rows and not figures:
+def _benchmark_lines(rows: Sequence[ResultRow]) -> list[str]:
+    """The recorded benchmark results: a table of their headline metrics, then their figures."""
+    recorded = [row for row in rows if row.kind == BENCHMARK]
+    if not recorded:
         return []
-    lines = ["", "## Robustness and other evaluations (eval/)"]
-    if rows:
-        lines += ["", "| model | benchmark | metric | value |", "| --- | --- | --- | --- |",
-                  *rows]
-    return lines + (["", *figures] if figures else [])
+    table = []
+    for row in recorded:
+        partial = row.values.get("partial")
+        metric = f"{row.metric} (partial: {partial})" if partial else row.metric
+        table.append(f"| {row.model} | {row.benchmark} | {metric} | {_pct(row.value)} |")
+    figures = [f"![{row.model}: {os.path.basename(path)}]({path})"
+               for row in recorded for path in row.values.get("figures", [])]
+    return ["", "## Robustness and other evaluations (eval/)", "",
+            "| model | benchmark | metric | value |", "| --- | --- | --- | --- |", *table,
+            *(["", *figures] if figures else [])]
 
 
-def _samples_lines(run_dir: str, manifest: dict, class_names: Sequence[str] | None) -> list[str]:
+def _samples_lines(run_dir: str, rows: Sequence[ResultRow],
+                   class_names: Sequence[str] | None) -> list[str]:
     lines = []
-    for i in iterations(manifest)[1:]:
+    for i in iterations(rows)[1:]:
         drawn = samples_figure(run_dir, i, class_names)
         if drawn is None:
             continue
@@ -275,30 +261,31 @@ def report_markdown(run_dir: str, class_names: Sequence[str] | None = None) -> s
     manifest = read_json(os.path.join(run_dir, MANIFEST))
     if manifest is None:
         raise FileNotFoundError(f"{run_dir}: no manifest.json (not a run directory)")
-    stages = manifest.get("stages", {})
+    rows = result_rows(manifest)
+    trained = training(rows)
+    evaluated = {row.iteration: row.values for row in clean_evaluations(rows)}
     lines = [f"# Run report: {os.path.basename(os.path.normpath(run_dir))}", "",
              "| iteration | model | top-1 | top-5 | gain over its teacher (pts) | eval images "
              "| training time |", "| --- | --- | --- | --- | --- | --- | --- |"]
     previous = None
-    for i in iterations(manifest):
-        train = stages.get(stage_name(TRAIN, i), {})
-        result = _eval_result(stages, i)
+    for i in iterations(rows):
+        train = trained[i].values if i in trained else {}
+        result = evaluated.get(i, {})
         top1 = result.get("top1")
         gain = "-" if top1 is None or previous is None else f"{100 * (top1 - previous):+.2f}"
-        lines.append(f"| {_model_label(i)} | {train.get('model', '-')} | {_pct(top1)} | "
+        lines.append(f"| {model_label(i)} | {train.get('model', '-')} | {_pct(top1)} | "
                      f"{_pct(result.get('top5'))} | {gain} | {result.get('num_examples', '-')} "
                      f"| {_minutes(train.get('seconds'))} |")
         previous = top1 if top1 is not None else previous
-    figure = accuracy_figure(manifest)
+    figure = accuracy_figure(rows)
     if figure is not None:
         plots.write_png(figure, os.path.join(run_dir, FIGURE_DIR, ACCURACY_PNG))
         lines += ["", f"![accuracy per iteration]({FIGURE_DIR}/{ACCURACY_PNG})"]
-    lines += _robustness_lines(run_dir, manifest)
-    lines += _samples_lines(run_dir, manifest, class_names)
-    timed = [(s, stages[s].get("seconds")) for s in sorted(stages, key=stage_order)
-             if isinstance(stages[s], dict)]
+    lines += _benchmark_lines(rows)
+    lines += _samples_lines(run_dir, rows, class_names)
     lines += ["", "## Stages", "", "| stage | wall time |", "| --- | --- |"]
-    lines += [f"| {s} | {_minutes(t)} |" for s, t in timed]
+    lines += [f"| {row.name} | {_minutes(row.seconds)} |" for row in rows
+              if row.kind != BENCHMARK]
     return "\n".join(lines) + "\n"
 
 

@@ -1,13 +1,12 @@
-"""A run directory's state: its manifest, the settings each stage depends on, and the checks
-and clean-up before a command works there.
+"""A run directory's state: its manifest, the settings each stage depends on, and the checks and
+clean-up before a command works there.
 
-`manifest.json` records each finished stage with its results and the settings each started
-stage depends on; rerunning the same command skips finished stages and resumes the first
-unfinished one. `RunDir.prepare` (before any work, with the directory locked) removes the temp
-files of killed writers and stops with a RunError when the settings differ from the recorded
-ones (or, with redo_changed_stages, deletes and redoes the affected stages). Names and folders
-come from noisy_student.run.layout.
-"""
+`manifest.json` records each finished stage with its results and the settings each started stage
+depends on, and the benchmark results of the run's models (`record_evaluation`); rerunning the same
+command skips finished stages and resumes the first unfinished one. `RunDir.prepare` (before any
+work, with the directory locked) removes the temp files of killed writers and stops with a RunError
+when the settings differ from the recorded ones (or, with redo_changed_stages, deletes and redoes
+the affected stages). Names and folders come from noisy_student.run.layout."""
 
 from __future__ import annotations
 
@@ -16,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from typing import Any
 
 import tensorflow as tf
@@ -29,6 +29,7 @@ from noisy_student.atomic_io import (
 from noisy_student.data import labels_file
 from noisy_student.run.layout import (
     EVAL,
+    EVALUATIONS,
     EXPORT,
     FILTER,
     LABEL,
@@ -36,6 +37,7 @@ from noisy_student.run.layout import (
     TRAIN,
     Stage,
     plan,
+    stage_name,
     stage_output,
 )
 
@@ -113,6 +115,23 @@ def stage_settings(config, stage: Stage) -> dict:
     return settings
 
 
+def update_manifest(run_dir: str, change: Callable[[dict], None]) -> dict:
+    """Reads ``run_dir``'s manifest from disk, applies ``change`` and writes it back atomically
+    (what other commands recorded meanwhile is kept); returns it."""
+    path = os.path.join(run_dir, MANIFEST)
+    manifest = read_json(path) or {"stages": {}}
+    change(manifest)
+    write_json_atomic(path, manifest)
+    return manifest
+
+
+def record_evaluation(run_dir: str, iteration: int, benchmark: str, result: dict) -> None:
+    """Records a benchmark's result for the run's model of ``iteration`` (0 = teacher) in the
+    manifest, under ``EVALUATIONS``, in place of an earlier result of the same benchmark."""
+    update_manifest(run_dir, lambda manifest: manifest.setdefault(EVALUATIONS, {}).setdefault(
+        stage_name(EVAL, iteration), {}).update({benchmark: result}))
+
+
 class RunDir:
     """One run directory: paths in it and its manifest. Only the chief writes the manifest;
     every worker keeps its own copy in memory."""
@@ -139,15 +158,19 @@ class RunDir:
         """Records a stage's settings (when it starts) or its result (when it is done), merged
         into the manifest on disk so that workers writing other stages lose nothing."""
         settings = stage_settings(self.config, stage)
-        self.manifest.setdefault("settings", {})[stage.name] = settings
-        if result is not None:
-            self.manifest["stages"][stage.name] = result
-        if self.chief:
-            on_disk = read_json(self.manifest_path) or {"stages": {}}
-            on_disk.setdefault("settings", {})[stage.name] = settings
+
+        def change(manifest: dict) -> None:
+            manifest.setdefault("settings", {})[stage.name] = settings
             if result is not None:
-                on_disk["stages"][stage.name] = result
-            write_json_atomic(self.manifest_path, on_disk)
+                manifest["stages"][stage.name] = result
+
+        self._change(change)
+
+    def _change(self, change: Callable[[dict], None]) -> None:
+        """Applies ``change`` to the manifest in memory and (the chief) on disk."""
+        change(self.manifest)
+        if self.chief:
+            update_manifest(self.root, change)
 
     # ---------------------------------------------------------------- integrity checks
     def prepare(self) -> None:
@@ -202,15 +225,20 @@ class RunDir:
                 if stage.name in changed or not self.done(stage)]
         log.warning("Redoing stages %s with the new settings (--redo_changed_stages).",
                     ", ".join(stage.name for stage in redo))
+
+        def forget(manifest: dict) -> None:  # a retrained model's evaluations go too
+            for stage in redo:
+                manifest["stages"].pop(stage.name, None)
+                manifest.get("settings", {}).pop(stage.name, None)
+                if stage.kind == TRAIN:
+                    manifest.get(EVALUATIONS, {}).pop(stage_name(EVAL, stage.iteration), None)
+
         for stage in redo:
-            self.manifest["stages"].pop(stage.name, None)
-            self.manifest.get("settings", {}).pop(stage.name, None)
             output = stage_output(stage)
             if self.chief and output and os.path.exists(self.path(output)):
                 log.warning("Deleting %s (output of stage %s).", self.path(output), stage.name)
                 shutil.rmtree(self.path(output))
-        if self.chief:
-            write_json_atomic(self.manifest_path, self.manifest)
+        self._change(forget)
 
     # ----------------------------------------------------------------------- class names
     def copy_labels_file(self) -> None:

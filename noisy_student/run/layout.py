@@ -27,6 +27,9 @@ TRAIN, EVAL, LABEL, FILTER, EXPORT = "train", "eval", "label", "filter", "export
 ITERATION_KINDS = (LABEL, FILTER, TRAIN, EVAL)
 
 MANIFEST = "manifest.json"
+# The manifest's record of benchmark results (noisy-student-eval on a run directory, --mode=eval
+# with a robustness --eval_benchmark): {eval stage name of the model: {benchmark: result}}.
+EVALUATIONS = "evaluations"
 FINAL_MODEL = "model.keras"  # in a model folder: the trained model with its EMA weights
 TEACHER_DIR = "teacher"
 EXPORT_DIR = "export"
