@@ -147,3 +147,22 @@ def test_expected_error_is_one_line_and_status_2_unless_traceback(tmp_path):
     assert "Traceback (most recent call last)" in shown.stderr
     assert shown.stderr.rstrip().endswith("ValueError: --benchmark=clean needs --data")
     assert "noisy-student-eval: error" not in shown.stderr
+
+
+@pytest.mark.parametrize("module, args", [
+    ("noisy_student.cli.export_model", ["--model={missing}"]),
+    ("noisy_student.cli.cam", ["--models={missing}", "--images={missing}"]),
+])
+def test_export_and_cam_report_a_missing_model_in_one_line(tmp_path, module, args):
+    """The export and Grad-CAM tools follow the same rule as noisy-student-eval: a missing model
+    is one line naming it and exit status 2, not a traceback."""
+    missing = str(tmp_path / "no_such_model.keras")
+    program = {"export_model": "noisy-student-export-model", "cam": "noisy-student-cam"}[
+        module.rsplit(".", 1)[1]]
+    run = subprocess.run([sys.executable, "-m", module, *(a.format(missing=missing) for a in args)],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr
+    assert [line for line in run.stderr.splitlines() if "error" in line.lower()] == [
+        f"{program}: error: {missing}: no such model file or directory "
+        "(--traceback shows the stack)"]

@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 from noisy_student.cli import flag_groups  # noqa: E402
-from noisy_student.cli.runner import run_tool  # noqa: E402
+from noisy_student.cli.runner import run_or_exit, run_tool  # noqa: E402
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 FLAGS = flags.FLAGS
@@ -31,6 +31,7 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """Defines the tool's flags (only when run as a program)."""
+    flag_groups.define_traceback_flag()
     flags.DEFINE_list("models", None, "Models to compare, one grid column each: .keras files, "
                       "model directories or run directories; RUN_DIR@N picks iteration N "
                       "(0 = teacher, N = student N; default the last).")
@@ -181,8 +182,9 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"Unexpected arguments {argv[1:]}")
     if not FLAGS.models or not FLAGS.images:
         raise app.UsageError("--models and --images are required")
-    flag_groups.call_with_flags(make_grid,
-                                progress=lambda m: print(m, file=sys.stderr, flush=True))
+    run_or_exit("noisy-student-cam", lambda: flag_groups.call_with_flags(
+        make_grid, progress=lambda m: print(m, file=sys.stderr, flush=True)),
+        traceback=FLAGS.traceback)
 
 def run() -> None:
     """Console-script entry point."""

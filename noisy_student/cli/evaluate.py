@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 from noisy_student.cli import flag_groups  # noqa: E402
-from noisy_student.cli.runner import TRACEBACK_HELP, run_or_exit  # noqa: E402
+from noisy_student.cli.runner import run_or_exit  # noqa: E402
 from noisy_student.evaluation.benchmarks import (  # noqa: E402
     BENCHMARKS,
     EvalOptions,
@@ -67,7 +67,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("max_videos", None, "imagenet_p: at most this many videos per "
                          "perturbation.")
     flags.DEFINE_bool("strict", False, "Fail on the first undecodable image instead of skipping.")
-    flags.DEFINE_bool("traceback", False, TRACEBACK_HELP)
+    flag_groups.define_traceback_flag()
 
 
 FLAGS = flags.FLAGS

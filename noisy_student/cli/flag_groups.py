@@ -1,8 +1,9 @@
 """The flags that several command lines share, each defined here once (name, type, default,
 help): which trained model to load (`define_model_flags`), how to build it from checkpoints
 (`define_architecture_flags`), how its images are preprocessed (`define_image_flags`), the
-labeled data to score it on (`define_data_flags`), class names (`define_labels_flag`) and a
-corrupted set's baseline (`define_baseline_errors_flag`). `call_with_flags` passes the flags to
+labeled data to score it on (`define_data_flags`), class names (`define_labels_flag`), a
+corrupted set's baseline (`define_baseline_errors_flag`) and `--traceback`
+(`define_traceback_flag`). `call_with_flags` passes the flags to
 the function or dataclass (`RunConfig`, `EvalOptions`) whose parameters they name. Imports absl
 only.
 
@@ -98,6 +99,14 @@ def define_baseline_errors_flag(what: str, flag_values: flags.FlagValues = FLAGS
     _define("string", "baseline_errors", None, f"{what}: JSON of a baseline model's errors per "
             "corruption ({'errors': {name: error or [5 errors]}, 'clean_error'}), which "
             "normalizes mCE.", flag_values)
+
+
+def define_traceback_flag(flag_values: flags.FlagValues = FLAGS) -> None:
+    """--traceback: an expected failure shows its Python stack instead of one line and exit
+    status 2 (`runner.run_or_exit`)."""
+    from noisy_student.cli.runner import TRACEBACK_HELP
+
+    _define("bool", "traceback", False, TRACEBACK_HELP, flag_values)
 
 
 def call_with_flags(function: Callable[..., T], flag_values: flags.FlagValues = FLAGS,
