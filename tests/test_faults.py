@@ -600,36 +600,71 @@ def test_saved_model_signatures_and_outputs_are_the_artifact_table(served):
 
 # ---------------------------------------------- #32: every usage error is one line and status 2
 
-# Each entry point: (module, function, a flag and a value it rejects, arguments that fail a check
-# after parsing, the flag that check names).
+# Each entry point: (module, function, a flag and a value it rejects, then command lines that
+# fail a check after parsing or an expected failure after validation, each with the text its
+# one error line must hold: the flag, or the missing file).
 ENTRY_POINTS = {
-    "noisy-student": ("noisy_student.cli.main", "run", "--train_epochs=fourty", [], "--run_dir"),
+    "noisy-student": ("noisy_student.cli.main", "run", "--train_epochs=fourty",
+                      [([], "--run_dir")]),
     "noisy-student-demo": ("noisy_student.cli.demo", "run", "--train_epochs=fourty",
-                           ["--train_epochs=-1"], "--train_epochs"),
-    "noisy-student-eval": ("noisy_student.cli.evaluate", "run_cli", "--num_classes=ten", [],
-                           "--model"),
+                           [(["--train_epochs=-1"], "--train_epochs")]),
+    "noisy-student-eval": ("noisy_student.cli.evaluate", "run_cli", "--num_classes=ten",
+                           [([], "--model"), (["--model=m", "--batch_size=0"], "--batch_size"),
+                            (["--model=m", "--severities=0"], "--severities")]),
     "noisy-student-build-tfrecords": ("noisy_student.cli.build_tfrecords", "run",
-                                      "--num_shards=ten", [], "--input_dir"),
-    "noisy-student-cam": ("noisy_student.cli.cam", "run", "--num_images=ten", [], "--models"),
+                                      "--num_shards=ten",
+                                      [([], "--input_dir"),
+                                       (["--input_dir=i", "--output_dir=o", "--num_shards=-3"],
+                                        "--num_shards"),
+                                       (["--input_dir=i", "--output_dir=o", "--num_threads=0"],
+                                        "--num_threads"),
+                                       (["--input_dir=/no/such", "--output_dir=o"],
+                                        "'/no/such' does not exist")]),
+    "noisy-student-cam": ("noisy_student.cli.cam", "run", "--num_images=ten",
+                          [([], "--models"),
+                           (["--models=m", "--images=i", "--num_images=0"], "--num_images")]),
     "noisy-student-export-model": ("noisy_student.cli.export_model", "run",
-                                   "--max_examples=ten", [], "--model"),
+                                   "--max_examples=ten",
+                                   [([], "--model"),
+                                    (["--model=m", "--representative_examples=0"],
+                                     "--representative_examples"),
+                                    (["--model=m", "--int8_percentile=101"],
+                                     "--int8_percentile")]),
     "noisy-student-make-corrupted": ("noisy_student.cli.make_corrupted", "run", "--seed=ten",
-                                     ["--input=x", "--output_dir=y", "--severities=one"],
-                                     "--severities"),
+                                     [(["--input=x", "--output_dir=y", "--severities=one"],
+                                       "--severities"),
+                                      (["--input=x", "--output_dir=y", "--severities=7"],
+                                       "--severities"),
+                                      (["--input=x", "--output_dir=y", "--corruptions=foggy"],
+                                       "--corruptions: unknown foggy"),
+                                      (["--input=x", "--output_dir=y", "--images_per_shard=0"],
+                                       "--images_per_shard"),
+                                      (["--input=/no/such", "--output_dir=y",
+                                        "--corruptions=fog"], "/no/such: no TFRecord files")]),
     "noisy-student-record-sizes": ("noisy_student.cli.measure_record_sizes", "run",
-                                   "--num_classes=ten", ["--num_classes=ten"], "--num_classes"),
+                                   "--num_classes=ten",
+                                   [(["--num_classes=ten"], "--num_classes"),
+                                    (["--num_classes=0"], "--num_classes"),
+                                    (["--storages=float8"], "--storages")]),
     "noisy-student-scaling-search": ("noisy_student.cli.scaling_search", "run",
-                                     "--tolerance=small", [], "--output_dir"),
+                                     "--tolerance=small", [([], "--output_dir")]),
     "efficientnet-convert-weights": ("noisy_student.cli.convert_weights", "run",
-                                     "--use_ema=maybe", [], "--source"),
+                                     "--use_ema=maybe",
+                                     [([], "--source"),
+                                      (["--source=/no/such", "--output=o.keras"],
+                                       "No TF checkpoint at /no/such")]),
     "efficientnet-count-flops": ("noisy_student.cli.count_flops", "run", "--resolution=big",
-                                 [], "--model"),
+                                 [([], "--model"), (["--model=b99"], "--model: Unknown"),
+                                  (["--model=b0", "--resolution=-1"], "--resolution"),
+                                  (["--model=b0", "--classes=0"], "--classes")]),
     "build_demo_data": ("noisy_student.cli.build_demo_data", "run", "--jpeg_quality=high",
-                        None, None),
+                        [(["--jpeg_quality=101"], "--jpeg_quality"),
+                         (["--source=/no/such"], "/no/such/cifar10_train_0.npz not found")]),
 }
 
 # Runs an entry point once per command line in one process (flags are defined once per
-# process, so later calls skip the tool's define_flags); prints [[status, stderr], ...].
+# process, so later calls skip the tool's define_flags); prints [[status, stderr, whether
+# TensorFlow is loaded], ...].
 DRIVER = """
 import contextlib, io, json, sys
 from absl import flags
@@ -643,7 +678,7 @@ for argv in json.loads(sys.argv[1]):
             code = 0
         except SystemExit as exit_:
             code = exit_.code
-    results.append([code, stderr.getvalue()])
+    results.append([code, stderr.getvalue(), "tensorflow" in sys.modules])
     flags.FLAGS.unparse_flags()
     tool.define_flags = lambda: None
 print(json.dumps(results))
@@ -652,27 +687,30 @@ print(json.dumps(results))
 
 @pytest.mark.parametrize("program", sorted(ENTRY_POINTS))
 def test_every_usage_error_is_one_line_naming_the_flag_and_status_2(program, tmp_path):
-    """An unknown flag, a bad value in a flagfile (named by file and line) and a missing or
-    bad flag found after parsing: status 2 and one line `PROGRAM: error: ...` naming the flag,
-    for each command line (absl's own way: status 1 and no flagfile line)."""
-    module, function, bad_value, after_parse, named = ENTRY_POINTS[program]
+    """An unknown flag, a bad value in a flagfile (named by file and line), missing, out-of-range
+    or unknown flag values found after parsing, and an expected failure after validation:
+    status 2 and one line `PROGRAM: error: ...` naming the flag (or the file), for each command
+    line (absl's own way: status 1 and no flagfile line; a failure: a traceback). Flag errors
+    come before TensorFlow is imported (no start-up logs, no wait)."""
+    module, function, bad_value, after_parse = ENTRY_POINTS[program]
     flagfile = tmp_path / "bad.cfg"
     flagfile.write_text(f"# a comment\n\n{bad_value}\n")
     cases = [([program, "--no_such_flag=1"], "unknown flag --no_such_flag=1"),
              ([program, f"--flagfile={flagfile}"],
               bad_value.partition("=")[0], f"(flagfile {flagfile}, line 3)")]
-    if after_parse is not None:
-        cases.append(([program, *after_parse], named))
+    cases += [([program, *args], named) for args, named in after_parse]
     code = DRIVER.format(module=module, function=function)
     run = subprocess.run([sys.executable, "-c", code, json.dumps([c[0] for c in cases])],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": ROOT},
+                         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads(run.stdout.splitlines()[-1])
-    for (argv, *expected), (status, stderr) in zip(cases, results, strict=True):
+    for (argv, *expected), (status, stderr, _) in zip(cases, results, strict=True):
         lines = error_lines(stderr)
         assert (status, len(lines)) == (2, 1), (argv, status, stderr[-2000:])
         assert lines[0].startswith(f"{program}: error: "), lines
         assert all(text in lines[0] for text in expected), (expected, lines[0])
+    assert not any(loaded for _, _, loaded in results[:2]), program
 
 
 def test_a_bad_value_found_after_parsing_names_its_flagfile_line(tmp_path):

@@ -24,14 +24,18 @@ import hashlib
 import io
 import os
 
-import numpy as np
-from absl import app, flags, logging
-from PIL import Image
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from noisy_student.assets import SAMPLE_DIR
-from noisy_student.atomic_io import write_text_atomic
-from noisy_student.cli.runner import run_or_exit, run_tool
-from noisy_student.data import labels_file, records, shards
+import numpy as np  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from noisy_student.assets import SAMPLE_DIR  # noqa: E402
+from noisy_student.cli import flag_groups  # noqa: E402
+from noisy_student.cli.runner import run_tool  # noqa: E402
+
+# TensorFlow (through noisy_student.data and atomic_io) is imported in build, so usage errors
+# come at once and without its start-up logs.
 
 DEFAULT_SOURCE = os.path.join("..", "shared", "data", "cifar10")  # from the repository root
 TRAIN_NPZ = "cifar10_train_0.npz"
@@ -78,6 +82,9 @@ def build(source: str, output_dir: str, *, labeled_per_class: int = 100,
           unlabeled_per_class: int = 900, test_per_class: int = 200,
           shard_counts: tuple[int, int, int] = (4, 8, 2), jpeg_quality: int = 95) -> list[str]:
     """Writes the sample; returns the paths of the TFRecord files."""
+    from noisy_student.atomic_io import write_text_atomic
+    from noisy_student.data import labels_file, records, shards
+
     train, test = _load(source, TRAIN_NPZ), _load(source, TEST_NPZ)
     class_names = [str(n) for n in train["class_names"]]
     splits = [  # (split, npz name, arrays, indices, format, labeled, shards)
@@ -195,20 +202,23 @@ def define_flags() -> None:
                         "(relative: from the current folder, the repository root).")
     flags.DEFINE_string("output_dir", SAMPLE_DIR, "Output folder; by default the bundled "
                         "sample in the package.")
-    flags.DEFINE_integer("labeled_per_class", 100, "Labeled train images per class.")
-    flags.DEFINE_integer("unlabeled_per_class", 900, "Unlabeled images per class.")
-    flags.DEFINE_integer("test_per_class", 200, "Validation images per class.")
-    flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of the unlabeled images.")
+    flag_groups.define_traceback_flag()
+    flags.DEFINE_integer("labeled_per_class", 100, "Labeled train images per class.",
+                         lower_bound=1)
+    flags.DEFINE_integer("unlabeled_per_class", 900, "Unlabeled images per class.",
+                         lower_bound=1)
+    flags.DEFINE_integer("test_per_class", 200, "Validation images per class.", lower_bound=1)
+    flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of the unlabeled images.",
+                         lower_bound=1, upper_bound=100)
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     f = flags.FLAGS
-    run_or_exit("build_demo_data", lambda: build(
-        f.source, f.output_dir, labeled_per_class=f.labeled_per_class,
-        unlabeled_per_class=f.unlabeled_per_class, test_per_class=f.test_per_class,
-        jpeg_quality=f.jpeg_quality), traceback=False)
+    build(f.source, f.output_dir, labeled_per_class=f.labeled_per_class,
+          unlabeled_per_class=f.unlabeled_per_class, test_per_class=f.test_per_class,
+          jpeg_quality=f.jpeg_quality)
 
 
 def run() -> None:

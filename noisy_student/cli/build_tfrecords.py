@@ -20,13 +20,15 @@ import dataclasses
 import math
 import os
 
-import numpy as np
-import tensorflow as tf
-from absl import app, flags, logging
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from noisy_student.atomic_io import write_text_atomic
-from noisy_student.cli.runner import run_or_exit, run_tool
-from noisy_student.data import labels_file, records, shards
+from absl import app, flags, logging  # noqa: E402
+
+from noisy_student.cli import flag_groups  # noqa: E402
+from noisy_student.cli.runner import run_tool  # noqa: E402
+
+# TensorFlow (through noisy_student.data and atomic_io) is imported where it is used, so
+# --help and usage errors come at once and without its start-up logs.
 
 PROGRAM = "noisy-student-build-tfrecords"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -89,6 +91,8 @@ def scan_input(input_dir: str, mode: str = "auto"
 
 def check_decodable(data: bytes) -> str | None:
     """None if TensorFlow decodes the bytes as an RGB-convertible image, else the reason."""
+    import tensorflow as tf
+
     try:
         tf.io.decode_image(data, channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
@@ -100,6 +104,11 @@ def build(input_dir: str, output_dir: str, *, split: str | None = None, mode: st
           num_shards: int = 0, label_base: int = 1, seed: int = 0, num_threads: int = 4,
           progress: bool = True) -> BuildResult:
     """Converts an image folder into sharded TFRecords; see the module docstring."""
+    import numpy as np
+
+    from noisy_student.atomic_io import write_text_atomic
+    from noisy_student.data import labels_file, records, shards
+
     mode, class_names, items = scan_input(input_dir, mode)
     split = split or ("train" if mode == "labeled" else "unlabeled")
     order = np.random.default_rng(seed).permutation(len(items))
@@ -146,16 +155,19 @@ def build(input_dir: str, output_dir: str, *, split: str | None = None, mode: st
 
 
 def define_flags() -> None:
+    flag_groups.define_traceback_flag()
     flags.DEFINE_string("input_dir", None, "Image folder: <class>/*.jpg (labeled) or *.jpg.")
     flags.DEFINE_string("output_dir", None, "Where the TFRecords are written.")
     flags.DEFINE_string("split", None, "File name prefix; default 'train' (labeled) or "
                         "'unlabeled'.")
     flags.DEFINE_enum("mode", "auto", MODES, "Folder layout; auto: sub-folders mean labeled.")
-    flags.DEFINE_integer("num_shards", 0, f"Output files; 0: one per {IMAGES_PER_SHARD} images.")
+    flags.DEFINE_integer("num_shards", 0, f"Output files; 0: one per {IMAGES_PER_SHARD} images.",
+                         lower_bound=0)
     flags.DEFINE_integer("label_base", 1, "Label of the first class (1 as in ImageNet files; "
                          "readers then use label_offset=1).")
     flags.DEFINE_integer("seed", 0, "Seed of the shuffle of the image order.")
-    flags.DEFINE_integer("num_threads", os.cpu_count() or 1, "Threads reading and checking.")
+    flags.DEFINE_integer("num_threads", os.cpu_count() or 1, "Threads reading and checking.",
+                         lower_bound=1)
     flags.mark_flags_as_required(["input_dir", "output_dir"])
 
 
@@ -163,9 +175,8 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     f = flags.FLAGS
-    run_or_exit(PROGRAM, lambda: build(
-        f.input_dir, f.output_dir, split=f.split, mode=f.mode, num_shards=f.num_shards,
-        label_base=f.label_base, seed=f.seed, num_threads=f.num_threads), traceback=False)
+    build(f.input_dir, f.output_dir, split=f.split, mode=f.mode, num_shards=f.num_shards,
+          label_base=f.label_base, seed=f.seed, num_threads=f.num_threads)
 
 
 def run() -> None:

@@ -40,7 +40,8 @@ def define_flags() -> None:
     flags.DEFINE_string("images", None, "The images: a folder of image files, a glob or comma "
                         "list of image files, or labeled data (TFRecord pattern, class-folder "
                         "tree, tfds:NAME@SPLIT); the first --num_images are used.")
-    flags.DEFINE_integer("num_images", 8, "Rows of the grid (images taken in order).")
+    flags.DEFINE_integer("num_images", 8, "Rows of the grid (images taken in order).",
+                         lower_bound=1)
     flags.DEFINE_enum("method", "gradcam", ["gradcam", "cam"], "gradcam: Grad-CAM, any layer; "
                       "cam: classifier-weighted feature maps (the layer pooled into the "
                       "classifier only).")
@@ -51,7 +52,8 @@ def define_flags() -> None:
     flag_groups.define_image_flags()
     flag_groups.define_labels_flag("the class folders' names, else class indices.")
     flag_groups.define_ema_flag()
-    flags.DEFINE_float("alpha", 0.45, "Opacity of the heat map over the image (0..1).")
+    flags.DEFINE_float("alpha", 0.45, "Opacity of the heat map over the image (0..1).",
+                       lower_bound=0, upper_bound=1)
     flags.DEFINE_string("output", "cam.png", "PNG file to write (temp name, then renamed).")
 
 

@@ -19,6 +19,7 @@ import tempfile
 
 from absl import app, flags
 
+from noisy_student.cli import flag_groups
 from noisy_student.cli.runner import run_tool
 
 FLAGS = flags.FLAGS
@@ -72,6 +73,7 @@ def save_atomic(model, path: str) -> None:
 def define_flags() -> None:
     """Defines the tool's flags (only when run as a program, so importing it never clashes
     with other absl flags in the same process)."""
+    flag_groups.define_traceback_flag()
     flags.DEFINE_string(
         "source", None, "keras.applications .h5/.weights.h5/.keras or TF checkpoint."
     )

@@ -12,6 +12,7 @@ import os
 
 from absl import app, flags
 
+from noisy_student.cli import flag_groups
 from noisy_student.cli.runner import run_tool
 
 FLAGS = flags.FLAGS
@@ -63,10 +64,12 @@ def _size(shape) -> int:
 def define_flags() -> None:
     """Defines the tool's flags (only when run as a program, so importing it never clashes
     with other absl flags in the same process)."""
+    flag_groups.define_traceback_flag()
     flags.DEFINE_string("model", None, "Preset (b0..b8, l2, efficientnet-b3, ...) or 'all'.")
     flags.DEFINE_float("phi", None, "Compound coefficient, instead of --model.")
-    flags.DEFINE_integer("resolution", None, "Input size; defaults to the variant's own.")
-    flags.DEFINE_integer("classes", 1000, "Classifier size.")
+    flags.DEFINE_integer("resolution", None, "Input size; defaults to the variant's own.",
+                         lower_bound=1)
+    flags.DEFINE_integer("classes", 1000, "Classifier size.", lower_bound=1)
     flags.DEFINE_bool("small_images", False, "The 32x32 variant (stages 2 and 3 with stride 1).")
     flags.DEFINE_bool(
         "params", True, "Also count parameters by building the model (L2 takes ~10 s and ~2 GB)."
@@ -75,6 +78,7 @@ def define_flags() -> None:
 
 def main(argv):
     del argv
+    from efficientnet_tf import model_config
     from efficientnet_tf.architecture import PRESETS
 
     if (FLAGS.model is None) == (FLAGS.phi is None):
@@ -82,6 +86,10 @@ def main(argv):
     names = list(PRESETS) if FLAGS.model == "all" else [FLAGS.model]
     if FLAGS.phi is not None:
         names = [None]
+    try:
+        model_config(names[0], phi=FLAGS.phi)
+    except ValueError as err:
+        raise app.UsageError(f"--{'model' if FLAGS.phi is None else 'phi'}: {err}") from None
     print(f"{'model':<22}{'res':>6}{'GMACs':>10}{'trainable':>14}{'total':>14}")
     for name in names:
         row = describe(name, FLAGS.phi)

@@ -60,12 +60,14 @@ def define_flags() -> None:
                       "(corrupted: default those every corruption has; imagenet_c: all). An "
                       "mCE over fewer than 15 corruptions x 5 severities is marked partial.")
     flags.DEFINE_list("perturbations", None, "imagenet_p: subset of perturbations.")
-    flags.DEFINE_integer("difficulty", 1, "imagenet_p: frame distance for non-noise sequences.")
+    flags.DEFINE_integer("difficulty", 1, "imagenet_p: frame distance for non-noise sequences.",
+                         lower_bound=1)
     flags.DEFINE_string("baseline_flip_probabilities", None, "imagenet_p: JSON {perturbation: "
                         "flip probability} of a baseline, to report mFR normalized by it.")
-    flags.DEFINE_integer("max_steps", None, "Evaluate at most this many batches (smoke tests).")
+    flags.DEFINE_integer("max_steps", None, "Evaluate at most this many batches (smoke tests).",
+                         lower_bound=1)
     flags.DEFINE_integer("max_videos", None, "imagenet_p: at most this many videos per "
-                         "perturbation.")
+                         "perturbation.", lower_bound=1)
     flags.DEFINE_bool("strict", False, "Fail on the first undecodable image instead of skipping.")
     flag_groups.define_traceback_flag()
 
@@ -83,22 +85,14 @@ def run(options: EvalOptions) -> dict:
     return evaluate_benchmark(options)
 
 
-def severities_flag(values: list[str] | None) -> list[int] | None:
-    """--severities as integers 1-5; an app.UsageError naming the flag otherwise."""
-    if not values:
-        return None
-    if not all(v.strip().isdigit() and 1 <= int(v) <= 5 for v in values):
-        raise app.UsageError(f"--severities must be integers from 1 to 5, got {','.join(values)}")
-    return sorted({int(v) for v in values})
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments {argv[1:]}; every option is a --flag.")
     if not FLAGS.model:
         raise app.UsageError("--model is required")
     logging.getLogger().setLevel(logging.INFO)
-    options = flag_groups.call_with_flags(EvalOptions, severities=severities_flag(FLAGS.severities))
+    options = flag_groups.call_with_flags(
+        EvalOptions, severities=flag_groups.severities_flag(FLAGS.severities))
     # A missing optional package (tfds, imagecorruptions, ...) is an expected failure here too.
     result = run_or_exit("noisy-student-eval", lambda: run(options), traceback=FLAGS.traceback,
                          also=(ImportError,))

@@ -58,12 +58,12 @@ def define_flags() -> None:
         "class-folder tree or tfds:NAME@SPLIT. Without it only sizes and latency are reported.",
         num_classes=None, batch_size=32)
     flags.DEFINE_integer("max_examples", 1000, "Compare on at most this many test images "
-                         "(0 = all).")
+                         "(0 = all).", lower_bound=0)
     flags.DEFINE_string("representative_data", None, "Images that calibrate the int8 "
                         "quantization (training or unlabeled TFRecords, class folders, TFDS); "
                         "default --data (calibrating on the test set flatters int8 a little).")
     flags.DEFINE_integer("representative_examples", 1000, "Calibration images for int8 "
-                         "(preprocessed like evaluation images).")
+                         "(preprocessed like evaluation images).", lower_bound=1)
     flags.DEFINE_enum("int8_activations", "int8", ["int8", "int16", "float"], "Activations "
                       "of the int8 TFLite model (weights are int8, per channel): int8 "
                       "(full-integer, for integer-only accelerators), int16 (TFLite's 16x8 "
@@ -75,20 +75,23 @@ def define_flags() -> None:
                       "images no longer take the 256 levels from every other image) or minmax "
                       "(TFLite's own: each tensor's extremes).")
     flags.DEFINE_float("int8_percentile", 99.99, "Percentile of each activation tensor's values "
-                       "kept inside its int8 range (--int8_calibration=percentile).")
+                       "kept inside its int8 range (--int8_calibration=percentile).",
+                       lower_bound=0, upper_bound=100)
     flags.DEFINE_integer("int8_float_stages", 1, "With float input (--int8_io=float): the "
                          "input normalization, the stem and this many leading stages of the "
                          "int8 TFLite model run in float (quantization noise there reaches "
                          "every later layer; they are a few percent of the work); 0: all int8. "
-                         "Integer input/output (--int8_io=int8|uint8) is always all int8.")
+                         "Integer input/output (--int8_io=int8|uint8) is always all int8.",
+                         lower_bound=0)
     flags.DEFINE_enum("int8_io", "float", ["float", "int8", "uint8"], "Input/output type of the "
                       "int8 TFLite model: float (drop-in), or int8/uint8 for integer-only "
                       "accelerators (inputs are quantized 0..255 pixels).")
-    flags.DEFINE_integer("opset", 17, "ONNX opset for tf2onnx.")
+    flags.DEFINE_integer("opset", 17, "ONNX opset for tf2onnx.", lower_bound=1)
     flags.DEFINE_integer("latency_runs", 50, "Timed batch-1 predictions per format (median "
-                         "reported); 0 skips timing.")
+                         "reported); 0 skips timing.", lower_bound=0)
     flags.DEFINE_integer("threads", 1, "CPU threads for TensorFlow, TFLite and onnxruntime "
-                         "(0 = each library's default), so latencies are comparable.")
+                         "(0 = each library's default), so latencies are comparable.",
+                         lower_bound=0)
 
 
 def default_output_dir(model_path: str, info: dict) -> str:

@@ -15,23 +15,24 @@ from __future__ import annotations
 
 import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from absl import flags
+from absl import app, flags
 
 FLAGS = flags.FLAGS
 T = TypeVar("T")
 
 
 def _define(kind: str, name: str, default: Any, help_text: str,
-            flag_values: flags.FlagValues) -> None:
-    """``flags.DEFINE_<kind>``, registered for the first calling module outside this one."""
+            flag_values: flags.FlagValues, **bounds: int) -> None:
+    """``flags.DEFINE_<kind>``, registered for the first calling module outside this one;
+    ``bounds``: lower_bound/upper_bound of a number (absl then refuses, naming the flag)."""
     frame = sys._getframe(1)
     while frame.f_globals["__name__"] == __name__:
         frame = frame.f_back
     getattr(flags, f"DEFINE_{kind}")(name, default, help_text, flag_values=flag_values,
-                                     module_name=frame.f_globals["__name__"])
+                                     module_name=frame.f_globals["__name__"], **bounds)
 
 
 def define_model_flags(flag_values: flags.FlagValues = FLAGS, *, checkpoints: bool = False
@@ -42,7 +43,7 @@ def define_model_flags(flag_values: flags.FlagValues = FLAGS, *, checkpoints: bo
     _define("string", "model", None, "A .keras file, a model directory (teacher/, "
             "iterN/student/) or a run directory.", flag_values)
     _define("integer", "iteration", -1, "Run directory: 0 = teacher, N = student N, -1 = last.",
-            flag_values)
+            flag_values, lower_bound=-1)
     define_ema_flag(flag_values, checkpoints=checkpoints)
     if checkpoints:
         define_architecture_flags(flag_values)
@@ -65,7 +66,7 @@ def define_architecture_flags(flag_values: flags.FlagValues = FLAGS) -> None:
         _define("float", f"{name}_coefficient", None, f"With --arch: {name} override used in "
                 "training.", flag_values)
     _define("integer", "image_size", None, "Input side; default the model's input size.",
-            flag_values)
+            flag_values, lower_bound=1)
 
 
 def define_image_flags(flag_values: flags.FlagValues = FLAGS) -> None:
@@ -82,8 +83,10 @@ def define_data_flags(data_help: str, flag_values: flags.FlagValues = FLAGS, *,
     model's outputs), --batch_size and the image flags."""
     _define("string", "data", None, data_help, flag_values)
     _define("integer", "num_classes", num_classes, "Classes of the model and of its labeled data"
-            + (" (default: the model's outputs)." if num_classes is None else "."), flag_values)
-    _define("integer", "batch_size", batch_size, "Evaluation batch size.", flag_values)
+            + (" (default: the model's outputs)." if num_classes is None else "."), flag_values,
+            lower_bound=1)
+    _define("integer", "batch_size", batch_size, "Evaluation batch size.", flag_values,
+            lower_bound=1)
     define_image_flags(flag_values)
 
 
@@ -107,6 +110,28 @@ def define_traceback_flag(flag_values: flags.FlagValues = FLAGS) -> None:
     from noisy_student.cli.runner import TRACEBACK_HELP
 
     _define("bool", "traceback", False, TRACEBACK_HELP, flag_values)
+
+
+def severities_flag(values: list[str] | None) -> list[int] | None:
+    """--severities as sorted integers 1-5 (None when not given); an app.UsageError naming the
+    flag otherwise."""
+    if not values:
+        return None
+    if not all(v.strip().isdigit() and 1 <= int(v) <= 5 for v in values):
+        raise app.UsageError(f"--severities must be integers from 1 to 5, got {','.join(values)}")
+    return sorted({int(v) for v in values})
+
+
+def corruptions_flag(values: list[str] | None, known: Sequence[str]) -> list[str] | None:
+    """--corruptions checked against ``known`` (None when not given); an app.UsageError naming
+    the flag and the unknown names otherwise."""
+    if not values:
+        return None
+    unknown = [v for v in values if v not in known]
+    if unknown:
+        raise app.UsageError(f"--corruptions: unknown {','.join(unknown)}; choose from "
+                             f"{','.join(known)}")
+    return list(values)
 
 
 def call_with_flags(function: Callable[..., T], flag_values: flags.FlagValues = FLAGS,

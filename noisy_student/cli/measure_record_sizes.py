@@ -12,14 +12,18 @@ name, an index, the top K (default 5) classes, the rest's mass and its copies.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
-import numpy as np
-from absl import app, flags
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from noisy_student.cli.runner import run_tool
-from noisy_student.data.records import encode_pseudo_labeled
-from noisy_student.data.reference_records import DEFAULT_TOP_K, encode_reference, with_copies
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from noisy_student.cli import flag_groups  # noqa: E402
+from noisy_student.cli.runner import run_tool  # noqa: E402
+
+# The record encoders (TensorFlow) are imported in `measure`, so usage errors come at once.
 
 STORAGES = ("float32", "float16", "topk:1", "topk:5", "topk:10", "reference")
 NUM_CLASSES = (10, 1000)
@@ -28,6 +32,9 @@ FLAGS = flags.FLAGS
 
 def measure(num_classes: int, storage: str, seed: int = 0) -> int:
     """Size of a pseudo-labeled Example with an empty image, for a random softmax."""
+    from noisy_student.data.records import encode_pseudo_labeled
+    from noisy_student.data.reference_records import DEFAULT_TOP_K, encode_reference, with_copies
+
     logits = np.random.default_rng(seed).normal(size=num_classes) * 3
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
@@ -50,6 +57,7 @@ def table(storages: Sequence[str] = STORAGES, num_classes: Sequence[int] = NUM_C
 
 def define_flags() -> None:
     """Defines the tool's flags (only when run as a program)."""
+    flag_groups.define_traceback_flag()
     flags.DEFINE_list("storages", list(STORAGES), "Probability storage forms to measure "
                       "(float32, float16, topk:K, reference[:K]).")
     flags.DEFINE_list("num_classes", [str(c) for c in NUM_CLASSES], "Class counts, one "
@@ -59,11 +67,14 @@ def define_flags() -> None:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments {argv[1:]}")
-    try:
-        classes = [int(c) for c in FLAGS.num_classes]
-    except ValueError:
-        raise app.UsageError(f"--num_classes must be integers, got {FLAGS.num_classes}") from None
-    print(table(FLAGS.storages, classes))
+    if not all(c.strip().isdigit() and int(c) >= 1 for c in FLAGS.num_classes or ["none"]):
+        raise app.UsageError(f"--num_classes must be integers >= 1, got "
+                             f"{','.join(FLAGS.num_classes)}")
+    try:  # the class counts are valid: a ValueError is a storage form the encoders refuse
+        text = table(FLAGS.storages, [int(c) for c in FLAGS.num_classes])
+    except ValueError as err:
+        raise app.UsageError(f"--storages: {err}") from None
+    print(text)
 
 
 def run() -> None:

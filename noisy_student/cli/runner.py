@@ -3,8 +3,9 @@
 unknown flag, a bad value on the command line or in a flagfile, a missing or inconsistent flag)
 and an expected failure after validation both print one line ``PROGRAM: error: ...`` and exit
 with status 2 (``--traceback`` shows the stack of the latter). A usage error names the flag and,
-when a flagfile gave it, the file and line. Imports absl only (TensorFlow inside the error
-helpers), so ``--help`` and flag errors come before TensorFlow is loaded."""
+when a flagfile gave it, the file and line. Imports absl only (the error helpers use
+TensorFlow only once a command has loaded it), so ``--help`` and flag errors come before
+TensorFlow is loaded."""
 
 from __future__ import annotations
 
@@ -55,13 +56,16 @@ def run_program(program: str, main: Callable[[list[str]], None],
                 argv: Sequence[str] | None = None) -> None:
     """``absl.app.run(main)`` with our flag parser (:func:`parse_flags`)
     and usage errors, from parsing or an ``app.UsageError`` raised by ``main``, reported by
-    :func:`usage_error` (absl's own way prints the whole help and exits with status 1)."""
-    from absl import app
+    :func:`usage_error` (absl's own way prints the whole help and exits with status 1). An
+    expected failure that ``main`` lets through is reported by :func:`run_or_exit`, with its
+    stack when the command defines ``--traceback`` and it is given."""
+    from absl import app, flags
 
     @functools.wraps(main)
     def checked_main(args: list[str]) -> None:
         try:
-            main(args)
+            run_or_exit(program, lambda: main(args),
+                        traceback="traceback" in flags.FLAGS and flags.FLAGS.traceback)
         except app.UsageError as err:
             usage_error(program, str(err))
 
@@ -179,17 +183,22 @@ def _flagfile_arguments(path: str, within: tuple[str, ...]
 def expected_errors() -> tuple[type[BaseException], ...]:
     """Failures a command can meet after validation (missing inputs, changed settings, a locked
     run directory, a full disk, bad data, a diverged loss): reported in one line, not a
-    traceback. Anything else (TypeError, KeyError, ...) is a bug and keeps its traceback."""
-    import tensorflow as tf
+    traceback. Anything else (TypeError, KeyError, ...) is a bug and keeps its traceback.
+    TensorFlow's errors count once it is loaded (before, none can be raised), so an exit before
+    then, a usage error, does not load it."""
+    return (OSError, ValueError, RuntimeError, FloatingPointError, *_op_error())
 
-    return (OSError, ValueError, RuntimeError, FloatingPointError, tf.errors.OpError)
+
+def _op_error() -> tuple[type[BaseException], ...]:
+    """(tf.errors.OpError,) when TensorFlow is loaded, else ()."""
+    tf = sys.modules.get("tensorflow")
+    errors = getattr(tf, "errors", None)
+    return (errors.OpError,) if errors is not None else ()
 
 
 def one_line(error: BaseException) -> str:
     """The error's message on one line, without TensorFlow's graph-node decorations."""
-    import tensorflow as tf
-
-    text = error.message if isinstance(error, tf.errors.OpError) else str(error)
+    text = error.message if isinstance(error, _op_error()) else str(error)
     text = re.sub(r"\{\{function_node [^}]*\}\}|\[\[\{\{node [^]]*\]\]|\[Op:\w+\]( name:)?",
                   " ", text)
     assertion = re.search(r"assertion failed: \[(.*)\]", text, re.DOTALL)
