@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 from noisy_student.cli import flag_groups  # noqa: E402
-from noisy_student.cli.runner import run_or_exit, run_tool  # noqa: E402
+from noisy_student.cli.runner import run_tool  # noqa: E402
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 FLAGS = flags.FLAGS
@@ -184,9 +184,8 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"Unexpected arguments {argv[1:]}")
     if not FLAGS.models or not FLAGS.images:
         raise app.UsageError("--models and --images are required")
-    run_or_exit("noisy-student-cam", lambda: flag_groups.call_with_flags(
-        make_grid, progress=lambda m: print(m, file=sys.stderr, flush=True)),
-        traceback=FLAGS.traceback)
+    flag_groups.call_with_flags(
+        make_grid, progress=lambda m: print(m, file=sys.stderr, flush=True))
 
 def run() -> None:
     """Console-script entry point."""

@@ -26,7 +26,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 from noisy_student.cli import flag_groups  # noqa: E402
-from noisy_student.cli.runner import run_or_exit  # noqa: E402
 from noisy_student.evaluation.benchmarks import (  # noqa: E402
     BENCHMARKS,
     EvalOptions,
@@ -93,9 +92,7 @@ def main(argv: list[str]) -> None:
     logging.getLogger().setLevel(logging.INFO)
     options = flag_groups.call_with_flags(
         EvalOptions, severities=flag_groups.severities_flag(FLAGS.severities))
-    # A missing optional package (tfds, imagecorruptions, ...) is an expected failure here too.
-    result = run_or_exit("noisy-student-eval", lambda: run(options), traceback=FLAGS.traceback,
-                         also=(ImportError,))
+    result = run(options)
     print(result_text(result))
 
 
@@ -103,7 +100,8 @@ def run_cli() -> None:
     """Entry point: ``python -m noisy_student.cli.evaluate``."""
     from noisy_student.cli.runner import run_tool
 
-    run_tool(__name__, define_flags, main, "noisy-student-eval")
+    # A missing optional package (tfds, imagecorruptions, ...) is an expected failure here too.
+    run_tool(__name__, define_flags, main, "noisy-student-eval", also=(ImportError,))
 
 
 if __name__ == "__main__":

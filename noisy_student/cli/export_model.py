@@ -36,7 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 from noisy_student.cli import flag_groups  # noqa: E402
-from noisy_student.cli.runner import run_or_exit, run_tool  # noqa: E402
+from noisy_student.cli.runner import run_tool  # noqa: E402
 from noisy_student.export.artifacts import text_table  # noqa: E402
 from noisy_student.export.deploy import FORMATS  # noqa: E402
 
@@ -203,9 +203,8 @@ def main(argv: list[str]) -> None:
     from noisy_student.export.deploy import report_table
 
     logging.set_verbosity(logging.WARNING)  # TensorFlow's and tf2onnx's INFO lines
-    report = run_or_exit("noisy-student-export-model", lambda: flag_groups.call_with_flags(
-        export, model_path=FLAGS.model, progress=lambda m: print(m, file=sys.stderr, flush=True)),
-        traceback=FLAGS.traceback)
+    report = flag_groups.call_with_flags(
+        export, model_path=FLAGS.model, progress=lambda m: print(m, file=sys.stderr, flush=True))
     print(report_table(report))
     for warning in report["warnings"]:
         print(f"WARNING: {warning}", file=sys.stderr)

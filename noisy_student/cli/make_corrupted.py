@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 from noisy_student.cli import flag_groups  # noqa: E402
-from noisy_student.cli.runner import run_or_exit, run_tool  # noqa: E402
+from noisy_student.cli.runner import run_tool  # noqa: E402
 from noisy_student.evaluation.metrics import IMAGENET_C_CORRUPTIONS  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -54,21 +54,20 @@ def main(argv):
     severities = flag_groups.severities_flag(FLAGS.severities)
     from noisy_student.evaluation.corruptions import make_corrupted
 
-    # A missing imagecorruptions package is an expected failure too (its message says what to
-    # install).
-    result = run_or_exit(PROGRAM, lambda: make_corrupted(
+    result = make_corrupted(
         FLAGS.input, FLAGS.output_dir, corruptions=corruptions, severities=severities,
         split=FLAGS.split, images_per_shard=FLAGS.images_per_shard,
         image_format=FLAGS.image_format, seed=FLAGS.seed, max_images=FLAGS.max_images,
-        progress=lambda m: print(m, file=sys.stderr, flush=True)),
-        traceback=FLAGS.traceback, also=(ImportError,))
+        progress=lambda m: print(m, file=sys.stderr, flush=True))
     print(f"{result['num_images']} images: {len(result['written'])} files written, "
           f"{len(result['skipped_existing'])} already there, in {FLAGS.output_dir}")
 
 
 def run() -> None:
     """Console-script entry point."""
-    run_tool(__name__, define_flags, main, PROGRAM)
+    # A missing imagecorruptions package is an expected failure too (its message says what to
+    # install).
+    run_tool(__name__, define_flags, main, PROGRAM, also=(ImportError,))
 
 
 if __name__ == "__main__":

@@ -41,30 +41,33 @@ def run_tool(
     define_flags: Callable[[], None],
     main: Callable[[list[str]], None],
     program: str,
+    also: tuple[type[BaseException], ...] = (),
 ) -> None:
     """Defines a tool's flags and runs ``main`` with absl: ``--help`` lists the flags with
     ``module``'s docstring as the usage text, whatever starts the tool, bundled
     ``configs/``/``sample_data/`` paths are found from any folder (:mod:`noisy_student.assets`)
-    and a usage error is one line naming the flag, exit status 2 (:func:`run_program`)."""
+    and a usage error is one line naming the flag, exit status 2 (:func:`run_program`); ``also``:
+    more failures reported in one line (e.g. ImportError for a missing optional package)."""
     sys.modules["__main__"].__doc__ = sys.modules[module].__doc__
     define_flags()
     show_flags_in_help(module)
-    run_program(program, main)
+    run_program(program, main, also=also)
 
 
 def run_program(program: str, main: Callable[[list[str]], None],
-                argv: Sequence[str] | None = None) -> None:
+                argv: Sequence[str] | None = None,
+                also: tuple[type[BaseException], ...] = ()) -> None:
     """``absl.app.run(main)`` with our flag parser (:func:`parse_flags`)
     and usage errors, from parsing or an ``app.UsageError`` raised by ``main``, reported by
     :func:`usage_error` (absl's own way prints the whole help and exits with status 1). An
     expected failure that ``main`` lets through is reported by :func:`run_or_exit`, with its
-    stack when the command defines ``--traceback`` and it is given."""
+    stack when the command defines ``--traceback`` and it is given (``also``: see run_or_exit)."""
     from absl import app, flags
 
     @functools.wraps(main)
     def checked_main(args: list[str]) -> None:
         try:
-            run_or_exit(program, lambda: main(args),
+            run_or_exit(program, lambda: main(args), also=also,
                         traceback="traceback" in flags.FLAGS and flags.FLAGS.traceback)
         except app.UsageError as err:
             usage_error(program, str(err))
