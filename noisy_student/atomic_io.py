@@ -130,12 +130,21 @@ def write_json_atomic(path: str, obj: Any, *, indent: int | None = 1) -> None:
 
 
 def read_json(path: str) -> Any | None:
-    """The parsed JSON at `path`, or None when the file does not exist."""
+    """The parsed JSON at `path`, or None when the file does not exist.
+
+    A local file is read through one open descriptor to its end, so a writer renaming a new
+    version into place meanwhile cannot cut it short (`tf.io.gfile` sizes the read by the
+    path, which then names the new file)."""
     if not tf.io.gfile.exists(path):
         return None
-    with tf.io.gfile.GFile(path, "r") as f:
-        try:
+    try:
+        if "://" in path:
+            with tf.io.gfile.GFile(path, "r") as f:
+                return json.load(f)
+        with open(path) as f:
             return json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON ({err}); delete it to redo that "
-                             f"step") from err
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); delete it to redo that "
+                         f"step") from err

@@ -282,6 +282,39 @@ def test_second_command_exits_at_once_and_a_stale_lock_is_taken_over(
     assert (run_dir / ".lock").read_text() == ""  # released on exit
 
 
+UPDATE_MANIFEST = """
+import json, os, sys, time
+from noisy_student.run.directory import update_manifest
+from noisy_student.atomic_io import read_json
+run_dir, name = sys.argv[1], sys.argv[2]
+print("ready", flush=True)
+while not os.path.exists(os.path.join(run_dir, "go")):
+    time.sleep(0.005)
+for i in range(300):
+    if name == "reader":
+        read_json(os.path.join(run_dir, "manifest.json"))  # raises on a torn read
+    else:
+        key = f"{name}{i}"
+        update_manifest(run_dir, lambda m: m.setdefault("evaluations", {}).update({key: i}))
+"""
+
+
+def test_commands_updating_one_manifest_at_once_lose_nothing(tmp_path):
+    """A loop recording its stages and noisy-student-eval recording results in the same run
+    directory: every update survives, and a reader never sees a half-replaced file."""
+    workers = [subprocess.Popen([sys.executable, "-c", UPDATE_MANIFEST, str(tmp_path), name],
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for name in ("loop", "eval", "reader")]
+    for worker in workers:
+        assert worker.stdout.readline().strip() == "ready", worker.stderr.read()
+    (tmp_path / "go").touch()
+    for worker in workers:
+        assert worker.wait() == 0, worker.stderr.read()[-2000:]
+    recorded = json.loads((tmp_path / "manifest.json").read_text())["evaluations"]
+    assert sorted(recorded) == sorted(f"{name}{i}" for name in ("loop", "eval")
+                                      for i in range(300))
+
+
 # --------------------------------------------------------------------- 6: clean resumption
 
 

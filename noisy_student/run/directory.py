@@ -40,6 +40,7 @@ from noisy_student.run.layout import (
     stage_name,
     stage_output,
 )
+from noisy_student.run.lock import directory_lock
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +117,14 @@ def stage_settings(config, stage: Stage) -> dict:
 
 
 def update_manifest(run_dir: str, change: Callable[[dict], None]) -> dict:
-    """Reads ``run_dir``'s manifest from disk, applies ``change`` and writes it back atomically
-    (what other commands recorded meanwhile is kept); returns it."""
+    """Reads ``run_dir``'s manifest from disk, applies ``change`` and writes it back atomically,
+    holding a lock on ``run_dir`` so that commands updating it at once (a loop, an evaluation)
+    do not overwrite each other's changes; returns it."""
     path = os.path.join(run_dir, MANIFEST)
-    manifest = read_json(path) or {"stages": {}}
-    change(manifest)
-    write_json_atomic(path, manifest)
+    with directory_lock(run_dir):
+        manifest = read_json(path) or {"stages": {}}
+        change(manifest)
+        write_json_atomic(path, manifest)
     return manifest
 
 

@@ -96,3 +96,20 @@ def run_dir_lock(run_dir: str, worker_index: int = 0) -> Iterator[str | None]:
             os.ftruncate(fd, 0)
     finally:
         os.close(fd)  # releases the flock
+
+
+@contextlib.contextmanager
+def directory_lock(directory: str) -> Iterator[None]:
+    """Waits for and holds an exclusive `flock` on ``directory`` itself (no file is left
+    behind) for a short read-modify-write that several commands may do at once, such as a
+    manifest update by a running loop and by ``noisy-student-eval``. Remote paths are not
+    locked."""
+    if "://" in directory:
+        yield
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
