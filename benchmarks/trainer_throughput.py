@@ -14,9 +14,6 @@ start-up cancel out while per-step work (input, EMA, summaries, checkpoints) sta
 
     python benchmarks/trainer_throughput.py                  # ~4 min on 2 CPU cores
     python benchmarks/trainer_throughput.py --steps 40,200   # longer, steadier
-
-Like the command lines, it first sets glibc to keep freed memory (noisy_student.cli.allocator);
-NOISY_STUDENT_SYSTEM_MALLOC=1 measures glibc's defaults instead.
 """
 
 from __future__ import annotations
@@ -35,7 +32,6 @@ import tensorflow as tf  # noqa: E402
 
 from efficientnet_tf import create_model  # noqa: E402
 from noisy_student.assets import SAMPLE_DIR  # noqa: E402
-from noisy_student.cli.allocator import keep_freed_memory  # noqa: E402
 from noisy_student.data import pipelines, records  # noqa: E402
 from noisy_student.training import TrainConfig, train  # noqa: E402
 from noisy_student.training.optimizer import TF1RMSprop  # noqa: E402
@@ -129,7 +125,6 @@ def main() -> None:
                         help="trainer steps per tf.function call (the CLI's default is 10)")
     args = parser.parse_args()
     short, long = (int(s) for s in args.steps.split(","))
-    kept = keep_freed_memory()
     with tempfile.TemporaryDirectory() as workdir:
         pseudo_pattern = write_pseudo_labels(workdir)
         bare = bare_step_rate(10, args.repeats)
@@ -139,8 +134,7 @@ def main() -> None:
     trainer = (long - short) * 2 * BATCH / (t_long - t_short)
     bare = (bare + bare_after) / 2
     print(f"trainer stage ({short} and {long} steps: {t_short:.1f} s, {t_long:.1f} s; "
-          f"{args.steps_per_loop} steps per loop; allocator: "
-          f"{'freed memory kept' if kept else 'glibc defaults'})")
+          f"{args.steps_per_loop} steps per loop)")
     print(f"{'case':<38}{'img/s':>10}")
     print(f"{'bare model step, batch 256':<38}{bare:>10.1f}")
     print(f"{'trainer end to end, 128 + 128':<38}{trainer:>10.1f}")

@@ -61,13 +61,8 @@ def run_program(program: str, main: Callable[[list[str]], None],
     and usage errors, from parsing or an ``app.UsageError`` raised by ``main``, reported by
     :func:`usage_error` (absl's own way prints the whole help and exits with status 1). An
     expected failure that ``main`` lets through is reported by :func:`run_or_exit`, with its
-    stack when the command defines ``--traceback`` and it is given (``also``: see run_or_exit).
-    glibc is first set to keep freed memory for TensorFlow's next step (:mod:`.allocator`)."""
+    stack when the command defines ``--traceback`` and it is given (``also``: see run_or_exit)."""
     from absl import app, flags
-
-    from noisy_student.cli.allocator import keep_freed_memory
-
-    keep_freed_memory()
 
     @functools.wraps(main)
     def checked_main(args: list[str]) -> None:
