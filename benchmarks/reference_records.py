@@ -45,7 +45,12 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cifar10_ablations import commit, manifest, seed_run_dir, teacher_stages  # noqa: E402
 from paired_stats import mean_sd, paired_difference  # noqa: E402
-from self_training_cifar10 import ROOT, check_passthrough, run_loop  # noqa: E402
+from self_training_cifar10 import (  # noqa: E402
+    ROOT,
+    check_passthrough,
+    choice_list,
+    run_loop,
+)
 
 sys.path.insert(0, ROOT)
 from noisy_student.atomic_io import read_json, write_json_atomic  # noqa: E402
@@ -121,10 +126,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
                              "is finished, so a session can stop with whole seeds.")
     args, passthrough = parser.parse_known_args(argv)
     check_passthrough(parser, passthrough)
-    args.settings = [s for s in args.settings.split(",") if s]
-    unknown = [s for s in args.settings if s not in SETTINGS]
-    if unknown or not args.settings:
-        parser.error(f"unknown settings {unknown}; choose from {sorted(SETTINGS)}")
+    args.settings = choice_list(parser, "--settings", args.settings, SETTINGS)
     try:
         args.seeds = [int(s) for s in args.seeds.split(",") if s]
     except ValueError:

@@ -50,6 +50,7 @@ from self_training_cifar10 import (  # noqa: E402
     _fmt_time,
     build_data,
     check_passthrough,
+    choice_list,
 )
 
 sys.path.insert(0, ROOT)
@@ -386,10 +387,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     parser.add_argument("--cifar_dir", default=CIFAR_DIR, help="The uint8 npz shards.")
     args, passthrough = parser.parse_known_args(argv)
     check_passthrough(parser, passthrough)
-    args.methods = [m for m in args.methods.split(",") if m]
-    unknown = [m for m in args.methods if m not in METHODS]
-    if unknown or not args.methods:
-        parser.error(f"--methods: unknown {unknown}; choose from {', '.join(METHODS)}")
+    args.methods = choice_list(parser, "--methods", args.methods, METHODS)
     try:
         args.targets = sorted({float(t) for t in args.targets.split(",") if t})
     except ValueError:

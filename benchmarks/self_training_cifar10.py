@@ -29,6 +29,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -67,6 +68,18 @@ def check_passthrough(parser: argparse.ArgumentParser, passthrough: list[str]) -
     bad = [arg for arg in passthrough if not arg.startswith("--")]
     if bad:
         parser.error(f"unexpected arguments {bad}; loop options are passed as --flag=value")
+
+
+def choice_list(parser: argparse.ArgumentParser, flag: str, value: str,
+                allowed: Iterable[str]) -> list[str]:
+    """The comma-separated names of ``flag``'s ``value``; a parser error (exit status 2) for
+    an unknown name or none at all."""
+    allowed = list(allowed)
+    names = [name for name in value.split(",") if name]
+    unknown = [name for name in names if name not in allowed]
+    if unknown or not names:
+        parser.error(f"{flag}: unknown {unknown}; choose from {', '.join(allowed)}")
+    return names
 
 
 # ----------------------------------------------------------------------------- data
