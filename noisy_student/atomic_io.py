@@ -135,13 +135,13 @@ def read_json(path: str) -> Any | None:
     A local file is read through one open descriptor to its end, so a writer renaming a new
     version into place meanwhile cannot cut it short (`tf.io.gfile` sizes the read by the
     path, which then names the new file)."""
-    if not tf.io.gfile.exists(path):
-        return None
     try:
-        if "://" in path:
-            with tf.io.gfile.GFile(path, "r") as f:
+        if "://" not in path:
+            with open(path) as f:
                 return json.load(f)
-        with open(path) as f:
+        if not tf.io.gfile.exists(path):
+            return None
+        with tf.io.gfile.GFile(path, "r") as f:
             return json.load(f)
     except FileNotFoundError:
         return None

@@ -283,7 +283,7 @@ def test_second_command_exits_at_once_and_a_stale_lock_is_taken_over(
 
 
 UPDATE_MANIFEST = """
-import json, os, sys, time
+import os, sys, time
 from noisy_student.run.directory import update_manifest
 from noisy_student.atomic_io import read_json
 run_dir, name = sys.argv[1], sys.argv[2]
