@@ -52,6 +52,11 @@ def _pct(value: float | None, signed: bool = False) -> str:
     return f"{100 * value:+.2f}" if signed else f"{100 * value:.2f}"
 
 
+def _present(records: dict, key: str) -> list[float]:
+    """The values of `key` that the records ({seed: record}) have."""
+    return [r[key] for r in records.values() if r.get(key) is not None]
+
+
 def _spread(values: list[float]) -> str:
     mean, sd = mean_sd(values)
     return f"{_pct(mean)} +- {_pct(sd)}" if sd is not None else _pct(mean)
@@ -67,11 +72,14 @@ def direction(difference: dict | None) -> str:
 
 
 def table(arms: dict, teachers: dict, order: list[str], claims: dict[str, str]) -> str:
-    teacher_top1 = [r["teacher_top1"] for r in teachers.values() if r.get("teacher_top1")]
+    teacher_top1 = _present(teachers, "teacher_top1")
     lines = ["# Noisy Student ablations, CIFAR-10 with 4,000 labels", ""]
     if teacher_top1:
+        teacher_mces = _present(teachers, "mce")
+        robustness = (f"; mean corruption error {_spread(teacher_mces)}% over "
+                      f"{len(teacher_mces)}" if teacher_mces else "")
         lines.append(f"Teachers: {_spread(teacher_top1)}% top-1 over {len(teacher_top1)} seeds "
-                     f"({', '.join(_pct(v) for v in teacher_top1)}).")
+                     f"({', '.join(_pct(v) for v in teacher_top1)}){robustness}.")
         lines.append("")
     lines += ["| arm | claim tested | seeds | student top-1 % (mean +- sd) | minus recipe, "
               "points (mean [95% CI], n) | verdict | mean corruption error % |",
@@ -82,7 +90,7 @@ def table(arms: dict, teachers: dict, order: list[str], claims: dict[str, str]) 
         top1 = {s: r["student_top1"] for s, r in records.items() if r.get("student_top1")}
         if not top1:
             continue
-        mces = [r["mce"] for r in records.values() if r.get("mce") is not None]
+        mces = _present(records, "mce")
         diff = None if arm == REFERENCE else paired_difference(top1, reference)
         if diff is None:
             versus = "-"
@@ -140,11 +148,15 @@ def write_results(out_dir: str, results_path: str, order: list[str],
     arm_names = [a for a in order if a in arms] + sorted(set(arms) - set(order))
     _write_json(results_path, {arm: [arms[arm][s] for s in sorted(arms[arm])]
                                for arm in arm_names})
-    teacher_top1 = [r["teacher_top1"] for r in teachers.values() if r.get("teacher_top1")]
+    teacher_top1 = _present(teachers, "teacher_top1")
     summary = {"seeds": [teachers[s] for s in sorted(teachers)]}
     if teacher_top1:
         mean, sd = mean_sd(teacher_top1)
         summary.update(mean_top1=mean, sd_top1=sd, n=len(teacher_top1))
+    teacher_mces = _present(teachers, "mce")
+    if teacher_mces:
+        mean, sd = mean_sd(teacher_mces)
+        summary.update(mean_mce=mean, sd_mce=sd, n_mce=len(teacher_mces))
     _write_json(teachers_path(results_path), summary)
     text = table(arms, teachers, order, claims)
     base = os.path.splitext(results_path)[0]

@@ -21,6 +21,8 @@ teachers).
     python benchmarks/cifar10_ablations.py --seeds=1,2,3 --tf_threads=1 &   # worker 1
     python benchmarks/cifar10_ablations.py --seeds=1,2,3 --tf_threads=1 &   # worker 2
     python benchmarks/cifar10_ablations.py --summarize      # results JSON, table and plot
+    python benchmarks/cifar10_ablations.py --backfill_mce --mce_images=2000  # mCE of finished
+                                                            # jobs whose records lack it
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ablation_report import teachers_path, write_results  # noqa: E402
+from ablation_report import merged_records, teachers_path, write_results  # noqa: E402
 from self_training_cifar10 import (  # noqa: E402
     CIFAR_DIR,
     DATA_DIR,
@@ -139,6 +141,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument("--mce_images", type=int, default=0,
                         help="Score each teacher and student on CIFAR-10-C built from this "
                         "many test images (0: no mCE).")
+    parser.add_argument("--backfill_mce", action="store_true",
+                        help="Only score finished jobs whose records have no mCE yet (models "
+                        "still in --out_dir, or kept teachers) with --mce_images, then "
+                        "summarize.")
     parser.add_argument("--tf_threads", type=int, default=None,
                         help="TensorFlow intra- and inter-op threads per process (unset: "
                         "TensorFlow's default).")
@@ -151,6 +157,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
     args.extra_teacher_seeds = [int(s) for s in args.extra_teacher_seeds.split(",") if s]
     args.arms = [a for a in args.arms.split(",") if a]
+    if args.backfill_mce and args.mce_images < 1:
+        parser.error("--backfill_mce needs --mce_images >= 1 (e.g. 2000)")
     unknown = set(args.arms) - set(ARMS)
     if unknown:
         parser.error(f"unknown arms {sorted(unknown)}; choose from {list(ARMS)}")
@@ -443,13 +451,53 @@ def run_job(job: Job, args: argparse.Namespace) -> int:
             return code
     record = record_of(job, args, commands, time.time() - start)
     if args.mce_images and job.kind != "labels":
-        from ablation_mce import mean_corruption_error
-
-        record["mce"] = mean_corruption_error(job.run_dir(args.out_dir), last_iteration(job),
-                                              args.out_dir, args.mce_images, claim)
+        record["mce"] = job_mce(job, args)
     if job.kind == "teacher":
         keep_teacher(job, args)
     write_record(job, args, record)
+    return 0
+
+
+def job_mce(job: Job, args: argparse.Namespace) -> float:
+    from ablation_mce import mean_corruption_error
+
+    return mean_corruption_error(job.run_dir(args.out_dir), last_iteration(job), args.out_dir,
+                                 args.mce_images, claim)
+
+
+def backfill_mce(args: argparse.Namespace) -> int:
+    """Scores every finished job whose record has no mCE yet and whose model is still here (a
+    kept teacher is adopted first); the scored record joins out_dir/records, overriding the
+    committed one. Jobs whose models are gone are named, with the job to rerun."""
+    arms, teachers = merged_records(args.out_dir, args.results)
+    jobs = [(Job("teacher", seed), record) for seed, record in sorted(teachers.items())]
+    jobs += [(Job("arm", seed, arm), record) for arm in arms
+             for seed, record in sorted(arms[arm].items())]
+    missing = []
+    for job, record in jobs:
+        if record.get("mce") is not None or record.get("same_as"):
+            continue
+        model = os.path.join(job.run_dir(args.out_dir), layout.model_dir(last_iteration(job)),
+                             layout.FINAL_MODEL)
+        kept = teacher_file(args.results, job.seed)
+        if not os.path.exists(model) and job.kind == "teacher" and os.path.exists(kept):
+            adopt_teacher(job, args, record)
+        if not os.path.exists(model):
+            missing.append(job.name)
+            continue
+        lock = os.path.join(args.out_dir, "locks", f"{job.name}_mce")
+        if not claim(lock):
+            continue  # another worker scores it
+        try:
+            fresh = read_json(record_path(args.out_dir, job)) or record
+            if fresh.get("mce") is None:
+                write_record(job, args, {**fresh, "mce": job_mce(job, args),
+                                         "mce_images": args.mce_images})
+        finally:
+            shutil.rmtree(lock, ignore_errors=True)
+    if missing:
+        print(f"no model left to score for {', '.join(missing)}: rerun those jobs (delete "
+              "their records here and drop them from --results) to get their mCE", flush=True)
     return 0
 
 
@@ -504,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = str(
             args.tf_threads)
     build_data(args.data_dir, args.cifar_dir)
-    code = work(args)
+    code = backfill_mce(args) if args.backfill_mce else work(args)
     write_results(args.out_dir, args.results, list(ARMS),
                   claims={name: arm.claim for name, arm in ARMS.items()})
     return code

@@ -180,6 +180,55 @@ def test_grid_runs_resumes_and_writes_paired_results(ablations, tmp_path, monkey
     assert [r["seed"] for r in saved["hard_labels"]] == [1, 2]
 
 
+def test_backfill_scores_what_is_left_and_names_what_is_not(ablations, tmp_path, monkeypatch,
+                                                             capsys):
+    """--backfill_mce scores finished jobs lacking mCE: models still in out_dir, and kept
+    teachers on a fresh machine; a student whose model is gone is named, not invented."""
+    monkeypatch.setattr(ablations, "run_loop", FakeLoop())
+    monkeypatch.setattr(ablations, "build_data", lambda *a: 0.0)
+    scored = []
+
+    def fake_mce(job, args):
+        model = os.path.join(job.run_dir(args.out_dir),
+                             ablations.layout.model_dir(ablations.last_iteration(job)),
+                             "model.keras")
+        scored.append((job.name, open(model).read()))
+        return 0.3 + 0.01 * job.seed + (0.1 if job.kind == "teacher" else 0.0)
+
+    monkeypatch.setattr(ablations, "job_mce", fake_mce)
+    results = tmp_path / "results" / "ablations.json"
+    out = tmp_path / "out"
+    argv = [f"--out_dir={out}", f"--results={results}", "--seeds=1,2", "--arms=recipe"]
+    assert ablations.main(argv) == 0 and not scored  # no mCE unless asked
+    os.remove(out / "seed2" / "recipe" / "iter1" / "student" / "model.keras")
+    with pytest.raises(SystemExit):
+        ablations.parse_args(["--backfill_mce"])  # needs a number of images
+    assert ablations.main([*argv, "--backfill_mce", "--mce_images=10"]) == 0
+    assert sorted(name for name, _ in scored) == ["seed1_recipe", "seed1_teacher",
+                                                  "seed2_teacher"]
+    assert "seed2_recipe" in capsys.readouterr().out
+    saved = json.loads(results.read_text())
+    assert [r["mce"] for r in saved["recipe"]] == [pytest.approx(0.31), None]
+    teachers = json.loads((tmp_path / "results" / "ablations_teachers.json").read_text())
+    assert teachers["mean_mce"] == pytest.approx(0.415) and teachers["n_mce"] == 2
+    assert "mean corruption error 41.50 +- 0.71% over 2" in (
+        tmp_path / "results" / "ablations.md").read_text()
+
+    # A fresh machine: the kept teachers are adopted and scored; the students are gone.
+    scored.clear()
+    teachers_file = tmp_path / "results" / "ablations_teachers.json"
+    kept = json.loads(teachers_file.read_text())
+    for record in kept["seeds"]:
+        record["mce"] = None
+    teachers_file.write_text(json.dumps(kept))
+    fresh = [f"--out_dir={tmp_path / 'fresh'}", f"--results={results}", "--seeds=1,2",
+             "--arms=recipe", "--backfill_mce", "--mce_images=10"]
+    assert ablations.main(fresh) == 0
+    assert sorted(scored) == [("seed1_teacher", f"model of {out / 'seed1' / 'teacher'} teacher 0"),
+                              ("seed2_teacher", f"model of {out / 'seed2' / 'teacher'} teacher 0")]
+    assert "seed2_recipe" in capsys.readouterr().out
+
+
 def test_a_dead_workers_lock_is_taken_over(ablations, tmp_path):
     lock = str(tmp_path / "locks" / "job")
     assert ablations.claim(lock) and not ablations.claim(lock)  # held by this process
