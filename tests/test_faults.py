@@ -850,6 +850,12 @@ def test_classes_without_labeled_images_warn_or_stop_with_strict_data(tmp_path, 
         "Check --num_classes and --label_offset=1 (strict data checking). (--traceback shows "
         "the stack)"]
     assert not os.path.exists(tmp_path / "run" / "teacher" / "checkpoint")
+    # A given 11-class teacher: the students still train on these labels, so the same stop.
+    teacher = save_teacher(str(tmp_path / "t11" / "teacher.weights.h5"), num_classes=11)
+    code, _, given_stderr = cli(*args, "--num_classes=11", "--mode=teacher", "--strict_data",
+                                f"--teacher_checkpoint={teacher}", f"--eval_data={labeled}",
+                                f"--run_dir={tmp_path / 'given'}")
+    assert code == 2 and error_lines(given_stderr) == error_lines(stderr)
 
 
 # ------------------------------------------------------------- #32: damaged checkpoints

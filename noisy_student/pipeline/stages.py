@@ -310,13 +310,24 @@ def seed_training(ctx: Context, iteration: int) -> int | None:
     return seed
 
 
-def train_teacher(ctx: Context) -> dict:
-    if ctx.config.teacher_checkpoint:
-        return {"given": ctx.config.teacher_checkpoint, **evaluate(ctx, 0)}
+def labeled_class_gaps(ctx: Context) -> dict:
+    """{"classes_without_labeled_images": [...]} when some class has no labeled image (a
+    warning, or an error with --strict_data), else {}. Checked with a given teacher too: the
+    students train on the labeled data."""
     config = ctx.config
+    if not config.label_data:
+        return {}
     empty = pipelines.check_class_coverage(config.label_data, config.num_classes,
                                            config.label_offset, strict=config.strict_data,
                                            class_names=ctx.run_dir.class_names)
+    return {"classes_without_labeled_images": empty} if empty else {}
+
+
+def train_teacher(ctx: Context) -> dict:
+    gaps = labeled_class_gaps(ctx)
+    if ctx.config.teacher_checkpoint:
+        return {"given": ctx.config.teacher_checkpoint, **evaluate(ctx, 0), **gaps}
+    config = ctx.config
     name = model_name(ctx, 0)
     size = image_size(ctx, name)
     seed = seed_training(ctx, 0)
@@ -328,8 +339,7 @@ def train_teacher(ctx: Context) -> dict:
         ctx.strategy,
         train_eval_data=clean_train_fn(ctx, size),
     )
-    summary = _finish_training(ctx, 0, result)
-    return {**summary, "classes_without_labeled_images": empty} if empty else summary
+    return {**_finish_training(ctx, 0, result), **gaps}
 
 
 def train_student(ctx: Context, iteration: int) -> dict:
