@@ -327,7 +327,6 @@ def train_teacher(ctx: Context) -> dict:
     gaps = labeled_class_gaps(ctx)
     if ctx.config.teacher_checkpoint:
         return {"given": ctx.config.teacher_checkpoint, **evaluate(ctx, 0), **gaps}
-    config = ctx.config
     name = model_name(ctx, 0)
     size = image_size(ctx, name)
     seed = seed_training(ctx, 0)
