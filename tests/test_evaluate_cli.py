@@ -115,7 +115,7 @@ def test_options_for_a_run_model_follow_the_run():
     assert evaluate.EvalOptions.for_run(config, 0).width_coefficient == 0.25
 
 
-def test_bad_requests_name_the_problem(tf, run_dir, data):
+def test_bad_requests_name_the_problem(tf, run_dir, data, tmp_path):
     root, _ = run_dir
     with pytest.raises(FileNotFoundError, match="iteration 7"):
         evaluate.run(evaluate.EvalOptions(model=root, iteration=7, data=data))
@@ -124,6 +124,21 @@ def test_bad_requests_name_the_problem(tf, run_dir, data):
         evaluate.run(evaluate.EvalOptions(model=root, ema=False, data=data))
     with pytest.raises(ValueError, match="needs --data"):
         evaluate.run(evaluate.EvalOptions(model=root))
+    # Unknown corruption or perturbation names: the bad ones and the choices, before any model.
+    with pytest.raises(ValueError, match=r"unknown --corruptions \['fogg'\]; choose from "
+                       r"gaussian_noise, shot_noise"):
+        evaluate.run(evaluate.EvalOptions(model="/nonexistent", benchmark="imagenet_c",
+                                          corruptions=["fog", "fogg"]))
+    with pytest.raises(ValueError, match=r"unknown --perturbations \['blur'\]"):
+        evaluate.run(evaluate.EvalOptions(model="/nonexistent", benchmark="imagenet_p",
+                                          data=data, perturbations=["blur"]))
+    corrupted = str(tmp_path / "corrupted")
+    for name in ("fog", "snow"):
+        os.makedirs(os.path.join(corrupted, name, "1"), exist_ok=True)
+    with pytest.raises(FileNotFoundError, match=r"no folder for --corruptions \['frost'\]; "
+                       "it has fog, snow"):
+        evaluate.run(evaluate.EvalOptions(model=root, benchmark="corrupted", data=corrupted,
+                                          corruptions=["fog", "frost"]))
 
 
 def test_help_lists_the_flags():

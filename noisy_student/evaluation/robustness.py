@@ -169,6 +169,24 @@ def _baseline_sum(value: float | Sequence[float], severities: Sequence[int]) -> 
     return float(len(severities) * values.mean())
 
 
+def chosen_corruption_folders(root: str, chosen: Sequence[str] | None) -> list[str]:
+    """The <corruption> folders of ``root`` that ``chosen`` names (None: all of them); a
+    FileNotFoundError names those it lacks and those it has."""
+    if not tf.io.gfile.isdir(root):
+        raise FileNotFoundError(f"{root}: not a directory of <corruption>/<severity>/ folders")
+    present = sorted(d.rstrip("/") for d in tf.io.gfile.listdir(root)
+                     if tf.io.gfile.isdir(os.path.join(root, d)))
+    if not present:
+        raise FileNotFoundError(f"{root}: no <corruption>/<severity>/ folders")
+    if chosen is None:
+        return present
+    missing = [c for c in chosen if c not in present]
+    if missing:
+        raise FileNotFoundError(f"{root} has no folder for --corruptions {missing}; it has "
+                                f"{', '.join(present)}")
+    return list(chosen)
+
+
 def present_severities(root: str, corruptions: Sequence[str]) -> tuple[int, ...]:
     """The severities (1-5) that ``root`` has for every one of ``corruptions``
     (``<root>/<corruption>/<severity>``; all five for a TFDS source). FileNotFoundError when
@@ -286,13 +304,8 @@ def evaluate_corrupted(model, root: str, *, baseline_path: str | None, image_siz
     errors are reported. Corruptions default to those present under ``root``, severities to
     those every chosen corruption has, so any subset the generator writes can be scored; an
     mCE over less than 15 corruptions at severities 1-5 is marked ``partial``."""
-    if not tfds_spec(root) and not tf.io.gfile.isdir(root):
-        raise FileNotFoundError(f"{root}: not a directory of <corruption>/<severity>/ folders")
-    if corruptions is None:
-        corruptions = sorted(d.rstrip("/") for d in tf.io.gfile.listdir(root)
-                             if tf.io.gfile.isdir(os.path.join(root, d)))
-        if not corruptions:
-            raise FileNotFoundError(f"{root}: no <corruption>/<severity>/ folders")
+    if not tfds_spec(root):
+        corruptions = chosen_corruption_folders(root, corruptions)
     severities = tuple(severities or present_severities(root, corruptions))
     errors = corruption_errors(model, root, corruptions, image_size=image_size,
                                num_classes=num_classes, batch_size=batch_size,
