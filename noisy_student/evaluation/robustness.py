@@ -172,10 +172,7 @@ def _baseline_sum(value: float | Sequence[float], severities: Sequence[int]) -> 
 def chosen_corruption_folders(root: str, chosen: Sequence[str] | None) -> list[str]:
     """The <corruption> folders of ``root`` that ``chosen`` names (None: all of them); a
     FileNotFoundError names those it lacks and those it has."""
-    if not tf.io.gfile.isdir(root):
-        raise FileNotFoundError(f"{root}: not a directory of <corruption>/<severity>/ folders")
-    present = sorted(d.rstrip("/") for d in tf.io.gfile.listdir(root)
-                     if tf.io.gfile.isdir(os.path.join(root, d)))
+    present = sources.subfolders(root, "<corruption>/<severity>/ folders")
     if not present:
         raise FileNotFoundError(f"{root}: no <corruption>/<severity>/ folders")
     if chosen is None:

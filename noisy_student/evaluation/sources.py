@@ -85,6 +85,15 @@ def _images_in(directory: str, extensions: Sequence[str]) -> list[str]:
                   if name.lower().endswith(tuple(extensions)))
 
 
+def subfolders(root: str, expected: str) -> list[str]:
+    """The sorted names of the folders in ``root``; a FileNotFoundError when ``root`` is not a
+    directory (``expected`` says of what)."""
+    if not tf.io.gfile.isdir(root):
+        raise FileNotFoundError(f"{root}: not a directory of {expected}")
+    return sorted(name.rstrip("/") for name in tf.io.gfile.listdir(root)
+                  if tf.io.gfile.isdir(os.path.join(root, name)))
+
+
 def list_class_folders(root: str, class_to_label: Mapping[str, int] | None = None,
                        extensions: Sequence[str] = IMAGE_EXTENSIONS
                        ) -> tuple[list[str], list[int], list[str]]:
@@ -93,10 +102,7 @@ def list_class_folders(root: str, class_to_label: Mapping[str, int] | None = Non
     Without ``class_to_label`` the labels are the sorted folder indices; with it, every folder
     name must be a key (else ValueError naming the folder).
     """
-    if not tf.io.gfile.isdir(root):
-        raise FileNotFoundError(f"{root}: not a directory of class folders")
-    classes = sorted(name.rstrip("/") for name in tf.io.gfile.listdir(root)
-                     if tf.io.gfile.isdir(os.path.join(root, name)))
+    classes = subfolders(root, "class folders")
     if not classes:
         raise ValueError(f"{root}: no class subfolders (expected <class>/<image files>)")
     paths, labels = [], []
