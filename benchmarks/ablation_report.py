@@ -67,7 +67,9 @@ def direction(difference: dict | None) -> str:
     if difference is None or difference["n"] < 2:
         return "too few seeds"
     if not difference["excludes_zero"]:
-        return "no clear difference"
+        needed = difference.get("seeds_to_exclude_zero")
+        return "no clear difference" + (f" (~{needed} seeds would resolve it if the spread "
+                                         "holds)" if needed else "")
     return "arm better" if difference["mean"] > 0 else "recipe better"
 
 

@@ -38,9 +38,22 @@ def paired_difference(arm: Mapping[int, float], reference: Mapping[int, float]) 
     differences = [arm[s] - reference[s] for s in seeds]
     mean, sd = mean_sd(differences)
     result = {"seeds": seeds, "n": len(seeds), "mean": mean, "sd": sd, "low": None,
-              "high": None, "excludes_zero": None}
+              "high": None, "excludes_zero": None, "seeds_to_exclude_zero": None}
     if len(seeds) > 1:
         half = t_quantile(len(seeds) - 1) * sd / math.sqrt(len(seeds))
         result.update(low=mean - half, high=mean + half,
-                      excludes_zero=bool(mean - half > 0 or mean + half < 0))
+                      excludes_zero=bool(mean - half > 0 or mean + half < 0),
+                      seeds_to_exclude_zero=seeds_needed(mean, sd))
     return result
+
+
+def seeds_needed(mean: float, sd: float, most: int = 30) -> int | None:
+    """The fewest seeds whose 95% t-interval would exclude zero if the differences kept this
+    mean and standard deviation (a planning figure, as uncertain as `sd` itself); None
+    beyond `most`."""
+    if sd == 0:
+        return 2 if mean else None
+    for n in range(2, most + 1):
+        if t_quantile(n - 1) * sd / math.sqrt(n) < abs(mean):
+            return n
+    return None

@@ -37,6 +37,9 @@ def test_paired_interval_uses_students_t(stats):
     half = 4.303 * 0.01 / math.sqrt(3)
     assert (result["low"], result["high"]) == pytest.approx((0.02 - half, 0.02 + half))
     assert result["excludes_zero"] is False  # 2 - 2.48 < 0 < 2 + 2.48 points
+    # With mean 2 and sd 1 points, n=4 gives 3.182 / 2 = 1.59 < 2 (n=3: 2.48 > 2).
+    assert result["seeds_to_exclude_zero"] == 4
+    assert stats.seeds_needed(-0.255, 0.0636) == 3 and stats.seeds_needed(0.01, 1.0) is None
     steady = stats.paired_difference({1: 0.72, 2: 0.72, 3: 0.73}, {1: 0.70, 2: 0.70, 3: 0.70})
     assert steady["excludes_zero"] is True and steady["low"] > 0
     assert stats.paired_difference({1: 0.7}, {1: 0.6})["low"] is None
