@@ -90,8 +90,17 @@ def main(argv: list[str]) -> None:
     if not FLAGS.model:
         raise app.UsageError("--model is required")
     logging.getLogger().setLevel(logging.INFO)
+    from noisy_student.evaluation.metrics import IMAGENET_C_CORRUPTIONS, IMAGENET_P_PERTURBATIONS
+
+    named = {}  # the published sets' names are known; a corrupted tree's are its folders
+    if FLAGS.benchmark == "imagenet_c":
+        named["corruptions"] = flag_groups.names_flag("--corruptions", FLAGS.corruptions,
+                                                      IMAGENET_C_CORRUPTIONS)
+    if FLAGS.benchmark == "imagenet_p":
+        named["perturbations"] = flag_groups.names_flag("--perturbations", FLAGS.perturbations,
+                                                        IMAGENET_P_PERTURBATIONS)
     options = flag_groups.call_with_flags(
-        EvalOptions, severities=flag_groups.severities_flag(FLAGS.severities))
+        EvalOptions, severities=flag_groups.severities_flag(FLAGS.severities), **named)
     result = run(options)
     print(result_text(result))
 

@@ -122,14 +122,14 @@ def severities_flag(values: list[str] | None) -> list[int] | None:
     return sorted({int(v) for v in values})
 
 
-def corruptions_flag(values: list[str] | None, known: Sequence[str]) -> list[str] | None:
-    """--corruptions checked against ``known`` (None when not given); an app.UsageError naming
-    the flag and the unknown names otherwise."""
+def names_flag(flag: str, values: list[str] | None, known: Sequence[str]) -> list[str] | None:
+    """A list flag (e.g. --corruptions) checked against ``known`` (None when not given); an
+    app.UsageError naming the flag, the unknown names and the choices otherwise."""
     if not values:
         return None
     unknown = [v for v in values if v not in known]
     if unknown:
-        raise app.UsageError(f"--corruptions: unknown {','.join(unknown)}; choose from "
+        raise app.UsageError(f"{flag}: unknown {','.join(unknown)}; choose from "
                              f"{','.join(known)}")
     return list(values)
 

@@ -50,7 +50,8 @@ def main(argv):
         raise app.UsageError("--input and --output_dir are required")
     if not FLAGS.corruptions or not FLAGS.severities:
         raise app.UsageError("--corruptions and --severities must name at least one each")
-    corruptions = flag_groups.corruptions_flag(FLAGS.corruptions, IMAGENET_C_CORRUPTIONS)
+    corruptions = flag_groups.names_flag("--corruptions", FLAGS.corruptions,
+                                         IMAGENET_C_CORRUPTIONS)
     severities = flag_groups.severities_flag(FLAGS.severities)
     from noisy_student.evaluation.corruptions import make_corrupted
 
