@@ -51,8 +51,6 @@ def seeds_needed(mean: float, sd: float, most: int = 30) -> int | None:
     """The fewest seeds whose 95% t-interval would exclude zero if the differences kept this
     mean and standard deviation (a planning figure, as uncertain as `sd` itself); None
     beyond `most`."""
-    if sd == 0:
-        return 2 if mean else None
     for n in range(2, most + 1):
         if t_quantile(n - 1) * sd / math.sqrt(n) < abs(mean):
             return n
