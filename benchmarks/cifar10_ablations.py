@@ -33,12 +33,12 @@ import datetime
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ablation_report import merged_records, teachers_path, write_results  # noqa: E402
+from provenance import commit  # noqa: E402
 from self_training_cifar10 import (  # noqa: E402
     CIFAR_DIR,
     DATA_DIR,
@@ -320,14 +320,6 @@ def job_flags(job: Job, args: argparse.Namespace, passthrough: list[str]) -> lis
         flags += [f"--student_models={','.join(['b0'] * ARMS[job.arm].iterations)}",
                   *ARMS[job.arm].flags]
     return [*flags, *passthrough]
-
-
-def commit() -> str:
-    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=False,
-                            capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           check=False, capture_output=True, text=True).stdout.strip()
-    return result.stdout.strip() + ("+changes" if dirty else "")
 
 
 def record_of(job: Job, args: argparse.Namespace, commands: list[list[str]],

@@ -11,17 +11,18 @@ differ by points, the teachers' spread (issue #29) is between seeds, not evaluat
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from provenance import run_facts  # noqa: E402
+
+from noisy_student.atomic_io import write_json_atomic  # noqa: E402
+
 RESULTS = os.path.join(HERE, "results", "cifar10_4000_teacher_checkpoints.json")
 # The teacher of configs/cifar10_4000.cfg.
 ARCH = {"classes": 10, "small_images": True, "input_shape": (32, 32, 3),
@@ -85,16 +86,8 @@ def main() -> int:
                 shutil.rmtree(folder)
             rows.append({"seed": seed, "step": step, "ema_top1": ema, "raw_top1": raw})
             print(f"seed {seed} step {step}: EMA {ema:.2%}  raw {raw:.2%}", flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=HERE).stdout.strip()
-    result = {"command": " ".join(["python", *sys.argv]), "commit": commit,
-              "date": datetime.datetime.now().strftime("%Y-%m-%dT%H:%M"),
-              "host": socket.gethostname(), "load_average": list(os.getloadavg()),
-              "test_images": len(labels), "rows": rows}
-    tmp = args.results + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, args.results)
+    result = {**run_facts(), "test_images": len(labels), "rows": rows}
+    write_json_atomic(args.results, result)
     return 0
 
 
