@@ -27,19 +27,30 @@ def merged_records(out_dir: str, results_path: str) -> tuple[dict, dict]:
     the records in `out_dir/records/`."""
     arms: dict[str, dict[int, dict]] = {}
     for arm, records in _read(results_path).items():
-        arms[arm] = {r["seed"]: r for r in records}
-    teachers = {r["seed"]: r for r in _read(teachers_path(results_path)).get("seeds", [])}
+        arms[arm] = {r["seed"]: _portable(r, out_dir) for r in records}
+    teachers = {r["seed"]: _portable(r, out_dir)
+                for r in _read(teachers_path(results_path)).get("seeds", [])}
     for path in sorted(glob.glob(os.path.join(out_dir, "records", "*.json"))):
         match = _RECORD_NAME.search(os.path.basename(path))
         if not match:
             continue
         seed, job = int(match.group(1)), match.group(2)
-        record = _read(path)
+        record = _portable(_read(path), out_dir)
         if job == "teacher":
             teachers[seed] = record
         elif job != "labels":
             arms.setdefault(job, {})[seed] = record
     return arms, teachers
+
+
+def _portable(record: dict, out_dir: str) -> dict:
+    """`record` with the run dirs in its commands written as <out_dir>/... (results are
+    committed: no machine paths in them)."""
+    commands = record.get("command")
+    if not isinstance(commands, list):
+        return record
+    prefix = os.path.abspath(out_dir)
+    return {**record, "command": [c.replace(prefix, "<out_dir>") for c in commands]}
 
 
 def teachers_path(results_path: str) -> str:
@@ -80,7 +91,8 @@ def table(arms: dict, teachers: dict, order: list[str], claims: dict[str, str]) 
         teacher_mces = _present(teachers, "mce")
         robustness = (f"; mean corruption error {_spread(teacher_mces)}% over "
                       f"{len(teacher_mces)}" if teacher_mces else "")
-        lines.append(f"Teachers: {_spread(teacher_top1)}% top-1 over {len(teacher_top1)} seeds "
+        lines.append(f"Teachers: {_spread(teacher_top1)}% top-1 over {len(teacher_top1)} "
+                     f"seed{'s' if len(teacher_top1) != 1 else ''} "
                      f"({', '.join(_pct(v) for v in teacher_top1)}){robustness}.")
         lines.append("")
     lines += ["| arm | claim tested | seeds | student top-1 % (mean +- sd) | minus recipe, "

@@ -147,6 +147,8 @@ def test_grid_runs_resumes_and_writes_paired_results(ablations, tmp_path, monkey
         for record in records:
             assert set(ablations.RECORD_FIELDS) <= set(record)
             assert record["commit"] and record["command"]
+            assert str(tmp_path) not in json.dumps(record)  # committed: no machine paths
+            assert "--run_dir=<out_dir>/seed" in record["command"][0]
     assert saved["recipe"][0]["student_top1"] == pytest.approx(0.68)
     assert saved["iterations_3"][0]["student_top1"] == pytest.approx(0.61 + 0.21)
     assert saved["iterations_3"][0]["per_iteration_top1"] == pytest.approx(
