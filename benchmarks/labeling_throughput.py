@@ -22,16 +22,17 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import provenance  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from cifar_data import cifar_test_images  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -155,8 +156,6 @@ def main() -> None:
           f"{statistics.median(ratios):.2f})")
     print(f"  CPU ms per image (this process, all threads): label_shards {ours_cpu:.2f}, "
           f"predict {peer_cpu:.2f}")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=os.path.dirname(os.path.abspath(__file__))).stdout
     result = {"model": args.model, "resolution": args.resolution, "images": args.images,
               "shards": args.shards, "batch": args.batch, "repeats": args.repeats,
               "storage": storage, "classes": classes,
@@ -165,7 +164,7 @@ def main() -> None:
               "label_shards_cpu_ms_per_image": ours_cpu, "predict_cpu_ms_per_image": peer_cpu,
               "label_shards_runs": ours, "predict_runs": peer,
               "command": "python benchmarks/labeling_throughput.py " + " ".join(sys.argv[1:]),
-              "commit": commit.strip(),
+              "commit": provenance.commit(),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "cpus": os.cpu_count(), "load_average_before": list(load_before),
               "load_average_after": list(os.getloadavg())}

@@ -43,8 +43,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cifar10_ablations import commit, manifest, seed_run_dir, teacher_stages  # noqa: E402
+from cifar10_ablations import manifest, seed_run_dir, teacher_stages  # noqa: E402
 from paired_stats import mean_sd, paired_difference  # noqa: E402
+from provenance import commit  # noqa: E402
 from self_training_cifar10 import (  # noqa: E402
     ROOT,
     check_passthrough,

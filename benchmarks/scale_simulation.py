@@ -33,8 +33,10 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
+import provenance  # noqa: E402
 
 NUM_CLASSES = 1000
 PAPER_RECORDS, PAPER_HOSTS = 300_000_000, 100
@@ -394,13 +396,11 @@ def main() -> None:
     workers = [int(w) for w in args.workers.split(",")]
     load_before = os.getloadavg()
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=os.path.dirname(os.path.abspath(__file__))).stdout
     runs = [simulate(int(n), workers, args.records_per_shard, args.student_batches, args.work,
                      args.keep) for n in args.records.split(",")]
     summary = summarize(runs, workers, args.records_per_shard)
     summary.update(command="python benchmarks/scale_simulation.py " + " ".join(sys.argv[1:]),
-                   commit=commit.strip(), date=date,
+                   commit=provenance.commit(), date=date,
                    finished=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                    cpus=os.cpu_count(), cpus_usable=len(os.sched_getaffinity(0)),
                    load_average_before=list(load_before),

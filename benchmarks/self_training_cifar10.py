@@ -99,6 +99,17 @@ def split_train(labels_per_shard: list[np.ndarray]) -> list[tuple[np.ndarray, np
     return result
 
 
+def split_arrays(cifar_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labeled images, their labels, unlabeled images) of the 50,000 training images, as the
+    recipe's data splits them (`split_train` over the 5 npz shards, in shard order)."""
+    shards = [load_npz(os.path.join(cifar_dir, f"cifar10_train_{i}.npz")) for i in range(5)]
+    parts = split_train([labels for _, labels, _ in shards])
+    pairs = list(zip(shards, parts, strict=True))
+    return (np.concatenate([img[li] for (img, _, _), (li, _) in pairs]),
+            np.concatenate([lab[li] for (_, lab, _), (li, _) in pairs]),
+            np.concatenate([img[ui] for (img, _, _), (_, ui) in pairs]))
+
+
 def png_bytes(image: np.ndarray) -> bytes:
     from PIL import Image
 
@@ -157,14 +168,7 @@ def build_data(data_dir: str, cifar_dir: str, splits: tuple[str, ...] = tuple(SP
 
     jobs = {"validation": lambda: (labeled_items(test_images, test_labels), encode_item)}
     if {"train", "unlabeled"} & set(todo):
-        shards = [load_npz(os.path.join(cifar_dir, f"cifar10_train_{i}.npz")) for i in range(5)]
-        parts = split_train([labels for _, labels, _ in shards])
-        labeled = [(img[li], lab[li]) for (img, lab, _), (li, _) in
-                   zip(shards, parts, strict=True)]
-        train_x = np.concatenate([x for x, _ in labeled])
-        train_y = np.concatenate([y for _, y in labeled])
-        unlabeled_x = np.concatenate([img[ui] for (img, _, _), (_, ui) in
-                                      zip(shards, parts, strict=True)])
+        train_x, train_y, unlabeled_x = split_arrays(cifar_dir)
         counts = np.bincount(train_y, minlength=NUM_CLASSES)
         print(f"data: {len(train_y)} labeled (per class {counts.tolist()}), "
               f"{len(unlabeled_x)} unlabeled, {len(test_labels)} validation")

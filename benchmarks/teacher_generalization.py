@@ -24,22 +24,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from provenance import run_facts  # noqa: E402
-from self_training_cifar10 import CIFAR_DIR, load_npz, split_train  # noqa: E402
+from self_training_cifar10 import CIFAR_DIR, load_npz, split_arrays  # noqa: E402
 
 from noisy_student.atomic_io import write_json_atomic  # noqa: E402
 
 TEACHERS = os.path.join(HERE, "results", "cifar10_4000_ablations_teachers")
 RESULTS = os.path.join(HERE, "results", "cifar10_4000_teacher_generalization.json")
 BATCH = 500
-
-
-def labeled_images(cifar_dir: str) -> tuple[np.ndarray, np.ndarray]:
-    """The 4,000 labeled training images of the CIFAR-10 recipe (`self_training_cifar10`)."""
-    shards = [load_npz(os.path.join(cifar_dir, f"cifar10_train_{i}.npz")) for i in range(5)]
-    parts = split_train([labels for _, labels, _ in shards])
-    images = np.concatenate([img[li] for (img, _, _), (li, _) in zip(shards, parts, strict=True)])
-    labels = np.concatenate([lab[li] for (_, lab, _), (li, _) in zip(shards, parts, strict=True)])
-    return images, labels
 
 
 def logits(model, images: np.ndarray) -> np.ndarray:
@@ -62,9 +53,13 @@ def scores(model, images: np.ndarray, labels: np.ndarray, num_classes: int) -> d
 def recompute_batch_norm(model, images: np.ndarray) -> None:
     """Every batch norm's moving statistics become the mean of its batch statistics over one
     pass of `images` (training-mode calls with stochastic depth switched off)."""
-    norms = [layer for layer in model._flatten_layers() if hasattr(layer, "moving_mean")]
-    drops = [layer for layer in model._flatten_layers()
-             if type(layer).__name__ == "StochasticDepth"]
+    import keras
+
+    from efficientnet_tf.blocks import StochasticDepth
+
+    layers = list(model._flatten_layers())
+    norms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
+    drops = [layer for layer in layers if isinstance(layer, StochasticDepth)]
     rates = [layer.rate for layer in drops]
     for layer in drops:
         layer.rate = 0.0
@@ -96,7 +91,7 @@ def main() -> int:
 
     import efficientnet_tf  # noqa: F401  (registers the model's classes for loading)
 
-    train_x, train_y = labeled_images(args.cifar_dir)
+    train_x, train_y, _ = split_arrays(args.cifar_dir)  # the recipe's 4,000 labeled images
     test_x, test_y, class_names = load_npz(os.path.join(args.cifar_dir, "cifar10_test.npz"))
     rows = []
     for seed, path in paths.items():
