@@ -95,9 +95,7 @@ def table(arms: dict, teachers: dict, order: list[str], claims: dict[str, str]) 
                      f"seed{'s' if len(teacher_top1) != 1 else ''} "
                      f"({', '.join(_pct(v) for v in teacher_top1)}){robustness}.")
         lines.append("")
-    lines += ["| arm | claim tested | seeds | student top-1 % (mean +- sd) | minus recipe, "
-              "points (mean [95% CI], n) | verdict | mean corruption error % |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = []
     reference = {s: r["student_top1"] for s, r in arms.get(REFERENCE, {}).items()}
     for arm in [a for a in order if a in arms] + sorted(set(arms) - set(order)):
         records = arms[arm]
@@ -113,11 +111,15 @@ def table(arms: dict, teachers: dict, order: list[str], claims: dict[str, str]) 
         else:
             versus = (f"{_pct(diff['mean'], True)} [{_pct(diff['low'], True)}, "
                       f"{_pct(diff['high'], True)}], n={diff['n']}")
-        lines.append(
+        rows.append(
             f"| {arm} | {claims.get(arm, '')} | {','.join(map(str, sorted(top1)))} "
             f"| {_spread(list(top1.values()))} | {versus} "
             f"| {'-' if arm == REFERENCE else direction(diff)} "
             f"| {_spread(mces) if mces else '-'} |")
+    if rows:  # a teachers-only run (the spread under another teacher recipe) has none
+        lines += ["| arm | claim tested | seeds | student top-1 % (mean +- sd) | minus recipe, "
+                  "points (mean [95% CI], n) | verdict | mean corruption error % |",
+                  "| --- | --- | --- | --- | --- | --- | --- |", *rows]
     return "\n".join(lines) + "\n"
 
 

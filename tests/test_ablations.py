@@ -249,3 +249,14 @@ def test_unknown_arm_is_refused(ablations, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         ablations.parse_args(["--arms=recipe,noise_free"])
     assert "noise_free" in capsys.readouterr().err
+
+
+def test_a_teachers_only_table_lists_the_teachers_and_no_empty_arm_table():
+    report = load_benchmark("ablation_report")
+    teachers = {1: {"seed": 1, "teacher_top1": 0.7413}}
+    text = report.table({}, teachers, ["recipe"], {})
+    assert "Teachers: 74.13% top-1 over 1 seed (74.13)." in text
+    assert "| arm |" not in text
+    with_arm = report.table({"recipe": {1: {"seed": 1, "student_top1": 0.75}}}, teachers,
+                            ["recipe"], {})
+    assert "| arm |" in with_arm and "| recipe |" in with_arm
