@@ -4,7 +4,9 @@ Modules: `architecture` (presets, scaling, block table; no Keras), `blocks` (lay
 `batch_norm`, `convolutions` and `activations` (Keras layers with faster TensorFlow computations,
 switched by `fast_paths`), `network` (the graph), `model` (builders with `weights=`), `grow`
 (a trained model widened and deepened without changing its function), `weights` (pretrained
-weights by source), `complexity` (MAC counts).
+weights by source), `complexity` (MAC counts), `rebuild` (a model's graph rebuilt layer by
+layer) with `portable` (built-in Keras layers only) and `folding` (batch norms folded into their
+convolutions, for inference).
 """
 
 from efficientnet_tf.activations import FusedActivation
@@ -28,6 +30,7 @@ from efficientnet_tf.blocks import (
 )
 from efficientnet_tf.convolutions import PointwiseConv2D, SmallMapDepthwiseConv2D
 from efficientnet_tf.fast_paths import keras_computation
+from efficientnet_tf.folding import fold_batch_norm
 from efficientnet_tf.grow import grow_model
 from efficientnet_tf.model import (
     EfficientNet,
@@ -78,6 +81,7 @@ __all__ = [
     "decode_block_string",
     "encode_block_string",
     "feature_endpoints",
+    "fold_batch_norm",
     "grow_model",
     "from_keras_applications",
     "from_tf_checkpoint",

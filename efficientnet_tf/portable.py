@@ -26,6 +26,7 @@ import keras
 from keras import layers
 
 from efficientnet_tf.blocks import InputNormalization, MBConvBlock, SqueezeExcite, StochasticDepth
+from efficientnet_tf.rebuild import apply_copy, rebuild_graph
 
 __all__ = ["portable_model"]
 
@@ -35,17 +36,7 @@ def portable_model(model: keras.Model) -> keras.Model:
     with copies of its weights (same name, inputs and outputs). Walks ``model``'s graph, so it
     works for any functional model whose layers are built-in or ours; another custom layer is
     a TypeError naming it."""
-    inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype, name=f"input_{i}")
-              for i, t in enumerate(model.inputs)]
-    tensors = {id(old): new for old, new in zip(model.inputs, inputs, strict=True)}
-    for layer in model.layers:
-        if isinstance(layer, layers.InputLayer):
-            continue
-        arguments = keras.tree.map_structure(lambda t: tensors[id(t)], layer.input)
-        tensors[id(layer.output)] = _portable_call(layer, arguments, layer.name)
-    outputs = [tensors[id(t)] for t in model.outputs]
-    return keras.Model(inputs[0] if len(inputs) == 1 else inputs,
-                       outputs[0] if len(outputs) == 1 else outputs, name=model.name)
+    return rebuild_graph(model, _portable_call)
 
 
 def _portable_call(layer: layers.Layer, x, name: str):
@@ -70,10 +61,7 @@ def _copy(layer: layers.Layer, x, name: str):
     if base is layers.Layer:
         raise TypeError(f"{layer.name}: {type(layer).__name__} has no built-in Keras "
                         "equivalent; a portable copy cannot be made")
-    copy = base.from_config({**layer.get_config(), "name": name})
-    y = copy(x)
-    copy.set_weights(layer.get_weights())
-    return y
+    return apply_copy(base, layer, x, name)
 
 
 def _mbconv(block: MBConvBlock, x, name: str):

@@ -137,6 +137,7 @@ def test_public_names_importable():
         "decode_block_string",
         "encode_block_string",
         "feature_endpoints",
+        "fold_batch_norm",
         "from_keras_applications",
         "from_tf_checkpoint",
         "load_pretrained",

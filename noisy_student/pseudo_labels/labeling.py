@@ -38,7 +38,7 @@ from noisy_student.data.shards import check_no_stale_shards, shard_name
 from noisy_student.data.tfrecord_source import list_files, scan_file
 from noisy_student.pseudo_labels.balance import bin_counts, sparse_counts
 from noisy_student.run.workers import shards_for_worker, worker_info
-from noisy_student.targets import teacher_labels
+from noisy_student.targets import inference_teacher, teacher_labels
 from noisy_student.training.checks import model_outputs_logits
 
 OUTPUT_SPLIT = "pseudo"
@@ -65,12 +65,14 @@ def make_label_fn(teacher, *, temperature: float = 1.0, hard: bool = False,
 
     Soft: softmax(logits / T); for a model that outputs probabilities p this is p^(1/T)
     renormalized. Hard: one-hot of the argmax. `flip_average`: the mean over each image and
-    its horizontal mirror (`pseudo_labels.teacher_labels`).
+    its horizontal mirror (`pseudo_labels.teacher_labels`). The teacher runs with its batch
+    norms folded into its convolutions (`targets.inference_teacher`).
     """
     if not hard and temperature <= 0:
         raise ValueError(f"temperature must be > 0 for soft labels, got {temperature}")
     if from_logits is None:
         from_logits = model_outputs_logits(teacher)
+    teacher = inference_teacher(teacher)
 
     @tf.function(reduce_retracing=True)
     def label(images):

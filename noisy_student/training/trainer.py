@@ -26,7 +26,7 @@ import keras
 import tensorflow as tf
 
 from noisy_student.atomic_io import write_json_atomic
-from noisy_student.targets import teacher_labels
+from noisy_student.targets import inference_teacher, teacher_labels
 from noisy_student.training.checkpoints import Checkpointer, TrainingClock
 from noisy_student.training.checks import (
     check_student_size,
@@ -201,7 +201,7 @@ class Trainer:
         teacher.trainable = False
         require_logits(teacher, "teacher")
         check_student_size(self.model, teacher, self.config.allow_smaller_student)
-        return teacher
+        return inference_teacher(teacher)
 
     def _warn_unsynchronized_batch_norm(self) -> None:
         if self.num_replicas > 1 and any(
