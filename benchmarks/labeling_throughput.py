@@ -4,7 +4,9 @@ label_shards does the whole job: read TFRecords, decode and preprocess (tf.data,
 run the teacher, softmax, encode and write pseudo-labeled records. The peer only runs
 `model.predict` on the same images already decoded into one NumPy array (decoding excluded), so
 a ratio near 1 means the pipeline around the model costs little. Tracing is excluded from both
-(one warm-up each); the two alternate and each figure is the median of --repeats runs.
+(one warm-up each); the two alternate and each figure is the median of --repeats runs. Since
+single runs on a shared or throttled CPU differ by up to 2x, the pairs' ratio is also given as
+a geometric mean with a 95% t-interval over the pairs (use --repeats 8 or more).
 
     python benchmarks/labeling_throughput.py            # 32x32 CIFAR-10 PNGs, B0 small-image
     python benchmarks/labeling_throughput.py --resolution 224 --images 256   # 224 JPEG path
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import shutil
 import statistics
@@ -32,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import paired_stats  # noqa: E402
 import provenance  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from cifar_data import cifar_test_images  # noqa: E402
@@ -84,6 +88,16 @@ def decoded(encoded: list[bytes], resolution: int) -> np.ndarray:
                 (resolution, resolution), Image.BICUBIC)
         images.append(np.asarray(image))
     return np.stack(images).astype("float32")
+
+
+def pair_ratio(ours: list[float], peer: list[float]) -> dict:
+    """The run pairs' ratio ours / peer as a geometric mean with a 95% t-interval (over the
+    pairs' log ratios; bounds None for one pair)."""
+    difference = paired_stats.paired_difference(
+        {i: math.log(x) for i, x in enumerate(ours)}, {i: math.log(x) for i, x in enumerate(peer)})
+    return {"ratio": math.exp(difference["mean"]),
+            **{key: None if difference[key] is None else math.exp(difference[key])
+               for key in ("low", "high")}}
 
 
 def main() -> None:
@@ -148,12 +162,17 @@ def main() -> None:
     ratios = [a / b for (a, _), (b, _) in zip(ours, peer, strict=True)]
     ours, peer = [r for r, _ in ours], [r for r, _ in peer]
     ours_m, peer_m = statistics.median(ours), statistics.median(peer)
+    paired = pair_ratio(ours, peer)
     print(f"{args.model} {args.resolution}x{args.resolution}, {args.images} images in "
           f"{args.shards} shards, batch {args.batch}, median of {args.repeats}:")
     print(f"  label_shards (read+decode+teacher+encode+write): {ours_m:8.1f} img/s")
     print(f"  model.predict on pre-decoded arrays:             {peer_m:8.1f} img/s")
     print(f"  ratio label_shards / predict: {ours_m / peer_m:.2f} (median of the pairs' ratios "
           f"{statistics.median(ratios):.2f})")
+    if paired["low"] is not None:
+        print(f"  pairs' geometric mean ratio {paired['ratio']:.2f}, 95% interval "
+              f"[{paired['low']:.2f}, {paired['high']:.2f}]; fastest runs' ratio "
+              f"{max(ours) / max(peer):.2f}")
     print(f"  CPU ms per image (this process, all threads): label_shards {ours_cpu:.2f}, "
           f"predict {peer_cpu:.2f}")
     result = {"model": args.model, "resolution": args.resolution, "images": args.images,
@@ -161,6 +180,9 @@ def main() -> None:
               "storage": storage, "classes": classes,
               "label_shards_images_per_s": ours_m, "predict_images_per_s": peer_m,
               "ratio": ours_m / peer_m, "ratio_median_of_pairs": statistics.median(ratios),
+              "ratio_geometric_mean_of_pairs": paired["ratio"],
+              "ratio_95_interval": [paired["low"], paired["high"]],
+              "ratio_of_fastest_runs": max(ours) / max(peer),
               "label_shards_cpu_ms_per_image": ours_cpu, "predict_cpu_ms_per_image": peer_cpu,
               "label_shards_runs": ours, "predict_runs": peer,
               "command": "python benchmarks/labeling_throughput.py " + " ".join(sys.argv[1:]),

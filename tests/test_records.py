@@ -82,6 +82,32 @@ def test_float32_and_float16_storage(image_bytes):
     assert parsed["prob"].numpy() == pytest.approx(probs.max())  # top-1 kept in float32
 
 
+@pytest.mark.parametrize("storage", ["float32", "float16", "topk:3"])
+def test_a_batch_encodes_each_record_as_its_own(storage):
+    """Records of one batch share one Example whose values are replaced: each must parse to
+    what its image and distribution give alone (images of other lengths, a tied row)."""
+    rng = np.random.default_rng(3)
+    probs = np.stack([_softmax(rng.normal(size=6) * 2) for _ in range(4)])
+    probs[2] = [0.25, 0.25, 0.25, 0.25, 0.0, 0.0]  # ties: the lower class index ranks first
+    images = [b"a" * 30, b"bb", b"", b"c" * 7]
+    batch = records.encode_pseudo_labeled_batch(images, probs, storage)
+    assert len(batch) == 4
+    for image, row, serialized in zip(images, probs, batch, strict=True):
+        parsed = records.parse_pseudo_labeled(tf.constant(serialized), 6)
+        assert parsed["image"].numpy() == image
+        assert int(parsed["label"]) == row.argmax() and parsed["prob"].numpy() == row.max()
+        feats = _features(serialized)
+        if storage == "topk:3":
+            assert list(feats["probabilities/topk_indices"].int64_list.value) == (
+                np.argsort(-row, kind="stable")[:3].tolist())
+        else:
+            stored = parsed["probabilities"].numpy()
+            dtype = np.float16 if storage == "float16" else np.float32
+            np.testing.assert_array_equal(stored, row.astype(dtype).astype(np.float32))
+    with pytest.raises(ValueError, match="2 images for 4"):
+        records.encode_pseudo_labeled_batch(images[:2], probs, storage)
+
+
 def test_topk_storage_keeps_top_values_and_spreads_the_rest(image_bytes):
     probs = _softmax(np.random.default_rng(2).normal(size=50) * 2)
     k = 5

@@ -30,7 +30,7 @@ from noisy_student.atomic_io import read_json, write_json_atomic
 from noisy_student.data.preprocessing import preprocess_for_eval
 from noisy_student.data.records import (
     atomic_tfrecord_writer,
-    encode_pseudo_labeled,
+    encode_pseudo_labeled_batch,
     parse_unlabeled,
 )
 from noisy_student.data.reference_records import DEFAULT_TOP_K, encode_references
@@ -119,8 +119,7 @@ def _encoder(storage: str, top_k: int, source: str):
     """(record indices, image bytes, [N, C] distributions) -> the batch's serialized records."""
     if storage == "reference":
         return lambda indices, _, probs: encode_references(source, indices, probs, top_k)
-    return lambda _, images, probs: [encode_pseudo_labeled(data, p, storage)
-                                     for data, p in zip(images, probs, strict=True)]
+    return lambda _, images, probs: encode_pseudo_labeled_batch(list(images), probs, storage)
 
 
 def _added(total: np.ndarray | None, counts: np.ndarray) -> np.ndarray:
