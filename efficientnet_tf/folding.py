@@ -26,7 +26,7 @@ import numpy as np
 from keras import layers
 
 from efficientnet_tf.blocks import MBConvBlock, StochasticDepth
-from efficientnet_tf.rebuild import apply_copy, check_functional, rebuild_graph
+from efficientnet_tf.rebuild import apply_copy, check_functional, rebuild_graph, unrolled_mbconv
 
 __all__ = ["fold_batch_norm"]
 
@@ -74,7 +74,7 @@ def _folds_into(bn, conv: layers.Layer) -> bool:
             and bn.axis in (-1, len(conv.output.shape) - 1))
 
 
-def folded_weights(conv: layers.Layer, bn: layers.BatchNormalization) -> list[np.ndarray]:
+def _folded_weights(conv: layers.Layer, bn: layers.BatchNormalization) -> list[np.ndarray]:
     """[kernel, bias] of ``conv`` followed by ``bn`` (inference statistics) as one convolution."""
     def value(variable) -> np.ndarray:
         return keras.ops.convert_to_numpy(variable).astype(np.float64)
@@ -95,20 +95,11 @@ def folded_weights(conv: layers.Layer, bn: layers.BatchNormalization) -> list[np
 
 
 def _folded_conv(conv: layers.Layer, bn: layers.BatchNormalization, x, name: str):
-    return apply_copy(type(conv), conv, x, name, weights=folded_weights(conv, bn), use_bias=True)
+    return apply_copy(type(conv), conv, x, name, weights=_folded_weights(conv, bn), use_bias=True)
 
 
 def _folded_block(block: MBConvBlock, x, name: str):
     """An ``MBConvBlock`` as its layers in sequence, each convolution with its batch norm."""
-    inputs = x
-    if block.expand_ratio != 1:
-        x = _folded_conv(block.expand_conv, block.expand_bn, x, f"{name}_expand_conv")
-        x = apply_copy(type(block.act), block.act, x, f"{name}_expand_activation")
-    x = _folded_conv(block.dwconv, block.bn, x, f"{name}_dwconv")
-    x = apply_copy(type(block.act), block.act, x, f"{name}_activation")
-    if block.se is not None:
-        x = apply_copy(type(block.se), block.se, x, f"{name}_se")
-    x = _folded_conv(block.project_conv, block.project_bn, x, f"{name}_project_conv")
-    if block.drop is not None:  # stochastic depth: the identity at inference
-        x = layers.Add(name=f"{name}_add")([x, inputs])
-    return x
+    return unrolled_mbconv(
+        block, x, name, layer=lambda layer, x, name: apply_copy(type(layer), layer, x, name),
+        conv_bn=lambda conv, bn, x, conv_name, _: _folded_conv(conv, bn, x, conv_name))

@@ -26,7 +26,7 @@ import keras
 from keras import layers
 
 from efficientnet_tf.blocks import InputNormalization, MBConvBlock, SqueezeExcite, StochasticDepth
-from efficientnet_tf.rebuild import apply_copy, rebuild_graph
+from efficientnet_tf.rebuild import apply_copy, rebuild_graph, unrolled_mbconv
 
 __all__ = ["portable_model"]
 
@@ -65,21 +65,9 @@ def _copy(layer: layers.Layer, x, name: str):
 
 
 def _mbconv(block: MBConvBlock, x, name: str):
-    inputs = x
-    if block.expand_ratio != 1:
-        x = _copy(block.expand_conv, x, f"{name}_expand_conv")
-        x = _copy(block.expand_bn, x, f"{name}_expand_bn")
-        x = _copy(block.act, x, f"{name}_expand_activation")
-    x = _copy(block.dwconv, x, f"{name}_dwconv")
-    x = _copy(block.bn, x, f"{name}_bn")
-    x = _copy(block.act, x, f"{name}_activation")
-    if block.se is not None:
-        x = _squeeze_excite(block.se, x, f"{name}_se")
-    x = _copy(block.project_conv, x, f"{name}_project_conv")
-    x = _copy(block.project_bn, x, f"{name}_project_bn")
-    if block.drop is not None:  # stochastic depth: the identity at inference
-        x = layers.Add(name=f"{name}_add")([x, inputs])
-    return x
+    return unrolled_mbconv(block, x, name, layer=_portable_call,
+                           conv_bn=lambda conv, bn, x, conv_name, bn_name:
+                           _copy(bn, _copy(conv, x, conv_name), bn_name))
 
 
 def _squeeze_excite(se: SqueezeExcite, x, name: str):

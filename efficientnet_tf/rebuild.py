@@ -2,7 +2,8 @@
 
 `portable_model` (built-in Keras layers only) and `fold_batch_norm` (batch norms folded into
 their convolutions) are both such rebuilds: they walk the model's layers in graph order and give
-each one new layers applied to the new graph's tensors. The model itself is left as it was (its
+each one new layers applied to the new graph's tensors, and both unroll ``MBConvBlock`` into its
+layers (`unrolled_mbconv`). The model itself is left as it was (its
 layers are copied, never called again, so each keeps its single inbound node).
 """
 
@@ -15,6 +16,8 @@ from keras import layers
 
 # (layer of the model, its inputs in the new graph, name) -> its outputs in the new graph
 Replace = Callable[[layers.Layer, object, str], object]
+# (convolution, its batch norm, inputs, convolution's name, batch norm's name) -> outputs
+ConvBatchNorm = Callable[[layers.Layer, layers.Layer, object, str, str], object]
 
 
 def rebuild_graph(model: keras.Model, replace: Replace) -> keras.Model:
@@ -49,3 +52,23 @@ def apply_copy(cls: type[layers.Layer], layer: layers.Layer, x, name: str,
     y = copy(x)
     copy.set_weights(layer.get_weights() if weights is None else weights)
     return y
+
+
+def unrolled_mbconv(block, x, name: str, *, conv_bn: ConvBatchNorm, layer: Replace):
+    """An ``MBConvBlock``'s inference computation as separate layers of the new graph, in the
+    block's order: ``conv_bn`` applies each convolution with its batch norm, ``layer`` the
+    activations and squeeze-excite; stochastic depth (the identity at inference) is left out."""
+    inputs = x
+    if block.expand_ratio != 1:
+        x = conv_bn(block.expand_conv, block.expand_bn, x, f"{name}_expand_conv",
+                    f"{name}_expand_bn")
+        x = layer(block.act, x, f"{name}_expand_activation")
+    x = conv_bn(block.dwconv, block.bn, x, f"{name}_dwconv", f"{name}_bn")
+    x = layer(block.act, x, f"{name}_activation")
+    if block.se is not None:
+        x = layer(block.se, x, f"{name}_se")
+    x = conv_bn(block.project_conv, block.project_bn, x, f"{name}_project_conv",
+                f"{name}_project_bn")
+    if block.drop is not None:  # the residual connection
+        x = layers.Add(name=f"{name}_add")([x, inputs])
+    return x

@@ -85,17 +85,12 @@ def parse_storage(storage: str, num_classes: int) -> tuple[str, int]:
     return "topk", k
 
 
-def top_k(probs: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest values, largest first; among equal values the lower class
-    index wins, like np.argmax (a stable sort)."""
-    return np.argsort(-probs, kind="stable")[:k]
-
-
 def top_k_rows(probs: np.ndarray, k: int) -> np.ndarray:
-    """`top_k` of each row of a [N, C] batch, without sorting whole rows: a partition picks
-    the k largest, a stable sort of those (in class order) ranks them. Rows where values equal
-    to the k-th largest do not all fit in the k slots (e.g. one-hot rows) are sorted whole, so
-    the lower class index wins there too."""
+    """Indices of the k largest values of each row of a [N, C] batch, largest first; among equal
+    values the lower class index wins, like np.argmax (the order of a stable argsort). Whole
+    rows are not sorted: a partition picks the k largest, a stable sort of those (in class
+    order) ranks them. Rows where values equal to the k-th largest do not all fit in the k
+    slots (e.g. one-hot rows) are sorted whole, so the lower class index wins there too."""
     neg = -np.asarray(probs)
     if k >= neg.shape[1] or not len(neg):
         return np.argsort(neg, axis=1, kind="stable")[:, :k]
