@@ -17,10 +17,10 @@ log = logging.getLogger(__name__)
 
 def inference_teacher(teacher: keras.Model | Callable) -> keras.Model | Callable:
     """The teacher to label with: ``teacher`` with its batch norms folded into its convolutions
-    (``efficientnet_tf.fold_batch_norm``: the same function up to float rounding, ~1.25x less
-    CPU per image for EfficientNet-B0; it holds a second copy of the weights, 1.9 GB for L2),
-    or ``teacher`` itself when it cannot be rebuilt (a subclassed model, a custom layer without
-    a config, a plain function)."""
+    (``efficientnet_tf.fold_batch_norm``: the same function up to float rounding, 1.25x less
+    CPU per image for EfficientNet-B0 at 224 px; it holds a second copy of the weights, 1.9 GB
+    for L2), or ``teacher`` itself when it cannot be rebuilt (a subclassed model, a custom
+    layer without a config, a plain function)."""
     try:
         return fold_batch_norm(teacher)
     except (TypeError, NotImplementedError) as error:
