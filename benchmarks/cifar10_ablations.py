@@ -261,12 +261,14 @@ def flagfile_settings(flagfile: str, extra: tuple[str, ...] | list[str]) -> dict
     return settings
 
 
-def find_aliases(flagfile: str) -> dict[str, str]:
-    """Arms that train exactly what `recipe` trains with this flagfile."""
-    recipe = flagfile_settings(flagfile, ARMS["recipe"].flags)
+def find_aliases(flagfile: str, passthrough: list[str] = ()) -> dict[str, str]:
+    """Arms that train exactly what `recipe` trains with this flagfile and passthrough flags."""
+    def settings(arm: Arm) -> dict[str, str]:
+        return flagfile_settings(flagfile, [*passthrough, *arm.flags])
+
+    recipe = settings(ARMS["recipe"])
     return {name: "recipe" for name, arm in ARMS.items() if name != "recipe" and
-            arm.shares == "filter" and arm.iterations == 1 and
-            flagfile_settings(flagfile, arm.flags) == recipe}
+            arm.shares == "filter" and arm.iterations == 1 and settings(arm) == recipe}
 
 
 def loop_commands(job: Job, args: argparse.Namespace) -> list[list[str]]:
@@ -312,14 +314,19 @@ def prepare_job(job: Job, out_dir: str) -> None:
 
 
 def job_flags(job: Job, args: argparse.Namespace, passthrough: list[str]) -> list[str]:
+    """The loop's flags for `job`: run dir and seed, then the passthrough flags (settings of
+    the whole grid, e.g. a RandAugment teacher), then the arm's own flags, which win: over
+    passthrough ``--randaug_num_layers=2``, ``no_noise`` still trains its student without
+    RandAugment (the teacher, trained before, keeps it)."""
     flags = [f"--run_dir={job.run_dir(args.out_dir)}", f"--seed={job.seed}",
              f"--checkpoint_every={flag_value('checkpoint_every', args.flagfile, []) or 200}"]
     if args.deterministic:
         flags.append("--deterministic")
-    if job.kind == "arm":
-        flags += [f"--student_models={','.join(['b0'] * ARMS[job.arm].iterations)}",
-                  *ARMS[job.arm].flags]
-    return [*flags, *passthrough]
+    if job.kind != "arm":
+        return [*flags, *passthrough]
+    return [*flags, *passthrough,
+            f"--student_models={','.join(['b0'] * ARMS[job.arm].iterations)}",
+            *ARMS[job.arm].flags]
 
 
 def record_of(job: Job, args: argparse.Namespace, commands: list[list[str]],
@@ -535,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     args.passthrough = passthrough
     args.out_dir = os.path.abspath(args.out_dir)
     ALIASES.clear()
-    ALIASES.update(find_aliases(args.flagfile))
+    ALIASES.update(find_aliases(args.flagfile, passthrough))
     if args.summarize:
         write_results(args.out_dir, args.results, list(ARMS), claims={
             name: arm.claim for name, arm in ARMS.items()})

@@ -86,6 +86,30 @@ def test_each_arms_commands_pass_the_clis_checks(ablations, tmp_path):
     assert supervised[0] == ["--mode=teacher", "--train_epochs=224"]  # 176 + 48
 
 
+def test_arm_flags_win_over_the_grids_passthrough_flags(ablations, tmp_path):
+    """A grid over RandAugment teachers: passthrough RandAugment 2/5 reaches the teacher and the
+    recipe's student, but no_noise's student still trains without it, and aliases follow."""
+    grid = ["--teacher_randaug", "--randaug_num_layers=2", "--randaug_magnitude=5"]
+    args, _ = ablations.parse_args([f"--out_dir={tmp_path}", *grid])
+    args.passthrough = grid
+    flagfile = assets.config_path("cifar10_4000")
+    parsed = {}
+    for arm in ("recipe", "no_noise", "model_noise_only"):
+        with flagsaver.flagsaver():
+            flags.FLAGS(["test", f"--flagfile={flagfile}",
+                         *ablations.job_flags(ablations.Job("arm", 1, arm), args, grid)])
+            parsed[arm] = (flags.FLAGS.teacher_randaug, flags.FLAGS.randaug_num_layers,
+                           flags.FLAGS.dropout_rate)
+    assert parsed["recipe"][:2] == (True, 2)
+    assert parsed["no_noise"] == (True, 0, 0.0)
+    assert parsed["model_noise_only"][:2] == (True, 0)
+    # The flagfile alone has no RandAugment, so model_noise_only trains the recipe's student;
+    # over the grid's RandAugment it does not, and recipe_randaugment does instead.
+    assert ablations.find_aliases(flagfile)["model_noise_only"] == "recipe"
+    over_grid = ablations.find_aliases(flagfile, grid)
+    assert "model_noise_only" not in over_grid and over_grid["recipe_randaugment"] == "recipe"
+
+
 class FakeLoop:
     """Stands in for `python -m noisy_student.cli.main`: records the stage a command runs in its
     run dir's manifest (and writes its folder), with made-up accuracies."""
