@@ -22,14 +22,20 @@ def _read(path: str) -> dict:
         return json.load(f)
 
 
+def committed_records(results_path: str) -> tuple[dict, dict]:
+    """({arm: {seed: record}}, {seed: teacher record}) of a committed results file."""
+    arms = {arm: {r["seed"]: r for r in records} for arm, records in _read(results_path).items()}
+    teachers = {r["seed"]: r for r in _read(teachers_path(results_path)).get("seeds", [])}
+    return arms, teachers
+
+
 def merged_records(out_dir: str, results_path: str) -> tuple[dict, dict]:
     """({arm: {seed: record}}, {seed: teacher record}): the committed results, overridden by
     the records in `out_dir/records/`."""
-    arms: dict[str, dict[int, dict]] = {}
-    for arm, records in _read(results_path).items():
-        arms[arm] = {r["seed"]: _portable(r, out_dir) for r in records}
-    teachers = {r["seed"]: _portable(r, out_dir)
-                for r in _read(teachers_path(results_path)).get("seeds", [])}
+    arms, teachers = committed_records(results_path)
+    arms = {arm: {s: _portable(r, out_dir) for s, r in records.items()}
+            for arm, records in arms.items()}
+    teachers = {s: _portable(r, out_dir) for s, r in teachers.items()}
     for path in sorted(glob.glob(os.path.join(out_dir, "records", "*.json"))):
         match = _RECORD_NAME.search(os.path.basename(path))
         if not match:
@@ -73,6 +79,63 @@ def _spread(values: list[float]) -> str:
     return f"{_pct(mean)} +- {_pct(sd)}" if sd is not None else _pct(mean)
 
 
+def _versus(difference: dict | None) -> str:
+    """A paired difference as `mean [low, high], n=N` in points."""
+    if difference is None:
+        return "-"
+    if difference["low"] is None:
+        return f"{_pct(difference['mean'], True)} (n=1)"
+    return (f"{_pct(difference['mean'], True)} [{_pct(difference['low'], True)}, "
+            f"{_pct(difference['high'], True)}], n={difference['n']}")
+
+
+def _students(records: dict) -> dict[int, float]:
+    return {s: r["student_top1"] for s, r in records.items() if r.get("student_top1")}
+
+
+def _teacher_top1(teachers: dict) -> dict[int, float]:
+    return {s: r["teacher_top1"] for s, r in teachers.items() if r.get("teacher_top1")}
+
+
+# Flags that every job sets for itself (cifar10_ablations.job_flags, loop_commands).
+_JOB_FLAGS = ("--flagfile=", "--run_dir=", "--seed=", "--checkpoint_every=", "--deterministic",
+              "--mode=", "--iteration=", "--student_models=", "--train_epochs=")
+
+
+def grid_flags(arms: dict, teachers: dict) -> list[str]:
+    """The flags that every recorded command of the grid adds to the flagfile beyond a job's
+    own (e.g. a RandAugment teacher for the whole grid), in command order."""
+    commands = [c for records in [*arms.values(), teachers] for r in records.values()
+                for c in r.get("command") or []]
+    if not commands:
+        return []
+    common = set.intersection(*(set(c.split()[1:]) for c in commands))
+    return [flag for flag in commands[0].split()[1:]
+            if flag in common and not flag.startswith(_JOB_FLAGS)]
+
+
+def comparison(arms: dict, teachers: dict, baseline_path: str) -> list[str]:
+    """Markdown lines: this grid minus the grid of `baseline_path` (another committed results
+    file), paired by seed, for the teachers and for every arm both have."""
+    base_arms, base_teachers = committed_records(baseline_path)
+    rows = [("teachers", _teacher_top1(teachers), _teacher_top1(base_teachers))]
+    rows += [(arm, _students(arms[arm]), _students(base_arms[arm]))
+             for arm in arms if arm in base_arms]
+    lines = [f"Against `{os.path.basename(baseline_path)}` (this grid minus that one, paired "
+             "by seed):", "",
+             "| model | seeds | this grid % | that grid % | difference, points "
+             "(mean [95% CI], n) |", "| --- | --- | --- | --- | --- |"]
+    for name, ours, theirs in rows:
+        difference = paired_difference(ours, theirs)
+        if difference is None:
+            continue
+        seeds = difference["seeds"]
+        lines.append(f"| {name} | {','.join(map(str, seeds))} "
+                     f"| {_spread([ours[s] for s in seeds])} "
+                     f"| {_spread([theirs[s] for s in seeds])} | {_versus(difference)} |")
+    return lines + [""]
+
+
 def direction(difference: dict | None) -> str:
     """How an arm compares with the recipe, in words."""
     if difference is None or difference["n"] < 2:
@@ -84,9 +147,12 @@ def direction(difference: dict | None) -> str:
     return "arm better" if difference["mean"] > 0 else "recipe better"
 
 
-def table(arms: dict, teachers: dict, order: list[str], claims: dict[str, str]) -> str:
+def table(arms: dict, teachers: dict, order: list[str], claims: dict[str, str],
+          baseline: str | None = None) -> str:
     teacher_top1 = _present(teachers, "teacher_top1")
     lines = ["# Noisy Student ablations, CIFAR-10 with 4,000 labels", ""]
+    extra = grid_flags(arms, teachers)
+    lines += [f"Every job adds to the flagfile: `{' '.join(extra)}`.", ""] if extra else []
     if teacher_top1:
         teacher_mces = _present(teachers, "mce")
         robustness = (f"; mean corruption error {_spread(teacher_mces)}% over "
@@ -96,31 +162,31 @@ def table(arms: dict, teachers: dict, order: list[str], claims: dict[str, str]) 
                      f"({', '.join(_pct(v) for v in teacher_top1)}){robustness}.")
         lines.append("")
     rows = []
-    reference = {s: r["student_top1"] for s, r in arms.get(REFERENCE, {}).items()}
+    reference = _students(arms.get(REFERENCE, {}))
+    seed_teachers = _teacher_top1(teachers)
     for arm in [a for a in order if a in arms] + sorted(set(arms) - set(order)):
         records = arms[arm]
-        top1 = {s: r["student_top1"] for s, r in records.items() if r.get("student_top1")}
+        top1 = _students(records)
         if not top1:
             continue
         mces = _present(records, "mce")
         diff = None if arm == REFERENCE else paired_difference(top1, reference)
-        if diff is None:
-            versus = "-"
-        elif diff["low"] is None:
-            versus = f"{_pct(diff['mean'], True)} (n=1)"
-        else:
-            versus = (f"{_pct(diff['mean'], True)} [{_pct(diff['low'], True)}, "
-                      f"{_pct(diff['high'], True)}], n={diff['n']}")
+        teacher_of = {**seed_teachers, **{s: r["teacher_top1"] for s, r in records.items()
+                                          if r.get("teacher_top1")}}
         rows.append(
             f"| {arm} | {claims.get(arm, '')} | {','.join(map(str, sorted(top1)))} "
-            f"| {_spread(list(top1.values()))} | {versus} "
+            f"| {_spread(list(top1.values()))} "
+            f"| {_versus(paired_difference(top1, teacher_of))} | {_versus(diff)} "
             f"| {'-' if arm == REFERENCE else direction(diff)} "
             f"| {_spread(mces) if mces else '-'} |")
     if rows:  # a teachers-only run (the spread under another teacher recipe) has none
-        lines += ["| arm | claim tested | seeds | student top-1 % (mean +- sd) | minus recipe, "
-                  "points (mean [95% CI], n) | verdict | mean corruption error % |",
-                  "| --- | --- | --- | --- | --- | --- | --- |", *rows]
-    return "\n".join(lines) + "\n"
+        lines += ["| arm | claim tested | seeds | student top-1 % (mean +- sd) | minus its "
+                  "teacher, points (mean [95% CI], n) | minus recipe, points (mean [95% CI], "
+                  "n) | verdict | mean corruption error % |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |", *rows, ""]
+    if baseline:
+        lines += comparison(arms, teachers, baseline)
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def plot(arms: dict, order: list[str], path: str) -> None:
@@ -156,9 +222,10 @@ def plot(arms: dict, order: list[str], path: str) -> None:
 
 
 def write_results(out_dir: str, results_path: str, order: list[str],
-                  claims: dict[str, str]) -> str:
+                  claims: dict[str, str], baseline: str | None = None) -> str:
     """Writes the merged results JSON (per arm: records sorted by seed), the teachers' JSON,
-    the markdown table and the plot beside `results_path`; returns the table."""
+    the markdown table (with a paired comparison to the `baseline` results file, if given) and
+    the plot beside `results_path`; returns the table."""
     arms, teachers = merged_records(out_dir, results_path)
     os.makedirs(os.path.dirname(results_path), exist_ok=True)
     arm_names = [a for a in order if a in arms] + sorted(set(arms) - set(order))
@@ -174,7 +241,7 @@ def write_results(out_dir: str, results_path: str, order: list[str],
         mean, sd = mean_sd(teacher_mces)
         summary.update(mean_mce=mean, sd_mce=sd, n_mce=len(teacher_mces))
     _write_json(teachers_path(results_path), summary)
-    text = table(arms, teachers, order, claims)
+    text = table(arms, teachers, order, claims, baseline)
     base = os.path.splitext(results_path)[0]
     tmp = base + ".md.tmp"
     with open(tmp, "w") as f:

@@ -136,6 +136,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument("--results", default=RESULTS,
                         help="The committed results file: its jobs count as done; "
                         "--summarize merges this run's records into it.")
+    parser.add_argument("--baseline", default=None,
+                        help="Another committed results file: the table then compares this "
+                        "grid's teachers and arms with that grid's, paired by seed (e.g. "
+                        "students over teachers of another recipe).")
     parser.add_argument("--summarize", action="store_true",
                         help="Only write the results JSON, table and plot.")
     parser.add_argument("--mce_images", type=int, default=0,
@@ -545,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     ALIASES.update(find_aliases(args.flagfile, passthrough))
     if args.summarize:
         write_results(args.out_dir, args.results, list(ARMS), claims={
-            name: arm.claim for name, arm in ARMS.items()})
+            name: arm.claim for name, arm in ARMS.items()}, baseline=args.baseline)
         return 0
     if args.tf_threads:
         os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = str(
@@ -553,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     build_data(args.data_dir, args.cifar_dir)
     code = backfill_mce(args) if args.backfill_mce else work(args)
     write_results(args.out_dir, args.results, list(ARMS),
-                  claims={name: arm.claim for name, arm in ARMS.items()})
+                  claims={name: arm.claim for name, arm in ARMS.items()}, baseline=args.baseline)
     return code
 
 

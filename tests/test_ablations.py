@@ -179,6 +179,9 @@ def test_grid_runs_resumes_and_writes_paired_results(ablations, tmp_path, monkey
         [0.61, 0.68, 0.75, 0.82])
     table = (tmp_path / "results" / "ablations.md").read_text()
     assert "| no_noise |" in table and "-2.00 [-2.00, -2.00], n=3 | recipe better" in table
+    # Each student minus its own seed's teacher (0.61, 0.62, 0.63): +7 points on every seed.
+    assert "| 69.00 +- 1.00 | +7.00 [+7.00, +7.00], n=3 | - |" in table
+    assert "Every job adds" not in table  # the grid passed no flags of its own
     assert (tmp_path / "results" / "ablations.png").stat().st_size > 1000
     teachers_json = json.loads((tmp_path / "results" / "ablations_teachers.json").read_text())
     assert teachers_json["n"] == 3 and teachers_json["sd_top1"] == pytest.approx(0.01)
@@ -284,3 +287,31 @@ def test_a_teachers_only_table_lists_the_teachers_and_no_empty_arm_table():
     with_arm = report.table({"recipe": {1: {"seed": 1, "student_top1": 0.75}}}, teachers,
                             ["recipe"], {})
     assert "| arm |" in with_arm and "| recipe |" in with_arm
+
+
+def test_a_grid_over_other_teachers_is_compared_with_its_baseline(ablations, tmp_path,
+                                                                   monkeypatch):
+    """--baseline: this grid's teachers and arms minus another committed grid's, paired by
+    seed, and the flags this grid adds to every job are named."""
+    monkeypatch.setattr(ablations, "run_loop", FakeLoop())
+    monkeypatch.setattr(ablations, "build_data", lambda *a: 0.0)
+    baseline = tmp_path / "base.json"
+    baseline.write_text(json.dumps({"recipe": [
+        {"seed": s, "teacher_top1": 0.5, "student_top1": v}
+        for s, v in ((1, 0.60), (2, 0.64), (3, 0.60), (4, 0.99))]}))
+    (tmp_path / "base_teachers.json").write_text(json.dumps({"seeds": [
+        {"seed": s, "teacher_top1": 0.5} for s in (1, 2, 3)]}))
+    results = tmp_path / "grid.json"
+    assert ablations.main([f"--out_dir={tmp_path / 'out'}", f"--results={results}",
+                           "--seeds=1,2,3", "--arms=recipe", f"--baseline={baseline}",
+                           "--teacher_randaug", "--randaug_num_layers=2"]) == 0
+    table = (tmp_path / "grid.md").read_text()
+    assert "Every job adds to the flagfile: `--teacher_randaug --randaug_num_layers=2`." in table
+    # Teachers 0.61-0.63 against 0.5: +11, +12, +13, sd 1, t(2) 4.303 -> +-2.48; students
+    # 0.68-0.70 against 0.60, 0.64, 0.60 on seeds 1-3 (seed 4 is the baseline's alone): +8, +5,
+    # +10, mean 7.67, sd 2.52.
+    assert ("| teachers | 1,2,3 | 62.00 +- 1.00 | 50.00 +- 0.00 | +12.00 [+9.52, +14.48], n=3 |"
+            in table)
+    half = 4.303 * 2.5166 / math.sqrt(3)
+    assert (f"| recipe | 1,2,3 | 69.00 +- 1.00 | 61.33 +- 2.31 | +7.67 [{7.667 - half:+.2f}, "
+            f"{7.667 + half:+.2f}], n=3 |") in table
