@@ -172,6 +172,13 @@ class RunConfig:
     randaug_magnitude: float = setting(
         10.0, "RandAugment magnitude M (max level 10).", bounds=NON_NEGATIVE)
     teacher_randaug: bool = setting(False, "Also use RandAugment when training the teacher.")
+    teacher_randaug_num_layers: int | None = setting(
+        None, "With --teacher_randaug: the teacher's RandAugment ops per image (default: "
+        "--randaug_num_layers), so teacher and students can take different input noise.",
+        bounds=NON_NEGATIVE)
+    teacher_randaug_magnitude: float | None = setting(
+        None, "With --teacher_randaug: the teacher's RandAugment magnitude (default: "
+        "--randaug_magnitude).", bounds=NON_NEGATIVE)
     unlabel_ratio: float = setting(
         1.0, "Unlabeled images per labeled image in a batch; also the weight of the unlabeled "
         "loss.", bounds=POSITIVE)

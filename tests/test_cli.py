@@ -292,6 +292,7 @@ def test_comma_separated_patterns_are_checked_one_by_one(tmp_path):
     ("dropout_rate", -0.1, "--dropout_rate must be in [0, 1)"),
     ("stochastic_depth_rate", 1.0, "--stochastic_depth_rate must be in [0, 1)"),
     ("randaug_num_layers", -1, "--randaug_num_layers must be >= 0"),
+    ("teacher_randaug_num_layers", -1, "--teacher_randaug_num_layers must be >= 0"),
     ("width_coefficient", 0.0, "--width_coefficient must be > 0"),
     ("weight_decay", -1e-5, "--weight_decay must be >= 0"),
     ("min_threshold", 1.5, "--min_threshold must be in [0, 1]"),

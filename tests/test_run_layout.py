@@ -104,3 +104,45 @@ def test_pseudo_label_storage_auto_is_recorded_as_what_it_chose(tmp_path):
     assert recorded(num_classes=10) == "float16"
     assert recorded(num_classes=1000) == "reference"
     assert recorded(num_classes=1000, pseudo_label_storage="topk:5") == "topk:5"
+
+
+def test_teacher_randaugment_can_differ_from_the_students(tmp_path):
+    """--teacher_randaug_num_layers/_magnitude give the teacher its own RandAugment (else it
+    takes the students'); the teacher stage records only the values it trained with, so the
+    students' RandAugment can change without redoing the teacher."""
+    import dataclasses
+
+    from noisy_student.config import RunConfig
+    from noisy_student.pipeline.stages import randaug_settings
+    from noisy_student.run.directory import stage_settings
+
+    def config(**flags):
+        return RunConfig(run_dir=str(tmp_path), num_classes=10, student_models=["b0"],
+                         unlabel_data="u-*", randaug_num_layers=0, randaug_magnitude=5.0,
+                         **flags)
+
+    tied = config(teacher_randaug=True)
+    own = config(teacher_randaug=True, teacher_randaug_num_layers=2)
+    assert randaug_settings(tied, teacher=True) == (0, 5.0)
+    assert randaug_settings(own, teacher=True) == (2, 5.0)
+    assert randaug_settings(own, teacher=False) == (0, 5.0)
+    assert randaug_settings(config(teacher_randaug_num_layers=2), teacher=True) == (0, 5.0)
+    both = config(teacher_randaug=True, teacher_randaug_num_layers=3,
+                  teacher_randaug_magnitude=9.0)
+    assert randaug_settings(both, teacher=True) == (3, 9.0)
+
+    # The training pipelines built for the teacher and for a student.
+    from noisy_student.pipeline.stages import training_data_fn
+
+    ctx = SimpleNamespace(config=own, data_stats=None)
+    for is_teacher, layers in ((True, 2), (False, 0)):
+        options = training_data_fn(ctx, 32, lambda o: o, randaug=True, teacher=is_teacher)(8)
+        assert (options.randaug_num_layers, options.randaug_magnitude) == (layers, 5.0)
+
+    teacher = stage_settings(own, Stage(TRAIN, 0))
+    assert teacher["teacher_randaug_num_layers"] == 2 and "randaug_num_layers" not in teacher
+    assert teacher["randaug_magnitude"] == 5.0  # the teacher's magnitude is the students'
+    assert "randaug_num_layers" in stage_settings(tied, Stage(TRAIN, 0))
+    students_changed = dataclasses.replace(own, randaug_num_layers=1)
+    assert stage_settings(students_changed, Stage(TRAIN, 0)) == teacher
+    assert stage_settings(students_changed, Stage(TRAIN, 1))["randaug_num_layers"] == 1

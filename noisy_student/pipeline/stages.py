@@ -185,22 +185,36 @@ def _global_batch(per_replica: int, context: tf.distribute.InputContext | None) 
     return per_replica * (context.num_replicas_in_sync if context else 1)
 
 
+def randaug_settings(config, *, teacher: bool) -> tuple[int, float]:
+    """(ops per image, magnitude) of the teacher's or the students' RandAugment; the teacher's
+    default to the students' and are 0 ops without --teacher_randaug."""
+    num_layers, magnitude = config.randaug_num_layers, config.randaug_magnitude
+    if not teacher:
+        return num_layers, magnitude
+    if not config.teacher_randaug:
+        return 0, magnitude
+    own = config.teacher_randaug_num_layers, config.teacher_randaug_magnitude
+    return (num_layers if own[0] is None else own[0], magnitude if own[1] is None else own[1])
+
+
 def input_options(ctx: Context, size: int, batch_size: int, *, training: bool,
-                  randaug: bool = False, count: bool = True,
+                  randaug: bool = False, teacher: bool = False, count: bool = True,
                   input_context: tf.distribute.InputContext | None = None,
                   seed: int | None = None) -> pipelines.InputOptions:
-    """The run's pipeline options: its image variant, RandAugment (`randaug`) and bad-data
-    policy; `count` adds what is read to the stage's data counts. With a training stage's
-    `seed`, the pipeline shuffles with it and runs deterministically (fixed element order and
-    per-image augmentation seeds), so a seeded stage sees the same batches every time."""
+    """The run's pipeline options: its image variant, RandAugment (`randaug`: the teacher's
+    settings if `teacher`, else the students') and bad-data policy; `count` adds what is read
+    to the stage's data counts. With a training stage's `seed`, the pipeline shuffles with it
+    and runs deterministically (fixed element order and per-image augmentation seeds), so a
+    seeded stage sees the same batches every time."""
     config = ctx.config
+    num_layers, magnitude = randaug_settings(config, teacher=teacher)
     return pipelines.InputOptions(
         image_size=size,
         batch_size=batch_size,
         training=training,
         small_images=config.small_images,
-        randaug_num_layers=config.randaug_num_layers if randaug else 0,
-        randaug_magnitude=config.randaug_magnitude,
+        randaug_num_layers=num_layers if randaug else 0,
+        randaug_magnitude=magnitude,
         input_context=input_context,
         stats=ctx.data_stats if count else None,
         strict=config.strict_data,
@@ -212,23 +226,24 @@ def input_options(ctx: Context, size: int, batch_size: int, *, training: bool,
 
 
 def training_data_fn(ctx: Context, size: int, build: Callable[..., tf.data.Dataset], *,
-                     randaug: bool, seed: int | None = None):
+                     randaug: bool, teacher: bool = False, seed: int | None = None):
     """The trainer's dataset function (per-replica batch size, input context) ->
     ``build(options)`` for training."""
 
     def dataset_fn(batch_size: int, context: tf.distribute.InputContext | None = None):
         global_batch = _global_batch(batch_size, context)
         return build(input_options(ctx, size, global_batch, training=True, randaug=randaug,
-                                   input_context=context, seed=seed))
+                                   teacher=teacher, input_context=context, seed=seed))
 
     return dataset_fn
 
 
-def labeled_fn(ctx: Context, size: int, randaug: bool, seed: int | None = None):
+def labeled_fn(ctx: Context, size: int, randaug: bool, seed: int | None = None, *,
+               teacher: bool = False):
     config = ctx.config
     return training_data_fn(ctx, size, functools.partial(
         pipelines.labeled_dataset, config.label_data, num_classes=config.num_classes,
-        label_offset=config.label_offset), randaug=randaug, seed=seed)
+        label_offset=config.label_offset), randaug=randaug, teacher=teacher, seed=seed)
 
 
 def pseudo_fn(ctx: Context, pattern: str, size: int, seed: int | None = None):
@@ -333,7 +348,7 @@ def train_teacher(ctx: Context) -> dict:
     result = train(
         model_fn(ctx, 0),
         train_config(ctx, student=False),
-        labeled_fn(ctx, size, ctx.config.teacher_randaug, seed),
+        labeled_fn(ctx, size, ctx.config.teacher_randaug, seed, teacher=True),
         model_dir(ctx, 0),
         ctx.strategy,
         train_eval_data=clean_train_fn(ctx, size),
