@@ -63,7 +63,8 @@ RECIPE_FLAGS = (
     "train_batch_size", "eval_batch_size", "train_epochs", "optimizer", "base_learning_rate",
     "final_base_lr", "lr_schedule", "lr_warmup_epochs", "lr_decay_epochs", "weight_decay",
     "label_smoothing", "moving_average_decay", "dropout_rate", "stochastic_depth_rate",
-    "precision", "teacher_randaug", "randaug_num_layers", "randaug_magnitude", "steps_per_loop",
+    "precision", "teacher_randaug", "teacher_randaug_num_layers", "teacher_randaug_magnitude",
+    "randaug_num_layers", "randaug_magnitude", "steps_per_loop",
     "seed", "checkpoint_every", "summary_every", "strategy", "tpu", "quiet", "redo_changed_stages",
     "traceback",
 )
