@@ -275,9 +275,24 @@ class RunConfig:
         else the run's."""
 
         def pick(own: str, shared: str) -> tuple[str, Any]:
-            value = getattr(self, own) if student else None
-            return (shared, getattr(self, shared)) if value is None else (own, value)
+            return self._own_or_shared(own, shared, student)
 
         return {"lr_schedule": pick("student_lr_schedule", "lr_schedule"),
                 "base_learning_rate": pick("student_base_learning_rate", "base_learning_rate"),
                 "final_base_learning_rate": pick("student_final_base_lr", "final_base_lr")}
+
+    def randaug_settings(self, teacher: bool) -> dict[str, tuple[str, Any]]:
+        """The teacher's or the students' RandAugment ops per image and magnitude, each as (the
+        setting it comes from, its value): the teacher's own where given, else the students';
+        a teacher without --teacher_randaug gets 0 ops."""
+        num_layers = self._own_or_shared("teacher_randaug_num_layers", "randaug_num_layers",
+                                         teacher)
+        if teacher and not self.teacher_randaug:
+            num_layers = ("teacher_randaug", 0)
+        return {"num_layers": num_layers, "magnitude": self._own_or_shared(
+            "teacher_randaug_magnitude", "randaug_magnitude", teacher)}
+
+    def _own_or_shared(self, own: str, shared: str, use_own: bool) -> tuple[str, Any]:
+        """(setting, value): `own` where `use_own` and it is given, else `shared`."""
+        value = getattr(self, own) if use_own else None
+        return (shared, getattr(self, shared)) if value is None else (own, value)

@@ -113,13 +113,15 @@ def test_teacher_randaugment_can_differ_from_the_students(tmp_path):
     import dataclasses
 
     from noisy_student.config import RunConfig
-    from noisy_student.pipeline.stages import randaug_settings
     from noisy_student.run.directory import stage_settings
 
     def config(**flags):
         return RunConfig(run_dir=str(tmp_path), num_classes=10, student_models=["b0"],
                          unlabel_data="u-*", randaug_num_layers=0, randaug_magnitude=5.0,
                          **flags)
+
+    def randaug_settings(run_config, teacher):
+        return tuple(value for _, value in run_config.randaug_settings(teacher).values())
 
     tied = config(teacher_randaug=True)
     own = config(teacher_randaug=True, teacher_randaug_num_layers=2)

@@ -185,18 +185,6 @@ def _global_batch(per_replica: int, context: tf.distribute.InputContext | None) 
     return per_replica * (context.num_replicas_in_sync if context else 1)
 
 
-def randaug_settings(config, *, teacher: bool) -> tuple[int, float]:
-    """(ops per image, magnitude) of the teacher's or the students' RandAugment; the teacher's
-    default to the students' and are 0 ops without --teacher_randaug."""
-    num_layers, magnitude = config.randaug_num_layers, config.randaug_magnitude
-    if not teacher:
-        return num_layers, magnitude
-    if not config.teacher_randaug:
-        return 0, magnitude
-    own = config.teacher_randaug_num_layers, config.teacher_randaug_magnitude
-    return (num_layers if own[0] is None else own[0], magnitude if own[1] is None else own[1])
-
-
 def input_options(ctx: Context, size: int, batch_size: int, *, training: bool,
                   randaug: bool = False, teacher: bool = False, count: bool = True,
                   input_context: tf.distribute.InputContext | None = None,
@@ -207,14 +195,14 @@ def input_options(ctx: Context, size: int, batch_size: int, *, training: bool,
     and runs deterministically (fixed element order and per-image augmentation seeds), so a
     seeded stage sees the same batches every time."""
     config = ctx.config
-    num_layers, magnitude = randaug_settings(config, teacher=teacher)
+    randaug_settings = config.randaug_settings(teacher)
     return pipelines.InputOptions(
         image_size=size,
         batch_size=batch_size,
         training=training,
         small_images=config.small_images,
-        randaug_num_layers=num_layers if randaug else 0,
-        randaug_magnitude=magnitude,
+        randaug_num_layers=randaug_settings["num_layers"][1] if randaug else 0,
+        randaug_magnitude=randaug_settings["magnitude"][1],
         input_context=input_context,
         stats=ctx.data_stats if count else None,
         strict=config.strict_data,

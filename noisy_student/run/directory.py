@@ -58,7 +58,6 @@ TEACHER_SETTINGS = (
     "teacher_randaug", "seed",
 )
 RANDAUG_SETTINGS = ("randaug_num_layers", "randaug_magnitude")
-TEACHER_RANDAUG_SETTINGS = ("teacher_randaug_num_layers", "teacher_randaug_magnitude")
 # (settings, step within an iteration: 1 label, 2 filter, 3 student)
 ITERATION_SETTINGS = (
     (("unlabel_data", "teacher_softmax_temp", "pseudo_label_storage", "on_the_fly_teacher",
@@ -105,8 +104,7 @@ def stage_settings(config, stage: Stage) -> dict:
     step = STAGE_STEP[stage.kind]
     names = list(TEACHER_SETTINGS)
     if config.teacher_randaug:  # the settings the teacher's RandAugment took its values from
-        names += [own if getattr(config, own) is not None else shared
-                  for shared, own in zip(RANDAUG_SETTINGS, TEACHER_RANDAUG_SETTINGS, strict=True)]
+        names += [name for name, _ in config.randaug_settings(teacher=True).values()]
     for group, group_step in ITERATION_SETTINGS:
         if iteration > 1 or (iteration == 1 and step >= group_step):
             names += [name for name in group if name not in names]
