@@ -35,6 +35,7 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ablation_report import merged_records, teachers_path, write_results  # noqa: E402
@@ -265,7 +266,7 @@ def flagfile_settings(flagfile: str, extra: tuple[str, ...] | list[str]) -> dict
     return settings
 
 
-def find_aliases(flagfile: str, passthrough: list[str] = ()) -> dict[str, str]:
+def find_aliases(flagfile: str, passthrough: Sequence[str] = ()) -> dict[str, str]:
     """Arms that train exactly what `recipe` trains with this flagfile and passthrough flags."""
     def settings(arm: Arm) -> dict[str, str]:
         return flagfile_settings(flagfile, [*passthrough, *arm.flags])

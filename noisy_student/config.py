@@ -10,6 +10,7 @@ Flag names follow the reference (`google-research/noisystudent` main.py) where i
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -274,9 +275,7 @@ class RunConfig:
         as (the setting it comes from, its value): a student's own setting where it is given,
         else the run's."""
 
-        def pick(own: str, shared: str) -> tuple[str, Any]:
-            return self._own_or_shared(own, shared, student)
-
+        pick = functools.partial(self._own_or_shared, use_own=student)
         return {"lr_schedule": pick("student_lr_schedule", "lr_schedule"),
                 "base_learning_rate": pick("student_base_learning_rate", "base_learning_rate"),
                 "final_base_learning_rate": pick("student_final_base_lr", "final_base_lr")}

@@ -305,6 +305,13 @@ def test_every_numeric_flag_is_range_checked(name, value, expected):
     assert expected in _error(**{name: value})
 
 
+def test_teachers_own_randaugment_needs_teacher_randaug():
+    assert ("--teacher_randaug_num_layers needs --teacher_randaug" in
+            _error(teacher_randaug_num_layers=2))
+    assert ("--teacher_randaug_num_layers and --teacher_randaug_magnitude need" in
+            _error(teacher_randaug_num_layers=2, teacher_randaug_magnitude=5.0))
+
+
 def test_worker_flags_come_together_and_in_range():
     assert "both --worker_index and --num_workers" in _error(worker_index=1)
     assert "--worker_index=2 must be below --num_workers=2" in _error(worker_index=2, num_workers=2)

@@ -230,6 +230,11 @@ def validate() -> None:
         raise FlagError("--deterministic needs --seed: a run repeats only from a fixed seed.")
     if FLAGS.student_epochs is not None and FLAGS.student_train_ratio is not None:
         raise FlagError("Give --student_epochs or --student_train_ratio, not both.")
+    own = [f"--{n}" for n in ("teacher_randaug_num_layers", "teacher_randaug_magnitude")
+           if getattr(FLAGS, n) is not None]
+    if own and not FLAGS.teacher_randaug:
+        raise FlagError(f"{' and '.join(own)} {'need' if len(own) > 1 else 'needs'} "
+                        "--teacher_randaug (the teacher trains without RandAugment otherwise).")
     config = run_config()
     for student in (False, True):
         rates = config.learning_rate_settings(student)
