@@ -46,8 +46,9 @@ OUTPUT_SPLIT = "pseudo"
 INFO_DIR = "info"
 MAX_LISTED_SKIPS = 1000
 # Teacher calls running at once. One call leaves a core idle part of the time where the model's
-# layers are small (32 px: ~1.8 of 2 cores busy); two overlap those gaps (+12% images/s for B0 at
-# 32 px, 2 cores, label_fn alone); more would only hold more batches in memory.
+# layers are small; two overlap those gaps (benchmarks/labeling_throughput.py, B0 at 32 px on 2
+# cores: 0.84x predict with one call, 1.33x and 1.38x with two); more would only hold more
+# batches in memory.
 TEACHER_CALLS_IN_FLIGHT = 2
 
 log = logging.getLogger(__name__)
